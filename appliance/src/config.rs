@@ -1,0 +1,487 @@
+//! Typed configuration: defaults ← TOML file ← environment (`LPE_…`) ← command-line flags.
+//!
+//! Every layer is merged into one TOML table before a single typed deserialisation, so an
+//! error always names the key it concerns (`hls.segment_seconds`), whatever layer set it.
+//! The defaults alone form a valid configuration: the node runs with nothing set.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration that cannot be used. The node refuses to start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The dotted key (`http.listen`) or the file the error concerns.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, HLS output and other state live.
+    pub data_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter directive).
+    pub log_level: String,
+    pub http: HttpConfig,
+    pub rtmp: RtmpConfig,
+    pub hls: HlsConfig,
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+    /// Host shown in push URLs (`rtmp://<public_host>:<port>/live/<key>`); empty: the
+    /// listen address, or the HTTP request's host.
+    pub public_host: String,
+    /// Simultaneous RTMP connections accepted; more are closed at once.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Target segment duration in seconds; encoders place a keyframe at each boundary.
+    pub segment_seconds: u32,
+    /// Segments kept on disk per rendition (the ring).
+    pub max_segments: u32,
+    /// Upper bound for the segments of one stream, all renditions together, in megabytes.
+    /// The ring shrinks (never below 3 segments) so that the ladder's bitrates fit.
+    pub max_megabytes_per_stream: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Create a test-pattern stream on first start when no camera is found.
+    pub demo_stream: bool,
+    /// x264 speed preset for software encoding.
+    pub x264_preset: String,
+    /// x264 tune (`zerolatency` keeps latency and memory low for live streams; empty: none).
+    pub x264_tune: String,
+    /// Encoders tried, best first; an encoder counts only when a test encode succeeds.
+    pub encoder_candidates: Vec<String>,
+    /// Streams the node will run at once.
+    pub max_streams: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            log_level: "info".into(),
+            http: HttpConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            },
+            rtmp: RtmpConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+                public_host: String::new(),
+                max_connections: 64,
+            },
+            hls: HlsConfig {
+                segment_seconds: 2,
+                max_segments: 8,
+                max_megabytes_per_stream: 256,
+            },
+            media: MediaConfig {
+                demo_stream: true,
+                x264_preset: "veryfast".into(),
+                x264_tune: "zerolatency".into(),
+                encoder_candidates: crate::media::encoder::DEFAULT_CANDIDATES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                max_streams: 16,
+            },
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<String>,
+    pub rtmp_listen: Option<String>,
+    pub log_level: Option<String>,
+}
+
+const X264_PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+const X264_TUNES: &[&str] = &[
+    "",
+    "zerolatency",
+    "film",
+    "animation",
+    "grain",
+    "stillimage",
+    "psnr",
+    "ssim",
+    "fastdecode",
+];
+
+impl Config {
+    /// Loads the configuration from its four layers. `env` is the process environment (passed
+    /// in so that tests do not touch global state).
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::new("defaults", e.to_string()))?;
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+            })?;
+            let file_table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError::new(
+                    path.display().to_string(),
+                    format!("not valid TOML: {}", e.to_string().trim()),
+                )
+            })?;
+            merge(&mut table, file_table, "")?;
+        }
+
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("LPE_") else {
+                continue;
+            };
+            let key = key_for_env(&table, rest).ok_or_else(|| {
+                ConfigError::new(
+                    name.clone(),
+                    format!(
+                        "unknown setting; environment keys are {}",
+                        env_names(&table).join(", ")
+                    ),
+                )
+            })?;
+            set_from_str(&mut table, &key, value)?;
+        }
+
+        if let Some(d) = &flags.data_dir {
+            set_value(
+                &mut table,
+                "data_dir",
+                toml::Value::String(d.display().to_string()),
+            );
+        }
+        for (key, v) in [
+            ("http.listen", &flags.http_listen),
+            ("rtmp.listen", &flags.rtmp_listen),
+            ("log_level", &flags.log_level),
+        ] {
+            if let Some(v) = v {
+                set_value(&mut table, key, toml::Value::String(v.clone()));
+            }
+        }
+
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the ranges and choices that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range(key: &str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    key,
+                    format!("{v} is out of range; allowed: {lo} to {hi}"),
+                ))
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(ConfigError::new(
+                "log_level",
+                format!(
+                    "'{}' is not a level; allowed: error, warn, info, debug, trace",
+                    self.log_level
+                ),
+            ));
+        }
+        range("hls.segment_seconds", self.hls.segment_seconds, 1, 30)?;
+        range("hls.max_segments", self.hls.max_segments, 3, 1000)?;
+        range(
+            "hls.max_megabytes_per_stream",
+            self.hls.max_megabytes_per_stream,
+            1,
+            1_000_000,
+        )?;
+        range("rtmp.max_connections", self.rtmp.max_connections, 1, 10_000)?;
+        range("media.max_streams", self.media.max_streams, 1, 256)?;
+        if !X264_PRESETS.contains(&self.media.x264_preset.as_str()) {
+            return Err(ConfigError::new(
+                "media.x264_preset",
+                format!(
+                    "'{}' is not an x264 preset; allowed: {}",
+                    self.media.x264_preset,
+                    X264_PRESETS.join(", ")
+                ),
+            ));
+        }
+        if !X264_TUNES.contains(&self.media.x264_tune.as_str()) {
+            return Err(ConfigError::new(
+                "media.x264_tune",
+                format!(
+                    "'{}' is not an x264 tune; allowed: {}",
+                    self.media.x264_tune,
+                    X264_TUNES[1..].join(", ")
+                ),
+            ));
+        }
+        if self.media.encoder_candidates.is_empty() {
+            return Err(ConfigError::new(
+                "media.encoder_candidates",
+                "must name at least one encoder (x264enc is the software fallback)",
+            ));
+        }
+        for c in &self.media.encoder_candidates {
+            if crate::media::encoder::EncoderKind::from_element(c).is_none() {
+                return Err(ConfigError::new(
+                    "media.encoder_candidates",
+                    format!(
+                        "'{c}' is not a supported encoder; allowed: {}",
+                        crate::media::encoder::DEFAULT_CANDIDATES.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deep-merges `overlay` into `base`; keys absent from `base` are reported as unknown.
+fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (k, v) in overlay {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &key)?,
+            (Some(slot), v) => *slot = v,
+            (None, _) => {
+                let known: Vec<&str> = base.keys().map(String::as_str).collect();
+                return Err(ConfigError::new(
+                    key,
+                    format!("unknown key; allowed here: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every leaf key of the table, dotted.
+fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => leaf_keys(t, &key, out),
+            _ => out.push(key),
+        }
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("LPE_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+fn env_names(table: &toml::Table) -> Vec<String> {
+    let mut keys = Vec::new();
+    leaf_keys(table, "", &mut keys);
+    keys.iter().map(|k| env_name(k)).collect()
+}
+
+fn key_for_env(table: &toml::Table, rest: &str) -> Option<String> {
+    let mut keys = Vec::new();
+    leaf_keys(table, "", &mut keys);
+    keys.into_iter()
+        .find(|k| k.replace('.', "_").eq_ignore_ascii_case(rest))
+}
+
+fn get_value<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    let mut parts = key.split('.');
+    let first = parts.next()?;
+    let mut cur = table.get(first)?;
+    for p in parts {
+        cur = cur.as_table()?.get(p)?;
+    }
+    Some(cur)
+}
+
+fn set_value(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = table;
+    for p in parts {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else { return };
+        cur = t;
+    }
+    cur.insert(last.to_string(), value);
+}
+
+/// Sets `key` from an environment string, typed after the default value of the key.
+fn set_from_str(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let bad = |what: &str| {
+        ConfigError::new(
+            key,
+            format!("{} = '{raw}' is not {what}", env_name(key)),
+        )
+    };
+    let value = match get_value(table, key) {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        Some(toml::Value::Boolean(_)) => match raw.trim() {
+            "1" | "true" | "yes" | "on" => toml::Value::Boolean(true),
+            "0" | "false" | "no" | "off" => toml::Value::Boolean(false),
+            _ => return Err(bad("a boolean (true/false)")),
+        },
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    set_value(table, key, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, &env(&[]), &Overrides::default()).expect("defaults load");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.rtmp.listen.port(), 1935);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "log_level = \"debug\"\n[http]\nlisten = \"127.0.0.1:9000\"\n[hls]\nsegment_seconds = 4\n",
+        )
+        .expect("write");
+        let e = env(&[
+            ("LPE_HTTP_LISTEN", "127.0.0.1:9001"),
+            ("LPE_HLS_MAX_SEGMENTS", "12"),
+            ("PATH", "/bin"),
+        ]);
+        let flags = Overrides {
+            http_listen: Some("127.0.0.1:9002".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &e, &flags).expect("load");
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.hls.segment_seconds, 4);
+        assert_eq!(c.hls.max_segments, 12);
+        assert_eq!(c.http.listen.port(), 9002);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = env(&[("LPE_HLS_SEGMENT_SECONDS", "0")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.key, "hls.segment_seconds");
+        assert!(err.to_string().contains("allowed: 1 to 30"), "{err}");
+
+        let e = env(&[("LPE_HLS_SEGMENT_SECONDS", "two")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("not an integer"), "{err}");
+
+        let e = env(&[("LPE_NO_SUCH_THING", "1")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown setting"), "{err}");
+
+        let flags = Overrides {
+            http_listen: Some("not-an-address".into()),
+            ..Default::default()
+        };
+        let err = Config::load(None, &env(&[]), &flags).unwrap_err();
+        assert_eq!(err.key, "http.listen");
+
+        let e = env(&[("LPE_MEDIA_X264_PRESET", "warp")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("ultrafast"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_unknown_file_content_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[http\nlisten = ").expect("write");
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
+
+        std::fs::write(&file, "[hls]\nsegment_secs = 3\n").expect("write");
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err();
+        assert_eq!(err.key, "hls.segment_secs");
+        assert!(err.message.contains("segment_seconds"), "{err}");
+
+        std::fs::write(&file, "[hls]\nsegment_seconds = \"x\"\n").expect("write");
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err();
+        assert_eq!(err.key, "hls.segment_seconds");
+    }
+}

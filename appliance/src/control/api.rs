@@ -1,0 +1,375 @@
+//! The HTTP API (JSON) and the HLS file server. A thin adapter: requests become
+//! [`Command`]s or reads; errors are values rendered as
+//! `{"error":{"code":…,"message":…,"field":…}}` with the matching status.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_http::services::ServeDir;
+
+use crate::node::{Command, CommandError, Node, Outcome};
+
+/// An API error as a value.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotFound(_) => Self::not_found(e.to_string()),
+            CommandError::Invalid(s) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: s.message,
+                field: Some(s.field),
+            },
+            CommandError::Conflict { field, message } => Self {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message,
+                field,
+            },
+            CommandError::Storage(e) => {
+                tracing::error!("storage failure: {e}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "the node could not record the change; nothing was applied",
+                )
+            }
+        }
+    }
+}
+
+/// JSON body extractor whose failures are API errors, not axum's plain-text rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match rejection {
+                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+                    _ => "invalid_json",
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+type AppState = Arc<Node>;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let hls = ServeDir::new(node.media.hls_root());
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/streams", get(list_streams).post(create_stream))
+        .route(
+            "/api/streams/{id}",
+            get(get_stream)
+                .put(replace_stream)
+                .patch(patch_stream)
+                .delete(delete_stream),
+        )
+        .route("/api/streams/{id}/start", post(start_stream))
+        .route("/api/streams/{id}/stop", post(stop_stream))
+        .route("/api/streams/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/cameras", get(cameras))
+        .route("/api/encoders", get(encoders))
+        .route("/api/events", get(events))
+        .nest_service("/hls", hls)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(no_cache_playlists))
+        .with_state(node)
+}
+
+/// Playlists change every segment; tell players and proxies not to cache them.
+async fn no_cache_playlists(mut res: Response) -> Response {
+    let is_playlist = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("mpegurl"));
+    if is_playlist {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    res
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_s: u64,
+    streams: StreamCounts,
+    encoder: String,
+    hardware_encoder: bool,
+}
+
+#[derive(Serialize, Default)]
+struct StreamCounts {
+    total: usize,
+    running: usize,
+    reconnecting: usize,
+    failed: usize,
+}
+
+async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let streams = node.list()?;
+    let mut counts = StreamCounts {
+        total: streams.len(),
+        ..Default::default()
+    };
+    for s in &streams {
+        use crate::media::runner::StreamState::*;
+        match s.status.state {
+            Running => counts.running += 1,
+            Reconnecting => counts.reconnecting += 1,
+            Failed => counts.failed += 1,
+            _ => {}
+        }
+    }
+    let inv = node.media.inventory();
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: node.started.elapsed().as_secs(),
+        streams: counts,
+        encoder: inv.preferred.clone(),
+        hardware_encoder: inv
+            .encoders
+            .iter()
+            .any(|e| e.works && e.hardware),
+    }))
+}
+
+/// A stream as returned by the API: the node's view plus the push URL for RTMP sources.
+#[derive(Serialize)]
+struct StreamOut {
+    #[serde(flatten)]
+    view: crate::node::StreamView,
+    rtmp_url: Option<String>,
+}
+
+fn push_url(node: &Node, headers: &HeaderMap, path: &Option<String>) -> Option<String> {
+    let path = path.as_ref()?;
+    let host = if !node.cfg.rtmp.public_host.is_empty() {
+        node.cfg.rtmp.public_host.clone()
+    } else {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| {
+                // Strip the HTTP port; keep an IPv6 literal intact.
+                match h.rfind(':') {
+                    Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+                    _ => h.to_string(),
+                }
+            })
+            .unwrap_or_else(|| node.cfg.rtmp.listen.ip().to_string())
+    };
+    Some(format!("rtmp://{host}:{}{path}", node.cfg.rtmp.listen.port()))
+}
+
+fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> StreamOut {
+    let rtmp_url = push_url(node, headers, &view.rtmp_path);
+    StreamOut { view, rtmp_url }
+}
+
+fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
+    match o {
+        Outcome::Stream(v) => Json(out(node, headers, *v)).into_response(),
+        Outcome::Deleted => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn list_streams(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<StreamOut>>, ApiError> {
+    let views = node.list()?;
+    Ok(Json(
+        views.into_iter().map(|v| out(&node, &headers, v)).collect(),
+    ))
+}
+
+async fn create_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::CreateStream(body)).await?;
+    let mut res = outcome(&node, &headers, o);
+    *res.status_mut() = StatusCode::CREATED;
+    Ok(res)
+}
+
+async fn get_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<StreamOut>, ApiError> {
+    Ok(Json(out(&node, &headers, node.view(&id)?)))
+}
+
+async fn replace_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::ReplaceStream { id, spec }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+async fn patch_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::PatchStream { id, patch }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+async fn delete_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::DeleteStream { id }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+async fn start_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::StartStream { id }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+async fn stop_stream(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::StopStream { id }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+async fn snapshot(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    node.view(&id)?;
+    let jpeg = node.media.snapshot(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_picture",
+            "the stream has no picture yet; it is not running or has not produced a frame",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
+    let list = tokio::task::spawn_blocking(lpe_drivers::camera::discover)
+        .await
+        .unwrap_or_default();
+    Json(list)
+}
+
+async fn encoders(State(node): State<AppState>) -> Json<crate::media::encoder::EncoderInventory> {
+    Json(node.media.inventory().clone())
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    stream_id: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(node): State<AppState>,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    })?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let events = node
+        .store
+        .recent_events(q.stream_id.as_deref(), limit)
+        .map_err(CommandError::from)?;
+    Ok(Json(events))
+}

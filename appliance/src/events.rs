@@ -1,0 +1,90 @@
+//! The node's event bus: every observable change is published here once; the store, the
+//! HTTP API (and later MQTT and metrics) subscribe.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    NodeStarted,
+    NodeStopping,
+    StreamCreated,
+    StreamUpdated,
+    StreamDeleted,
+    StreamUp,
+    StreamDown,
+    StreamError,
+    EncoderFallback,
+    RenditionSkipped,
+    RtmpRefused,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NodeStarted => "node_started",
+            Self::NodeStopping => "node_stopping",
+            Self::StreamCreated => "stream_created",
+            Self::StreamUpdated => "stream_updated",
+            Self::StreamDeleted => "stream_deleted",
+            Self::StreamUp => "stream_up",
+            Self::StreamDown => "stream_down",
+            Self::StreamError => "stream_error",
+            Self::EncoderFallback => "encoder_fallback",
+            Self::RenditionSkipped => "rendition_skipped",
+            Self::RtmpRefused => "rtmp_refused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEvent {
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    pub stream_id: Option<String>,
+    pub kind: EventKind,
+    pub message: String,
+}
+
+/// Cloneable handle to the bus. Emitting never blocks; slow subscribers miss old events
+/// (they see a `Lagged` count) rather than holding up the data plane.
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<NodeEvent>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Self { tx }
+    }
+
+    pub fn emit(&self, stream_id: Option<&str>, kind: EventKind, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(stream = stream_id.unwrap_or("-"), kind = kind.as_str(), "{message}");
+        let _ = self.tx.send(NodeEvent {
+            ts_ms: now_ms(),
+            stream_id: stream_id.map(str::to_string),
+            kind,
+            message,
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.tx.subscribe()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

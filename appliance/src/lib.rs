@@ -1,0 +1,156 @@
+//! Livepeer Edge: a node that ingests cameras and RTMP/RTSP feeds, encodes a ladder on the
+//! best encoder the device has, and serves HLS — run through an HTTP API.
+//!
+//! The binary (`main.rs`) is thin glue over [`run`]; see `ARCHITECTURE.md` for the map.
+
+pub mod config;
+pub mod control;
+pub mod events;
+pub mod media;
+pub mod node;
+pub mod store;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::Config;
+use events::{EventBus, EventKind};
+
+/// Why the node could not start (exit code 1; configuration errors exit earlier with 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: store::StoreError,
+    },
+    #[error("{0}")]
+    Media(String),
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the node until SIGTERM or SIGINT, then stops every stream gracefully (playlists are
+/// finalised) and returns.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let db_path = cfg.data_dir.join("node.db");
+    let store = store::Store::open(&db_path).map_err(|source| StartError::Store {
+        path: db_path.display().to_string(),
+        source,
+    })?;
+    media::init().map_err(StartError::Media)?;
+
+    let http = TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            what: "HTTP",
+            addr: cfg.http.listen,
+            source,
+        })?;
+    let rtmp = TcpListener::bind(cfg.rtmp.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            what: "RTMP",
+            addr: cfg.rtmp.listen,
+            source,
+        })?;
+
+    let candidates = cfg.media.encoder_candidates.clone();
+    let inventory = tokio::task::spawn_blocking(move || media::encoder::probe(&candidates))
+        .await
+        .map_err(|e| StartError::Media(format!("encoder probe failed: {e}")))?;
+    for e in &inventory.encoders {
+        tracing::info!(
+            encoder = %e.element,
+            hardware = e.hardware,
+            works = e.works,
+            "encoder probe: {}",
+            e.detail.as_deref().unwrap_or("ok")
+        );
+    }
+    tracing::info!("streams encode with {}", inventory.preferred);
+
+    let events = EventBus::new();
+    let engine = media::MediaEngine::new(&cfg, inventory, events.clone());
+    let registry = engine.registry();
+    let node = node::Node::new(cfg.clone(), store, engine, events.clone());
+    let recorder = node.spawn_event_recorder();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rtmp_task = tokio::spawn(media::rtmp::serve(
+        rtmp,
+        registry,
+        events.clone(),
+        cfg.rtmp.max_connections,
+        shutdown_rx.clone(),
+    ));
+
+    if let Err(e) = node.boot().await {
+        tracing::error!("could not start the stored streams: {e}");
+    }
+    events.emit(
+        None,
+        EventKind::NodeStarted,
+        format!(
+            "livepeer-edge {} listening: http {}, rtmp {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.http.listen,
+            cfg.rtmp.listen
+        ),
+    );
+
+    let app = control::api::router(Arc::clone(&node));
+    let mut rx = shutdown_rx.clone();
+    let served = axum::serve(http, app)
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        });
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let result = served.await.map_err(StartError::Serve);
+    node.shutdown().await;
+    signals.abort();
+    rtmp_task.abort();
+    recorder.abort();
+    tracing::info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => tracing::info!("SIGTERM received"),
+                _ = i.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

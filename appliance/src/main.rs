@@ -1,0 +1,141 @@
+//! `livepeer-edge`: command-line glue over the `livepeer_edge` library.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use livepeer_edge::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "livepeer-edge", version, about = "Livepeer Edge node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node (HTTP API, RTMP ingest, streams).
+    Run(ConfigArgs),
+    /// Print the effective configuration (defaults ← file ← LPE_* environment ← flags).
+    Config(ConfigArgs),
+    /// Probe the H.264 encoders and print what works, as JSON.
+    Encoders(ConfigArgs),
+    /// List the V4L2 cameras found, as JSON.
+    Cameras,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file (also LPE_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the database and HLS output live (default ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// RTMP listen address (default 0.0.0.0:1935).
+    #[arg(long, value_name = "ADDR")]
+    rtmp_listen: Option<String>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    let file = args
+        .config
+        .or_else(|| env.remove("LPE_CONFIG").map(PathBuf::from));
+    env.remove("LPE_CONFIG");
+    let flags = Overrides {
+        data_dir: args.data_dir,
+        http_listen: args.http_listen,
+        rtmp_listen: args.rtmp_listen,
+        log_level: args.log_level,
+    };
+    Config::load(file.as_deref(), &env, &flags).map_err(|e| {
+        eprintln!("livepeer-edge: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("livepeer-edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(args) => {
+            let cfg = match load(args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(&cfg.log_level);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("livepeer-edge: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(livepeer_edge::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("livepeer-edge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Config(args) => match load(args) {
+            Ok(cfg) => match toml::to_string_pretty(&cfg) {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("livepeer-edge: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Cmd::Encoders(args) => {
+            let cfg = match load(args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(e) = livepeer_edge::media::init() {
+                eprintln!("livepeer-edge: {e}");
+                return ExitCode::FAILURE;
+            }
+            print_json(&livepeer_edge::media::encoder::probe(
+                &cfg.media.encoder_candidates,
+            ))
+        }
+        Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+    }
+}

@@ -1,0 +1,107 @@
+//! HLS output on disk: the master playlist, the bounded segment ring, and clean-up.
+//!
+//! Each rendition has its own directory with `index.m3u8` and segments written by
+//! `hlssink2`; the master playlist at `<stream>/index.m3u8` lists the renditions.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::spec::{RenditionSpec, ResolvedRendition};
+
+/// Segments kept per rendition: the configured count, shrunk so that the whole ladder's
+/// segments fit in `max_bytes` at the ladder's nominal bitrates, never below 3.
+pub fn ring_size(
+    ladder: &[RenditionSpec],
+    segment_seconds: u32,
+    max_segments: u32,
+    max_bytes: u64,
+) -> u32 {
+    let total_kbps: u64 = ladder.iter().map(|r| u64::from(r.bitrate_kbps)).sum();
+    // Segments of a VBR stream overshoot their nominal size; budget 1.5× for it.
+    let per_segment = total_kbps * 1000 / 8 * u64::from(segment_seconds) * 3 / 2;
+    let fit = max_bytes.checked_div(per_segment).unwrap_or(u64::MAX);
+    let fit = u32::try_from(fit).unwrap_or(u32::MAX);
+    fit.min(max_segments).max(3)
+}
+
+/// Removes the segments a previous run left behind in a rendition directory.
+pub fn remove_stale_segments(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("seg-") && name.ends_with(".ts") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes `index.m3u8` atomically (write then rename) so a player never reads half a file.
+pub fn write_master(dir: &Path, renditions: &[ResolvedRendition]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let text = master_playlist(renditions);
+    let tmp = dir.join(".index.m3u8.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join("index.m3u8"))
+}
+
+/// The H.264 level (as the two hex digits of `avc1.PPCCLL`) a size and rate need.
+fn level_hex(width: u32, height: u32, fps: f64) -> &'static str {
+    let mbs = f64::from(width.div_ceil(16) * height.div_ceil(16)) * fps.max(1.0);
+    match mbs {
+        m if m <= 40_500.0 => "1e",  // 3.0
+        m if m <= 108_000.0 => "1f", // 3.1
+        m if m <= 245_760.0 => "28", // 4.0
+        m if m <= 522_240.0 => "32", // 5.0
+        _ => "33",                   // 5.1
+    }
+}
+
+pub fn master_playlist(renditions: &[ResolvedRendition]) -> String {
+    let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for r in renditions {
+        let fps = f64::from(r.fps.0) / f64::from(r.fps.1.max(1));
+        let bandwidth = u64::from(r.spec.bitrate_kbps) * 1000 * 11 / 10;
+        s.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={}x{},CODECS=\"{}{}\",FRAME-RATE={fps:.3},NAME=\"{}\"\n{}/index.m3u8\n",
+            r.width,
+            r.height,
+            r.spec.profile.rfc6381(),
+            level_hex(r.width, r.height, fps),
+            r.spec.name,
+            r.spec.name,
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::spec::{default_ladder, resolve_ladder};
+    use super::*;
+
+    #[test]
+    fn ring_shrinks_to_the_byte_budget() {
+        let ladder = default_ladder(); // 10 900 kbps in all
+        assert_eq!(ring_size(&ladder, 2, 8, 1 << 30), 8);
+        // 2 s of the ladder ≈ 2.7 MB, ×1.5 ≈ 4.1 MB: 20 MB fits 4.
+        assert_eq!(ring_size(&ladder, 2, 8, 20_000_000), 4);
+        assert_eq!(ring_size(&ladder, 2, 8, 1), 3);
+    }
+
+    #[test]
+    fn master_lists_every_rendition() {
+        let (r, _) = resolve_ladder(&default_ladder(), 1920, 1080, (30, 1), true, 2);
+        let m = master_playlist(&r);
+        assert!(m.starts_with("#EXTM3U\n"));
+        assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 4);
+        assert!(m.contains("RESOLUTION=1920x1080,CODECS=\"avc1.640028\""));
+        assert!(m.contains("360p/index.m3u8"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The data plane: sources, the encoder probe, ladders, HLS output, snapshots and the
+//! supervision of every stream's pipeline.
+//!
+//! Invariant: this module knows nothing of payments, MQTT or the store. It takes stream
+//! specs and reports status and events; persistence is the caller's business.
+
+pub mod encoder;
+pub mod hls;
+pub mod pipeline;
+pub mod rtmp;
+pub mod runner;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use encoder::EncoderInventory;
+use rtmp::PublishRegistry;
+use runner::{StreamRuntime, StreamStatus};
+use spec::StreamSpec;
+
+/// What every stream runner shares.
+pub struct EngineShared {
+    pub cfg: Config,
+    pub hls_root: PathBuf,
+    pub inventory: EncoderInventory,
+    pub events: EventBus,
+}
+
+struct Entry {
+    rt: Arc<StreamRuntime>,
+    task: Option<(watch::Sender<bool>, JoinHandle<()>, Option<String>)>,
+}
+
+/// Starts, stops and reports on streams. One runner task per running stream.
+pub struct MediaEngine {
+    shared: Arc<EngineShared>,
+    registry: PublishRegistry,
+    streams: Mutex<HashMap<String, Entry>>,
+}
+
+/// Initialises GStreamer once per process; safe to call repeatedly.
+pub fn init() -> Result<(), String> {
+    gst::init().map_err(|e| format!("GStreamer failed to initialise: {e}"))
+}
+
+impl MediaEngine {
+    pub fn new(cfg: &Config, inventory: EncoderInventory, events: EventBus) -> Self {
+        Self {
+            shared: Arc::new(EngineShared {
+                cfg: cfg.clone(),
+                hls_root: cfg.data_dir.join("hls"),
+                inventory,
+                events,
+            }),
+            registry: PublishRegistry::default(),
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> PublishRegistry {
+        self.registry.clone()
+    }
+
+    pub fn inventory(&self) -> &EncoderInventory {
+        &self.shared.inventory
+    }
+
+    pub fn hls_root(&self) -> &std::path::Path {
+        &self.shared.hls_root
+    }
+
+    /// (Re)starts a stream with `spec`.
+    pub async fn start(&self, id: &str, spec: &StreamSpec) {
+        self.stop(id).await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let key = runner::rtmp_key(spec).map(str::to_string);
+        let publishers = key.as_deref().map(|k| self.registry.register(k, id));
+        let rt = self.runtime(id);
+        let task = tokio::spawn(runner::run(
+            id.to_string(),
+            spec.clone(),
+            self.shared.clone(),
+            rt.clone(),
+            stop_rx,
+            publishers,
+        ));
+        if let Ok(mut m) = self.streams.lock() {
+            m.insert(
+                id.to_string(),
+                Entry {
+                    rt,
+                    task: Some((stop_tx, task, key)),
+                },
+            );
+        }
+    }
+
+    fn runtime(&self, id: &str) -> Arc<StreamRuntime> {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.rt.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Stops a stream and waits (up to 10 s) for its playlists to be finalised.
+    pub async fn stop(&self, id: &str) {
+        let task = self
+            .streams
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(id).and_then(|e| e.task.take()));
+        if let Some((stop, handle, key)) = task {
+            if let Some(k) = key {
+                self.registry.unregister(&k);
+            }
+            let _ = stop.send(true);
+            let abort = handle.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(stream = id, "stream did not stop within 10 s; aborting it");
+                abort.abort();
+            }
+        }
+    }
+
+    /// Stops a stream, forgets it and removes its HLS output.
+    pub async fn remove(&self, id: &str) {
+        self.stop(id).await;
+        if let Ok(mut m) = self.streams.lock() {
+            m.remove(id);
+        }
+        let dir = self.shared.hls_root.join(id);
+        if dir.starts_with(&self.shared.hls_root) && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    pub fn status(&self, id: &str) -> StreamStatus {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.rt.snapshot()))
+            .unwrap_or_default()
+    }
+
+    /// The newest snapshot JPEG of a running stream.
+    pub fn snapshot(&self, id: &str) -> Option<Vec<u8>> {
+        let rt = self.streams.lock().ok()?.get(id)?.rt.clone();
+        let counters = rt.counters.lock().ok()?.clone()?;
+        let sink = counters.snapshot.lock().ok()?.clone()?;
+        let sample = sink.property::<Option<gst::Sample>>("last-sample")?;
+        let buffer = sample.buffer()?;
+        let map = buffer.map_readable().ok()?;
+        Some(map.as_slice().to_vec())
+    }
+
+    /// Stops every stream concurrently; playlists are finalised.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self
+            .streams
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        futures::future::join_all(ids.iter().map(|id| self.stop(id))).await;
+    }
+}

@@ -1,0 +1,554 @@
+//! Supervision of one stream: build the pipeline, watch its bus, sample its counters, and on
+//! source loss rebuild it with exponential backoff (capped at 30 s). A hardware encoder that
+//! fails at run time is replaced by x264 for the rest of the stream's life.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::encoder::{self, EncoderKind};
+use super::pipeline::{self, BuildContext, Counters, Input, SourceInfo};
+use super::rtmp::{self, Publisher, RtmpMedia, VideoCodec};
+use super::spec::{SourceSpec, StreamSpec};
+use super::EngineShared;
+use crate::events::EventKind;
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A run that lasted this long resets the backoff.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+/// No frame for this long on a running stream counts as source loss.
+const STALL: Duration = Duration::from_secs(10);
+/// No first frame within this long after start counts as a failed start.
+const FIRST_FRAME: Duration = Duration::from_secs(20);
+/// An RTMP publish must show video within this long.
+const FIRST_VIDEO: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    Stopped,
+    Starting,
+    /// RTMP: no publisher yet.
+    Waiting,
+    Running,
+    /// Lost its source; retrying (or, for RTMP, waiting for the publisher to return).
+    Reconnecting,
+    /// Refused its input (e.g. an unsupported codec); waits for a new attempt.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RenditionStatus {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub encoder: String,
+    pub passthrough: bool,
+    pub fps: f64,
+    pub kbps: f64,
+}
+
+/// What the API, the UI and telemetry show about a stream.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StreamStatus {
+    pub state: StreamState,
+    pub detail: Option<String>,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    /// Encoder used for encoded renditions in the current run.
+    pub encoder: Option<String>,
+    /// True once a hardware encoder failed and x264 took over.
+    pub encoder_fallback: bool,
+    pub source: Option<SourceInfo>,
+    pub input_fps: f64,
+    pub input_kbps: f64,
+    pub dropped_frames: u64,
+    pub renditions: Vec<RenditionStatus>,
+    /// Renditions left out because they would exceed the source, with the reason.
+    pub skipped_renditions: Vec<SkippedRendition>,
+    pub running_since_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SkippedRendition {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Default for StreamStatus {
+    fn default() -> Self {
+        Self {
+            state: StreamState::Stopped,
+            detail: None,
+            last_error: None,
+            reconnects: 0,
+            encoder: None,
+            encoder_fallback: false,
+            source: None,
+            input_fps: 0.0,
+            input_kbps: 0.0,
+            dropped_frames: 0,
+            renditions: Vec::new(),
+            skipped_renditions: Vec::new(),
+            running_since_ms: None,
+        }
+    }
+}
+
+/// The runner's shared face: status for readers, live counters for snapshots.
+#[derive(Default)]
+pub struct StreamRuntime {
+    pub status: Mutex<StreamStatus>,
+    pub counters: Mutex<Option<Arc<Counters>>>,
+}
+
+impl StreamRuntime {
+    fn update(&self, f: impl FnOnce(&mut StreamStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    pub fn snapshot(&self) -> StreamStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            next: BACKOFF_START,
+        }
+    }
+    fn step(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        d
+    }
+    fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+/// How one run of the pipeline ended.
+enum RunEnd {
+    Stopped,
+    SourceEnded,
+    Failed { message: String, encoder_failed: bool },
+}
+
+/// Runs the stream until `stop` turns true.
+pub(super) async fn run(
+    id: String,
+    spec: StreamSpec,
+    shared: Arc<EngineShared>,
+    rt: Arc<StreamRuntime>,
+    mut stop: watch::Receiver<bool>,
+    mut publishers: Option<mpsc::Receiver<Publisher>>,
+) {
+    let mut backoff = Backoff::new();
+    let mut fallback = false;
+    let events = &shared.events;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // RTMP: wait for a publisher and check what it sends before building anything.
+        let mut publisher = None;
+        let mut first_tags = Vec::new();
+        if let Some(rx) = publishers.as_mut() {
+            rt.update(|s| {
+                if s.state != StreamState::Failed {
+                    s.state = if s.reconnects > 0 || s.running_since_ms.is_some() {
+                        StreamState::Reconnecting
+                    } else {
+                        StreamState::Waiting
+                    };
+                }
+                s.detail = Some("waiting for an RTMP publisher".into());
+                s.running_since_ms = None;
+            });
+            let mut p = tokio::select! {
+                p = rx.recv() => match p { Some(p) => p, None => break },
+                _ = stop.changed() => break,
+            };
+            match first_video(&mut p).await {
+                Ok(tags) => {
+                    first_tags = tags;
+                    publisher = Some(p);
+                }
+                Err(why) => {
+                    events.emit(Some(&id), EventKind::StreamError, why.clone());
+                    rt.update(|s| {
+                        s.state = StreamState::Failed;
+                        s.last_error = Some(why);
+                        s.detail = Some("publish refused; waiting for a new publisher".into());
+                    });
+                    continue;
+                }
+            }
+        }
+
+        let encoder_name = if fallback {
+            encoder::SOFTWARE.to_string()
+        } else {
+            spec.encoder
+                .clone()
+                .unwrap_or_else(|| shared.inventory.preferred.clone())
+        };
+        let ctx = BuildContext {
+            hls_dir: shared.hls_root.join(&id),
+            run_id: format!("{:x}", crate::events::now_ms()),
+            segment_seconds: shared.cfg.hls.segment_seconds,
+            max_segments: shared.cfg.hls.max_segments,
+            max_bytes: u64::from(shared.cfg.hls.max_megabytes_per_stream) * 1_000_000,
+            encoder: encoder_name.clone(),
+            x264_preset: shared.cfg.media.x264_preset.clone(),
+            x264_tune: shared.cfg.media.x264_tune.clone(),
+        };
+        let input = if publisher.is_some() {
+            Input::Flv
+        } else {
+            Input::None
+        };
+        rt.update(|s| {
+            s.state = StreamState::Starting;
+            s.detail = None;
+            s.encoder = Some(encoder_name.clone());
+            s.encoder_fallback = fallback;
+        });
+        let started = Instant::now();
+        let end = match pipeline::build(&id, &spec, &ctx, input) {
+            Err(e) => RunEnd::Failed {
+                message: e.to_string(),
+                encoder_failed: false,
+            },
+            Ok(built) => {
+                if let Ok(mut c) = rt.counters.lock() {
+                    *c = Some(built.counters.clone());
+                }
+                let feeder = match (built.appsrc.clone(), publisher.take()) {
+                    (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
+                    _ => None,
+                };
+                let end = watch_run(&id, &built.pipeline, &built.counters, &rt, &shared, &mut stop)
+                    .await;
+                if let Some(f) = feeder {
+                    f.abort();
+                }
+                teardown(built.pipeline, matches!(end, RunEnd::Stopped)).await;
+                if let Ok(mut c) = rt.counters.lock() {
+                    *c = None;
+                }
+                end
+            }
+        };
+        if started.elapsed() >= STABLE_RUN {
+            backoff.reset();
+        }
+        match end {
+            RunEnd::Stopped => break,
+            RunEnd::SourceEnded => {
+                events.emit(Some(&id), EventKind::StreamDown, "source ended");
+                rt.update(|s| {
+                    s.reconnects += 1;
+                    s.state = StreamState::Reconnecting;
+                    s.input_fps = 0.0;
+                    s.input_kbps = 0.0;
+                });
+            }
+            RunEnd::Failed {
+                message,
+                encoder_failed,
+            } => {
+                let hw = EncoderKind::from_element(&encoder_name).is_some_and(|k| k.is_hardware());
+                if encoder_failed && hw && !fallback {
+                    fallback = true;
+                    events.emit(
+                        Some(&id),
+                        EventKind::EncoderFallback,
+                        format!("hardware encoder {encoder_name} failed ({message}); switching to x264enc"),
+                    );
+                }
+                events.emit(Some(&id), EventKind::StreamDown, message.clone());
+                rt.update(|s| {
+                    s.reconnects += 1;
+                    s.state = StreamState::Reconnecting;
+                    s.last_error = Some(message);
+                    s.input_fps = 0.0;
+                    s.input_kbps = 0.0;
+                });
+            }
+        }
+        if publishers.is_some() {
+            continue; // the next publisher decides when to start again
+        }
+        let wait = if fallback && started.elapsed() < Duration::from_secs(1) {
+            Duration::ZERO
+        } else {
+            backoff.step()
+        };
+        rt.update(|s| s.detail = Some(format!("retrying in {} s", wait.as_secs())));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    rt.update(|s| {
+        *s = StreamStatus {
+            reconnects: s.reconnects,
+            last_error: s.last_error.clone(),
+            ..StreamStatus::default()
+        };
+    });
+}
+
+/// Waits for the publisher's first video tag; refuses audio-only and non-H.264 publishes.
+async fn first_video(p: &mut Publisher) -> Result<Vec<RtmpMedia>, String> {
+    let mut tags = Vec::new();
+    let deadline = tokio::time::Instant::now() + FIRST_VIDEO;
+    loop {
+        let next = tokio::time::timeout_at(deadline, p.media.recv()).await;
+        match next {
+            Err(_) => {
+                let audio = tags.iter().any(|t| matches!(t, RtmpMedia::Audio { .. }));
+                return Err(if audio {
+                    "audio-only publish refused: the stream needs a video track (H.264)".into()
+                } else {
+                    format!("no video from the publisher within {} s", FIRST_VIDEO.as_secs())
+                });
+            }
+            Ok(None) => return Err("publisher left before sending video".into()),
+            Ok(Some(m)) => match &m {
+                RtmpMedia::Audio { .. } => {
+                    if tags.len() < 1000 {
+                        tags.push(m);
+                    }
+                }
+                RtmpMedia::Video { data, .. } => match rtmp::video_codec(data) {
+                    Some(VideoCodec::H264) => {
+                        tags.push(m);
+                        return Ok(tags);
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "unsupported video codec {other} in RTMP publish; publish H.264"
+                        ));
+                    }
+                    None => {}
+                },
+            },
+        }
+    }
+}
+
+/// Pushes the publisher's media into the pipeline as an FLV byte stream; ends the stream
+/// (EOS) when the publisher leaves.
+async fn feed(src: gstreamer_app::AppSrc, mut p: Publisher, first: Vec<RtmpMedia>) {
+    let push = |bytes: Vec<u8>| src.push_buffer(gst::Buffer::from_mut_slice(bytes)).is_ok();
+    if !push(rtmp::flv_header()) {
+        return;
+    }
+    for m in &first {
+        if !push(rtmp::flv_tag(m)) {
+            return;
+        }
+    }
+    while let Some(m) = p.media.recv().await {
+        if !push(rtmp::flv_tag(&m)) {
+            return;
+        }
+    }
+    tracing::debug!(peer = %p.peer, "publisher gone; ending the stream");
+    let _ = src.end_of_stream();
+}
+
+async fn watch_run(
+    id: &str,
+    pipeline: &gst::Pipeline,
+    counters: &Arc<Counters>,
+    rt: &StreamRuntime,
+    shared: &EngineShared,
+    stop: &mut watch::Receiver<bool>,
+) -> RunEnd {
+    let Some(bus) = pipeline.bus() else {
+        return RunEnd::Failed {
+            message: "pipeline has no bus".into(),
+            encoder_failed: false,
+        };
+    };
+    let mut messages = bus.stream();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The reason follows as an error message on the bus; read it below.
+        tracing::debug!(stream = id, "pipeline refused to start");
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let started = Instant::now();
+    let mut last_frames = 0u64;
+    let mut last_progress = Instant::now();
+    let mut sampler = Sampler::default();
+    let mut up = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return RunEnd::Stopped,
+            msg = messages.next() => {
+                let Some(msg) = msg else {
+                    return RunEnd::Failed { message: "pipeline bus closed".into(), encoder_failed: false };
+                };
+                match msg.view() {
+                    gst::MessageView::Eos(_) => return RunEnd::SourceEnded,
+                    gst::MessageView::Error(e) => {
+                        let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        let detail = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                        tracing::debug!(stream = id, element = %src, "{detail}");
+                        let encoder_failed = src.ends_with("-enc") && src != "snapshot-enc";
+                        return RunEnd::Failed {
+                            message: format!("{src}: {}", e.error()),
+                            encoder_failed,
+                        };
+                    }
+                    gst::MessageView::Warning(w) => {
+                        let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        tracing::warn!(stream = id, element = %src, "{}", w.error());
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                let frames = counters.in_frames.load(Ordering::Relaxed);
+                if frames > last_frames {
+                    last_frames = frames;
+                    last_progress = Instant::now();
+                    if !up {
+                        up = true;
+                        shared.events.emit(Some(id), EventKind::StreamUp, "receiving frames");
+                        rt.update(|s| {
+                            s.state = StreamState::Running;
+                            s.detail = None;
+                            s.running_since_ms = Some(crate::events::now_ms());
+                        });
+                    }
+                } else if up && last_progress.elapsed() >= STALL {
+                    return RunEnd::Failed { message: format!("no frames for {} s", STALL.as_secs()), encoder_failed: false };
+                } else if !up && started.elapsed() >= FIRST_FRAME {
+                    return RunEnd::Failed { message: format!("no frames within {} s of starting", FIRST_FRAME.as_secs()), encoder_failed: false };
+                }
+                sampler.sample(counters, rt);
+            }
+        }
+    }
+}
+
+/// Turns counters into rates once a second.
+#[derive(Default)]
+struct Sampler {
+    at: Option<Instant>,
+    in_frames: u64,
+    in_bytes: u64,
+    rend: Vec<(u64, u64)>,
+}
+
+impl Sampler {
+    fn sample(&mut self, c: &Counters, rt: &StreamRuntime) {
+        let now = Instant::now();
+        let dt = self
+            .at
+            .map(|a| now.duration_since(a).as_secs_f64())
+            .unwrap_or(0.0);
+        self.at = Some(now);
+        let frames = c.in_frames.load(Ordering::Relaxed);
+        let bytes = c.in_bytes.load(Ordering::Relaxed);
+        let rate = |now: u64, before: u64| {
+            if dt > 0.0 {
+                (now.saturating_sub(before)) as f64 / dt
+            } else {
+                0.0
+            }
+        };
+        let input_fps = rate(frames, self.in_frames);
+        let input_kbps = rate(bytes, self.in_bytes) * 8.0 / 1000.0;
+        self.in_frames = frames;
+        self.in_bytes = bytes;
+        let rends: Vec<_> = c.renditions.lock().map(|r| r.clone()).unwrap_or_default();
+        self.rend.resize(rends.len(), (0, 0));
+        let mut out = Vec::with_capacity(rends.len());
+        for (i, r) in rends.iter().enumerate() {
+            let f = r.frames.load(Ordering::Relaxed);
+            let b = r.bytes.load(Ordering::Relaxed);
+            let (pf, pb) = self.rend[i];
+            out.push(RenditionStatus {
+                name: r.name.clone(),
+                width: r.width,
+                height: r.height,
+                encoder: r.encoder.clone(),
+                passthrough: r.passthrough,
+                fps: round2(rate(f, pf)),
+                kbps: round2(rate(b, pb) * 8.0 / 1000.0),
+            });
+            self.rend[i] = (f, b);
+        }
+        let source = c.source.lock().ok().and_then(|s| s.clone());
+        let skipped = c
+            .skipped
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(name, reason)| SkippedRendition {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let dropped = c.dropped.load(Ordering::Relaxed);
+        rt.update(|s| {
+            s.input_fps = round2(input_fps);
+            s.input_kbps = round2(input_kbps);
+            s.renditions = out;
+            s.source = source;
+            s.skipped_renditions = skipped;
+            s.dropped_frames = dropped;
+        });
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Stops a pipeline. On a requested stop it first sends EOS so that every HLS playlist is
+/// finalised (its last segment written, `#EXT-X-ENDLIST` appended).
+async fn teardown(pipeline: gst::Pipeline, graceful: bool) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if graceful && pipeline.current_state() == gst::State::Playing {
+            pipeline.send_event(gst::event::Eos::new());
+            if let Some(bus) = pipeline.bus() {
+                let _ = bus.timed_pop_filtered(
+                    gst::ClockTime::from_seconds(5),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                );
+            }
+        }
+        let _ = pipeline.set_state(gst::State::Null);
+    })
+    .await;
+}
+
+/// Which publisher channel a stream needs.
+pub(super) fn rtmp_key(spec: &StreamSpec) -> Option<&str> {
+    match &spec.source {
+        SourceSpec::Rtmp { stream_key } => Some(stream_key),
+        _ => None,
+    }
+}

@@ -1,0 +1,595 @@
+//! What a stream is: its source, its ladder and its encoder choice, with validation that names
+//! the offending field so the API can answer with a field-level message.
+
+use serde::{Deserialize, Serialize};
+
+/// A field-level validation failure (`ladder[2].bitrate_kbps`: must be at least 1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A stream as the operator defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub name: String,
+    pub source: SourceSpec,
+    /// The renditions to produce; absent means the default ladder.
+    #[serde(default = "default_ladder")]
+    pub ladder: Vec<RenditionSpec>,
+    /// Encoder element to use instead of the best one found by the probe.
+    #[serde(default)]
+    pub encoder: Option<String>,
+    /// Whether the node runs the stream (persisted: a stopped stream stays stopped).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// Where a stream's pictures come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// A generated test pattern.
+    Test {
+        #[serde(default = "w1280")]
+        width: u32,
+        #[serde(default = "h720")]
+        height: u32,
+        #[serde(default = "fps30")]
+        fps: u32,
+        #[serde(default)]
+        pattern: TestPattern,
+    },
+    /// A V4L2 camera.
+    V4l2 {
+        device: String,
+        #[serde(default = "w1280")]
+        width: u32,
+        #[serde(default = "h720")]
+        height: u32,
+        #[serde(default = "fps30")]
+        fps: u32,
+    },
+    /// RTMP push to `rtmp://<host>:1935/live/<stream_key>`.
+    Rtmp {
+        /// Generated when absent.
+        #[serde(default)]
+        stream_key: String,
+    },
+    /// RTSP pull from an IP camera.
+    Rtsp {
+        url: String,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+        #[serde(default)]
+        transport: RtspTransport,
+        #[serde(default = "latency200")]
+        latency_ms: u32,
+    },
+    /// A file path or a URL GStreamer can read (file://, http(s)://). Restarts at the end.
+    Uri { uri: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TestPattern {
+    #[default]
+    Smpte,
+    Ball,
+    Snow,
+    Black,
+}
+
+impl TestPattern {
+    pub fn gst_nick(self) -> &'static str {
+        match self {
+            Self::Smpte => "smpte",
+            Self::Ball => "ball",
+            Self::Snow => "snow",
+            Self::Black => "black",
+        }
+    }
+}
+
+fn w1280() -> u32 {
+    1280
+}
+fn h720() -> u32 {
+    720
+}
+fn fps30() -> u32 {
+    30
+}
+fn latency200() -> u32 {
+    200
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum H264Profile {
+    Baseline,
+    Main,
+    #[default]
+    High,
+}
+
+impl H264Profile {
+    pub fn caps_name(self) -> &'static str {
+        match self {
+            Self::Baseline => "constrained-baseline",
+            Self::Main => "main",
+            Self::High => "high",
+        }
+    }
+
+    /// The `avc1.PPCCLL` prefix (profile and constraint bytes) for HLS CODECS attributes.
+    pub fn rfc6381(self) -> &'static str {
+        match self {
+            Self::Baseline => "avc1.42e0",
+            Self::Main => "avc1.4d40",
+            Self::High => "avc1.6400",
+        }
+    }
+}
+
+/// One rung of the ladder. A rendition without a height is the *source* rendition: it keeps
+/// the source size and, when the source is already H.264 and no fps is forced, it is passed
+/// through untouched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpec {
+    pub name: String,
+    /// Output height; absent: the source's height (the source rendition).
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// Output width; absent: from the height and the source's aspect ratio.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Output frame rate; absent: the source's.
+    #[serde(default)]
+    pub fps: Option<u32>,
+    pub bitrate_kbps: u32,
+    /// Frames between keyframes; absent: one keyframe per HLS segment.
+    #[serde(default)]
+    pub gop_frames: Option<u32>,
+    #[serde(default)]
+    pub profile: H264Profile,
+}
+
+impl RenditionSpec {
+    pub fn is_source(&self) -> bool {
+        self.height.is_none() && self.width.is_none()
+    }
+}
+
+/// The default ladder: source, 720p, 480p, 360p.
+pub fn default_ladder() -> Vec<RenditionSpec> {
+    let r = |name: &str, height: Option<u32>, kbps: u32| RenditionSpec {
+        name: name.into(),
+        height,
+        width: None,
+        fps: None,
+        bitrate_kbps: kbps,
+        gop_frames: None,
+        profile: H264Profile::High,
+    };
+    vec![
+        r("source", None, 6000),
+        r("720p", Some(720), 3000),
+        r("480p", Some(480), 1200),
+        r("360p", Some(360), 700),
+    ]
+}
+
+const MAX_DIM: u32 = 7680;
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub fn is_stream_key(s: &str) -> bool {
+    (8..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl StreamSpec {
+    /// The source's size when it is declared (test pattern, camera); `None` when only the
+    /// incoming media will tell (RTMP, RTSP, files).
+    pub fn declared_source_size(&self) -> Option<(u32, u32)> {
+        match &self.source {
+            SourceSpec::Test { width, height, .. } | SourceSpec::V4l2 { width, height, .. } => {
+                Some((*width, *height))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks everything that can be checked without running the stream.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(SpecError::new("name", "must be 1 to 100 characters"));
+        }
+        self.validate_source()?;
+        self.validate_ladder()
+    }
+
+    fn validate_source(&self) -> Result<(), SpecError> {
+        let size = |w: u32, h: u32, fps: u32| -> Result<(), SpecError> {
+            if !(16..=MAX_DIM).contains(&w) || w % 2 != 0 {
+                return Err(SpecError::new(
+                    "source.width",
+                    format!("{w} is not allowed; use an even number from 16 to {MAX_DIM}"),
+                ));
+            }
+            if !(16..=MAX_DIM).contains(&h) || h % 2 != 0 {
+                return Err(SpecError::new(
+                    "source.height",
+                    format!("{h} is not allowed; use an even number from 16 to {MAX_DIM}"),
+                ));
+            }
+            if !(1..=120).contains(&fps) {
+                return Err(SpecError::new(
+                    "source.fps",
+                    format!("{fps} is not allowed; use 1 to 120"),
+                ));
+            }
+            Ok(())
+        };
+        match &self.source {
+            SourceSpec::Test {
+                width, height, fps, ..
+            } => size(*width, *height, *fps),
+            SourceSpec::V4l2 {
+                device,
+                width,
+                height,
+                fps,
+            } => {
+                if !device.starts_with("/dev/") {
+                    return Err(SpecError::new(
+                        "source.device",
+                        "must be a device path such as /dev/video0",
+                    ));
+                }
+                size(*width, *height, *fps)
+            }
+            SourceSpec::Rtmp { stream_key } => {
+                if !stream_key.is_empty() && !is_stream_key(stream_key) {
+                    return Err(SpecError::new(
+                        "source.stream_key",
+                        "must be 8 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+                    ));
+                }
+                Ok(())
+            }
+            SourceSpec::Rtsp {
+                url, latency_ms, ..
+            } => {
+                if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
+                    return Err(SpecError::new(
+                        "source.url",
+                        "must start with rtsp:// or rtsps://",
+                    ));
+                }
+                if *latency_ms > 10_000 {
+                    return Err(SpecError::new(
+                        "source.latency_ms",
+                        "must be at most 10000",
+                    ));
+                }
+                Ok(())
+            }
+            SourceSpec::Uri { uri } => {
+                let ok = uri.starts_with('/')
+                    || ["file://", "http://", "https://"]
+                        .iter()
+                        .any(|p| uri.starts_with(p));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(SpecError::new(
+                        "source.uri",
+                        "must be an absolute file path or a file://, http:// or https:// URL",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn validate_ladder(&self) -> Result<(), SpecError> {
+        if self.ladder.is_empty() {
+            return Err(SpecError::new("ladder", "must have at least one rendition"));
+        }
+        if self.ladder.len() > 8 {
+            return Err(SpecError::new("ladder", "at most 8 renditions"));
+        }
+        let source = self.declared_source_size();
+        for (i, r) in self.ladder.iter().enumerate() {
+            let f = |name: &str| format!("ladder[{i}].{name}");
+            if !is_name(&r.name) {
+                return Err(SpecError::new(
+                    f("name"),
+                    "must be 1 to 32 characters of A-Z, a-z, 0-9, '-' and '_'",
+                ));
+            }
+            if self.ladder[..i].iter().any(|o| o.name == r.name) {
+                return Err(SpecError::new(f("name"), format!("'{}' is used twice", r.name)));
+            }
+            if r.width.is_some() && r.height.is_none() {
+                return Err(SpecError::new(
+                    f("height"),
+                    "is required when width is given",
+                ));
+            }
+            for (key, v) in [("height", r.height), ("width", r.width)] {
+                if let Some(v) = v {
+                    if !(16..=MAX_DIM).contains(&v) {
+                        return Err(SpecError::new(
+                            f(key),
+                            format!("{v} is out of range; allowed: 16 to {MAX_DIM}"),
+                        ));
+                    }
+                    if v % 2 != 0 {
+                        return Err(SpecError::new(
+                            f(key),
+                            format!("{v} is odd; H.264 in 4:2:0 needs even sizes"),
+                        ));
+                    }
+                }
+            }
+            if let (Some((sw, sh)), Some(h)) = (source, r.height) {
+                let w = r.width.unwrap_or(0);
+                if h > sh || w > sw {
+                    return Err(SpecError::new(
+                        f("height"),
+                        format!(
+                            "{}x{h} is larger than the source ({sw}x{sh}); renditions never exceed the source",
+                            r.width.map(|w| w.to_string()).unwrap_or_else(|| "auto".into())
+                        ),
+                    ));
+                }
+            }
+            if let Some(fps) = r.fps
+                && !(1..=120).contains(&fps)
+            {
+                return Err(SpecError::new(
+                    f("fps"),
+                    format!("{fps} is not allowed; use 1 to 120"),
+                ));
+            }
+            if !(1..=100_000).contains(&r.bitrate_kbps) {
+                return Err(SpecError::new(
+                    f("bitrate_kbps"),
+                    format!("{} is not allowed; use 1 to 100000", r.bitrate_kbps),
+                ));
+            }
+            if let Some(g) = r.gop_frames
+                && !(1..=1000).contains(&g)
+            {
+                return Err(SpecError::new(
+                    f("gop_frames"),
+                    format!("{g} is not allowed; use 1 to 1000"),
+                ));
+            }
+        }
+        if self.ladder.iter().filter(|r| r.is_source()).count() > 1 {
+            return Err(SpecError::new(
+                "ladder",
+                "at most one source rendition (one without a height)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A rendition resolved against the actual source: concrete size and rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRendition {
+    pub spec: RenditionSpec,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as num/den.
+    pub fps: (i32, i32),
+    /// Pass the source's H.264 through untouched.
+    pub passthrough: bool,
+    pub gop_frames: u32,
+}
+
+fn even(v: u64) -> u32 {
+    let v = v.max(2);
+    u32::try_from(v - v % 2).unwrap_or(u32::MAX - 1)
+}
+
+/// Resolves the ladder against the source's size and rate. Renditions larger than the source,
+/// and scaled renditions the same height as the source rendition, are dropped (returned as the
+/// second value with the reason) so sizes never exceed the source.
+pub fn resolve_ladder(
+    ladder: &[RenditionSpec],
+    src_w: u32,
+    src_h: u32,
+    src_fps: (i32, i32),
+    src_is_h264: bool,
+    segment_seconds: u32,
+) -> (Vec<ResolvedRendition>, Vec<(String, String)>) {
+    let has_source = ladder.iter().any(|r| r.is_source());
+    let fps = if src_fps.0 > 0 && src_fps.1 > 0 {
+        src_fps
+    } else {
+        (30, 1)
+    };
+    let mut out = Vec::new();
+    let mut dropped = Vec::new();
+    for r in ladder {
+        if r.is_source() {
+            let out_fps = r.fps.map(|f| (f as i32, 1)).unwrap_or(fps);
+            let gop = r
+                .gop_frames
+                .unwrap_or_else(|| gop_for(out_fps, segment_seconds));
+            out.push(ResolvedRendition {
+                spec: r.clone(),
+                width: src_w,
+                height: src_h,
+                fps: out_fps,
+                passthrough: src_is_h264 && r.fps.is_none(),
+                gop_frames: gop,
+            });
+            continue;
+        }
+        let h = r.height.unwrap_or(src_h);
+        let w = match r.width {
+            Some(w) => w,
+            None => even(u64::from(h) * u64::from(src_w) / u64::from(src_h.max(1))),
+        };
+        if h > src_h || w > src_w {
+            dropped.push((
+                r.name.clone(),
+                format!("{w}x{h} is larger than the source {src_w}x{src_h}"),
+            ));
+            continue;
+        }
+        if has_source && h == src_h {
+            dropped.push((
+                r.name.clone(),
+                format!("same size as the source rendition ({src_w}x{src_h})"),
+            ));
+            continue;
+        }
+        let out_fps = match r.fps {
+            // Never raise the rate above the source's: that would only duplicate frames.
+            Some(f) if f64::from(f) < f64::from(fps.0) / f64::from(fps.1) => (f as i32, 1),
+            _ => fps,
+        };
+        let gop = r
+            .gop_frames
+            .unwrap_or_else(|| gop_for(out_fps, segment_seconds));
+        out.push(ResolvedRendition {
+            spec: r.clone(),
+            width: w,
+            height: h,
+            fps: out_fps,
+            passthrough: false,
+            gop_frames: gop,
+        });
+    }
+    (out, dropped)
+}
+
+fn gop_for(fps: (i32, i32), segment_seconds: u32) -> u32 {
+    let per_sec = (f64::from(fps.0) / f64::from(fps.1.max(1))).round().max(1.0);
+    ((per_sec * f64::from(segment_seconds)) as u32).clamp(1, 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ladder: Vec<RenditionSpec>) -> StreamSpec {
+        StreamSpec {
+            name: "cam".into(),
+            source: SourceSpec::Test {
+                width: 1280,
+                height: 720,
+                fps: 30,
+                pattern: TestPattern::Smpte,
+            },
+            ladder,
+            encoder: None,
+            enabled: true,
+        }
+    }
+
+    fn rung(h: Option<u32>) -> RenditionSpec {
+        RenditionSpec {
+            name: format!("r{}", h.unwrap_or(0)),
+            height: h,
+            width: None,
+            fps: None,
+            bitrate_kbps: 1000,
+            gop_frames: None,
+            profile: H264Profile::Main,
+        }
+    }
+
+    #[test]
+    fn default_ladder_is_valid() {
+        spec(default_ladder()).validate().expect("valid");
+    }
+
+    #[test]
+    fn bad_ladders_name_the_field() {
+        let mut r = rung(Some(361));
+        let e = spec(vec![r.clone()]).validate().unwrap_err();
+        assert_eq!(e.field, "ladder[0].height");
+        assert!(e.message.contains("odd"));
+
+        r.height = Some(360);
+        r.fps = Some(0);
+        let e = spec(vec![r.clone()]).validate().unwrap_err();
+        assert_eq!(e.field, "ladder[0].fps");
+
+        r.fps = None;
+        r.bitrate_kbps = 0;
+        let e = spec(vec![rung(None), r.clone()]).validate().unwrap_err();
+        assert_eq!(e.field, "ladder[1].bitrate_kbps");
+
+        let e = spec(vec![rung(Some(1080))]).validate().unwrap_err();
+        assert_eq!(e.field, "ladder[0].height");
+        assert!(e.message.contains("larger than the source"));
+
+        let e = spec(vec![]).validate().unwrap_err();
+        assert_eq!(e.field, "ladder");
+    }
+
+    #[test]
+    fn resolve_drops_renditions_larger_than_the_source() {
+        let (out, dropped) = resolve_ladder(&default_ladder(), 1280, 720, (30, 1), true, 2);
+        let names: Vec<_> = out.iter().map(|r| r.spec.name.as_str()).collect();
+        assert_eq!(names, ["source", "480p", "360p"]);
+        assert!(out[0].passthrough);
+        assert_eq!((out[1].width, out[1].height), (852, 480));
+        assert_eq!(out[1].gop_frames, 60);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, "720p");
+    }
+
+    #[test]
+    fn resolve_encodes_the_source_rendition_when_not_h264() {
+        let (out, _) = resolve_ladder(&default_ladder(), 1920, 1080, (25, 1), false, 2);
+        assert_eq!(out.len(), 4);
+        assert!(!out[0].passthrough);
+        assert_eq!(out[0].gop_frames, 50);
+        assert_eq!((out[1].width, out[1].height), (1280, 720));
+        assert_eq!((out[3].width, out[3].height), (640, 360));
+    }
+}

@@ -1,0 +1,431 @@
+//! The node: owns the store, the media engine and the event bus, and executes every change
+//! of state as a [`Command`] in one place. The HTTP API (and later MQTT and the CLI) are thin
+//! adapters that build commands and render outcomes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::events::{EventBus, EventKind, now_ms};
+use crate::media::MediaEngine;
+use crate::media::runner::{StreamState, StreamStatus};
+use crate::media::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
+use crate::store::{Store, StoreError, StoredStream};
+
+/// A change of state.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateStream(serde_json::Value),
+    ReplaceStream { id: String, spec: serde_json::Value },
+    PatchStream { id: String, patch: serde_json::Value },
+    DeleteStream { id: String },
+    StartStream { id: String },
+    StopStream { id: String },
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Stream(Box<StreamView>),
+    Deleted,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no stream with id '{0}'")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(SpecError),
+    #[error("{message}")]
+    Conflict { field: Option<String>, message: String },
+    #[error("storage failed: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// A stream as the API shows it. Secrets (RTSP passwords) are never included.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamView {
+    pub id: String,
+    pub name: String,
+    pub source: serde_json::Value,
+    pub ladder: Vec<crate::media::spec::RenditionSpec>,
+    pub encoder: Option<String>,
+    pub enabled: bool,
+    pub status: StreamStatus,
+    pub hls_url: String,
+    pub snapshot_url: String,
+    /// For RTMP sources: the path part to publish to (`/live/<key>`).
+    pub rtmp_path: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+pub struct Node {
+    pub cfg: Config,
+    pub store: Store,
+    pub media: MediaEngine,
+    pub events: EventBus,
+    pub started: Instant,
+}
+
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn new_stream_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Parses a spec from JSON with the failing field named.
+fn parse_spec(value: serde_json::Value) -> Result<StreamSpec, CommandError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        CommandError::Invalid(SpecError::new(
+            if path == "." { "body".to_string() } else { path },
+            e.inner().to_string(),
+        ))
+    })
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match patch {
+        serde_json::Value::Object(p) => {
+            if !target.is_object() {
+                *target = serde_json::Value::Object(Default::default());
+            }
+            if let serde_json::Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(&k);
+                    } else {
+                        merge_patch(t.entry(k).or_insert(serde_json::Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+impl Node {
+    pub fn new(cfg: Config, store: Store, media: MediaEngine, events: EventBus) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            store,
+            media,
+            events,
+            started: Instant::now(),
+        })
+    }
+
+    /// Executes one command: validate, persist, then act. Nothing is acted on that was not
+    /// committed first.
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
+        match cmd {
+            Command::CreateStream(body) => {
+                let mut spec = parse_spec(body)?;
+                self.complete(&mut spec);
+                self.check(None, &spec)?;
+                let (existing, _) = self.store.list_streams()?;
+                if existing.len() >= self.cfg.media.max_streams as usize {
+                    return Err(CommandError::Conflict {
+                        field: None,
+                        message: format!(
+                            "this node runs at most {} streams (media.max_streams)",
+                            self.cfg.media.max_streams
+                        ),
+                    });
+                }
+                let id = new_id();
+                self.store.insert_stream(&id, &spec, now_ms())?;
+                self.events
+                    .emit(Some(&id), EventKind::StreamCreated, format!("stream '{}' created", spec.name));
+                if spec.enabled {
+                    self.media.start(&id, &spec).await;
+                }
+                self.view(&id).map(|v| Outcome::Stream(Box::new(v)))
+            }
+            Command::ReplaceStream { id, spec } => {
+                let old = self.get(&id)?;
+                let mut spec = parse_spec(spec)?;
+                self.keep_secrets(&old.spec, &mut spec);
+                self.complete(&mut spec);
+                self.apply(&id, spec).await
+            }
+            Command::PatchStream { id, patch } => {
+                let old = self.get(&id)?;
+                let mut value = serde_json::to_value(&old.spec).map_err(|e| {
+                    CommandError::Invalid(SpecError::new("body", e.to_string()))
+                })?;
+                merge_patch(&mut value, patch);
+                let mut spec = parse_spec(value)?;
+                self.complete(&mut spec);
+                self.apply(&id, spec).await
+            }
+            Command::DeleteStream { id } => {
+                self.get(&id)?;
+                self.store.delete_stream(&id)?;
+                self.media.remove(&id).await;
+                self.events
+                    .emit(Some(&id), EventKind::StreamDeleted, "stream deleted");
+                Ok(Outcome::Deleted)
+            }
+            Command::StartStream { id } => self.set_enabled(&id, true).await,
+            Command::StopStream { id } => self.set_enabled(&id, false).await,
+        }
+    }
+
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Outcome, CommandError> {
+        let mut s = self.get(id)?;
+        s.spec.enabled = enabled;
+        self.store.update_stream(id, &s.spec, now_ms())?;
+        if enabled {
+            self.media.start(id, &s.spec).await;
+        } else {
+            self.media.stop(id).await;
+        }
+        self.view(id).map(|v| Outcome::Stream(Box::new(v)))
+    }
+
+    async fn apply(&self, id: &str, spec: StreamSpec) -> Result<Outcome, CommandError> {
+        self.check(Some(id), &spec)?;
+        if !self.store.update_stream(id, &spec, now_ms())? {
+            return Err(CommandError::NotFound(id.to_string()));
+        }
+        self.events
+            .emit(Some(id), EventKind::StreamUpdated, format!("stream '{}' updated", spec.name));
+        if spec.enabled {
+            self.media.start(id, &spec).await;
+        } else {
+            self.media.stop(id).await;
+        }
+        self.view(id).map(|v| Outcome::Stream(Box::new(v)))
+    }
+
+    fn get(&self, id: &str) -> Result<StoredStream, CommandError> {
+        self.store
+            .get_stream(id)?
+            .ok_or_else(|| CommandError::NotFound(id.to_string()))
+    }
+
+    /// Fills in what the operator may leave out (a new RTMP stream key).
+    fn complete(&self, spec: &mut StreamSpec) {
+        spec.name = spec.name.trim().to_string();
+        if let SourceSpec::Rtmp { stream_key } = &mut spec.source
+            && stream_key.is_empty()
+        {
+            *stream_key = new_stream_key();
+        }
+    }
+
+    /// An update that omits the RTSP password keeps the stored one (the API never shows it).
+    fn keep_secrets(&self, old: &StreamSpec, new: &mut StreamSpec) {
+        if let (
+            SourceSpec::Rtsp { password: old_pw, .. },
+            SourceSpec::Rtsp { password: new_pw, .. },
+        ) = (&old.source, &mut new.source)
+            && new_pw.is_none()
+        {
+            new_pw.clone_from(old_pw);
+        }
+    }
+
+    /// Validation that needs the node's state: spec rules, the encoder inventory, unique
+    /// stream keys, device presence.
+    fn check(&self, id: Option<&str>, spec: &StreamSpec) -> Result<(), CommandError> {
+        spec.validate().map_err(CommandError::Invalid)?;
+        if let Some(enc) = &spec.encoder
+            && !self.media.inventory().works(enc)
+        {
+            return Err(CommandError::Invalid(SpecError::new(
+                "encoder",
+                format!(
+                    "encoder '{enc}' is not available on this device; available: {}",
+                    self.media.inventory().working().join(", ")
+                ),
+            )));
+        }
+        if let SourceSpec::V4l2 { device, .. } = &spec.source
+            && !std::path::Path::new(device).exists()
+        {
+            return Err(CommandError::Invalid(SpecError::new(
+                "source.device",
+                format!("{device} does not exist; GET /api/cameras lists the cameras found"),
+            )));
+        }
+        if let SourceSpec::Rtmp { stream_key } = &spec.source {
+            let (all, _) = self.store.list_streams()?;
+            let clash = all.iter().any(|s| {
+                Some(s.id.as_str()) != id
+                    && matches!(&s.spec.source, SourceSpec::Rtmp { stream_key: k } if k == stream_key)
+            });
+            if clash {
+                return Err(CommandError::Conflict {
+                    field: Some("source.stream_key".into()),
+                    message: "another stream already uses this stream key".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn view(&self, id: &str) -> Result<StreamView, CommandError> {
+        let s = self.get(id)?;
+        Ok(self.render(&s))
+    }
+
+    pub fn list(&self) -> Result<Vec<StreamView>, CommandError> {
+        let (all, bad) = self.store.list_streams()?;
+        for e in bad {
+            tracing::warn!("{e}");
+        }
+        Ok(all.iter().map(|s| self.render(s)).collect())
+    }
+
+    fn render(&self, s: &StoredStream) -> StreamView {
+        let mut source = serde_json::to_value(&s.spec.source).unwrap_or_default();
+        if let Some(obj) = source.as_object_mut()
+            && obj.contains_key("password")
+        {
+            let has = obj.get("password").is_some_and(|p| !p.is_null());
+            obj.remove("password");
+            obj.insert("has_password".into(), has.into());
+        }
+        let rtmp_path = match &s.spec.source {
+            SourceSpec::Rtmp { stream_key } => {
+                Some(format!("/{}/{stream_key}", crate::media::rtmp::APP_NAME))
+            }
+            _ => None,
+        };
+        let mut status = self.media.status(&s.id);
+        if !s.spec.enabled {
+            status.state = StreamState::Stopped;
+        }
+        StreamView {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            source,
+            ladder: s.spec.ladder.clone(),
+            encoder: s.spec.encoder.clone(),
+            enabled: s.spec.enabled,
+            status,
+            hls_url: format!("/hls/{}/index.m3u8", s.id),
+            snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
+            rtmp_path,
+            created_ms: s.created_ms,
+            updated_ms: s.updated_ms,
+        }
+    }
+
+    /// On first start: a stream for the first camera found, or a test-pattern demo stream
+    /// when there is no camera. Then every enabled stream is started.
+    pub async fn boot(&self) -> Result<(), StoreError> {
+        if self.store.get_meta("bootstrapped")?.is_none() {
+            let cameras = lpe_drivers::camera::discover();
+            let first = cameras.iter().find_map(|c| {
+                lpe_drivers::camera::negotiate(c, 1280, 720, 30).map(|n| (c, n))
+            });
+            let spec = match first {
+                Some((cam, n)) => Some(StreamSpec {
+                    name: if cam.name.is_empty() { "Camera".into() } else { cam.name.clone() },
+                    source: SourceSpec::V4l2 {
+                        device: cam.path.clone(),
+                        width: n.width,
+                        height: n.height,
+                        fps: (n.fps_num / n.fps_den.max(1)).max(1),
+                    },
+                    ladder: default_ladder(),
+                    encoder: None,
+                    enabled: true,
+                }),
+                None if self.cfg.media.demo_stream => Some(StreamSpec {
+                    name: "Demo (test pattern)".into(),
+                    source: SourceSpec::Test {
+                        width: 1280,
+                        height: 720,
+                        fps: 30,
+                        pattern: TestPattern::Smpte,
+                    },
+                    ladder: default_ladder(),
+                    encoder: None,
+                    enabled: true,
+                }),
+                None => None,
+            };
+            if let Some(spec) = spec {
+                let id = new_id();
+                self.store.insert_stream(&id, &spec, now_ms())?;
+                self.events.emit(
+                    Some(&id),
+                    EventKind::StreamCreated,
+                    format!("first start: created stream '{}'", spec.name),
+                );
+            }
+            self.store.set_meta("bootstrapped", "1")?;
+        }
+        let (all, bad) = self.store.list_streams()?;
+        for e in bad {
+            tracing::error!("{e}; the stream is skipped");
+        }
+        for s in all.iter().filter(|s| s.spec.enabled) {
+            self.media.start(&s.id, &s.spec).await;
+        }
+        Ok(())
+    }
+
+    /// Persists every event from the bus until the bus closes.
+    pub fn spawn_event_recorder(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let node = self.clone();
+        let mut rx = self.events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if let Err(e) = node.store.insert_event(&ev) {
+                            tracing::warn!("cannot record event: {e}");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("event recorder missed {n} events");
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    }
+
+    pub async fn shutdown(&self) {
+        self.events
+            .emit(None, EventKind::NodeStopping, "shutting down; finalising playlists");
+        self.media.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(&mut t, serde_json::json!({"b": {"c": null, "e": 4}, "f": 5}));
+        assert_eq!(t, serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5}));
+    }
+
+    #[test]
+    fn ids_and_keys_have_the_right_shape() {
+        assert_eq!(new_id().len(), 10);
+        assert!(crate::media::spec::is_stream_key(&new_stream_key()));
+    }
+}

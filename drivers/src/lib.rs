@@ -1,0 +1,6 @@
+//! Hardware access for Livepeer Edge.
+//!
+//! This crate knows nothing of the node: it reports what hardware exists and how to talk to it,
+//! and every function degrades to "not present" when the hardware is missing.
+
+pub mod camera;
