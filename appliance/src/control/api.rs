@@ -139,20 +139,27 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/events", get(events))
         .nest_service("/hls", hls)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(axum::middleware::map_response(no_cache_playlists))
+        .layer(axum::middleware::from_fn(hls_headers))
         .with_state(node)
 }
 
-/// Playlists change every segment; tell players and proxies not to cache them.
-async fn no_cache_playlists(mut res: Response) -> Response {
-    let is_playlist = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("mpegurl"));
-    if is_playlist {
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+/// HLS content types as players expect them, and no caching of playlists (they change
+/// every segment).
+async fn hls_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    let mut res = next.run(req).await;
+    if !res.status().is_success() || !path.starts_with("/hls/") {
+        return res;
+    }
+    let headers = res.headers_mut();
+    if path.ends_with(".m3u8") {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.apple.mpegurl"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    } else if path.ends_with(".ts") {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
     }
     res
 }

@@ -24,7 +24,8 @@ pub fn ring_size(
     fit.min(max_segments).max(3)
 }
 
-/// Removes the segments a previous run left behind in a rendition directory.
+/// Removes the segments and the playlist a previous run left behind in a rendition directory,
+/// so no player is sent to a segment that is gone.
 pub fn remove_stale_segments(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -32,7 +33,7 @@ pub fn remove_stale_segments(dir: &Path) {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("seg-") && name.ends_with(".ts") {
+        if (name.starts_with("seg-") && name.ends_with(".ts")) || name == "index.m3u8" {
             let _ = std::fs::remove_file(e.path());
         }
     }

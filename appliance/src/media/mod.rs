@@ -86,6 +86,7 @@ impl MediaEngine {
         let key = runner::rtmp_key(spec).map(str::to_string);
         let publishers = key.as_deref().map(|k| self.registry.register(k, id));
         let rt = self.runtime(id);
+        rt.set_starting(key.is_some());
         let task = tokio::spawn(runner::run(
             id.to_string(),
             spec.clone(),

@@ -791,6 +791,13 @@ fn hls_sink(
     sink.set_property("target-duration", b.ctx.segment_seconds);
     sink.set_property("max-files", ring);
     sink.set_property("playlist-length", ring.saturating_sub(1).max(2));
+    // The sink joins a pipeline that is already playing. Without this its preroll would make
+    // the pipeline lose its state and pause the live source, while an element that holds a
+    // frame back (videorate) waits for the next one: a deadlock.
+    sink.set_property("async-handling", true);
+    // Encoders place a keyframe every segment by their GOP; asking for extra keyframes at
+    // wall-clock boundaries would split segments off-phase with the GOP.
+    sink.set_property("send-keyframe-requests", false);
     pipeline
         .add(&sink)
         .map_err(|e| BuildError::Link(e.to_string()))?;

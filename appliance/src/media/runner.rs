@@ -116,6 +116,17 @@ impl StreamRuntime {
         }
     }
 
+    /// Shows the stream as starting (or waiting for its publisher) before its task runs.
+    pub fn set_starting(&self, waits_for_publisher: bool) {
+        self.update(|s| {
+            s.state = if waits_for_publisher {
+                StreamState::Waiting
+            } else {
+                StreamState::Starting
+            };
+        });
+    }
+
     pub fn snapshot(&self) -> StreamStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -417,6 +428,10 @@ async fn watch_run(
                             message: format!("{src}: {}", e.error()),
                             encoder_failed,
                         };
+                    }
+                    // Branches are added while playing; their latency must be accounted for.
+                    gst::MessageView::Latency(_) => {
+                        let _ = pipeline.recalculate_latency();
                     }
                     gst::MessageView::Warning(w) => {
                         let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();

@@ -1,0 +1,386 @@
+//! Test harness: runs the real `livepeer-edge` binary on loopback ports it picks, with its own
+//! data directory, and talks to it over HTTP; publishes with ffmpeg or a raw RTMP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct NodeProc {
+    child: Option<Child>,
+    pub http: u16,
+    pub rtmp: u16,
+    pub dir: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl NodeProc {
+    /// Starts a node on `dir` (kept between restarts) and waits for `/api/health`.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let http = free_port();
+        let rtmp = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"));
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{http}"))
+            .arg("--rtmp-listen")
+            .arg(format!("127.0.0.1:{rtmp}"))
+            .env("LPE_MEDIA_DEMO_STREAM", "false")
+            .env("LPE_MEDIA_X264_PRESET", "ultrafast")
+            .env("LPE_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start livepeer-edge");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let node = Self {
+            child: Some(child),
+            http,
+            rtmp,
+            dir: dir.to_path_buf(),
+            agent,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = node.try_get("/api/health") {
+                return node;
+            }
+            assert!(Instant::now() < deadline, "node did not become healthy: {}", node.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp)
+    }
+
+    fn try_get(&self, path: &str) -> Result<(u16, Value), ureq::Error> {
+        let mut res = self.agent.get(&self.url(path)).call()?;
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.try_get(path).expect("GET")
+    }
+
+    pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let mut res = self.agent.get(&self.url(path)).call().expect("GET");
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = res.body_mut().read_to_vec().unwrap_or_default();
+        (status, ct, body)
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let url = self.url(path);
+        let res = match (method, body) {
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(b),
+            ("POST", None) => self.agent.post(&url).send_empty(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("content-type", "application/json")
+                .send(b),
+            ("PATCH", Some(b)) => self
+                .agent
+                .patch(&url)
+                .header("content-type", "application/json")
+                .send(b),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            _ => panic!("unsupported request {method}"),
+        };
+        let mut res = res.expect("request");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn create(&self, body: Value) -> Value {
+        let (status, v) = self.send("POST", "/api/streams", Some(&body.to_string()));
+        assert_eq!(status, 201, "create failed: {v}");
+        v
+    }
+
+    /// Polls a stream until `pred` holds for it.
+    pub fn wait_stream(&self, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, v) = self.get(&format!("/api/streams/{id}"));
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "stream {id} never became {what}; last: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn wait_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        self.wait_stream(id, state, timeout, |v| v["status"]["state"] == state)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running node");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An ffmpeg publisher of a synthetic H.264 + AAC stream; killed on drop.
+pub struct FfmpegPush(Child);
+
+impl FfmpegPush {
+    pub fn start(url: &str, size: &str, seconds: u32) -> Self {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &seconds.to_string()])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+            .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg");
+        Self(child)
+    }
+
+    /// Waits for ffmpeg to end; returns its status and what it printed.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let status = self.0.wait().expect("ffmpeg wait");
+        let mut err = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+impl Drop for FfmpegPush {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ffprobe` facts about the first video stream of a file or playlist.
+pub fn probe_video(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,width,height:format=duration"])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// The segment file names of a media playlist.
+pub fn segments(playlist: &Path) -> Vec<String> {
+    std::fs::read_to_string(playlist)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A minimal RTMP publisher (handshake, connect, publish, raw tags) for inputs ffmpeg cannot
+/// produce: H.265 over FLV, audio only.
+pub struct RawPublisher {
+    sock: TcpStream,
+    session: rml_rtmp::sessions::ClientSession,
+}
+
+impl RawPublisher {
+    /// Connects and asks to publish; `Err` carries the server's refusal or the I/O error.
+    pub fn publish(port: u16, app: &str, key: &str) -> Result<Self, String> {
+        use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+        use rml_rtmp::sessions::{
+            ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+            PublishRequestType,
+        };
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        let mut hs = Handshake::new(PeerType::Client);
+        let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|e| format!("{e:?}"))?;
+        sock.write_all(&p0p1).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 8192];
+        let leftover = loop {
+            let n = sock.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during handshake".into());
+            }
+            match hs.process_bytes(&buf[..n]).map_err(|e| format!("{e:?}"))? {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    sock.write_all(&response_bytes).map_err(|e| e.to_string())?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    sock.write_all(&response_bytes).map_err(|e| e.to_string())?;
+                    break remaining_bytes;
+                }
+            }
+        };
+        let (mut session, initial) =
+            ClientSession::new(ClientSessionConfig::new()).map_err(|e| format!("{e:?}"))?;
+        let mut this_send = |sock: &mut TcpStream, r: Vec<ClientSessionResult>| -> Result<Vec<ClientSessionEvent>, String> {
+            let mut events = Vec::new();
+            for r in r {
+                match r {
+                    ClientSessionResult::OutboundResponse(p) => {
+                        sock.write_all(&p.bytes).map_err(|e| e.to_string())?
+                    }
+                    ClientSessionResult::RaisedEvent(e) => events.push(e),
+                    _ => {}
+                }
+            }
+            Ok(events)
+        };
+        this_send(&mut sock, initial)?;
+        let r = session
+            .request_connection(app.to_string())
+            .map_err(|e| format!("{e:?}"))?;
+        this_send(&mut sock, vec![r])?;
+        let mut input = leftover;
+        let mut published = false;
+        let mut connected = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !published {
+            if Instant::now() > deadline {
+                return Err("no answer to publish".into());
+            }
+            if input.is_empty() {
+                let n = sock.read(&mut buf).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("server closed the connection".into());
+                }
+                input.extend_from_slice(&buf[..n]);
+            }
+            let results = session.handle_input(&input).map_err(|e| format!("{e:?}"))?;
+            input.clear();
+            for ev in this_send(&mut sock, results)? {
+                match ev {
+                    ClientSessionEvent::ConnectionRequestAccepted if !connected => {
+                        connected = true;
+                        let r = session
+                            .request_publishing(key.to_string(), PublishRequestType::Live)
+                            .map_err(|e| format!("{e:?}"))?;
+                        this_send(&mut sock, vec![r])?;
+                    }
+                    ClientSessionEvent::PublishRequestAccepted => published = true,
+                    ClientSessionEvent::ConnectionRequestRejected { description } => {
+                        return Err(format!("connect rejected: {description}"));
+                    }
+                    other => {
+                        let text = format!("{other:?}");
+                        if text.contains("BadName") || text.contains("error") {
+                            return Err(text);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Self { sock, session })
+    }
+
+    pub fn video(&mut self, ts: u32, data: Vec<u8>) -> Result<(), String> {
+        let r = self
+            .session
+            .publish_video_data(data.into(), rml_rtmp::time::RtmpTimestamp::new(ts), false)
+            .map_err(|e| format!("{e:?}"))?;
+        self.write(r)
+    }
+
+    pub fn audio(&mut self, ts: u32, data: Vec<u8>) -> Result<(), String> {
+        let r = self
+            .session
+            .publish_audio_data(data.into(), rml_rtmp::time::RtmpTimestamp::new(ts), false)
+            .map_err(|e| format!("{e:?}"))?;
+        self.write(r)
+    }
+
+    fn write(&mut self, r: rml_rtmp::sessions::ClientSessionResult) -> Result<(), String> {
+        if let rml_rtmp::sessions::ClientSessionResult::OutboundResponse(p) = r {
+            self.sock.write_all(&p.bytes).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! End-to-end media tests against the real binary: RTMP push → ladder → HLS, publisher
+//! reconnect, RTSP pull, persistence across a restart with SIGTERM finalising playlists.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{FfmpegPush, NodeProc, probe_video, segments};
+use serde_json::json;
+
+const SEGMENT_SECONDS: f64 = 2.0;
+
+fn rendition_dir(node: &NodeProc, id: &str, name: &str) -> std::path::PathBuf {
+    node.dir.join("hls").join(id).join(name)
+}
+
+fn wait_segments(dir: &Path, n: usize, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while segments(&dir.join("index.m3u8")).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never had {n} segments",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every rendition exists with the right size and codec; segments last 2 s ± 10 %.
+fn check_ladder(node: &NodeProc, id: &str, expected: &[(&str, u64, u64)]) {
+    let master = std::fs::read_to_string(node.dir.join("hls").join(id).join("index.m3u8"))
+        .expect("master playlist");
+    for (name, w, h) in expected {
+        assert!(master.contains(&format!("{name}/index.m3u8")), "{master}");
+        assert!(master.contains(&format!("RESOLUTION={w}x{h}")), "{master}");
+        let dir = rendition_dir(node, id, name);
+        wait_segments(&dir, 3, Duration::from_secs(30));
+        let info = probe_video(&dir.join("index.m3u8"));
+        let s = &info["streams"][0];
+        assert_eq!(s["codec_name"], "h264", "{name}: {info}");
+        assert_eq!(s["width"].as_u64(), Some(*w), "{name}: {info}");
+        assert_eq!(s["height"].as_u64(), Some(*h), "{name}: {info}");
+        // The first segment of a run starts wherever the source joined (mid-GOP for a
+        // passthrough rendition), so only the segments after it are held to the target.
+        for seg in segments(&dir.join("index.m3u8"))
+            .into_iter()
+            .filter(|s| !s.ends_with("-00000.ts"))
+        {
+            let d = probe_video(&dir.join(&seg))["format"]["duration"]
+                .as_str()
+                .and_then(|d| d.parse::<f64>().ok())
+                .expect("segment duration");
+            assert!(
+                (d - SEGMENT_SECONDS).abs() <= SEGMENT_SECONDS * 0.1,
+                "{name}/{seg} lasts {d} s"
+            );
+        }
+    }
+    let (status, _, body) = node.get_bytes(&format!("/hls/{id}/index.m3u8"));
+    assert_eq!(status, 200);
+    assert!(body.starts_with(b"#EXTM3U"));
+}
+
+#[test]
+fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({"name": "obs", "source": {"kind": "rtmp"}}));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["source"]["stream_key"].as_str().expect("generated key").to_string();
+    assert_eq!(s["status"]["state"], "waiting");
+    assert!(s["rtmp_url"].as_str().is_some_and(|u| u.ends_with(&format!("/live/{key}"))), "{s}");
+
+    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 14);
+    let v = node.wait_state(&id, "running", Duration::from_secs(20));
+    // Wait for the ladder to fill, then check it while the publisher is still live.
+    wait_segments(&rendition_dir(&node, &id, "360p"), 4, Duration::from_secs(30));
+    check_ladder(&node, &id, &[("source", 1280, 720), ("480p", 852, 480), ("360p", 640, 360)]);
+    let v2 = node.get(&format!("/api/streams/{id}")).1;
+    let st = &v2["status"];
+    assert!(st["input_fps"].as_f64().unwrap_or(0.0) > 20.0, "{v2}");
+    let rends = st["renditions"].as_array().expect("renditions");
+    assert_eq!(rends.len(), 3, "{v2}");
+    assert_eq!(rends[0]["passthrough"], true);
+    assert_eq!(st["skipped_renditions"][0]["name"], "720p");
+    assert_eq!(v["status"]["source"]["codec"], "h264");
+
+    let (status, ct, jpeg) = node.get_bytes(&format!("/api/streams/{id}/snapshot.jpg"));
+    assert_eq!(status, 200);
+    assert_eq!(ct, "image/jpeg");
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "not a JPEG");
+
+    // The publisher leaves: the playlists are finalised and the stream waits for it.
+    let (st, err) = push.wait();
+    assert!(st.success(), "ffmpeg failed: {err}");
+    node.wait_state(&id, "reconnecting", Duration::from_secs(15));
+    let playlist = std::fs::read_to_string(rendition_dir(&node, &id, "360p").join("index.m3u8"))
+        .expect("playlist");
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+
+    // It comes back.
+    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 8);
+    let v = node.wait_state(&id, "running", Duration::from_secs(20));
+    assert!(v["status"]["reconnects"].as_u64() >= Some(1), "{v}");
+    // The new run starts a fresh playlist, without the old run's end marker.
+    let playlist = rendition_dir(&node, &id, "480p").join("index.m3u8");
+    wait_segments(&rendition_dir(&node, &id, "480p"), 2, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&playlist).expect("playlist");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    drop(push);
+}
+
+/// An RTSP server inside the test, on GStreamer's RTSP server library.
+struct RtspServer {
+    port: u16,
+    main_loop: gstreamer::glib::MainLoop,
+}
+
+impl RtspServer {
+    fn start() -> Self {
+        use gstreamer_rtsp_server::prelude::*;
+        gstreamer::init().expect("gst");
+        let port = common::free_port();
+        let ctx = gstreamer::glib::MainContext::new();
+        let main_loop = gstreamer::glib::MainLoop::new(Some(&ctx), false);
+        let server = gstreamer_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().expect("mounts");
+        let factory = gstreamer_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(
+            "( videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 \
+               ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 \
+               ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        );
+        factory.set_shared(true);
+        mounts.add_factory("/cam", factory);
+        server.attach(Some(&ctx)).expect("attach rtsp server");
+        let ml = main_loop.clone();
+        std::thread::spawn(move || {
+            let _server = server;
+            ml.run();
+        });
+        Self { port, main_loop }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+    }
+}
+
+#[test]
+fn rtsp_pull_from_an_ip_camera() {
+    let rtsp = RtspServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    for transport in ["tcp", "udp"] {
+        let s = node.create(json!({
+            "name": format!("ipcam-{transport}"),
+            "source": {"kind": "rtsp", "url": format!("rtsp://127.0.0.1:{}/cam", rtsp.port),
+                       "username": "viewer", "password": "secret", "transport": transport},
+            "ladder": [
+                {"name": "source", "bitrate_kbps": 1500},
+                {"name": "240p", "height": 240, "bitrate_kbps": 400}
+            ]
+        }));
+        assert_eq!(s["source"]["has_password"], true);
+        assert!(s["source"].get("password").is_none(), "password leaked: {s}");
+        let id = s["id"].as_str().expect("id").to_string();
+        node.wait_state(&id, "running", Duration::from_secs(30));
+        check_ladder(&node, &id, &[("source", 640, 360), ("240p", 426, 240)]);
+    }
+}
+
+#[test]
+fn streams_persist_across_restart_and_sigterm_finalises_playlists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = NodeProc::start(dir.path());
+    let a = node.create(json!({
+        "name": "pattern",
+        "source": {"kind": "test", "width": 640, "height": 360, "fps": 15, "pattern": "ball"},
+        "ladder": [{"name": "source", "bitrate_kbps": 800, "profile": "main"},
+                   {"name": "180p", "height": 180, "bitrate_kbps": 200, "fps": 10}]
+    }));
+    let b = node.create(json!({"name": "stopped one", "source": {"kind": "rtmp", "stream_key": "persist-key-1"}, "enabled": false}));
+    let id_a = a["id"].as_str().expect("id").to_string();
+    let id_b = b["id"].as_str().expect("id").to_string();
+    node.wait_state(&id_a, "running", Duration::from_secs(20));
+    wait_segments(&rendition_dir(&node, &id_a, "180p"), 2, Duration::from_secs(20));
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    for r in ["source", "180p"] {
+        let p = std::fs::read_to_string(rendition_dir(&node, &id_a, r).join("index.m3u8"))
+            .expect("playlist");
+        assert!(p.contains("#EXT-X-ENDLIST"), "{r} not finalised: {p}");
+    }
+    let info = probe_video(&rendition_dir(&node, &id_a, "180p").join("index.m3u8"));
+    assert_eq!(info["streams"][0]["height"].as_u64(), Some(180), "{info}");
+
+    let node = NodeProc::start(dir.path());
+    let (_, list) = node.get("/api/streams");
+    let list = list.as_array().expect("list").clone();
+    assert_eq!(list.len(), 2);
+    let a2 = list.iter().find(|s| s["id"] == id_a.as_str()).expect("a persisted");
+    assert_eq!(a2["ladder"], a["ladder"]);
+    assert_eq!(a2["source"], a["source"]);
+    let b2 = list.iter().find(|s| s["id"] == id_b.as_str()).expect("b persisted");
+    assert_eq!(b2["enabled"], false);
+    assert_eq!(b2["status"]["state"], "stopped");
+    assert_eq!(b2["source"]["stream_key"], "persist-key-1");
+    node.wait_state(&id_a, "running", Duration::from_secs(20));
+    // start/stop through the API, persisted too
+    let (st, v) = node.send("POST", &format!("/api/streams/{id_a}/stop"), None);
+    assert_eq!(st, 200);
+    assert_eq!(v["status"]["state"], "stopped");
+    let (st, v) = node.send("POST", &format!("/api/streams/{id_b}/start"), None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"]["state"], "waiting");
+    let (st, _) = node.send("DELETE", &format!("/api/streams/{id_a}"), None);
+    assert_eq!(st, 204);
+    assert!(!node.dir.join("hls").join(&id_a).exists());
+    let (st, _) = node.get(&format!("/api/streams/{id_a}"));
+    assert_eq!(st, 404);
+}
