@@ -368,12 +368,8 @@ fn set_value(table: &mut toml::Table, key: &str, value: toml::Value) {
 
 /// Sets `key` from an environment string, typed after the default value of the key.
 fn set_from_str(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
-    let bad = |what: &str| {
-        ConfigError::new(
-            key,
-            format!("{} = '{raw}' is not {what}", env_name(key)),
-        )
-    };
+    let bad =
+        |what: &str| ConfigError::new(key, format!("{} = '{raw}' is not {what}", env_name(key)));
     let value = match get_value(table, key) {
         Some(toml::Value::Integer(_)) => {
             toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)

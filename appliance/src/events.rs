@@ -68,7 +68,11 @@ impl EventBus {
 
     pub fn emit(&self, stream_id: Option<&str>, kind: EventKind, message: impl Into<String>) {
         let message = message.into();
-        tracing::info!(stream = stream_id.unwrap_or("-"), kind = kind.as_str(), "{message}");
+        tracing::info!(
+            stream = stream_id.unwrap_or("-"),
+            kind = kind.as_str(),
+            "{message}"
+        );
         let _ = self.tx.send(NodeEvent {
             ts_ms: now_ms(),
             stream_id: stream_id.map(str::to_string),

@@ -121,10 +121,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
 
     let app = control::api::router(Arc::clone(&node));
     let mut rx = shutdown_rx.clone();
-    let served = axum::serve(http, app)
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        });
+    let served = axum::serve(http, app).with_graceful_shutdown(async move {
+        let _ = rx.wait_for(|v| *v).await;
+    });
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);

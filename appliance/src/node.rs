@@ -19,11 +19,23 @@ use crate::store::{Store, StoreError, StoredStream};
 #[derive(Debug, Clone)]
 pub enum Command {
     CreateStream(serde_json::Value),
-    ReplaceStream { id: String, spec: serde_json::Value },
-    PatchStream { id: String, patch: serde_json::Value },
-    DeleteStream { id: String },
-    StartStream { id: String },
-    StopStream { id: String },
+    ReplaceStream {
+        id: String,
+        spec: serde_json::Value,
+    },
+    PatchStream {
+        id: String,
+        patch: serde_json::Value,
+    },
+    DeleteStream {
+        id: String,
+    },
+    StartStream {
+        id: String,
+    },
+    StopStream {
+        id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -39,7 +51,10 @@ pub enum CommandError {
     #[error("{0}")]
     Invalid(SpecError),
     #[error("{message}")]
-    Conflict { field: Option<String>, message: String },
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
     #[error("storage failed: {0}")]
     Storage(#[from] StoreError),
 }
@@ -91,7 +106,11 @@ fn parse_spec(value: serde_json::Value) -> Result<StreamSpec, CommandError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         CommandError::Invalid(SpecError::new(
-            if path == "." { "body".to_string() } else { path },
+            if path == "." {
+                "body".to_string()
+            } else {
+                path
+            },
             e.inner().to_string(),
         ))
     })
@@ -149,8 +168,11 @@ impl Node {
                 }
                 let id = new_id();
                 self.store.insert_stream(&id, &spec, now_ms())?;
-                self.events
-                    .emit(Some(&id), EventKind::StreamCreated, format!("stream '{}' created", spec.name));
+                self.events.emit(
+                    Some(&id),
+                    EventKind::StreamCreated,
+                    format!("stream '{}' created", spec.name),
+                );
                 if spec.enabled {
                     self.media.start(&id, &spec).await;
                 }
@@ -165,9 +187,8 @@ impl Node {
             }
             Command::PatchStream { id, patch } => {
                 let old = self.get(&id)?;
-                let mut value = serde_json::to_value(&old.spec).map_err(|e| {
-                    CommandError::Invalid(SpecError::new("body", e.to_string()))
-                })?;
+                let mut value = serde_json::to_value(&old.spec)
+                    .map_err(|e| CommandError::Invalid(SpecError::new("body", e.to_string())))?;
                 merge_patch(&mut value, patch);
                 let mut spec = parse_spec(value)?;
                 self.complete(&mut spec);
@@ -203,8 +224,11 @@ impl Node {
         if !self.store.update_stream(id, &spec, now_ms())? {
             return Err(CommandError::NotFound(id.to_string()));
         }
-        self.events
-            .emit(Some(id), EventKind::StreamUpdated, format!("stream '{}' updated", spec.name));
+        self.events.emit(
+            Some(id),
+            EventKind::StreamUpdated,
+            format!("stream '{}' updated", spec.name),
+        );
         if spec.enabled {
             self.media.start(id, &spec).await;
         } else {
@@ -222,6 +246,7 @@ impl Node {
     /// Fills in what the operator may leave out (a new RTMP stream key).
     fn complete(&self, spec: &mut StreamSpec) {
         spec.name = spec.name.trim().to_string();
+        spec.fit_default_ladder();
         if let SourceSpec::Rtmp { stream_key } = &mut spec.source
             && stream_key.is_empty()
         {
@@ -232,8 +257,12 @@ impl Node {
     /// An update that omits the RTSP password keeps the stored one (the API never shows it).
     fn keep_secrets(&self, old: &StreamSpec, new: &mut StreamSpec) {
         if let (
-            SourceSpec::Rtsp { password: old_pw, .. },
-            SourceSpec::Rtsp { password: new_pw, .. },
+            SourceSpec::Rtsp {
+                password: old_pw, ..
+            },
+            SourceSpec::Rtsp {
+                password: new_pw, ..
+            },
         ) = (&old.source, &mut new.source)
             && new_pw.is_none()
         {
@@ -333,12 +362,16 @@ impl Node {
     pub async fn boot(&self) -> Result<(), StoreError> {
         if self.store.get_meta("bootstrapped")?.is_none() {
             let cameras = lpe_drivers::camera::discover();
-            let first = cameras.iter().find_map(|c| {
-                lpe_drivers::camera::negotiate(c, 1280, 720, 30).map(|n| (c, n))
-            });
+            let first = cameras
+                .iter()
+                .find_map(|c| lpe_drivers::camera::negotiate(c, 1280, 720, 30).map(|n| (c, n)));
             let spec = match first {
                 Some((cam, n)) => Some(StreamSpec {
-                    name: if cam.name.is_empty() { "Camera".into() } else { cam.name.clone() },
+                    name: if cam.name.is_empty() {
+                        "Camera".into()
+                    } else {
+                        cam.name.clone()
+                    },
                     source: SourceSpec::V4l2 {
                         device: cam.path.clone(),
                         width: n.width,
@@ -363,7 +396,8 @@ impl Node {
                 }),
                 None => None,
             };
-            if let Some(spec) = spec {
+            if let Some(mut spec) = spec {
+                spec.fit_default_ladder();
                 let id = new_id();
                 self.store.insert_stream(&id, &spec, now_ms())?;
                 self.events.emit(
@@ -406,8 +440,11 @@ impl Node {
     }
 
     pub async fn shutdown(&self) {
-        self.events
-            .emit(None, EventKind::NodeStopping, "shutting down; finalising playlists");
+        self.events.emit(
+            None,
+            EventKind::NodeStopping,
+            "shutting down; finalising playlists",
+        );
         self.media.shutdown().await;
     }
 }
@@ -419,8 +456,14 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut t = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(&mut t, serde_json::json!({"b": {"c": null, "e": 4}, "f": 5}));
-        assert_eq!(t, serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5}));
+        merge_patch(
+            &mut t,
+            serde_json::json!({"b": {"c": null, "e": 4}, "f": 5}),
+        );
+        assert_eq!(
+            t,
+            serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5})
+        );
     }
 
     #[test]

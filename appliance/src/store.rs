@@ -158,7 +158,12 @@ impl Store {
         }))
     }
 
-    pub fn insert_stream(&self, id: &str, spec: &StreamSpec, now_ms: u64) -> Result<(), StoreError> {
+    pub fn insert_stream(
+        &self,
+        id: &str,
+        spec: &StreamSpec,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
             id: id.to_string(),
             message: e.to_string(),
@@ -171,7 +176,12 @@ impl Store {
     }
 
     /// Replaces a stream's spec; false when there is no such stream.
-    pub fn update_stream(&self, id: &str, spec: &StreamSpec, now_ms: u64) -> Result<bool, StoreError> {
+    pub fn update_stream(
+        &self,
+        id: &str,
+        spec: &StreamSpec,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
             id: id.to_string(),
             message: e.to_string(),
@@ -198,7 +208,10 @@ impl Store {
         )?;
         let id = conn.last_insert_rowid();
         if id % 500 == 0 {
-            conn.execute("DELETE FROM events WHERE id <= ?1", params![id - EVENTS_KEPT])?;
+            conn.execute(
+                "DELETE FROM events WHERE id <= ?1",
+                params![id - EVENTS_KEPT],
+            )?;
         }
         Ok(())
     }
@@ -293,8 +306,11 @@ mod tests {
     fn a_file_that_is_not_a_database_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.db");
-        std::fs::write(&path, b"this is not sqlite at all, just some text padding it out....")
-            .expect("write");
+        std::fs::write(
+            &path,
+            b"this is not sqlite at all, just some text padding it out....",
+        )
+        .expect("write");
         assert!(Store::open(&path).is_err());
     }
 }

@@ -68,15 +68,35 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
     let node = NodeProc::start(dir.path());
     let s = node.create(json!({"name": "obs", "source": {"kind": "rtmp"}}));
     let id = s["id"].as_str().expect("id").to_string();
-    let key = s["source"]["stream_key"].as_str().expect("generated key").to_string();
+    let key = s["source"]["stream_key"]
+        .as_str()
+        .expect("generated key")
+        .to_string();
     assert_eq!(s["status"]["state"], "waiting");
-    assert!(s["rtmp_url"].as_str().is_some_and(|u| u.ends_with(&format!("/live/{key}"))), "{s}");
+    assert!(
+        s["rtmp_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/live/{key}"))),
+        "{s}"
+    );
 
     let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 14);
     let v = node.wait_state(&id, "running", Duration::from_secs(20));
     // Wait for the ladder to fill, then check it while the publisher is still live.
-    wait_segments(&rendition_dir(&node, &id, "360p"), 4, Duration::from_secs(30));
-    check_ladder(&node, &id, &[("source", 1280, 720), ("480p", 852, 480), ("360p", 640, 360)]);
+    wait_segments(
+        &rendition_dir(&node, &id, "360p"),
+        4,
+        Duration::from_secs(30),
+    );
+    check_ladder(
+        &node,
+        &id,
+        &[
+            ("source", 1280, 720),
+            ("480p", 852, 480),
+            ("360p", 640, 360),
+        ],
+    );
     let v2 = node.get(&format!("/api/streams/{id}")).1;
     let st = &v2["status"];
     assert!(st["input_fps"].as_f64().unwrap_or(0.0) > 20.0, "{v2}");
@@ -105,7 +125,11 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
     assert!(v["status"]["reconnects"].as_u64() >= Some(1), "{v}");
     // The new run starts a fresh playlist, without the old run's end marker.
     let playlist = rendition_dir(&node, &id, "480p").join("index.m3u8");
-    wait_segments(&rendition_dir(&node, &id, "480p"), 2, Duration::from_secs(20));
+    wait_segments(
+        &rendition_dir(&node, &id, "480p"),
+        2,
+        Duration::from_secs(20),
+    );
     let text = std::fs::read_to_string(&playlist).expect("playlist");
     assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
     drop(push);
@@ -168,7 +192,10 @@ fn rtsp_pull_from_an_ip_camera() {
             ]
         }));
         assert_eq!(s["source"]["has_password"], true);
-        assert!(s["source"].get("password").is_none(), "password leaked: {s}");
+        assert!(
+            s["source"].get("password").is_none(),
+            "password leaked: {s}"
+        );
         let id = s["id"].as_str().expect("id").to_string();
         node.wait_state(&id, "running", Duration::from_secs(30));
         check_ladder(&node, &id, &[("source", 640, 360), ("240p", 426, 240)]);
@@ -189,7 +216,11 @@ fn streams_persist_across_restart_and_sigterm_finalises_playlists() {
     let id_a = a["id"].as_str().expect("id").to_string();
     let id_b = b["id"].as_str().expect("id").to_string();
     node.wait_state(&id_a, "running", Duration::from_secs(20));
-    wait_segments(&rendition_dir(&node, &id_a, "180p"), 2, Duration::from_secs(20));
+    wait_segments(
+        &rendition_dir(&node, &id_a, "180p"),
+        2,
+        Duration::from_secs(20),
+    );
     let status = node.terminate();
     assert!(status.success(), "exit status {status:?}");
     for r in ["source", "180p"] {
@@ -204,10 +235,16 @@ fn streams_persist_across_restart_and_sigterm_finalises_playlists() {
     let (_, list) = node.get("/api/streams");
     let list = list.as_array().expect("list").clone();
     assert_eq!(list.len(), 2);
-    let a2 = list.iter().find(|s| s["id"] == id_a.as_str()).expect("a persisted");
+    let a2 = list
+        .iter()
+        .find(|s| s["id"] == id_a.as_str())
+        .expect("a persisted");
     assert_eq!(a2["ladder"], a["ladder"]);
     assert_eq!(a2["source"], a["source"]);
-    let b2 = list.iter().find(|s| s["id"] == id_b.as_str()).expect("b persisted");
+    let b2 = list
+        .iter()
+        .find(|s| s["id"] == id_b.as_str())
+        .expect("b persisted");
     assert_eq!(b2["enabled"], false);
     assert_eq!(b2["status"]["state"], "stopped");
     assert_eq!(b2["source"]["stream_key"], "persist-key-1");

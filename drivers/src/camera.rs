@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use v4l::Device;
 use v4l::capability::Flags;
-use v4l::framesize::FrameSizeEnum;
 use v4l::frameinterval::FrameIntervalEnum;
+use v4l::framesize::FrameSizeEnum;
 use v4l::video::Capture;
 
 /// Errors from probing one camera.
@@ -281,7 +281,10 @@ mod tests {
         ]);
         let n = negotiate(&c, 1280, 720, 30).expect("a mode");
         assert_eq!(n.format, PixelFormat::Mjpeg);
-        assert_eq!((n.width, n.height, n.fps_num, n.fps_den), (1280, 720, 30, 1));
+        assert_eq!(
+            (n.width, n.height, n.fps_num, n.fps_den),
+            (1280, 720, 30, 1)
+        );
     }
 
     #[test]

@@ -204,10 +204,7 @@ async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> 
         uptime_s: node.started.elapsed().as_secs(),
         streams: counts,
         encoder: inv.preferred.clone(),
-        hardware_encoder: inv
-            .encoders
-            .iter()
-            .any(|e| e.works && e.hardware),
+        hardware_encoder: inv.encoders.iter().any(|e| e.works && e.hardware),
     }))
 }
 
@@ -236,7 +233,10 @@ fn push_url(node: &Node, headers: &HeaderMap, path: &Option<String>) -> Option<S
             })
             .unwrap_or_else(|| node.cfg.rtmp.listen.ip().to_string())
     };
-    Some(format!("rtmp://{host}:{}{path}", node.cfg.rtmp.listen.port()))
+    Some(format!(
+        "rtmp://{host}:{}{path}",
+        node.cfg.rtmp.listen.port()
+    ))
 }
 
 fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> StreamOut {
@@ -370,9 +370,8 @@ async fn events(
     State(node): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-    })?;
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let events = node
         .store

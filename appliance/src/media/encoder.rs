@@ -87,7 +87,9 @@ pub struct EncoderInventory {
 
 impl EncoderInventory {
     pub fn works(&self, element: &str) -> bool {
-        self.encoders.iter().any(|e| e.element == element && e.works)
+        self.encoders
+            .iter()
+            .any(|e| e.element == element && e.works)
     }
 
     pub fn working(&self) -> Vec<String> {

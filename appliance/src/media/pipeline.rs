@@ -16,9 +16,7 @@ use gstreamer_app as gst_app;
 
 use super::encoder::{self, EncoderKind};
 use super::hls;
-use super::spec::{
-    self, H264Profile, ResolvedRendition, RtspTransport, SourceSpec, StreamSpec,
-};
+use super::spec::{self, H264Profile, ResolvedRendition, RtspTransport, SourceSpec, StreamSpec};
 
 /// Everything a pipeline needs besides the stream's own spec.
 #[derive(Debug, Clone)]
@@ -207,13 +205,12 @@ pub fn build(
         ) => {
             let info = lpe_drivers::camera::probe(Path::new(device))
                 .map_err(|e| BuildError::Source(e.to_string()))?;
-            let n = lpe_drivers::camera::negotiate(&info, *width, *height, *fps).ok_or_else(
-                || {
+            let n =
+                lpe_drivers::camera::negotiate(&info, *width, *height, *fps).ok_or_else(|| {
                     BuildError::Source(format!(
                         "camera {device} offers no H.264, MJPEG or YUYV format"
                     ))
-                },
-            )?;
+                })?;
             let src = make("v4l2src", "source")?;
             src.set_property("device", device);
             let rate = gst::Fraction::new(n.fps_num as i32, n.fps_den.max(1) as i32);
@@ -271,7 +268,9 @@ pub fn build(
             link(&[src.upcast_ref(), &demux])?;
             let bb = b.clone();
             demux.connect_pad_added(move |_demux, pad| {
-                let Some(pipeline) = bb.pipeline() else { return };
+                let Some(pipeline) = bb.pipeline() else {
+                    return;
+                };
                 let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
                 let is_video = caps
                     .structure(0)
@@ -325,7 +324,9 @@ pub fn build(
                 .map_err(|e| BuildError::Link(e.to_string()))?;
             let bb = b.clone();
             src.connect_pad_added(move |_src, pad| {
-                let Some(pipeline) = bb.pipeline() else { return };
+                let Some(pipeline) = bb.pipeline() else {
+                    return;
+                };
                 let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
                 let Some(s) = caps.structure(0) else { return };
                 let media = s.get::<&str>("media").unwrap_or("");
@@ -367,7 +368,9 @@ pub fn build(
             });
             let bb = b.clone();
             parse.connect_pad_added(move |_p, pad| {
-                let Some(pipeline) = bb.pipeline() else { return };
+                let Some(pipeline) = bb.pipeline() else {
+                    return;
+                };
                 let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
                 let name = caps
                     .structure(0)
@@ -394,10 +397,7 @@ pub fn build(
     })
 }
 
-fn add_linked(
-    pipeline: &gst::Pipeline,
-    chain: &[&gst::Element],
-) -> Result<(), BuildError> {
+fn add_linked(pipeline: &gst::Pipeline, chain: &[&gst::Element]) -> Result<(), BuildError> {
     pipeline
         .add_many(chain.iter().copied())
         .map_err(|e| BuildError::Link(e.to_string()))?;
@@ -438,7 +438,11 @@ fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad, what: &str) -> Result<(), B
     Ok(())
 }
 
-fn depay_h264(b: &Arc<Builder>, pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), BuildError> {
+fn depay_h264(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+) -> Result<(), BuildError> {
     let depay = make("rtph264depay", &unique(pipeline, "source-depay"))?;
     add_linked(pipeline, &[&depay])?;
     let sink = depay
@@ -459,15 +463,18 @@ fn decode_any(
     pad: &gst::Pad,
     what: &str,
 ) -> Result<(), BuildError> {
-    let dec = make("decodebin", &unique(pipeline, &format!("source-decode-{what}")))?;
+    let dec = make(
+        "decodebin",
+        &unique(pipeline, &format!("source-decode-{what}")),
+    )?;
     add_linked(pipeline, &[&dec])?;
     let bb = b.clone();
     dec.connect_pad_added(move |_d, pad| {
-        let Some(pipeline) = bb.pipeline() else { return };
+        let Some(pipeline) = bb.pipeline() else {
+            return;
+        };
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let raw = caps
-            .structure(0)
-            .is_some_and(|s| s.name() == "video/x-raw");
+        let raw = caps.structure(0).is_some_and(|s| s.name() == "video/x-raw");
         let result = if raw {
             attach_raw(&bb, &pipeline, pad, "raw")
         } else {
@@ -487,7 +494,11 @@ fn decode_any(
 
 /// Source-side H.264: parsed to Annex B access units and teed to the passthrough rendition
 /// and to the decoder feeding the scaled renditions.
-fn attach_h264(b: &Arc<Builder>, pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), BuildError> {
+fn attach_h264(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+) -> Result<(), BuildError> {
     if pipeline.by_name("h264-tee").is_some() {
         // A second video track: only the first one is used.
         return discard(pipeline, pad, "video");
@@ -525,7 +536,9 @@ fn attach_h264(b: &Arc<Builder>, pipeline: &gst::Pipeline, pad: &gst::Pad) -> Re
     });
     let bb = b.clone();
     on_first_caps(&out, move |caps| {
-        let Some(pipeline) = bb.pipeline() else { return };
+        let Some(pipeline) = bb.pipeline() else {
+            return;
+        };
         if let Err(e) = setup_h264_branches(&bb, &pipeline, caps) {
             post_error(&pipeline, &e.to_string());
         }
@@ -588,8 +601,11 @@ fn setup_h264_branches(
     for r in resolved.iter().filter(|r| r.passthrough) {
         passthrough_branch(b, pipeline, &tee, r)?;
     }
-    let encoded: Vec<ResolvedRendition> =
-        resolved.iter().filter(|r| !r.passthrough).cloned().collect();
+    let encoded: Vec<ResolvedRendition> = resolved
+        .iter()
+        .filter(|r| !r.passthrough)
+        .cloned()
+        .collect();
     // Decode once for the encoded renditions and the snapshot.
     let queue = live_queue(b, pipeline, "decode-queue")?;
     let dec = make("avdec_h264", "decode")?;
@@ -604,7 +620,7 @@ fn setup_h264_branches(
         encode_branch(b, pipeline, &raw_tee, r)?;
     }
     snapshot_branch(b, pipeline, &raw_tee)?;
-    all.sort_by(|a, b| b.height.cmp(&a.height));
+    all.sort_by_key(|r| std::cmp::Reverse(r.height));
     write_master(b, &all, &skipped);
     Ok(())
 }
@@ -633,7 +649,9 @@ fn attach_raw(
     });
     let bb = b.clone();
     on_first_caps(&sink, move |caps| {
-        let Some(pipeline) = bb.pipeline() else { return };
+        let Some(pipeline) = bb.pipeline() else {
+            return;
+        };
         if let Err(e) = setup_raw_branches(&bb, &pipeline, caps) {
             post_error(&pipeline, &e.to_string());
         }
@@ -696,7 +714,11 @@ fn resolve(
 /// A queue between the tee and a branch. On live sources it drops the oldest frames when the
 /// branch falls behind, so one slow encoder never stalls the source or the other renditions;
 /// the drops are counted.
-fn live_queue(b: &Builder, pipeline: &gst::Pipeline, name: &str) -> Result<gst::Element, BuildError> {
+fn live_queue(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    name: &str,
+) -> Result<gst::Element, BuildError> {
     let q = make("queue", &unique(pipeline, name))?;
     q.set_property("max-size-buffers", 0u32);
     q.set_property("max-size-bytes", 0u32);
@@ -712,11 +734,7 @@ fn live_queue(b: &Builder, pipeline: &gst::Pipeline, name: &str) -> Result<gst::
     Ok(q)
 }
 
-fn rendition_counters(
-    b: &Builder,
-    r: &ResolvedRendition,
-    encoder: &str,
-) -> Arc<RenditionCounters> {
+fn rendition_counters(b: &Builder, r: &ResolvedRendition, encoder: &str) -> Arc<RenditionCounters> {
     let c = Arc::new(RenditionCounters {
         name: r.spec.name.clone(),
         width: r.width,
@@ -825,14 +843,9 @@ fn encode_branch(
     r: &ResolvedRendition,
 ) -> Result<(), BuildError> {
     let n = &r.spec.name;
-    let (enc_chain, format) = encoder::encoder_chain(
-        &b.ctx.encoder,
-        r,
-        &b.ctx.x264_preset,
-        &b.ctx.x264_tune,
-        n,
-    )
-    .map_err(BuildError::Source)?;
+    let (enc_chain, format) =
+        encoder::encoder_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)
+            .map_err(BuildError::Source)?;
     let queue = live_queue(b, pipeline, &format!("{n}-queue"))?;
     let scale = make("videoscale", &format!("{n}-scale"))?;
     let convert = make("videoconvert", &format!("{n}-convert"))?;

@@ -237,15 +237,9 @@ async fn connection(
                 match r {
                     ServerSessionResult::OutboundResponse(p) => sock.write_all(&p.bytes).await?,
                     ServerSessionResult::RaisedEvent(ev) => {
-                        let (results, close) = on_event(
-                            ev,
-                            &mut session,
-                            &mut publishing,
-                            &registry,
-                            events,
-                            peer,
-                        )
-                        .await;
+                        let (results, close) =
+                            on_event(ev, &mut session, &mut publishing, &registry, events, peer)
+                                .await;
                         if let Some(why) = close {
                             // Flush the answer (a rejection) so the client can show it.
                             for r in results {
@@ -287,10 +281,11 @@ async fn on_event(
     peer: SocketAddr,
 ) -> (Vec<ServerSessionResult>, Option<ConnError>) {
     let proto = |e: rml_rtmp::sessions::ServerSessionError| ConnError::Protocol(format!("{e:?}"));
-    let answer = |r: Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>| match r {
-        Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(proto(e))),
-    };
+    let answer =
+        |r: Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>| match r {
+            Ok(v) => (v, None),
+            Err(e) => (Vec::new(), Some(proto(e))),
+        };
     match ev {
         ServerSessionEvent::ConnectionRequested { request_id, .. } => {
             answer(session.accept_request(request_id))
@@ -349,18 +344,45 @@ async fn on_event(
             data,
             timestamp,
             ..
-        } => forward(publishing, &stream_key, RtmpMedia::Video { ts: timestamp.value, data }).await,
+        } => {
+            forward(
+                publishing,
+                &stream_key,
+                RtmpMedia::Video {
+                    ts: timestamp.value,
+                    data,
+                },
+            )
+            .await
+        }
         ServerSessionEvent::AudioDataReceived {
             stream_key,
             data,
             timestamp,
             ..
-        } => forward(publishing, &stream_key, RtmpMedia::Audio { ts: timestamp.value, data }).await,
+        } => {
+            forward(
+                publishing,
+                &stream_key,
+                RtmpMedia::Audio {
+                    ts: timestamp.value,
+                    data,
+                },
+            )
+            .await
+        }
         ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
             let results = session
-                .reject_request(request_id, "NetStream.Play.Failed", "playback is served over HLS")
+                .reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "playback is served over HLS",
+                )
                 .unwrap_or_default();
-            (results, Some(ConnError::Protocol("RTMP playback is not offered".into())))
+            (
+                results,
+                Some(ConnError::Protocol("RTMP playback is not offered".into())),
+            )
         }
         _ => (Vec::new(), None),
     }
@@ -457,7 +479,10 @@ mod tests {
     fn codec_detection() {
         assert_eq!(video_codec(&[0x17, 0x00]), Some(VideoCodec::H264));
         assert_eq!(video_codec(&[0x1c, 0x00]), Some(VideoCodec::H265));
-        assert_eq!(video_codec(&[0x90, b'h', b'v', b'c', b'1']), Some(VideoCodec::H265));
+        assert_eq!(
+            video_codec(&[0x90, b'h', b'v', b'c', b'1']),
+            Some(VideoCodec::H265)
+        );
         assert_eq!(video_codec(&[0x90, b'a', b'v']), None);
         assert_eq!(video_codec(&[]), None);
     }

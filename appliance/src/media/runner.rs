@@ -12,11 +12,11 @@ use gstreamer::prelude::*;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::EngineShared;
 use super::encoder::{self, EncoderKind};
 use super::pipeline::{self, BuildContext, Counters, Input, SourceInfo};
 use super::rtmp::{self, Publisher, RtmpMedia, VideoCodec};
 use super::spec::{SourceSpec, StreamSpec};
-use super::EngineShared;
 use crate::events::EventKind;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -156,7 +156,10 @@ impl Backoff {
 enum RunEnd {
     Stopped,
     SourceEnded,
-    Failed { message: String, encoder_failed: bool },
+    Failed {
+        message: String,
+        encoder_failed: bool,
+    },
 }
 
 /// Runs the stream until `stop` turns true.
@@ -253,8 +256,15 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
-                let end = watch_run(&id, &built.pipeline, &built.counters, &rt, &shared, &mut stop)
-                    .await;
+                let end = watch_run(
+                    &id,
+                    &built.pipeline,
+                    &built.counters,
+                    &rt,
+                    &shared,
+                    &mut stop,
+                )
+                .await;
                 if let Some(f) = feeder {
                     f.abort();
                 }
@@ -337,7 +347,10 @@ async fn first_video(p: &mut Publisher) -> Result<Vec<RtmpMedia>, String> {
                 return Err(if audio {
                     "audio-only publish refused: the stream needs a video track (H.264)".into()
                 } else {
-                    format!("no video from the publisher within {} s", FIRST_VIDEO.as_secs())
+                    format!(
+                        "no video from the publisher within {} s",
+                        FIRST_VIDEO.as_secs()
+                    )
                 });
             }
             Ok(None) => return Err("publisher left before sending video".into()),

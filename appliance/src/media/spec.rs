@@ -223,6 +223,16 @@ pub fn is_stream_key(s: &str) -> bool {
 }
 
 impl StreamSpec {
+    /// Fits the default ladder to a source of declared size: rungs taller than the source
+    /// are left out (an explicit ladder is kept as given, and validated).
+    pub fn fit_default_ladder(&mut self) {
+        if let Some((_, h)) = self.declared_source_size()
+            && self.ladder == default_ladder()
+        {
+            self.ladder.retain(|r| r.height.is_none_or(|rh| rh < h));
+        }
+    }
+
     /// The source's size when it is declared (test pattern, camera); `None` when only the
     /// incoming media will tell (RTMP, RTSP, files).
     pub fn declared_source_size(&self) -> Option<(u32, u32)> {
@@ -246,13 +256,13 @@ impl StreamSpec {
 
     fn validate_source(&self) -> Result<(), SpecError> {
         let size = |w: u32, h: u32, fps: u32| -> Result<(), SpecError> {
-            if !(16..=MAX_DIM).contains(&w) || w % 2 != 0 {
+            if !(16..=MAX_DIM).contains(&w) || !w.is_multiple_of(2) {
                 return Err(SpecError::new(
                     "source.width",
                     format!("{w} is not allowed; use an even number from 16 to {MAX_DIM}"),
                 ));
             }
-            if !(16..=MAX_DIM).contains(&h) || h % 2 != 0 {
+            if !(16..=MAX_DIM).contains(&h) || !h.is_multiple_of(2) {
                 return Err(SpecError::new(
                     "source.height",
                     format!("{h} is not allowed; use an even number from 16 to {MAX_DIM}"),
@@ -303,10 +313,7 @@ impl StreamSpec {
                     ));
                 }
                 if *latency_ms > 10_000 {
-                    return Err(SpecError::new(
-                        "source.latency_ms",
-                        "must be at most 10000",
-                    ));
+                    return Err(SpecError::new("source.latency_ms", "must be at most 10000"));
                 }
                 Ok(())
             }
@@ -344,7 +351,10 @@ impl StreamSpec {
                 ));
             }
             if self.ladder[..i].iter().any(|o| o.name == r.name) {
-                return Err(SpecError::new(f("name"), format!("'{}' is used twice", r.name)));
+                return Err(SpecError::new(
+                    f("name"),
+                    format!("'{}' is used twice", r.name),
+                ));
             }
             if r.width.is_some() && r.height.is_none() {
                 return Err(SpecError::new(
@@ -360,7 +370,7 @@ impl StreamSpec {
                             format!("{v} is out of range; allowed: 16 to {MAX_DIM}"),
                         ));
                     }
-                    if v % 2 != 0 {
+                    if !v.is_multiple_of(2) {
                         return Err(SpecError::new(
                             f(key),
                             format!("{v} is odd; H.264 in 4:2:0 needs even sizes"),
@@ -371,11 +381,14 @@ impl StreamSpec {
             if let (Some((sw, sh)), Some(h)) = (source, r.height) {
                 let w = r.width.unwrap_or(0);
                 if h > sh || w > sw {
+                    let size = match r.width {
+                        Some(w) => format!("{w}x{h}"),
+                        None => format!("{h}p"),
+                    };
                     return Err(SpecError::new(
                         f("height"),
                         format!(
-                            "{}x{h} is larger than the source ({sw}x{sh}); renditions never exceed the source",
-                            r.width.map(|w| w.to_string()).unwrap_or_else(|| "auto".into())
+                            "{size} is larger than the source ({sw}x{sh}); renditions never exceed the source"
                         ),
                     ));
                 }
@@ -506,7 +519,9 @@ pub fn resolve_ladder(
 }
 
 fn gop_for(fps: (i32, i32), segment_seconds: u32) -> u32 {
-    let per_sec = (f64::from(fps.0) / f64::from(fps.1.max(1))).round().max(1.0);
+    let per_sec = (f64::from(fps.0) / f64::from(fps.1.max(1)))
+        .round()
+        .max(1.0);
     ((per_sec * f64::from(segment_seconds)) as u32).clamp(1, 1000)
 }
 

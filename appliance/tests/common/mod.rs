@@ -73,7 +73,11 @@ impl NodeProc {
             if let Ok((200, _)) = node.try_get("/api/health") {
                 return node;
             }
-            assert!(Instant::now() < deadline, "node did not become healthy: {}", node.log());
+            assert!(
+                Instant::now() < deadline,
+                "node did not become healthy: {}",
+                node.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -94,7 +98,10 @@ impl NodeProc {
         let mut res = self.agent.get(&self.url(path)).call()?;
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -139,7 +146,10 @@ impl NodeProc {
         let mut res = res.expect("request");
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn create(&self, body: Value) -> Value {
@@ -149,14 +159,23 @@ impl NodeProc {
     }
 
     /// Polls a stream until `pred` holds for it.
-    pub fn wait_stream(&self, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_stream(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (_, v) = self.get(&format!("/api/streams/{id}"));
             if pred(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "stream {id} never became {what}; last: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "stream {id} never became {what}; last: {v}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -206,10 +225,22 @@ impl FfmpegPush {
     pub fn start(url: &str, size: &str, seconds: u32) -> Self {
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate=30"),
+            ])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
             .args(["-t", &seconds.to_string()])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
             .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
             .stdin(Stdio::null())
@@ -242,7 +273,10 @@ impl Drop for FfmpegPush {
 pub fn probe_video(path: &Path) -> Value {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,width,height:format=duration"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height:format=duration",
+        ])
         .args(["-of", "json"])
         .arg(path)
         .output()
@@ -276,9 +310,12 @@ impl RawPublisher {
             PublishRequestType,
         };
         let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
         let mut hs = Handshake::new(PeerType::Client);
-        let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|e| format!("{e:?}"))?;
+        let p0p1 = hs
+            .generate_outbound_p0_and_p1()
+            .map_err(|e| format!("{e:?}"))?;
         sock.write_all(&p0p1).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 8192];
         let leftover = loop {
@@ -301,7 +338,9 @@ impl RawPublisher {
         };
         let (mut session, initial) =
             ClientSession::new(ClientSessionConfig::new()).map_err(|e| format!("{e:?}"))?;
-        let mut this_send = |sock: &mut TcpStream, r: Vec<ClientSessionResult>| -> Result<Vec<ClientSessionEvent>, String> {
+        let this_send = |sock: &mut TcpStream,
+                             r: Vec<ClientSessionResult>|
+         -> Result<Vec<ClientSessionEvent>, String> {
             let mut events = Vec::new();
             for r in r {
                 match r {

@@ -1,0 +1,409 @@
+//! Bad input, each a test: the node answers with a clear error or status, loses nothing, and
+//! keeps every other stream running.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{FfmpegPush, NodeProc, RawPublisher};
+use serde_json::{Value, json};
+
+/// A small always-on stream whose health proves the others were not disturbed.
+fn bystander(node: &NodeProc) -> String {
+    let s = node.create(json!({
+        "name": "bystander",
+        "source": {"kind": "test", "width": 320, "height": 240, "fps": 10},
+        "ladder": [{"name": "source", "bitrate_kbps": 300}]
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    node.wait_state(&id, "running", Duration::from_secs(20));
+    id
+}
+
+fn assert_undisturbed(node: &NodeProc, id: &str) {
+    let (status, _) = node.get("/api/health");
+    assert_eq!(status, 200);
+    let (_, v) = node.get(&format!("/api/streams/{id}"));
+    assert_eq!(v["status"]["state"], "running", "{v}");
+    assert_eq!(v["status"]["reconnects"], 0, "{v}");
+}
+
+fn events(node: &NodeProc) -> Vec<Value> {
+    node.get("/api/events?limit=200")
+        .1
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn rtmp_garbage_half_handshakes_and_bad_publishes_are_contained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let by = bystander(&node);
+    let rtmp = node.create(
+        json!({"name": "ingest", "source": {"kind": "rtmp", "stream_key": "good-key-123"}}),
+    );
+    let rtmp_id = rtmp["id"].as_str().expect("id").to_string();
+
+    // Garbage bytes instead of a handshake: the connection is closed.
+    let mut s = TcpStream::connect(("127.0.0.1", node.rtmp)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let _ = s.write_all(&garbage);
+    let mut buf = [0u8; 8192];
+    let mut closed = false;
+    for _ in 0..10 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "garbage connection stayed open");
+
+    // A handshake that stops half-way is dropped after the handshake timeout.
+    let mut half = TcpStream::connect(("127.0.0.1", node.rtmp)).expect("connect");
+    half.write_all(&[3u8]).expect("c0");
+    half.write_all(&[0u8; 700]).expect("part of c1");
+    half.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut total = 0;
+    loop {
+        match half.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(19),
+        "half handshake never dropped ({total} bytes read)"
+    );
+
+    // Unknown stream key: refused, and said so in the events.
+    let push = FfmpegPush::start(&node.rtmp_url("no-such-key-999"), "320x240", 3);
+    let (status, _) = push.wait();
+    assert!(
+        !status.success(),
+        "publish with an unknown key was accepted"
+    );
+    assert!(events(&node).iter().any(|e| e["kind"] == "rtmp_refused"));
+    // A wrong application name is refused too.
+    let err = RawPublisher::publish(node.rtmp, "other-app", "good-key-123").err();
+    assert!(err.is_some(), "publish to a wrong app was accepted");
+
+    // H.265 over FLV (codec id 12), then Enhanced RTMP HEVC: a clear status, no crash.
+    for first in [
+        vec![0x1c, 0x00, 0, 0, 0],
+        vec![0x90, b'h', b'v', b'c', b'1'],
+    ] {
+        let mut p = RawPublisher::publish(node.rtmp, "live", "good-key-123").expect("publish");
+        let mut tag = first.clone();
+        tag.extend_from_slice(&[0u8; 32]);
+        p.video(0, tag).expect("send");
+        let v = node.wait_state(&rtmp_id, "failed", Duration::from_secs(10));
+        let err = v["status"]["last_error"].as_str().unwrap_or("");
+        assert!(err.contains("H.265"), "{v}");
+        drop(p);
+        // the key is free again for the next publisher
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Audio only (AAC tags, no video): refused with a status saying why.
+    let mut p = RawPublisher::publish(node.rtmp, "live", "good-key-123").expect("publish");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut ts = 0;
+    let mut failed = Value::Null;
+    while Instant::now() < deadline {
+        if p.audio(ts, vec![0xaf, 0x01, 0x21, 0x10, 0x04, 0x60])
+            .is_err()
+        {
+            break;
+        }
+        ts += 23;
+        let (_, v) = node.get(&format!("/api/streams/{rtmp_id}"));
+        if v["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("audio-only"))
+        {
+            failed = v;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(23));
+    }
+    assert_eq!(failed["status"]["state"], "failed", "{failed}");
+    drop(p);
+
+    // After all that a good publisher still gets through.
+    std::thread::sleep(Duration::from_millis(500));
+    let push = FfmpegPush::start(&node.rtmp_url("good-key-123"), "320x240", 6);
+    node.wait_state(&rtmp_id, "running", Duration::from_secs(20));
+    drop(push);
+    assert_undisturbed(&node, &by);
+}
+
+#[test]
+fn dead_sources_reconnect_with_a_reason_and_disturb_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let by = bystander(&node);
+    // An RTSP server that accepts the connection and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let s = node.create(json!({
+        "name": "mute camera",
+        "source": {"kind": "rtsp", "url": format!("rtsp://127.0.0.1:{port}/stream")}
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let v = node.wait_stream(
+        &id,
+        "reconnecting with an error",
+        Duration::from_secs(40),
+        |v| v["status"]["state"] == "reconnecting" && v["status"]["last_error"].is_string(),
+    );
+    assert!(v["status"]["reconnects"].as_u64() >= Some(1), "{v}");
+
+    // A file that does not exist.
+    let s = node.create(
+        json!({"name": "missing file", "source": {"kind": "uri", "uri": "/nonexistent/clip.mp4"}}),
+    );
+    let id = s["id"].as_str().expect("id").to_string();
+    let v = node.wait_stream(&id, "reconnecting", Duration::from_secs(20), |v| {
+        v["status"]["state"] == "reconnecting"
+    });
+    assert!(v["status"]["last_error"].is_string(), "{v}");
+    assert_undisturbed(&node, &by);
+}
+
+fn expect_invalid(node: &NodeProc, body: Value, field: &str) {
+    let (status, v) = node.send("POST", "/api/streams", Some(&body.to_string()));
+    assert_eq!(status, 422, "{body} → {v}");
+    assert_eq!(v["error"]["field"], field, "{body} → {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[test]
+fn api_rejects_bad_streams_with_field_level_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let test_src = json!({"kind": "test", "width": 640, "height": 360, "fps": 30});
+    let rung = |extra: Value| {
+        let mut r = json!({"name": "r", "height": 240, "bitrate_kbps": 500});
+        if let (Some(r), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                r.insert(k.clone(), v.clone());
+            }
+        }
+        r
+    };
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": [rung(json!({"height": 241}))]}),
+        "ladder[0].height",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": [rung(json!({"width": 425}))]}),
+        "ladder[0].width",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": [rung(json!({"fps": 0}))]}),
+        "ladder[0].fps",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": [rung(json!({"bitrate_kbps": 0}))]}),
+        "ladder[0].bitrate_kbps",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": [rung(json!({"height": 720}))]}),
+        "ladder[0].height",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "ladder": []}),
+        "ladder",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "v4l2", "device": "/dev/video-none"}}),
+        "source.device",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "rtsp", "url": "http://cam/"}}),
+        "source.url",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "rtmp", "stream_key": "short"}}),
+        "source.stream_key",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "test"}, "encoder": "nvh264enc"}),
+        "encoder",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "teleport"}}),
+        "source.kind",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": test_src, "colour": "red"}),
+        "colour",
+    );
+    expect_invalid(
+        &node,
+        json!({"name": "x", "source": {"kind": "test", "width": "wide"}}),
+        "source",
+    );
+    expect_invalid(&node, json!({"name": "", "source": test_src}), "name");
+
+    // Not JSON at all.
+    let (status, v) = node.send("POST", "/api/streams", Some("{not json"));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_json");
+
+    // Duplicate stream keys conflict.
+    node.create(json!({"name": "a", "source": {"kind": "rtmp", "stream_key": "same-key-123"}, "enabled": false}));
+    let (status, v) = node.send(
+        "POST",
+        "/api/streams",
+        Some(
+            &json!({"name": "b", "source": {"kind": "rtmp", "stream_key": "same-key-123"}})
+                .to_string(),
+        ),
+    );
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["field"], "source.stream_key");
+
+    // An update that fails validation changes nothing.
+    let s = node.create(json!({"name": "keep", "source": test_src, "enabled": false}));
+    let id = s["id"].as_str().expect("id");
+    let (status, _) = node.send(
+        "PATCH",
+        &format!("/api/streams/{id}"),
+        Some(&json!({"ladder": [rung(json!({"bitrate_kbps": 0}))]}).to_string()),
+    );
+    assert_eq!(status, 422);
+    let (_, after) = node.get(&format!("/api/streams/{id}"));
+    assert_eq!(after["ladder"], s["ladder"]);
+    let (status, v) = node.send(
+        "PATCH",
+        &format!("/api/streams/{id}"),
+        Some(&json!({"name": "renamed"}).to_string()),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["name"], "renamed");
+
+    // Unknown things are 404 with the JSON error shape.
+    let (status, v) = node.get("/api/streams/nope");
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    let (status, _) = node.get("/api/nothing-here");
+    assert_eq!(status, 404);
+    let (status, v) = node.get(&format!("/api/streams/{id}/snapshot.jpg"));
+    assert_eq!(status, 503, "{v}");
+
+    let (status, enc) = node.get("/api/encoders");
+    assert_eq!(status, 200);
+    assert_eq!(enc["preferred"], "x264enc");
+    let (status, cams) = node.get("/api/cameras");
+    assert_eq!(status, 200);
+    assert!(cams.is_array());
+}
+
+fn run_node(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_fails_start_up_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(&cfg, "[hls\nsegment_seconds = ").expect("write");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let (code, err) = run_node(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not valid TOML"), "{err}");
+
+    std::fs::write(&cfg, "[hls]\nsegment_seconds = 0\n").expect("write");
+    let (code, err) = run_node(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("hls.segment_seconds") && err.contains("allowed: 1 to 30"),
+        "{err}"
+    );
+
+    let (code, err) = run_node(
+        &["run", "--data-dir", data],
+        &[("LPE_HTTP_LISTEN", "nowhere")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("http.listen"), "{err}");
+
+    let (code, err) = run_node(
+        &["run", "--data-dir", data],
+        &[("LPE_MEDIA_MAX_STREAMS", "many")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("media.max_streams"), "{err}");
+
+    // The effective configuration prints with every layer applied.
+    let (code, _) = run_node(
+        &["config", "--data-dir", data],
+        &[("LPE_HLS_MAX_SEGMENTS", "5")],
+    );
+    assert_eq!(code, 0);
+}
