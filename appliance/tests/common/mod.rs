@@ -339,7 +339,7 @@ impl RawPublisher {
         let (mut session, initial) =
             ClientSession::new(ClientSessionConfig::new()).map_err(|e| format!("{e:?}"))?;
         let this_send = |sock: &mut TcpStream,
-                             r: Vec<ClientSessionResult>|
+                         r: Vec<ClientSessionResult>|
          -> Result<Vec<ClientSessionEvent>, String> {
             let mut events = Vec::new();
             for r in r {
