@@ -8,7 +8,7 @@ PKGS=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp
-  ffmpeg
+  ffmpeg python3 python3-venv
 )
 
 missing=()
@@ -24,4 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages for the independent cross-checks (eth-keys, eth-abi), in a venv so the
+# system Python is left alone.
+PYENV_DIR="${LPE_PYENV:-$(cd "$(dirname "$0")/.." && pwd)/target/pyenv}"
+if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, Crypto" 2>/dev/null; then
+  python3 -m venv "$PYENV_DIR"
+  "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
+    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7"
 fi

@@ -1,0 +1,423 @@
+//! The orchestrator's (recipient's) side: recipientRand derivation, issuing params, and the
+//! receive flow with go-livepeer's checks, order, messages and fatal/non-fatal classes.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy_primitives::{Address, B256, U256};
+use hmac::{Hmac, Mac};
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use sha2::Sha256;
+
+use crate::minbytes;
+use crate::params::{
+    self, PARAMS_EXPIRATION_BLOCKS, ParamsError, Price, RecipientPolicy, TicketParams,
+};
+use crate::sig;
+use crate::ticket::{ExpirationParams, Ticket, is_winning, recipient_rand_hash};
+
+/// Distinct nonces accepted per recipientRand.
+pub const MAX_SENDER_NONCES: usize = 600;
+
+/// Why a ticket was refused. `fatal` errors abort the whole payment; non-fatal ones stop
+/// crediting this ticket and the ones after it (go-livepeer's `acceptable`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReceiveError {
+    pub message: String,
+    pub fatal: bool,
+    /// The ticket won even though it was refused (it must still be redeemed when it won and
+    /// the refusal was only about crediting, e.g. expired params).
+    pub won: bool,
+}
+
+impl ReceiveError {
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            fatal: true,
+            won: false,
+        }
+    }
+    fn non_fatal(message: impl Into<String>, won: bool) -> Self {
+        Self {
+            message: message.into(),
+            fatal: false,
+            won,
+        }
+    }
+}
+
+/// The result of receiving one good ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub won: bool,
+    pub recipient_rand: U256,
+    /// The PM session (recipientRandHash, hex) this ticket belongs to.
+    pub session_id: String,
+}
+
+/// Everything about a ticket the recipient needs besides the ticket itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketContext {
+    pub seed: U256,
+    pub expiration_block: U256,
+    pub price: Price,
+}
+
+struct NonceSet {
+    seen: HashSet<u32>,
+    expiration_block: U256,
+}
+
+/// The recipient's state: its secret, its policy and the nonces seen per recipientRand.
+pub struct Recipient {
+    pub address: Address,
+    secret: [u8; 32],
+    pub policy: RecipientPolicy,
+    nonces: HashMap<U256, NonceSet>,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient")
+            .field("address", &self.address)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `minbytes(x)` of a signed big integer, as Go's `big.Int.Bytes()` (the sign is dropped).
+fn minbytes_int(v: &BigInt) -> Vec<u8> {
+    let (_, mag) = v.to_bytes_be();
+    if mag == [0] { Vec::new() } else { mag }
+}
+
+impl Recipient {
+    /// `secret` must come from a CSPRNG; it never leaves this struct.
+    pub fn new(address: Address, secret: [u8; 32], policy: RecipientPolicy) -> Self {
+        Self {
+            address,
+            secret,
+            policy,
+            nonces: HashMap::new(),
+        }
+    }
+
+    /// `recipientRand = uint256(HMAC-SHA256(secret, seed ‖ sender ‖ faceValue ‖ winProb ‖
+    /// expirationBlock ‖ price.num ‖ price.den ‖ auxData))`, every integer in minimal bytes.
+    pub fn recipient_rand(
+        &self,
+        sender: Address,
+        face_value: U256,
+        win_prob: U256,
+        ctx: &TicketContext,
+        expiration: &ExpirationParams,
+    ) -> U256 {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            // HMAC accepts keys of any length.
+            Err(_) => return U256::ZERO,
+        };
+        mac.update(&minbytes(ctx.seed));
+        mac.update(sender.as_slice());
+        mac.update(&minbytes(face_value));
+        mac.update(&minbytes(win_prob));
+        mac.update(&minbytes(ctx.expiration_block));
+        mac.update(&minbytes_int(ctx.price.numer()));
+        mac.update(&minbytes_int(ctx.price.denom()));
+        mac.update(&expiration.aux_data());
+        U256::from_be_slice(&mac.finalize().into_bytes())
+    }
+
+    /// Issues params to `sender` for `price`. `seed` is fresh randomness from the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ticket_params(
+        &self,
+        sender: Address,
+        price: &Price,
+        gas_price: U256,
+        max_float: U256,
+        last_seen_l1_block: U256,
+        expiration: ExpirationParams,
+        seed: U256,
+    ) -> Result<TicketParams, ParamsError> {
+        let face_value = params::face_value(&self.policy, price, gas_price, max_float)?;
+        let win_prob = params::win_prob(face_value, self.policy.ev);
+        let expiration_block =
+            last_seen_l1_block.saturating_add(U256::from(PARAMS_EXPIRATION_BLOCKS));
+        let ctx = TicketContext {
+            seed,
+            expiration_block,
+            price: price.clone(),
+        };
+        let rand = self.recipient_rand(sender, face_value, win_prob, &ctx, &expiration);
+        Ok(TicketParams {
+            recipient: self.address,
+            face_value,
+            win_prob,
+            recipient_rand_hash: recipient_rand_hash(rand),
+            seed,
+            expiration_block,
+            expiration,
+        })
+    }
+
+    /// Receives one ticket (§1.13 step 4): sender check (fatal), recipient, sender ≠ 0,
+    /// recipientRand, signature, win test, nonce, params expiry.
+    pub fn receive(
+        &mut self,
+        ticket: &Ticket,
+        sig_bytes: &[u8],
+        ctx: &TicketContext,
+        sender_check: Result<(), String>,
+        last_seen_l1_block: U256,
+    ) -> Result<Received, ReceiveError> {
+        let rand = self.recipient_rand(
+            ticket.sender,
+            ticket.face_value,
+            ticket.win_prob,
+            ctx,
+            &ticket.expiration,
+        );
+        sender_check.map_err(ReceiveError::fatal)?;
+        if ticket.recipient != self.address {
+            return Err(ReceiveError::fatal("invalid ticket recipient"));
+        }
+        if ticket.sender == Address::ZERO {
+            return Err(ReceiveError::fatal("invalid ticket sender"));
+        }
+        if recipient_rand_hash(rand) != ticket.recipient_rand_hash {
+            return Err(ReceiveError::fatal(
+                "invalid recipientRand for ticket recipientRandHash",
+            ));
+        }
+        if sig::verify(ticket.sender, ticket.hash().as_slice(), sig_bytes).is_err() {
+            return Err(ReceiveError::non_fatal("invalid ticket signature", false));
+        }
+        let won = is_winning(sig_bytes, rand, ticket.win_prob);
+        self.note_nonce(rand, ticket, ctx.expiration_block)
+            .map_err(|m| ReceiveError::non_fatal(m, won))?;
+        if ctx.expiration_block <= last_seen_l1_block {
+            return Err(ReceiveError::non_fatal("TicketParams expired", won));
+        }
+        Ok(Received {
+            won,
+            recipient_rand: rand,
+            session_id: format!("{:#x}", ticket.recipient_rand_hash),
+        })
+    }
+
+    fn note_nonce(
+        &mut self,
+        rand: U256,
+        ticket: &Ticket,
+        expiration_block: U256,
+    ) -> Result<(), String> {
+        let set = self.nonces.entry(rand).or_insert_with(|| NonceSet {
+            seen: HashSet::new(),
+            expiration_block,
+        });
+        if set.seen.contains(&ticket.sender_nonce) {
+            return Err(format!(
+                "invalid ticket senderNonce: already seen sender={} nonce={}",
+                ticket.sender, ticket.sender_nonce
+            ));
+        }
+        if set.seen.len() >= MAX_SENDER_NONCES {
+            return Err(format!(
+                "invalid ticket senderNonce: too many values sender={} nonce={}",
+                ticket.sender, ticket.sender_nonce
+            ));
+        }
+        set.seen.insert(ticket.sender_nonce);
+        Ok(())
+    }
+
+    /// Forgets nonce sets whose params have expired.
+    pub fn sweep_nonces(&mut self, last_seen_l1_block: U256) {
+        self.nonces
+            .retain(|_, s| s.expiration_block > last_seen_l1_block);
+    }
+
+    pub fn tracked_sessions(&self) -> usize {
+        self.nonces.len()
+    }
+}
+
+/// A price per pixel from the wire's PriceInfo (reduced; `pixels_per_unit` must not be 0).
+pub fn price_from_info(price_per_unit: i64, pixels_per_unit: i64) -> Option<Price> {
+    if pixels_per_unit == 0 {
+        return None;
+    }
+    Some(BigRational::new(
+        price_per_unit.into(),
+        pixels_per_unit.into(),
+    ))
+}
+
+/// The session id go-livepeer uses for a recipientRandHash.
+pub fn session_id(recipient_rand_hash: B256) -> String {
+    format!("{recipient_rand_hash:#x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sig::{address_of, sign};
+    use k256::ecdsa::SigningKey;
+
+    fn setup() -> (Recipient, SigningKey, Address, TicketParams, Price) {
+        let o_key = SigningKey::from_slice(&[9u8; 32]).expect("key");
+        let o_addr = address_of(o_key.verifying_key());
+        let policy = RecipientPolicy {
+            ev: U256::from(1_000u64),
+            redeem_gas: U256::from(10u64),
+            tx_cost_multiplier: U256::from(100u64),
+            max_face_value: U256::ZERO,
+        };
+        let r = Recipient::new(o_addr, [42u8; 32], policy);
+        let b_key = SigningKey::from_slice(&[3u8; 32]).expect("key");
+        let b_addr = address_of(b_key.verifying_key());
+        let price = price_from_info(1000, 3).expect("price");
+        let exp = ExpirationParams {
+            creation_round: 7,
+            creation_round_block_hash: B256::repeat_byte(0xab),
+        };
+        let params = r
+            .ticket_params(
+                b_addr,
+                &price,
+                U256::from(1u8),
+                U256::MAX,
+                U256::from(100u8),
+                exp,
+                U256::from(123456u64),
+            )
+            .expect("params");
+        (r, b_key, b_addr, params, price)
+    }
+
+    fn ticket(p: &TicketParams, sender: Address, nonce: u32) -> Ticket {
+        Ticket {
+            recipient: p.recipient,
+            sender,
+            face_value: p.face_value,
+            win_prob: p.win_prob,
+            sender_nonce: nonce,
+            recipient_rand_hash: p.recipient_rand_hash,
+            expiration: p.expiration,
+        }
+    }
+
+    #[test]
+    fn receive_accepts_good_tickets_and_refuses_bad_ones_with_the_right_class() {
+        let (mut r, key, sender, p, price) = setup();
+        let ctx = TicketContext {
+            seed: p.seed,
+            expiration_block: p.expiration_block,
+            price: price.clone(),
+        };
+        let l1 = U256::from(101u8);
+        let t1 = ticket(&p, sender, 1);
+        let s1 = sign(&key, t1.hash().as_slice());
+        let ok = r.receive(&t1, &s1, &ctx, Ok(()), l1).expect("accepted");
+        assert_eq!(ok.session_id, session_id(p.recipient_rand_hash));
+
+        // replayed nonce: non-fatal
+        let e = r.receive(&t1, &s1, &ctx, Ok(()), l1).unwrap_err();
+        assert!(!e.fatal && e.message.contains("already seen"), "{e:?}");
+
+        // faceValue changed: the rand no longer matches (fatal)
+        let mut t = ticket(&p, sender, 2);
+        t.face_value += U256::from(1u8);
+        let s = sign(&key, t.hash().as_slice());
+        let e = r.receive(&t, &s, &ctx, Ok(()), l1).unwrap_err();
+        assert_eq!(
+            (e.fatal, e.message.as_str()),
+            (true, "invalid recipientRand for ticket recipientRandHash")
+        );
+
+        // a different price echoed back: fatal too
+        let other = TicketContext {
+            price: price_from_info(1, 1).expect("p"),
+            ..ctx.clone()
+        };
+        let t = ticket(&p, sender, 3);
+        let s = sign(&key, t.hash().as_slice());
+        assert!(r.receive(&t, &s, &other, Ok(()), l1).unwrap_err().fatal);
+
+        // not us
+        let mut t = ticket(&p, sender, 4);
+        t.recipient = Address::repeat_byte(1);
+        assert_eq!(
+            r.receive(&t, &s, &ctx, Ok(()), l1).unwrap_err().message,
+            "invalid ticket recipient"
+        );
+        // zero sender
+        let t = ticket(&p, Address::ZERO, 5);
+        assert_eq!(
+            r.receive(&t, &s, &ctx, Ok(()), l1).unwrap_err().message,
+            "invalid ticket sender"
+        );
+        // sender check (e.g. unlocking) is fatal and first
+        let t = ticket(&p, sender, 6);
+        let e = r
+            .receive(&t, &s, &ctx, Err("sender is unlocking".into()), l1)
+            .unwrap_err();
+        assert!(e.fatal);
+        // bad signature: non-fatal
+        let t = ticket(&p, sender, 7);
+        let e = r.receive(&t, &s1, &ctx, Ok(()), l1).unwrap_err();
+        assert_eq!(
+            (e.fatal, e.message.as_str()),
+            (false, "invalid ticket signature")
+        );
+        // expired params: non-fatal
+        let t = ticket(&p, sender, 8);
+        let s = sign(&key, t.hash().as_slice());
+        let e = r
+            .receive(&t, &s, &ctx, Ok(()), p.expiration_block)
+            .unwrap_err();
+        assert_eq!(
+            (e.fatal, e.message.as_str()),
+            (false, "TicketParams expired")
+        );
+    }
+
+    #[test]
+    fn nonce_cap_is_600_per_rand_and_expires() {
+        let (mut r, key, sender, p, price) = setup();
+        let ctx = TicketContext {
+            seed: p.seed,
+            expiration_block: p.expiration_block,
+            price,
+        };
+        let l1 = U256::from(101u8);
+        for n in 1..=600u32 {
+            let t = ticket(&p, sender, n);
+            let s = sign(&key, t.hash().as_slice());
+            r.receive(&t, &s, &ctx, Ok(()), l1).expect("accepted");
+        }
+        let t = ticket(&p, sender, 601);
+        let s = sign(&key, t.hash().as_slice());
+        let e = r.receive(&t, &s, &ctx, Ok(()), l1).unwrap_err();
+        assert!(!e.fatal && e.message.contains("too many values"), "{e:?}");
+        assert_eq!(r.tracked_sessions(), 1);
+        r.sweep_nonces(p.expiration_block);
+        assert_eq!(r.tracked_sessions(), 0);
+    }
+
+    #[test]
+    fn price_is_reduced_and_zero_pixels_refused() {
+        let p = price_from_info(10, 4).expect("price");
+        assert_eq!(
+            (p.numer().clone(), p.denom().clone()),
+            (BigInt::from(5), BigInt::from(2))
+        );
+        assert!(price_from_info(1, 0).is_none());
+        let zero = price_from_info(0, 5).expect("price");
+        assert!(minbytes_int(zero.numer()).is_empty());
+        assert_eq!(minbytes_int(zero.denom()), vec![1]);
+    }
+}
