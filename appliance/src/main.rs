@@ -24,6 +24,52 @@ enum Cmd {
     Encoders(ConfigArgs),
     /// List the V4L2 cameras found, as JSON.
     Cameras,
+    /// Livepeer payment tickets.
+    #[command(subcommand)]
+    Ticket(TicketCmd),
+}
+
+#[derive(Subcommand)]
+enum TicketCmd {
+    /// Decode a `Livepeer-Payment` header (base64) and check every ticket in it; prints JSON.
+    Inspect {
+        /// The header value (standard base64 of a protobuf Payment); `-` reads it from stdin.
+        header: String,
+        /// The recipient's random value (hex, 0x optional) to run the win test.
+        #[arg(long, value_name = "HEX")]
+        recipient_rand: Option<String>,
+    },
+}
+
+fn ticket_inspect(header: &str, rand: Option<&str>) -> ExitCode {
+    let rand = match rand.map(|r| {
+        let digits = r.trim().trim_start_matches("0x");
+        lpe_pm::U256::from_str_radix(digits, 16)
+    }) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            eprintln!("livepeer-edge: --recipient-rand is not a 256-bit hex number: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let header = if header == "-" {
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            eprintln!("livepeer-edge: cannot read the header from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        text
+    } else {
+        header.to_string()
+    };
+    match lpe_pm::inspect::inspect(&header, rand) {
+        Ok(report) => print_json(&report),
+        Err(e) => {
+            eprintln!("livepeer-edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Args)]
@@ -137,5 +183,9 @@ fn main() -> ExitCode {
             ))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::Ticket(TicketCmd::Inspect {
+            header,
+            recipient_rand,
+        }) => ticket_inspect(&header, recipient_rand.as_deref()),
     }
 }

@@ -115,6 +115,9 @@ fn post_error(pipeline: &gst::Pipeline, msg: &str) {
     );
 }
 
+/// Frames a raw-video queue holds before it drops (live) or blocks (files).
+const RAW_QUEUE_FRAMES: u32 = 6;
+
 /// Shared state of the branch builder, captured by pad callbacks.
 struct Builder {
     pipeline: gst::glib::WeakRef<gst::Pipeline>,
@@ -616,9 +619,7 @@ fn setup_h264_branches(
     add_linked(pipeline, &[&raw_tee])?;
     link(&[&dec, &raw_tee])?;
     let mut all = resolved.clone();
-    for r in &encoded {
-        encode_branch(b, pipeline, &raw_tee, r)?;
-    }
+    encode_all(b, pipeline, &raw_tee, &encoded)?;
     snapshot_branch(b, pipeline, &raw_tee)?;
     all.sort_by_key(|r| std::cmp::Reverse(r.height));
     write_master(b, &all, &skipped);
@@ -677,9 +678,7 @@ fn setup_raw_branches(
     let tee = pipeline
         .by_name("raw-tee")
         .ok_or_else(|| BuildError::Link("raw tee is gone".into()))?;
-    for r in &resolved {
-        encode_branch(b, pipeline, &tee, r)?;
-    }
+    encode_all(b, pipeline, &tee, &resolved)?;
     snapshot_branch(b, pipeline, &tee)?;
     write_master(b, &resolved, &skipped);
     Ok(())
@@ -720,9 +719,16 @@ fn live_queue(
     name: &str,
 ) -> Result<gst::Element, BuildError> {
     let q = make("queue", &unique(pipeline, name))?;
-    q.set_property("max-size-buffers", 0u32);
     q.set_property("max-size-bytes", 0u32);
-    q.set_property("max-size-time", gst::ClockTime::SECOND.nseconds());
+    // Raw-frame queues hold a few frames (a 1080p frame is 3 MB; a second of them per branch
+    // would cost more memory than the rest of the node); the compressed one holds a second.
+    if name.starts_with("decode") {
+        q.set_property("max-size-buffers", 0u32);
+        q.set_property("max-size-time", gst::ClockTime::SECOND.nseconds());
+    } else {
+        q.set_property("max-size-buffers", RAW_QUEUE_FRAMES);
+        q.set_property("max-size-time", 0u64);
+    }
     if b.live {
         q.set_property_from_str("leaky", "downstream");
         let counters = b.counters.clone();
@@ -836,12 +842,41 @@ fn link_to_hls(from: &gst::Element, sink: &gst::Element, n: &str) -> Result<(), 
     Ok(())
 }
 
+/// Adds the encoded renditions, largest first. Each one is scaled from the smallest already
+/// scaled rendition that is larger than it (a cascade: 1080p → 720p → 480p, 360p) rather than
+/// from the source, which saves most of the scaling work of the lower rungs.
+fn encode_all(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    source_tee: &gst::Element,
+    renditions: &[ResolvedRendition],
+) -> Result<(), BuildError> {
+    let mut order: Vec<&ResolvedRendition> = renditions.iter().filter(|r| !r.passthrough).collect();
+    order.sort_by_key(|r| std::cmp::Reverse(r.height));
+    let mut scaled: Vec<(&ResolvedRendition, gst::Element)> = Vec::new();
+    for r in order {
+        // A parent with a forced frame rate would pass its rate on; only full-rate ones qualify.
+        let parent = scaled
+            .iter()
+            .rev()
+            .find(|(p, _)| p.spec.fps.is_none() && p.height > r.height && p.width >= r.width)
+            .map(|(_, tee)| tee.clone())
+            .unwrap_or_else(|| source_tee.clone());
+        let tee = encode_branch(b, pipeline, &parent, r)?;
+        scaled.push((r, tee));
+    }
+    Ok(())
+}
+
+/// One encoded rendition: `queue ! videoscale ! [videorate] ! videoconvert ! caps ! tee`
+/// (the scaled frames, also fed to smaller renditions) then `queue ! encoder ! h264parse !
+/// hlssink2`. Returns the tee of scaled frames.
 fn encode_branch(
     b: &Builder,
     pipeline: &gst::Pipeline,
-    tee: &gst::Element,
+    upstream: &gst::Element,
     r: &ResolvedRendition,
-) -> Result<(), BuildError> {
+) -> Result<gst::Element, BuildError> {
     let n = &r.spec.name;
     let (enc_chain, format) =
         encoder::encoder_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)
@@ -854,16 +889,20 @@ fn encode_branch(
         .field("width", r.width as i32)
         .field("height", r.height as i32)
         .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
-    let mut chain: Vec<gst::Element> = vec![queue, scale];
+    let mut scaling: Vec<gst::Element> = vec![queue, scale];
     if r.spec.fps.is_some() {
-        chain.push(make("videorate", &format!("{n}-rate"))?);
+        scaling.push(make("videorate", &format!("{n}-rate"))?);
         raw_caps = raw_caps.field("framerate", gst::Fraction::new(r.fps.0, r.fps.1));
     }
-    chain.push(convert);
+    scaling.push(convert);
     let filter = make("capsfilter", &format!("{n}-raw-caps"))?;
     filter.set_property("caps", raw_caps.build());
-    chain.push(filter);
-    chain.extend(enc_chain);
+    scaling.push(filter);
+    let scaled_tee = make("tee", &format!("{n}-scaled"))?;
+    scaling.push(scaled_tee.clone());
+
+    let mut encoding: Vec<gst::Element> = vec![live_queue(b, pipeline, &format!("{n}-enc-queue"))?];
+    encoding.extend(enc_chain);
     if EncoderKind::from_element(&b.ctx.encoder) == Some(EncoderKind::X264) {
         let profile = make("capsfilter", &format!("{n}-profile"))?;
         profile.set_property(
@@ -872,20 +911,26 @@ fn encode_branch(
                 .field("profile", profile_caps(r.spec.profile))
                 .build(),
         );
-        chain.push(profile);
+        encoding.push(profile);
     }
     let parse = make("h264parse", &format!("{n}-parse"))?;
-    chain.push(parse.clone());
-    let refs: Vec<&gst::Element> = chain.iter().collect();
+    encoding.push(parse.clone());
+
     let sink = hls_sink(b, pipeline, r)?;
-    add_linked(pipeline, &refs)?;
-    tee.link(&chain[0])
-        .map_err(|e| BuildError::Link(format!("tee → {n}: {e}")))?;
+    add_linked(pipeline, &encoding.iter().collect::<Vec<_>>())?;
+    link_to_hls(&parse, &sink, n)?;
     let psrc = parse
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("h264parse has no src pad".into()))?;
     count_output(&psrc, rendition_counters(b, r, &b.ctx.encoder));
-    link_to_hls(&parse, &sink, n)
+    add_linked(pipeline, &scaling.iter().collect::<Vec<_>>())?;
+    scaled_tee
+        .link(&encoding[0])
+        .map_err(|e| BuildError::Link(format!("{n} scaled → encoder: {e}")))?;
+    upstream
+        .link(&scaling[0])
+        .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
+    Ok(scaled_tee)
 }
 
 fn profile_caps(p: H264Profile) -> &'static str {
