@@ -29,8 +29,8 @@ fi
 # Python packages for the independent cross-checks (eth-keys, eth-abi), in a venv so the
 # system Python is left alone.
 PYENV_DIR="${LPE_PYENV:-$(cd "$(dirname "$0")/.." && pwd)/target/pyenv}"
-if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, Crypto" 2>/dev/null; then
+if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile, Crypto" 2>/dev/null; then
   python3 -m venv "$PYENV_DIR"
   "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
-    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7"
+    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8"
 fi

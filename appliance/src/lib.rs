@@ -9,6 +9,7 @@ pub mod events;
 pub mod media;
 pub mod node;
 pub mod store;
+pub mod wallet;
 
 use std::sync::Arc;
 

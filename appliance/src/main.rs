@@ -27,6 +27,81 @@ enum Cmd {
     /// Livepeer payment tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
+    /// The node's Ethereum account (a V3 keystore in <data_dir>/keystore).
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCmd,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// File whose first line is the keystore password (else LPE_WALLET_PASSWORD).
+        #[arg(long, value_name = "FILE", global = true)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalletCmd {
+    /// Create a new account.
+    New,
+    /// Import a raw private key (hex, in a file) or a keystore file from geth/go-livepeer.
+    Import {
+        /// File holding the private key as hex.
+        #[arg(long, value_name = "FILE", conflicts_with = "keystore_file")]
+        private_key_file: Option<PathBuf>,
+        /// A V3 keystore JSON file (opened with the same password).
+        #[arg(long, value_name = "FILE")]
+        keystore_file: Option<PathBuf>,
+    },
+    /// Print the keystore JSON (encrypted) for backup or for geth/go-livepeer.
+    Export,
+    /// Print the account address.
+    Address,
+}
+
+fn wallet(cmd: WalletCmd, cfg: &Config, password_file: Option<&std::path::Path>) -> ExitCode {
+    use livepeer_edge::wallet::{Keystore, PASSWORD_ENV, WalletError, password};
+    let ks = Keystore::new(cfg.data_dir.join("keystore"));
+    let pw = || password(password_file, std::env::var(PASSWORD_ENV).ok());
+    let result: Result<String, WalletError> = match cmd {
+        WalletCmd::New => pw()
+            .and_then(|p| ks.create(&p))
+            .map(|(a, path)| format!("{a}\n{}", path.display())),
+        WalletCmd::Import {
+            private_key_file,
+            keystore_file,
+        } => match (private_key_file, keystore_file) {
+            (Some(f), None) => std::fs::read_to_string(&f)
+                .map_err(|source| WalletError::Io {
+                    path: f.display().to_string(),
+                    source,
+                })
+                .and_then(|text| {
+                    hex::decode(text.trim().trim_start_matches("0x"))
+                        .map_err(|_| WalletError::BadKey)
+                })
+                .and_then(|secret| pw().and_then(|p| ks.import_key(&secret, &p)))
+                .map(|(a, path)| format!("{a}\n{}", path.display())),
+            (None, Some(f)) => pw()
+                .and_then(|p| ks.import_keystore(&f, &p))
+                .map(|(a, path)| format!("{a}\n{}", path.display())),
+            _ => {
+                eprintln!("livepeer-edge: give --private-key-file or --keystore-file");
+                return ExitCode::from(2);
+            }
+        },
+        WalletCmd::Export => ks.export(),
+        WalletCmd::Address => ks.address().map(|a| a.to_string()),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("livepeer-edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -75,19 +150,19 @@ fn ticket_inspect(header: &str, rand: Option<&str>) -> ExitCode {
 #[derive(Args)]
 struct ConfigArgs {
     /// TOML configuration file (also LPE_CONFIG).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Where the database and HLS output live (default ./data).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// HTTP listen address (default 127.0.0.1:8080).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     http_listen: Option<String>,
     /// RTMP listen address (default 0.0.0.0:1935).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     rtmp_listen: Option<String>,
     /// Log level: error, warn, info, debug or trace.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", global = true)]
     log_level: Option<String>,
 }
 
@@ -97,6 +172,8 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
         .config
         .or_else(|| env.remove("LPE_CONFIG").map(PathBuf::from));
     env.remove("LPE_CONFIG");
+    // A secret, not a setting: read by the wallet commands only.
+    env.remove(livepeer_edge::wallet::PASSWORD_ENV);
     let flags = Overrides {
         data_dir: args.data_dir,
         http_listen: args.http_listen,
@@ -183,6 +260,14 @@ fn main() -> ExitCode {
             ))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::Wallet {
+            command,
+            config,
+            password_file,
+        } => match load(config) {
+            Ok(cfg) => wallet(command, &cfg, password_file.as_deref()),
+            Err(code) => code,
+        },
         Cmd::Ticket(TicketCmd::Inspect {
             header,
             recipient_rand,
