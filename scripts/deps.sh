@@ -29,8 +29,20 @@ fi
 # Python packages for the independent cross-checks (eth-keys, eth-abi), in a venv so the
 # system Python is left alone.
 PYENV_DIR="${LPE_PYENV:-$(cd "$(dirname "$0")/.." && pwd)/target/pyenv}"
-if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile, Crypto" 2>/dev/null; then
+if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile, coincurve, Crypto" 2>/dev/null; then
   python3 -m venv "$PYENV_DIR"
   "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
-    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8"
+    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8" "coincurve>=20"
 fi
+
+# The local EVM (hardhat 2) and the Solidity compiler for the chain tests.
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+CHAIN_DIR="$(cd "$(dirname "$0")/.." && pwd)/chain-tests"
+if [ ! -x "$CHAIN_DIR/node_modules/.bin/hardhat" ]; then
+  (cd "$CHAIN_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$CHAIN_DIR" && node compile.js >/dev/null)

@@ -3,6 +3,7 @@
 //!
 //! The binary (`main.rs`) is thin glue over [`run`]; see `ARCHITECTURE.md` for the map.
 
+pub mod chain;
 pub mod config;
 pub mod control;
 pub mod events;

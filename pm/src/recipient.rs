@@ -65,6 +65,13 @@ pub struct TicketContext {
     pub price: Price,
 }
 
+/// The inputs of the last recipientRand derivation and its result: all tickets of a payment
+/// share them, so the HMAC runs once per payment instead of once per ticket.
+type RandMemo = (
+    (Address, U256, U256, U256, U256, Price, ExpirationParams),
+    U256,
+);
+
 struct NonceSet {
     seen: HashSet<u32>,
     expiration_block: U256,
@@ -76,6 +83,7 @@ pub struct Recipient {
     secret: [u8; 32],
     pub policy: RecipientPolicy,
     nonces: HashMap<U256, NonceSet>,
+    last_rand: Option<RandMemo>,
 }
 
 impl std::fmt::Debug for Recipient {
@@ -101,6 +109,7 @@ impl Recipient {
             secret,
             policy,
             nonces: HashMap::new(),
+            last_rand: None,
         }
     }
 
@@ -173,13 +182,29 @@ impl Recipient {
         sender_check: Result<(), String>,
         last_seen_l1_block: U256,
     ) -> Result<Received, ReceiveError> {
-        let rand = self.recipient_rand(
+        let inputs = (
             ticket.sender,
             ticket.face_value,
             ticket.win_prob,
-            ctx,
-            &ticket.expiration,
+            ctx.seed,
+            ctx.expiration_block,
+            ctx.price.clone(),
+            ticket.expiration,
         );
+        let rand = match &self.last_rand {
+            Some((k, r)) if *k == inputs => *r,
+            _ => {
+                let r = self.recipient_rand(
+                    ticket.sender,
+                    ticket.face_value,
+                    ticket.win_prob,
+                    ctx,
+                    &ticket.expiration,
+                );
+                self.last_rand = Some((inputs, r));
+                r
+            }
+        };
         sender_check.map_err(ReceiveError::fatal)?;
         if ticket.recipient != self.address {
             return Err(ReceiveError::fatal("invalid ticket recipient"));

@@ -2,7 +2,7 @@
 //! checked as go-livepeer does, with its rejection reasons.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use k256::ecdsa::{RecoveryId, SigningKey, VerifyingKey};
 
 /// secp256k1 n / 2: an `s` above it is malleable and refused.
 const HALF_N: U256 = U256::from_be_bytes([
@@ -69,12 +69,16 @@ pub fn recover(msg: &[u8], sig: &[u8]) -> Result<Address, SigError> {
     if v != 27 && v != 28 {
         return Err(SigError::V);
     }
-    let signature = Signature::from_slice(&sig[..64]).map_err(|_| SigError::Unrecoverable)?;
-    let recid = RecoveryId::from_byte(v - 27).ok_or(SigError::V)?;
-    let digest = personal_hash(msg);
-    let key = VerifyingKey::recover_from_prehash(digest.as_slice(), &signature, recid)
+    let recid =
+        secp256k1::ecdsa::RecoveryId::try_from(i32::from(v - 27)).map_err(|_| SigError::V)?;
+    let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(&sig[..64], recid)
         .map_err(|_| SigError::Unrecoverable)?;
-    Ok(address_of(&key))
+    let digest = personal_hash(msg);
+    let key = secp256k1::SECP256K1
+        .recover_ecdsa(secp256k1::Message::from_digest(digest.0), &signature)
+        .map_err(|_| SigError::Unrecoverable)?;
+    let point = key.serialize_uncompressed();
+    Ok(Address::from_slice(&keccak256(&point[1..])[12..]))
 }
 
 /// Checks that `sig` over `msg` was made by `addr`.

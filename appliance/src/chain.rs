@@ -1,0 +1,392 @@
+//! The chain: alloy bindings for the Livepeer contracts, resolved from the Controller by the
+//! keccak of their names. The only module that speaks JSON-RPC.
+//!
+//! Reverts come back as values carrying the contract's exact revert string, so callers can
+//! tell a non-retryable failure ("ticket is used") from a transient one (RPC down).
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use lpe_pm::params::SenderInfo;
+use lpe_pm::ticket::{ExpirationParams, Ticket};
+
+sol! {
+    #[sol(rpc)]
+    contract IController {
+        function getContract(bytes32 _id) external view returns (address);
+    }
+
+    #[sol(rpc)]
+    contract IRoundsManager {
+        function currentRound() external view returns (uint256);
+        function lastInitializedRound() external view returns (uint256);
+        function currentRoundInitialized() external view returns (bool);
+        function blockHashForRound(uint256 _round) external view returns (bytes32);
+        function initializeRound() external;
+    }
+
+    #[sol(rpc)]
+    contract IBondingManager {
+        function getTranscoderPoolSize() external view returns (uint256);
+        function isActiveTranscoder(address _transcoder) external view returns (bool);
+    }
+
+    #[sol(rpc)]
+    contract ITicketBroker {
+        struct Ticket {
+            address recipient;
+            address sender;
+            uint256 faceValue;
+            uint256 winProb;
+            uint256 senderNonce;
+            bytes32 recipientRandHash;
+            bytes auxData;
+        }
+        struct Sender {
+            uint256 deposit;
+            uint256 withdrawRound;
+        }
+        struct ReserveInfo {
+            uint256 fundsRemaining;
+            uint256 claimedInCurrentRound;
+        }
+        event WinningTicketRedeemed(address indexed sender, address indexed recipient, uint256 faceValue, uint256 winProb, uint256 senderNonce, uint256 recipientRand, bytes auxData);
+
+        function fundDepositAndReserve(uint256 _depositAmount, uint256 _reserveAmount) external payable;
+        function redeemWinningTicket(Ticket memory _ticket, bytes memory _sig, uint256 _recipientRand) external;
+        function unlock() external;
+        function cancelUnlock() external;
+        function withdraw() external;
+        function getSenderInfo(address _sender) external view returns (Sender memory sender, ReserveInfo memory reserve);
+        function usedTickets(bytes32 _hash) external view returns (bool);
+        function claimableReserve(address _reserveHolder, address _claimant) external view returns (uint256);
+        function getTicketHash(Ticket memory _ticket) external pure returns (bytes32);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The contract refused: the exact revert string. Not worth retrying.
+    #[error("reverted: {0}")]
+    Reverted(String),
+    /// The node could not be reached or answered oddly: retry with backoff.
+    #[error("chain unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} is not registered in the Controller")]
+    Unresolved(&'static str),
+    #[error("no account configured to send transactions")]
+    NoSigner,
+}
+
+fn classify(e: alloy::contract::Error) -> ChainError {
+    if let Some(data) = e.as_revert_data()
+        && let Some(reason) = alloy::sol_types::decode_revert_reason(&data)
+    {
+        // decode_revert_reason renders Error(string) as "revert: <reason>".
+        let reason = reason
+            .strip_prefix("revert: ")
+            .unwrap_or(&reason)
+            .to_string();
+        return ChainError::Reverted(reason);
+    }
+    let text = e.to_string();
+    if text.contains("revert") || text.contains("execution reverted") {
+        ChainError::Reverted(text)
+    } else {
+        ChainError::Unavailable(text)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Unavailable(e.to_string())
+}
+
+/// A transaction that made it into a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mined {
+    pub tx_hash: B256,
+    pub block: u64,
+}
+
+/// A connection to the chain with the Livepeer contracts resolved.
+#[derive(Clone)]
+pub struct ChainClient {
+    provider: DynProvider,
+    from: Option<Address>,
+    pub controller: Address,
+    pub ticket_broker: Address,
+    pub rounds_manager: Address,
+    pub bonding_manager: Address,
+}
+
+impl std::fmt::Debug for ChainClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClient")
+            .field("from", &self.from)
+            .field("controller", &self.controller)
+            .field("ticket_broker", &self.ticket_broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChainClient {
+    /// Connects to `rpc_url` and resolves the contracts from the Controller. With `signer`
+    /// the client can send transactions from that account.
+    pub async fn connect(
+        rpc_url: &str,
+        controller: Address,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self, ChainError> {
+        let url = rpc_url.parse().map_err(unavailable)?;
+        let from = signer.as_ref().map(|s| s.address());
+        let provider = match signer {
+            Some(s) => ProviderBuilder::new()
+                .wallet(EthereumWallet::from(s))
+                .connect_http(url)
+                .erased(),
+            None => ProviderBuilder::new().connect_http(url).erased(),
+        };
+        let c = IController::new(controller, &provider);
+        let resolve = async |name: &'static str| -> Result<Address, ChainError> {
+            let a = c
+                .getContract(keccak256(name.as_bytes()))
+                .call()
+                .await
+                .map_err(classify)?;
+            if a == Address::ZERO {
+                Err(ChainError::Unresolved(name))
+            } else {
+                Ok(a)
+            }
+        };
+        let ticket_broker = resolve("TicketBroker").await?;
+        let rounds_manager = resolve("RoundsManager").await?;
+        let bonding_manager = resolve("BondingManager").await?;
+        Ok(Self {
+            provider,
+            from,
+            controller,
+            ticket_broker,
+            rounds_manager,
+            bonding_manager,
+        })
+    }
+
+    pub fn account(&self) -> Option<Address> {
+        self.from
+    }
+
+    /// The L1 block number params expire against: the block's `l1BlockNumber` on Arbitrum,
+    /// its own number on an L1 chain.
+    pub async fn last_l1_block(&self) -> Result<U256, ChainError> {
+        let block: serde_json::Value = self
+            .provider
+            .raw_request("eth_getBlockByNumber".into(), ("latest", false))
+            .await
+            .map_err(unavailable)?;
+        let field = block
+            .get("l1BlockNumber")
+            .or_else(|| block.get("number"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ChainError::Unavailable("block without a number".into()))?;
+        U256::from_str_radix(field.trim_start_matches("0x"), 16).map_err(unavailable)
+    }
+
+    pub async fn gas_price(&self) -> Result<U256, ChainError> {
+        self.provider
+            .get_gas_price()
+            .await
+            .map(U256::from)
+            .map_err(unavailable)
+    }
+
+    pub async fn balance(&self, who: Address) -> Result<U256, ChainError> {
+        self.provider.get_balance(who).await.map_err(unavailable)
+    }
+
+    pub async fn current_round(&self) -> Result<U256, ChainError> {
+        IRoundsManager::new(self.rounds_manager, &self.provider)
+            .currentRound()
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn last_initialized_round(&self) -> Result<U256, ChainError> {
+        IRoundsManager::new(self.rounds_manager, &self.provider)
+            .lastInitializedRound()
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn block_hash_for_round(&self, round: U256) -> Result<B256, ChainError> {
+        IRoundsManager::new(self.rounds_manager, &self.provider)
+            .blockHashForRound(round)
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    /// Round and block hash to put in new tickets: the last initialized round, or — when its
+    /// hash is zero — the round before it (go-livepeer's workaround).
+    pub async fn expiration_params(&self) -> Result<ExpirationParams, ChainError> {
+        let mut round = self.last_initialized_round().await?;
+        let mut hash = self.block_hash_for_round(round).await?;
+        if hash == B256::ZERO && round > U256::ZERO {
+            round -= U256::from(1u8);
+            hash = self.block_hash_for_round(round).await?;
+        }
+        Ok(ExpirationParams {
+            creation_round: i64::try_from(round).unwrap_or(i64::MAX),
+            creation_round_block_hash: hash,
+        })
+    }
+
+    pub async fn sender_info(&self, sender: Address) -> Result<SenderInfo, ChainError> {
+        let r = ITicketBroker::new(self.ticket_broker, &self.provider)
+            .getSenderInfo(sender)
+            .call()
+            .await
+            .map_err(classify)?;
+        Ok(SenderInfo {
+            deposit: r.sender.deposit,
+            withdraw_round: r.sender.withdrawRound,
+            reserve: r.reserve.fundsRemaining,
+        })
+    }
+
+    pub async fn claimable_reserve(
+        &self,
+        holder: Address,
+        claimant: Address,
+    ) -> Result<U256, ChainError> {
+        ITicketBroker::new(self.ticket_broker, &self.provider)
+            .claimableReserve(holder, claimant)
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn pool_size(&self) -> Result<U256, ChainError> {
+        IBondingManager::new(self.bonding_manager, &self.provider)
+            .getTranscoderPoolSize()
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn is_used(&self, ticket_hash: B256) -> Result<bool, ChainError> {
+        ITicketBroker::new(self.ticket_broker, &self.provider)
+            .usedTickets(ticket_hash)
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    /// `redeemWinningTicket`: simulated first (so a revert comes back with its reason and
+    /// costs no gas), then sent and followed to its receipt.
+    pub async fn redeem(
+        &self,
+        t: &Ticket,
+        sig: &[u8],
+        recipient_rand: U256,
+    ) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
+        let call = broker.redeemWinningTicket(
+            ITicketBroker::Ticket {
+                recipient: t.recipient,
+                sender: t.sender,
+                faceValue: t.face_value,
+                winProb: t.win_prob,
+                senderNonce: U256::from(t.sender_nonce),
+                recipientRandHash: t.recipient_rand_hash,
+                auxData: Bytes::from(t.expiration.aux_data()),
+            },
+            Bytes::copy_from_slice(sig),
+            recipient_rand,
+        );
+        call.call().await.map_err(classify)?;
+        let pending = call.send().await.map_err(classify)?;
+        self.follow(pending).await
+    }
+
+    async fn follow(
+        &self,
+        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    ) -> Result<Mined, ChainError> {
+        let receipt = pending.get_receipt().await.map_err(unavailable)?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted("transaction failed".into()));
+        }
+        Ok(Mined {
+            tx_hash: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or(0),
+        })
+    }
+
+    /// Funds deposit and reserve in one transaction (the sender's own account).
+    pub async fn fund_deposit_and_reserve(
+        &self,
+        deposit: U256,
+        reserve: U256,
+    ) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
+        let call = broker
+            .fundDepositAndReserve(deposit, reserve)
+            .value(deposit.saturating_add(reserve));
+        call.call().await.map_err(classify)?;
+        self.follow(call.send().await.map_err(classify)?).await
+    }
+
+    pub async fn unlock(&self) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
+        let call = broker.unlock();
+        call.call().await.map_err(classify)?;
+        self.follow(call.send().await.map_err(classify)?).await
+    }
+
+    pub async fn cancel_unlock(&self) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
+        let call = broker.cancelUnlock();
+        call.call().await.map_err(classify)?;
+        self.follow(call.send().await.map_err(classify)?).await
+    }
+
+    pub async fn withdraw(&self) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
+        let call = broker.withdraw();
+        call.call().await.map_err(classify)?;
+        self.follow(call.send().await.map_err(classify)?).await
+    }
+
+    /// `WinningTicketRedeemed` events for a recipient in a block range.
+    pub async fn redeemed_events(
+        &self,
+        recipient: Address,
+        from_block: u64,
+    ) -> Result<Vec<(Address, U256, U256)>, ChainError> {
+        use alloy::rpc::types::Filter;
+        use alloy::sol_types::SolEvent;
+        let filter = Filter::new()
+            .address(self.ticket_broker)
+            .event_signature(ITicketBroker::WinningTicketRedeemed::SIGNATURE_HASH)
+            .topic2(recipient.into_word())
+            .from_block(from_block);
+        let logs = self.provider.get_logs(&filter).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for log in logs {
+            if let Ok(ev) = ITicketBroker::WinningTicketRedeemed::decode_log(&log.inner) {
+                out.push((ev.sender, ev.faceValue, ev.senderNonce));
+            }
+        }
+        Ok(out)
+    }
+}
