@@ -194,6 +194,10 @@ impl ChainClient {
         U256::from_str_radix(field.trim_start_matches("0x"), 16).map_err(unavailable)
     }
 
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.provider.get_block_number().await.map_err(unavailable)
+    }
+
     pub async fn gas_price(&self) -> Result<U256, ChainError> {
         self.provider
             .get_gas_price()
@@ -367,12 +371,13 @@ impl ChainClient {
         self.follow(call.send().await.map_err(classify)?).await
     }
 
-    /// `WinningTicketRedeemed` events for a recipient in a block range.
+    /// `WinningTicketRedeemed` events for a recipient since a block: (sender, faceValue,
+    /// senderNonce, transaction hash).
     pub async fn redeemed_events(
         &self,
         recipient: Address,
         from_block: u64,
-    ) -> Result<Vec<(Address, U256, U256)>, ChainError> {
+    ) -> Result<Vec<(Address, U256, U256, B256)>, ChainError> {
         use alloy::rpc::types::Filter;
         use alloy::sol_types::SolEvent;
         let filter = Filter::new()
@@ -384,7 +389,12 @@ impl ChainClient {
         let mut out = Vec::new();
         for log in logs {
             if let Ok(ev) = ITicketBroker::WinningTicketRedeemed::decode_log(&log.inner) {
-                out.push((ev.sender, ev.faceValue, ev.senderNonce));
+                out.push((
+                    ev.sender,
+                    ev.faceValue,
+                    ev.senderNonce,
+                    log.transaction_hash.unwrap_or_default(),
+                ));
             }
         }
         Ok(out)

@@ -39,6 +39,30 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub hls: HlsConfig,
     pub media: MediaConfig,
+    pub pm: PmConfig,
+}
+
+/// Livepeer payments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PmConfig {
+    /// `off` or `orchestrator` (earn tickets; needs a keystore and `eth_url`).
+    pub role: String,
+    /// JSON-RPC endpoint of the chain (Arbitrum One in production).
+    pub eth_url: String,
+    /// The Livepeer Controller; every other contract is resolved from it.
+    pub controller: String,
+    /// Expected value per ticket, wei.
+    pub ticket_ev: String,
+    /// Cap on a ticket's face value, wei; 0 means none.
+    pub max_face_value: String,
+    /// Price per `pixels_per_unit` pixels, wei.
+    pub price_per_unit: i64,
+    pub pixels_per_unit: i64,
+    /// File with the keystore password; empty: the LPE_WALLET_PASSWORD environment variable.
+    pub password_file: String,
+    /// How often the redemption queue looks for due tickets, milliseconds.
+    pub redeem_poll_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +136,17 @@ impl Default for Config {
                     .map(|s| s.to_string())
                     .collect(),
                 max_streams: 16,
+            },
+            pm: PmConfig {
+                role: "off".into(),
+                eth_url: String::new(),
+                controller: "0xD8E8328501E9645d16Cf49539efC04f734606ee4".into(),
+                ticket_ev: "8000000000".into(),
+                max_face_value: "0".into(),
+                price_per_unit: 1,
+                pixels_per_unit: 1,
+                password_file: String::new(),
+                redeem_poll_ms: 2000,
             },
         }
     }
@@ -266,6 +301,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_pm()?;
         if self.media.encoder_candidates.is_empty() {
             return Err(ConfigError::new(
                 "media.encoder_candidates",
@@ -282,6 +318,58 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_pm(&self) -> Result<(), ConfigError> {
+        let pm = &self.pm;
+        if !["off", "orchestrator"].contains(&pm.role.as_str()) {
+            return Err(ConfigError::new(
+                "pm.role",
+                format!("'{}' is not a role; allowed: off, orchestrator", pm.role),
+            ));
+        }
+        let wei = |key: &str, v: &str| -> Result<(), ConfigError> {
+            v.parse::<lpe_pm::U256>().map(|_| ()).map_err(|_| {
+                ConfigError::new(
+                    key,
+                    format!("'{v}' is not an amount in wei (a decimal integer)"),
+                )
+            })
+        };
+        wei("pm.ticket_ev", &pm.ticket_ev)?;
+        wei("pm.max_face_value", &pm.max_face_value)?;
+        if pm.pixels_per_unit <= 0 {
+            return Err(ConfigError::new("pm.pixels_per_unit", "must be at least 1"));
+        }
+        if pm.price_per_unit < 0 {
+            return Err(ConfigError::new(
+                "pm.price_per_unit",
+                "must not be negative",
+            ));
+        }
+        if pm.controller.parse::<lpe_pm::Address>().is_err() {
+            return Err(ConfigError::new(
+                "pm.controller",
+                format!("'{}' is not an Ethereum address", pm.controller),
+            ));
+        }
+        if !(100..=3_600_000).contains(&pm.redeem_poll_ms) {
+            return Err(ConfigError::new(
+                "pm.redeem_poll_ms",
+                "allowed: 100 to 3600000",
+            ));
+        }
+        if pm.role == "orchestrator"
+            && !(pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "pm.eth_url",
+                "an orchestrator needs the chain's JSON-RPC URL (http:// or https://)",
+            ));
         }
         Ok(())
     }
@@ -457,6 +545,13 @@ mod tests {
         };
         let err = Config::load(None, &env(&[]), &flags).unwrap_err();
         assert_eq!(err.key, "http.listen");
+
+        let e = env(&[("LPE_PM_ROLE", "orchestrator")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.key, "pm.eth_url");
+        let e = env(&[("LPE_PM_TICKET_EV", "lots")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.key, "pm.ticket_ev");
 
         let e = env(&[("LPE_MEDIA_X264_PRESET", "warp")]);
         let err = Config::load(None, &e, &Overrides::default()).unwrap_err();

@@ -18,6 +18,8 @@ pub enum EventKind {
     EncoderFallback,
     RenditionSkipped,
     RtmpRefused,
+    TicketRedeemed,
+    TicketFailed,
 }
 
 impl EventKind {
@@ -34,6 +36,8 @@ impl EventKind {
             Self::EncoderFallback => "encoder_fallback",
             Self::RenditionSkipped => "rendition_skipped",
             Self::RtmpRefused => "rtmp_refused",
+            Self::TicketRedeemed => "ticket_redeemed",
+            Self::TicketFailed => "ticket_failed",
         }
     }
 }

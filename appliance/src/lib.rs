@@ -9,6 +9,7 @@ pub mod control;
 pub mod events;
 pub mod media;
 pub mod node;
+pub mod payments;
 pub mod store;
 pub mod wallet;
 
@@ -107,6 +108,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         shutdown_rx.clone(),
     ));
 
+    let pm_task = (cfg.pm.role == "orchestrator")
+        .then(|| tokio::spawn(start_orchestrator(Arc::clone(&node), shutdown_rx.clone())));
+
     if let Err(e) = node.boot().await {
         tracing::error!("could not start the stored streams: {e}");
     }
@@ -134,9 +138,78 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     node.shutdown().await;
     signals.abort();
     rtmp_task.abort();
+    if let Some(t) = pm_task {
+        t.abort();
+    }
     recorder.abort();
     tracing::info!("stopped");
     result
+}
+
+/// Unlocks the account, connects to the chain (retrying with backoff while it is down), then
+/// accepts payments and runs the redemption queue until shutdown.
+async fn start_orchestrator(node: Arc<node::Node>, mut shutdown: watch::Receiver<bool>) {
+    let pm = node.cfg.pm.clone();
+    let file = (!pm.password_file.is_empty()).then(|| std::path::PathBuf::from(&pm.password_file));
+    let keystore = wallet::Keystore::new(node.cfg.data_dir.join("keystore"));
+    let key = wallet::password(file.as_deref(), std::env::var(wallet::PASSWORD_ENV).ok())
+        .and_then(|p| keystore.unlock(&p));
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("payments disabled: cannot unlock the account: {e}");
+            return;
+        }
+    };
+    let signer = match alloy::signers::local::PrivateKeySigner::from_slice(&key.to_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("payments disabled: {e}");
+            return;
+        }
+    };
+    let address = signer.address();
+    let controller = pm.controller.parse().unwrap_or_default();
+    let mut wait = std::time::Duration::from_secs(1);
+    let chain = loop {
+        match chain::ChainClient::connect(&pm.eth_url, controller, Some(signer.clone())).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(
+                    "chain not reachable ({e}); retrying in {} s",
+                    wait.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    };
+    tracing::info!(%address, broker = %chain.ticket_broker, "payments ready");
+    let policy = lpe_pm::params::RecipientPolicy {
+        ev: pm.ticket_ev.parse().unwrap_or_default(),
+        redeem_gas: lpe_pm::U256::from(payments::REDEEM_GAS),
+        tx_cost_multiplier: lpe_pm::U256::from(100u8),
+        max_face_value: pm.max_face_value.parse().unwrap_or_default(),
+    };
+    let orchestrator = payments::Orchestrator::new(
+        chain.clone(),
+        address,
+        payments::rand_bytes(),
+        policy,
+        pm.price_per_unit,
+        pm.pixels_per_unit,
+    );
+    let _ = node.orchestrator.set(Arc::new(orchestrator));
+    payments::run_redemptions(
+        node,
+        chain,
+        shutdown,
+        std::time::Duration::from_millis(u64::from(pm.redeem_poll_ms)),
+    )
+    .await;
 }
 
 async fn wait_for_signal() {

@@ -83,6 +83,8 @@ pub struct Node {
     pub media: MediaEngine,
     pub events: EventBus,
     pub started: Instant,
+    /// Set once the chain is reachable when the node runs as an orchestrator.
+    pub orchestrator: tokio::sync::OnceCell<Arc<crate::payments::Orchestrator>>,
 }
 
 fn new_id() -> String {
@@ -145,6 +147,7 @@ impl Node {
             media,
             events,
             started: Instant::now(),
+            orchestrator: tokio::sync::OnceCell::new(),
         })
     }
 

@@ -39,6 +39,30 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX events_ts ON events(ts_ms);
      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: winning tickets and their redemption
+    "CREATE TABLE winning_tickets (
+        ticket_hash TEXT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        face_value TEXT NOT NULL,
+        win_prob TEXT NOT NULL,
+        sender_nonce INTEGER NOT NULL,
+        recipient_rand_hash TEXT NOT NULL,
+        creation_round INTEGER NOT NULL,
+        creation_round_block_hash TEXT NOT NULL,
+        sig BLOB NOT NULL,
+        recipient_rand TEXT NOT NULL,
+        params_expiration_block TEXT NOT NULL,
+        state TEXT NOT NULL,
+        tx_hash TEXT,
+        amount TEXT,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+     );
+     CREATE INDEX winning_tickets_state ON winning_tickets(state);
+     CREATE TABLE ticket_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -258,6 +282,257 @@ impl Store {
     }
 }
 
+/// Where a winning ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// Recorded; waiting for its params to expire, then for redemption.
+    Pending,
+    /// A redemption transaction was sent (recorded before sending, so a crash is noticed).
+    Submitted,
+    Redeemed,
+    Failed,
+}
+
+impl TicketState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Submitted => "submitted",
+            Self::Redeemed => "redeemed",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "submitted" => Self::Submitted,
+            "redeemed" => Self::Redeemed,
+            "failed" => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// A winning ticket with everything needed to redeem it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinningTicket {
+    pub ticket: lpe_pm::ticket::Ticket,
+    pub sig: Vec<u8>,
+    pub recipient_rand: lpe_pm::U256,
+    pub params_expiration_block: lpe_pm::U256,
+}
+
+/// A stored winning ticket and its redemption state.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketRecord {
+    pub ticket_hash: String,
+    pub sender: String,
+    pub face_value: String,
+    pub sender_nonce: u32,
+    pub state: TicketState,
+    pub tx_hash: Option<String>,
+    pub amount: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(skip)]
+    pub winning: Option<WinningTicket>,
+}
+
+/// Ticket counters for the UI and telemetry.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TicketCounts {
+    pub received: u64,
+    pub won: u64,
+    pub redeemed: u64,
+    pub failed: u64,
+    pub pending: u64,
+}
+
+fn u256(s: &str) -> lpe_pm::U256 {
+    s.parse().unwrap_or_default()
+}
+
+impl Store {
+    /// Records winning tickets and adds to the received counter in one transaction, durable
+    /// (`synchronous=FULL`) when this returns. Recording a ticket twice is harmless.
+    pub fn record_tickets(
+        &self,
+        received: u64,
+        wins: &[WinningTicket],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let mut inserted = 0u64;
+        for w in wins {
+            let t = &w.ticket;
+            inserted += tx.execute(
+                "INSERT OR IGNORE INTO winning_tickets (ticket_hash, recipient, sender, face_value,
+                   win_prob, sender_nonce, recipient_rand_hash, creation_round,
+                   creation_round_block_hash, sig, recipient_rand, params_expiration_block,
+                   state, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
+                params![
+                    format!("{:#x}", t.hash()),
+                    t.recipient.to_string(),
+                    t.sender.to_string(),
+                    t.face_value.to_string(),
+                    t.win_prob.to_string(),
+                    t.sender_nonce,
+                    format!("{:#x}", t.recipient_rand_hash),
+                    t.expiration.creation_round,
+                    format!("{:#x}", t.expiration.creation_round_block_hash),
+                    w.sig,
+                    w.recipient_rand.to_string(),
+                    w.params_expiration_block.to_string(),
+                    now_ms as i64,
+                ],
+            )? as u64;
+        }
+        for (name, n) in [("received", received), ("won", inserted)] {
+            tx.execute(
+                "INSERT INTO ticket_counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                params![name, n as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
+        let hash: String = r.get(0)?;
+        let recipient: String = r.get(1)?;
+        let sender: String = r.get(2)?;
+        let face_value: String = r.get(3)?;
+        let win_prob: String = r.get(4)?;
+        let nonce: i64 = r.get(5)?;
+        let rrh: String = r.get(6)?;
+        let round: i64 = r.get(7)?;
+        let block_hash: String = r.get(8)?;
+        let sig: Vec<u8> = r.get(9)?;
+        let rand: String = r.get(10)?;
+        let exp: String = r.get(11)?;
+        let winning = (|| {
+            Some(WinningTicket {
+                ticket: lpe_pm::ticket::Ticket {
+                    recipient: recipient.parse().ok()?,
+                    sender: sender.parse().ok()?,
+                    face_value: u256(&face_value),
+                    win_prob: u256(&win_prob),
+                    sender_nonce: u32::try_from(nonce).ok()?,
+                    recipient_rand_hash: rrh.parse().ok()?,
+                    expiration: lpe_pm::ticket::ExpirationParams {
+                        creation_round: round,
+                        creation_round_block_hash: block_hash.parse().ok()?,
+                    },
+                },
+                sig,
+                recipient_rand: u256(&rand),
+                params_expiration_block: u256(&exp),
+            })
+        })();
+        Ok(TicketRecord {
+            ticket_hash: hash,
+            sender,
+            face_value,
+            sender_nonce: u32::try_from(nonce).unwrap_or(0),
+            state: TicketState::parse(&r.get::<_, String>(12)?),
+            tx_hash: r.get(13)?,
+            amount: r.get(14)?,
+            reason: r.get(15)?,
+            attempts: u32::try_from(r.get::<_, i64>(16)?).unwrap_or(0),
+            created_ms: r.get::<_, i64>(17)? as u64,
+            updated_ms: r.get::<_, i64>(18)? as u64,
+            winning,
+        })
+    }
+
+    const TICKET_COLUMNS: &'static str = "ticket_hash, recipient, sender, face_value, win_prob,
+        sender_nonce, recipient_rand_hash, creation_round, creation_round_block_hash, sig,
+        recipient_rand, params_expiration_block, state, tx_hash, amount, reason, attempts,
+        created_ms, updated_ms";
+
+    /// Tickets still to redeem (pending or submitted), oldest first.
+    pub fn unredeemed_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM winning_tickets WHERE state IN ('pending', 'submitted')
+             ORDER BY created_ms, ticket_hash",
+            Self::TICKET_COLUMNS
+        ))?;
+        let rows = stmt.query_map([], Self::ticket_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest tickets (the redemption queue as the UI shows it).
+    pub fn recent_tickets(&self, limit: u32) -> Result<Vec<TicketRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM winning_tickets ORDER BY created_ms DESC, ticket_hash LIMIT ?1",
+            Self::TICKET_COLUMNS
+        ))?;
+        let rows = stmt.query_map(params![limit], Self::ticket_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_ticket_state(
+        &self,
+        ticket_hash: &str,
+        state: TicketState,
+        tx_hash: Option<&str>,
+        amount: Option<&str>,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = ?2, tx_hash = COALESCE(?3, tx_hash),
+               amount = COALESCE(?4, amount), reason = ?5, updated_ms = ?6,
+               attempts = attempts + (CASE WHEN ?2 = 'submitted' THEN 1 ELSE 0 END)
+             WHERE ticket_hash = ?1",
+            params![
+                ticket_hash,
+                state.as_str(),
+                tx_hash,
+                amount,
+                reason,
+                now_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn ticket_counts(&self) -> Result<TicketCounts, StoreError> {
+        let conn = self.conn()?;
+        let counter = |name: &str| -> Result<u64, StoreError> {
+            Ok(conn
+                .query_row(
+                    "SELECT value FROM ticket_counters WHERE name = ?1",
+                    params![name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .unwrap_or(0) as u64)
+        };
+        let state = |s: &str| -> Result<u64, StoreError> {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM winning_tickets WHERE state = ?1",
+                params![s],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        };
+        Ok(TicketCounts {
+            received: counter("received")?,
+            won: counter("won")?,
+            redeemed: state("redeemed")?,
+            failed: state("failed")?,
+            pending: state("pending")? + state("submitted")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +575,67 @@ mod tests {
         assert_eq!(s.get_meta("k").expect("meta").as_deref(), Some("v"));
         assert!(s.delete_stream("a").expect("delete"));
         assert!(s.get_stream("a").expect("get").is_none());
+    }
+
+    #[test]
+    fn winning_tickets_are_recorded_once_and_move_through_states() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let w = WinningTicket {
+            ticket: lpe_pm::ticket::Ticket {
+                recipient: lpe_pm::Address::repeat_byte(1),
+                sender: lpe_pm::Address::repeat_byte(2),
+                face_value: lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(20u8)),
+                win_prob: lpe_pm::U256::MAX,
+                sender_nonce: 7,
+                recipient_rand_hash: lpe_pm::B256::repeat_byte(3),
+                expiration: lpe_pm::ticket::ExpirationParams {
+                    creation_round: 9,
+                    creation_round_block_hash: lpe_pm::B256::repeat_byte(4),
+                },
+            },
+            sig: vec![5; 65],
+            recipient_rand: lpe_pm::U256::from(99u8),
+            params_expiration_block: lpe_pm::U256::from(140u8),
+        };
+        {
+            let s = Store::open(&path).expect("open");
+            s.record_tickets(5, std::slice::from_ref(&w), 1)
+                .expect("record");
+            s.record_tickets(1, std::slice::from_ref(&w), 2)
+                .expect("record again");
+        }
+        let s = Store::open(&path).expect("reopen");
+        let pending = s.unredeemed_tickets().expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].winning.as_ref(), Some(&w));
+        let hash = pending[0].ticket_hash.clone();
+        s.set_ticket_state(&hash, TicketState::Submitted, None, None, None, 3)
+            .expect("state");
+        s.set_ticket_state(
+            &hash,
+            TicketState::Redeemed,
+            Some("0xabc"),
+            Some("100"),
+            None,
+            4,
+        )
+        .expect("state");
+        assert!(s.unredeemed_tickets().expect("pending").is_empty());
+        let counts = s.ticket_counts().expect("counts");
+        assert_eq!(
+            counts,
+            TicketCounts {
+                received: 6,
+                won: 1,
+                redeemed: 1,
+                failed: 0,
+                pending: 0
+            }
+        );
+        let recent = s.recent_tickets(10).expect("recent");
+        assert_eq!(recent[0].tx_hash.as_deref(), Some("0xabc"));
+        assert_eq!(recent[0].attempts, 1);
     }
 
     #[test]

@@ -3,213 +3,16 @@
 //! redeemed through the node's chain client; each failure path surfaces the contract's exact
 //! revert string.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, U256, keccak256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
-use alloy::sol_types::SolValue;
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use common::evm::{BondingManager, GATEWAY, ORCHESTRATOR, World, key, next_round, world};
 use k256::ecdsa::SigningKey;
 use livepeer_edge::chain::{ChainClient, ChainError};
 use lpe_pm::params::{RecipientPolicy, TicketParams};
 use lpe_pm::recipient::{Recipient, TicketContext, price_from_info};
 use lpe_pm::sender::Sender;
-
-sol! {
-    #[sol(rpc)]
-    contract Controller { function setContractInfo(bytes32 _id, address _addr) external; }
-    #[sol(rpc)]
-    contract RoundsManager { function initializeRound() external; function currentRound() external view returns (uint256); }
-    #[sol(rpc)]
-    contract BondingManager {
-        function setTicketBroker(address _broker) external;
-        function register(address _transcoder) external;
-        function fees(address _transcoder) external view returns (uint256);
-    }
-}
-
-/// Hardhat's well-known development keys (accounts 0, 1, 2).
-const DEPLOYER: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const GATEWAY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const ORCHESTRATOR: &str = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
-const ROUND_LENGTH: u64 = 20;
-
-fn chain_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../chain-tests")
-}
-
-struct Hardhat {
-    child: Child,
-    url: String,
-}
-
-impl Hardhat {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port");
-        let child = Command::new("npx")
-            .args([
-                "hardhat",
-                "node",
-                "--hostname",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .current_dir(chain_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("npx hardhat node (run scripts/test.sh to install it)");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Hardhat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn key(hex_key: &str) -> PrivateKeySigner {
-    hex_key.parse().expect("key")
-}
-
-fn bytecode(name: &str) -> Vec<u8> {
-    let path = chain_dir().join("build").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).expect("compiled contract (node compile.js)");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    hex::decode(
-        v["bytecode"]
-            .as_str()
-            .expect("bytecode")
-            .trim_start_matches("0x"),
-    )
-    .expect("hex")
-}
-
-async fn deploy(p: &DynProvider, name: &str, args: Vec<u8>) -> Address {
-    let mut code = bytecode(name);
-    code.extend(args);
-    let tx = TransactionRequest::default().with_deploy_code(code);
-    let receipt = p
-        .send_transaction(tx)
-        .await
-        .expect("deploy")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    receipt.contract_address.expect("contract address")
-}
-
-async fn mine(p: &DynProvider, blocks: u64) {
-    let _: serde_json::Value = p
-        .raw_request("hardhat_mine".into(), (format!("{blocks:#x}"),))
-        .await
-        .expect("hardhat_mine");
-}
-
-struct World {
-    _node: Hardhat,
-    admin: DynProvider,
-    controller: Address,
-    rounds: Address,
-    bonding: Address,
-}
-
-async fn world() -> World {
-    let node = Hardhat::start();
-    let admin = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(key(DEPLOYER)))
-        .connect_http(node.url.parse().expect("url"))
-        .erased();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while admin.get_block_number().await.is_err() {
-        assert!(Instant::now() < deadline, "hardhat did not start");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let controller = deploy(&admin, "Controller", Vec::new()).await;
-    let rounds = deploy(
-        &admin,
-        "RoundsManager",
-        U256::from(ROUND_LENGTH).abi_encode(),
-    )
-    .await;
-    let bonding = deploy(&admin, "BondingManager", Vec::new()).await;
-    let broker = deploy(
-        &admin,
-        "TicketBroker",
-        (controller, U256::from(2u8), U256::from(2u8)).abi_encode_params(),
-    )
-    .await;
-    let c = Controller::new(controller, &admin);
-    for (name, addr) in [
-        ("TicketBroker", broker),
-        ("RoundsManager", rounds),
-        ("BondingManager", bonding),
-    ] {
-        c.setContractInfo(keccak256(name), addr)
-            .send()
-            .await
-            .expect("send")
-            .get_receipt()
-            .await
-            .expect("register contract");
-    }
-    let b = BondingManager::new(bonding, &admin);
-    b.setTicketBroker(broker)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    b.register(key(ORCHESTRATOR).address())
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    let w = World {
-        _node: node,
-        admin,
-        controller,
-        rounds,
-        bonding,
-    };
-    next_round(&w).await;
-    w
-}
-
-/// Moves to the start of the next round and initializes it, so the round has room for the
-/// transactions that follow (each one mines a block).
-async fn next_round(w: &World) {
-    let b = w.admin.get_block_number().await.expect("block number");
-    let to_mine = ROUND_LENGTH - 1 - (b % ROUND_LENGTH);
-    if to_mine > 0 {
-        mine(&w.admin, to_mine).await;
-    }
-    RoundsManager::new(w.rounds, &w.admin)
-        .initializeRound()
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("initializeRound");
-}
 
 struct Parties {
     gateway_chain: ChainClient,
@@ -219,10 +22,10 @@ struct Parties {
 }
 
 async fn parties(w: &World) -> Parties {
-    let gateway_chain = ChainClient::connect(&w._node.url, w.controller, Some(key(GATEWAY)))
+    let gateway_chain = ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
         .await
         .expect("gateway connects");
-    let orch_chain = ChainClient::connect(&w._node.url, w.controller, Some(key(ORCHESTRATOR)))
+    let orch_chain = ChainClient::connect(&w.node.url, w.controller, Some(key(ORCHESTRATOR)))
         .await
         .expect("orchestrator connects");
     let face = U256::from(10u64).pow(U256::from(15u8));
@@ -285,7 +88,7 @@ fn reverted(r: Result<livepeer_edge::chain::Mined, ChainError>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
-    let w = world().await;
+    let w = world(20).await;
     let mut p = parties(&w).await;
     let eth = U256::from(10u64).pow(U256::from(18u8));
     p.gateway_chain

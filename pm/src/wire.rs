@@ -232,6 +232,25 @@ pub fn decode_payment(p: &Payment) -> Result<DecodedPayment, WireError> {
     })
 }
 
+/// Params as the orchestrator sent them (OrchestratorInfo.ticket_params), checked for shape.
+pub fn params_from_wire(tp: &TicketParams) -> Result<Params, WireError> {
+    let exp = tp
+        .expiration_params
+        .as_ref()
+        .map(expiration)
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Params {
+        recipient: address("ticket_params.recipient", &tp.recipient)?,
+        face_value: int("ticket_params.face_value", &tp.face_value)?,
+        win_prob: int("ticket_params.win_prob", &tp.win_prob)?,
+        recipient_rand_hash: hash32("ticket_params.recipient_rand_hash", &tp.recipient_rand_hash)?,
+        seed: int("ticket_params.seed", &tp.seed)?,
+        expiration_block: int("ticket_params.expiration_block", &tp.expiration_block)?,
+        expiration: exp,
+    })
+}
+
 /// The wire form of params as the orchestrator sends them (fields 1–7).
 pub fn params_to_wire(p: &Params) -> TicketParams {
     TicketParams {

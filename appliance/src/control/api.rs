@@ -137,6 +137,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/cameras", get(cameras))
         .route("/api/encoders", get(encoders))
         .route("/api/events", get(events))
+        .route("/payment", post(payment))
+        .route("/api/pm/ticket-params", post(ticket_params))
+        .route("/api/pm/tickets", get(tickets))
         .nest_service("/hls", hls)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(hls_headers))
@@ -378,4 +381,127 @@ async fn events(
         .recent_events(q.stream_id.as_deref(), limit)
         .map_err(CommandError::from)?;
     Ok(Json(events))
+}
+
+fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiError> {
+    node.orchestrator.get().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_unavailable",
+            "payments are off, or the chain is not reachable yet",
+        )
+    })
+}
+
+/// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
+async fn payment(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<crate::payments::PaymentReceipt>, ApiError> {
+    use crate::payments::PaymentError;
+    let orch = orchestrator(&node)?;
+    let header = headers
+        .get("Livepeer-Payment")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "no_payment",
+                "missing Livepeer-Payment header",
+            )
+        })?;
+    orch.receive(&node.store, header)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            PaymentError::Malformed(m) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", m)
+            }
+            PaymentError::Rejected { message, fatal } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                if fatal {
+                    "ticket_rejected_fatal"
+                } else {
+                    "ticket_rejected"
+                },
+                message,
+            ),
+            PaymentError::Storage(e) => {
+                tracing::error!("payment refused, storage failed: {e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "the payment could not be recorded and was not accepted",
+                )
+            }
+            PaymentError::Chain(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", m),
+        })
+}
+
+#[derive(Deserialize)]
+struct ParamsRequest {
+    sender: String,
+}
+
+#[derive(Serialize)]
+struct ParamsResponse {
+    recipient: lpe_pm::Address,
+    /// Standard base64 of the protobuf TicketParams (with expiration params), as on the wire.
+    ticket_params: String,
+    price_per_unit: i64,
+    pixels_per_unit: i64,
+}
+
+async fn ticket_params(
+    State(node): State<AppState>,
+    ApiJson(req): ApiJson<ParamsRequest>,
+) -> Result<Json<ParamsResponse>, ApiError> {
+    use base64::Engine;
+    let orch = orchestrator(&node)?;
+    let sender: lpe_pm::Address = req.sender.parse().map_err(|_| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "invalid",
+        message: "not an Ethereum address".into(),
+        field: Some("sender".into()),
+    })?;
+    let (params, (ppu, pxu)) = orch.ticket_params(sender).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "params_unavailable",
+            e.to_string(),
+        )
+    })?;
+    let wire = lpe_pm::wire::params_to_wire(&params);
+    Ok(Json(ParamsResponse {
+        recipient: params.recipient,
+        ticket_params: base64::engine::general_purpose::STANDARD
+            .encode(prost::Message::encode_to_vec(&wire)),
+        price_per_unit: ppu,
+        pixels_per_unit: pxu,
+    }))
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct TicketsResponse {
+    counts: crate::store::TicketCounts,
+    tickets: Vec<crate::store::TicketRecord>,
+}
+
+async fn tickets(
+    State(node): State<AppState>,
+    query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TicketsResponse>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let counts = node.store.ticket_counts().map_err(CommandError::from)?;
+    let tickets = node
+        .store
+        .recent_tickets(q.limit.unwrap_or(100).min(1000))
+        .map_err(CommandError::from)?;
+    Ok(Json(TicketsResponse { counts, tickets }))
 }

@@ -2,6 +2,8 @@
 //! data directory, and talks to it over HTTP; publishes with ffmpeg or a raw RTMP client.
 #![allow(dead_code)]
 
+pub mod evm;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,422 @@
+//! The money plane of an orchestrator: issuing ticket params, receiving payments (winning
+//! tickets committed to SQLite before the payment is acknowledged), and the redemption queue
+//! that redeems them once their params have expired — surviving restarts and crashes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lpe_pm::balance::Balances;
+use lpe_pm::params::{RecipientPolicy, TicketParams};
+use lpe_pm::recipient::{Recipient, TicketContext, price_from_info};
+use lpe_pm::wire::{decode_payment, decode_payment_header};
+use lpe_pm::{Address, BigRational, U256};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::chain::{ChainClient, ChainError};
+use crate::events::{EventBus, EventKind, now_ms};
+
+use crate::store::{Store, StoreError, TicketState, WinningTicket};
+
+/// Gas one redemption costs on Arbitrum (go-livepeer's value).
+pub const REDEEM_GAS: u64 = 1_200_000;
+/// How far back to look for the transaction of a ticket sent just before a crash.
+const RECOVERY_LOOKBACK_BLOCKS: u64 = 100_000;
+
+/// Why a payment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// The header could not be decoded or had the wrong shape.
+    #[error("{0}")]
+    Malformed(String),
+    /// A ticket was refused (go-livepeer's message); `fatal` as go-livepeer classes it.
+    #[error("{message}")]
+    Rejected { message: String, fatal: bool },
+    /// The winning tickets could not be made durable: nothing was accepted.
+    #[error("cannot record the payment: {0}")]
+    Storage(#[from] StoreError),
+    #[error("chain unavailable: {0}")]
+    Chain(String),
+}
+
+/// What a good payment earned.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaymentReceipt {
+    pub sender: Address,
+    pub tickets: usize,
+    pub won: usize,
+    /// Credit added, wei (exact: `n` or `n/d`).
+    pub credited: String,
+    /// The sender's balance after this payment, wei (exact).
+    pub balance: String,
+}
+
+fn ratio(r: &BigRational) -> String {
+    if r.is_integer() {
+        r.numer().to_string()
+    } else {
+        format!("{}/{}", r.numer(), r.denom())
+    }
+}
+
+/// The orchestrator side of payments.
+pub struct Orchestrator {
+    chain: ChainClient,
+    recipient: Mutex<Recipient>,
+    balances: Mutex<Balances>,
+    price_per_unit: i64,
+    pixels_per_unit: i64,
+}
+
+impl Orchestrator {
+    /// `secret` keys the recipientRand derivation; it must be fresh randomness.
+    pub fn new(
+        chain: ChainClient,
+        address: Address,
+        secret: [u8; 32],
+        policy: RecipientPolicy,
+        price_per_unit: i64,
+        pixels_per_unit: i64,
+    ) -> Self {
+        Self {
+            chain,
+            recipient: Mutex::new(Recipient::new(address, secret, policy)),
+            balances: Mutex::new(Balances::default()),
+            price_per_unit,
+            pixels_per_unit,
+        }
+    }
+
+    pub fn chain(&self) -> &ChainClient {
+        &self.chain
+    }
+
+    /// Params for `sender` at this node's price, bound to the chain's current round.
+    pub async fn ticket_params(
+        &self,
+        sender: Address,
+    ) -> Result<(TicketParams, (i64, i64)), PaymentError> {
+        let price = price_from_info(self.price_per_unit, self.pixels_per_unit)
+            .ok_or_else(|| PaymentError::Malformed("pixels per unit is 0".into()))?;
+        let chain_err = |e: ChainError| PaymentError::Chain(e.to_string());
+        let exp = self.chain.expiration_params().await.map_err(chain_err)?;
+        let l1 = self.chain.last_l1_block().await.map_err(chain_err)?;
+        let gas = self.chain.gas_price().await.map_err(chain_err)?;
+        let info = self.chain.sender_info(sender).await.map_err(chain_err)?;
+        let claimable = self
+            .chain
+            .claimable_reserve(sender, self.address())
+            .await
+            .map_err(chain_err)?;
+        let max_float = claimable.saturating_add(info.deposit);
+        let seed = U256::from_be_bytes(rand_bytes());
+        let r = self
+            .recipient
+            .lock()
+            .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
+        let params = r
+            .ticket_params(sender, &price, gas, max_float, l1, exp, seed)
+            .map_err(|e| PaymentError::Rejected {
+                message: e.to_string(),
+                fatal: true,
+            })?;
+        Ok((params, (self.price_per_unit, self.pixels_per_unit)))
+    }
+
+    pub fn address(&self) -> Address {
+        self.recipient.lock().map(|r| r.address).unwrap_or_default()
+    }
+
+    /// Receives a `Livepeer-Payment` header: every ticket is checked in go-livepeer's order;
+    /// winners are committed to the store **before** this returns Ok, and only then is the
+    /// sender credited. A storage failure refuses the whole payment.
+    pub async fn receive(
+        &self,
+        store: &Store,
+        header: &str,
+    ) -> Result<PaymentReceipt, PaymentError> {
+        let payment =
+            decode_payment_header(header).map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let decoded =
+            decode_payment(&payment).map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let Some(params) = decoded.params.clone() else {
+            return Ok(PaymentReceipt {
+                sender: decoded.sender,
+                tickets: 0,
+                won: 0,
+                credited: "0".into(),
+                balance: "0".into(),
+            });
+        };
+        let price = decoded
+            .price
+            .clone()
+            .ok_or_else(|| PaymentError::Malformed("missing expected_price".into()))?;
+        let chain_err = |e: ChainError| PaymentError::Chain(e.to_string());
+        let info = self
+            .chain
+            .sender_info(decoded.sender)
+            .await
+            .map_err(chain_err)?;
+        let last_round = self
+            .chain
+            .last_initialized_round()
+            .await
+            .map_err(chain_err)?;
+        let l1 = self.chain.last_l1_block().await.map_err(chain_err)?;
+        let sender_check = if !info.withdraw_round.is_zero()
+            && info.withdraw_round <= last_round.saturating_add(U256::from(1u8))
+        {
+            Err(format!("sender {} is set to unlock soon", decoded.sender))
+        } else {
+            Ok(())
+        };
+        let ctx = TicketContext {
+            seed: params.seed,
+            expiration_block: params.expiration_block,
+            price,
+        };
+        let mut wins = Vec::new();
+        let mut credited = BigRational::from_integer(0.into());
+        let mut refusal = None;
+        {
+            let mut r = self
+                .recipient
+                .lock()
+                .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
+            for (ticket, sig) in &decoded.tickets {
+                match r.receive(ticket, sig, &ctx, sender_check.clone(), l1) {
+                    Ok(got) => {
+                        if got.won {
+                            wins.push(WinningTicket {
+                                ticket: ticket.clone(),
+                                sig: sig.clone(),
+                                recipient_rand: got.recipient_rand,
+                                params_expiration_block: params.expiration_block,
+                            });
+                        }
+                        credited += ticket.ev();
+                    }
+                    Err(e) => {
+                        // A winner refused only for crediting (expired params) is still owed.
+                        if e.won {
+                            let rand = r.recipient_rand(
+                                ticket.sender,
+                                ticket.face_value,
+                                ticket.win_prob,
+                                &ctx,
+                                &ticket.expiration,
+                            );
+                            wins.push(WinningTicket {
+                                ticket: ticket.clone(),
+                                sig: sig.clone(),
+                                recipient_rand: rand,
+                                params_expiration_block: params.expiration_block,
+                            });
+                        }
+                        refusal = Some(PaymentError::Rejected {
+                            message: e.message,
+                            fatal: e.fatal,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        // Durability before acknowledgement.
+        store.record_tickets(decoded.tickets.len() as u64, &wins, now_ms())?;
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        let balance = {
+            let mut b = self
+                .balances
+                .lock()
+                .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
+            b.credit(decoded.sender, "default", &credited);
+            b.balance(decoded.sender, "default")
+        };
+        Ok(PaymentReceipt {
+            sender: decoded.sender,
+            tickets: decoded.tickets.len(),
+            won: wins.len(),
+            credited: ratio(&credited),
+            balance: ratio(&balance),
+        })
+    }
+}
+
+/// 32 bytes from the OS's CSPRNG.
+pub fn rand_bytes() -> [u8; 32] {
+    use rand08::RngCore;
+    let mut b = [0u8; 32];
+    rand08::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Redeems recorded winning tickets until `shutdown`: waits for each ticket's params to expire,
+/// checks it is unused and worth the gas, records `submitted` before sending, and records the
+/// outcome (redeemed with tx hash and amount, or failed with the contract's revert string).
+/// Transient failures are retried with backoff; a restart resumes where it stopped.
+pub async fn run_redemptions(
+    node: Arc<crate::node::Node>,
+    chain: ChainClient,
+    mut shutdown: watch::Receiver<bool>,
+    poll: Duration,
+) {
+    let mut backoff = poll;
+    loop {
+        let result = redeem_due(&node.store, &chain, &node.events).await;
+        let wait = match result {
+            Ok(()) => {
+                backoff = poll;
+                poll
+            }
+            Err(e) => {
+                tracing::warn!("redemption queue: {e}; retrying in {} s", backoff.as_secs());
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn redeem_due(
+    store: &Store,
+    chain: &ChainClient,
+    events: &EventBus,
+) -> Result<(), ChainError> {
+    let tickets = store
+        .unredeemed_tickets()
+        .map_err(|e| ChainError::Unavailable(e.to_string()))?;
+    if tickets.is_empty() {
+        return Ok(());
+    }
+    let l1 = chain.last_l1_block().await?;
+    let gas = chain.gas_price().await?;
+    let tx_cost = gas.saturating_mul(U256::from(REDEEM_GAS));
+    let set = |hash: &str, state, tx: Option<&str>, amount: Option<&str>, reason: Option<&str>| {
+        if let Err(e) = store.set_ticket_state(hash, state, tx, amount, reason, now_ms()) {
+            tracing::error!("cannot record ticket state: {e}");
+        }
+    };
+    for rec in tickets {
+        let Some(w) = rec.winning.clone() else {
+            set(
+                &rec.ticket_hash,
+                TicketState::Failed,
+                None,
+                None,
+                Some("unreadable ticket record"),
+            );
+            continue;
+        };
+        // A revealed recipientRand must never be usable with live params.
+        if w.params_expiration_block > l1 {
+            continue;
+        }
+        let hash = w.ticket.hash();
+        if chain.is_used(hash).await? {
+            if rec.state == TicketState::Submitted {
+                // Sent before a crash and mined: find the transaction and record it.
+                let since = chain
+                    .block_number()
+                    .await?
+                    .saturating_sub(RECOVERY_LOOKBACK_BLOCKS);
+                let events_found = chain.redeemed_events(w.ticket.recipient, since).await?;
+                let tx = events_found
+                    .iter()
+                    .find(|e| e.0 == w.ticket.sender && e.2 == U256::from(w.ticket.sender_nonce))
+                    .map(|e| format!("{:#x}", e.3));
+                set(
+                    &rec.ticket_hash,
+                    TicketState::Redeemed,
+                    tx.as_deref(),
+                    Some(&w.ticket.face_value.to_string()),
+                    None,
+                );
+            } else {
+                set(
+                    &rec.ticket_hash,
+                    TicketState::Failed,
+                    None,
+                    None,
+                    Some("ticket is used"),
+                );
+            }
+            continue;
+        }
+        if w.ticket.face_value <= tx_cost {
+            set(
+                &rec.ticket_hash,
+                TicketState::Pending,
+                None,
+                None,
+                Some("face value does not cover the gas cost; waiting for cheaper gas"),
+            );
+            continue;
+        }
+        let info = chain.sender_info(w.ticket.sender).await?;
+        let claimable = chain
+            .claimable_reserve(w.ticket.sender, w.ticket.recipient)
+            .await?;
+        if info.deposit.saturating_add(claimable) <= tx_cost {
+            set(
+                &rec.ticket_hash,
+                TicketState::Pending,
+                None,
+                None,
+                Some("sender funds do not cover the gas cost"),
+            );
+            continue;
+        }
+        set(&rec.ticket_hash, TicketState::Submitted, None, None, None);
+        match chain.redeem(&w.ticket, &w.sig, w.recipient_rand).await {
+            Ok(mined) => {
+                let tx = format!("{:#x}", mined.tx_hash);
+                set(
+                    &rec.ticket_hash,
+                    TicketState::Redeemed,
+                    Some(&tx),
+                    Some(&w.ticket.face_value.to_string()),
+                    None,
+                );
+                events.emit(
+                    None,
+                    EventKind::TicketRedeemed,
+                    format!("ticket {} redeemed in {tx}", rec.ticket_hash),
+                );
+            }
+            Err(ChainError::Reverted(reason)) => {
+                set(
+                    &rec.ticket_hash,
+                    TicketState::Failed,
+                    None,
+                    None,
+                    Some(&reason),
+                );
+                events.emit(
+                    None,
+                    EventKind::TicketFailed,
+                    format!("ticket {} failed: {reason}", rec.ticket_hash),
+                );
+            }
+            Err(e) => {
+                set(
+                    &rec.ticket_hash,
+                    TicketState::Submitted,
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                );
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
