@@ -46,7 +46,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PmConfig {
-    /// `off` or `orchestrator` (earn tickets; needs a keystore and `eth_url`).
+    /// `off`, `gateway` (fund deposit/reserve, pay) or `orchestrator` (earn tickets); the
+    /// last two need a keystore and `eth_url`.
     pub role: String,
     /// JSON-RPC endpoint of the chain (Arbitrum One in production).
     pub eth_url: String,
@@ -326,10 +327,13 @@ impl Config {
 impl Config {
     fn validate_pm(&self) -> Result<(), ConfigError> {
         let pm = &self.pm;
-        if !["off", "orchestrator"].contains(&pm.role.as_str()) {
+        if !["off", "gateway", "orchestrator"].contains(&pm.role.as_str()) {
             return Err(ConfigError::new(
                 "pm.role",
-                format!("'{}' is not a role; allowed: off, orchestrator", pm.role),
+                format!(
+                    "'{}' is not a role; allowed: off, gateway, orchestrator",
+                    pm.role
+                ),
             ));
         }
         let wei = |key: &str, v: &str| -> Result<(), ConfigError> {
@@ -363,12 +367,12 @@ impl Config {
                 "allowed: 100 to 3600000",
             ));
         }
-        if pm.role == "orchestrator"
+        if pm.role != "off"
             && !(pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://"))
         {
             return Err(ConfigError::new(
                 "pm.eth_url",
-                "an orchestrator needs the chain's JSON-RPC URL (http:// or https://)",
+                "a gateway or orchestrator needs the chain's JSON-RPC URL (http:// or https://)",
             ));
         }
         Ok(())

@@ -108,8 +108,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         shutdown_rx.clone(),
     ));
 
-    let pm_task = (cfg.pm.role == "orchestrator")
-        .then(|| tokio::spawn(start_orchestrator(Arc::clone(&node), shutdown_rx.clone())));
+    let pm_task = (cfg.pm.role != "off")
+        .then(|| tokio::spawn(start_payments(Arc::clone(&node), shutdown_rx.clone())));
 
     if let Err(e) = node.boot().await {
         tracing::error!("could not start the stored streams: {e}");
@@ -146,25 +146,27 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     result
 }
 
-/// Unlocks the account, connects to the chain (retrying with backoff while it is down), then
-/// accepts payments and runs the redemption queue until shutdown.
-async fn start_orchestrator(node: Arc<node::Node>, mut shutdown: watch::Receiver<bool>) {
-    let pm = node.cfg.pm.clone();
+/// The node's account as a transaction signer, unlocked with the configured password.
+pub fn account_signer(
+    cfg: &Config,
+) -> Result<alloy::signers::local::PrivateKeySigner, wallet::WalletError> {
+    let pm = &cfg.pm;
     let file = (!pm.password_file.is_empty()).then(|| std::path::PathBuf::from(&pm.password_file));
-    let keystore = wallet::Keystore::new(node.cfg.data_dir.join("keystore"));
+    let keystore = wallet::Keystore::new(cfg.data_dir.join("keystore"));
     let key = wallet::password(file.as_deref(), std::env::var(wallet::PASSWORD_ENV).ok())
-        .and_then(|p| keystore.unlock(&p));
-    let key = match key {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!("payments disabled: cannot unlock the account: {e}");
-            return;
-        }
-    };
-    let signer = match alloy::signers::local::PrivateKeySigner::from_slice(&key.to_bytes()) {
+        .and_then(|p| keystore.unlock(&p))?;
+    alloy::signers::local::PrivateKeySigner::from_slice(&key.to_bytes())
+        .map_err(|_| wallet::WalletError::BadKey)
+}
+
+/// Unlocks the account, connects to the chain (retrying with backoff while it is down), then —
+/// as an orchestrator — accepts payments and runs the redemption queue until shutdown.
+async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<bool>) {
+    let pm = node.cfg.pm.clone();
+    let signer = match account_signer(&node.cfg) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("payments disabled: {e}");
+            tracing::error!("payments disabled: cannot unlock the account: {e}");
             return;
         }
     };
@@ -187,7 +189,11 @@ async fn start_orchestrator(node: Arc<node::Node>, mut shutdown: watch::Receiver
             }
         }
     };
-    tracing::info!(%address, broker = %chain.ticket_broker, "payments ready");
+    tracing::info!(%address, broker = %chain.ticket_broker, role = %pm.role, "payments ready");
+    let _ = node.chain.set(chain.clone());
+    if pm.role != "orchestrator" {
+        return;
+    }
     let policy = lpe_pm::params::RecipientPolicy {
         ev: pm.ticket_ev.parse().unwrap_or_default(),
         redeem_gas: lpe_pm::U256::from(payments::REDEEM_GAS),

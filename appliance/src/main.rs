@@ -27,6 +27,13 @@ enum Cmd {
     /// Livepeer payment tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
+    /// Gateway funds on the TicketBroker: info, fund, unlock, cancel-unlock, withdraw.
+    Pm {
+        #[command(subcommand)]
+        command: PmCmd,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// The node's Ethereum account (a V3 keystore in <data_dir>/keystore).
     Wallet {
         #[command(subcommand)]
@@ -37,6 +44,90 @@ enum Cmd {
         #[arg(long, value_name = "FILE", global = true)]
         password_file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum PmCmd {
+    /// Print the account's balance, deposit, reserve and withdraw round (JSON).
+    Info,
+    /// Fund the gateway's deposit and reserve (amounts in wei).
+    Fund {
+        #[arg(long, value_name = "WEI")]
+        deposit: String,
+        #[arg(long, value_name = "WEI")]
+        reserve: String,
+    },
+    /// Start unlocking deposit and reserve (withdrawable after the unlock period).
+    Unlock,
+    /// Cancel an unlock in progress.
+    CancelUnlock,
+    /// Withdraw deposit and reserve after the unlock period.
+    Withdraw,
+}
+
+fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
+    use livepeer_edge::chain::ChainClient;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("livepeer-edge: {e}");
+        ExitCode::FAILURE
+    };
+    if cfg.pm.eth_url.is_empty() {
+        return fail(&"set pm.eth_url (LPE_PM_ETH_URL) to the chain's JSON-RPC URL");
+    }
+    let signer = match livepeer_edge::account_signer(cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let controller = cfg.pm.controller.parse().unwrap_or_default();
+    rt.block_on(async {
+        let chain = match ChainClient::connect(&cfg.pm.eth_url, controller, Some(signer)).await {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
+        let wei = |v: &str| {
+            v.parse::<lpe_pm::U256>()
+                .map_err(|_| format!("'{v}' is not an amount in wei"))
+        };
+        let mined = match cmd {
+            PmCmd::Info => {
+                let Some(addr) = chain.account() else {
+                    return fail(&"no account");
+                };
+                let (balance, info) =
+                    match (chain.balance(addr).await, chain.sender_info(addr).await) {
+                        (Ok(b), Ok(i)) => (b, i),
+                        (Err(e), _) | (_, Err(e)) => return fail(&e),
+                    };
+                return print_json(&serde_json::json!({
+                    "address": addr.to_string(),
+                    "balance": balance.to_string(),
+                    "deposit": info.deposit.to_string(),
+                    "reserve": info.reserve.to_string(),
+                    "withdraw_round": info.withdraw_round.to_string(),
+                }));
+            }
+            PmCmd::Fund { deposit, reserve } => match (wei(&deposit), wei(&reserve)) {
+                (Ok(d), Ok(r)) => chain.fund_deposit_and_reserve(d, r).await,
+                (Err(e), _) | (_, Err(e)) => return fail(&e),
+            },
+            PmCmd::Unlock => chain.unlock().await,
+            PmCmd::CancelUnlock => chain.cancel_unlock().await,
+            PmCmd::Withdraw => chain.withdraw().await,
+        };
+        match mined {
+            Ok(m) => print_json(
+                &serde_json::json!({"tx_hash": format!("{:#x}", m.tx_hash), "block": m.block}),
+            ),
+            Err(e) => fail(&e),
+        }
+    })
 }
 
 #[derive(Subcommand)]
@@ -260,6 +351,10 @@ fn main() -> ExitCode {
             ))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::Pm { command, config } => match load(config) {
+            Ok(cfg) => pm_command(command, &cfg),
+            Err(code) => code,
+        },
         Cmd::Wallet {
             command,
             config,

@@ -85,6 +85,8 @@ pub struct Node {
     pub started: Instant,
     /// Set once the chain is reachable when the node runs as an orchestrator.
     pub orchestrator: tokio::sync::OnceCell<Arc<crate::payments::Orchestrator>>,
+    /// The chain, with the node's account, once reachable (gateway or orchestrator).
+    pub chain: tokio::sync::OnceCell<crate::chain::ChainClient>,
 }
 
 fn new_id() -> String {
@@ -148,6 +150,7 @@ impl Node {
             events,
             started: Instant::now(),
             orchestrator: tokio::sync::OnceCell::new(),
+            chain: tokio::sync::OnceCell::new(),
         })
     }
 

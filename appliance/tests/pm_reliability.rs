@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::NodeProc;
-use common::evm::{GATEWAY, ORCHESTRATOR, key, mine, world};
+use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, mine, start_payment_node, world};
 use k256::ecdsa::SigningKey;
 use livepeer_edge::chain::ChainClient;
 use lpe_pm::recipient::price_from_info;
@@ -34,41 +33,6 @@ impl Rng {
     }
 }
 
-fn start_node(dir: &std::path::Path, url: &str, controller: &str) -> NodeProc {
-    let ev = "10000000000000000"; // 0.01 ETH: faceValue == EV, so every ticket wins
-    let node = NodeProc::start_with(
-        dir,
-        &[
-            ("LPE_PM_ROLE", "orchestrator"),
-            ("LPE_PM_ETH_URL", url),
-            ("LPE_PM_CONTROLLER", controller),
-            ("LPE_PM_TICKET_EV", ev),
-            ("LPE_PM_MAX_FACE_VALUE", ev),
-            ("LPE_PM_REDEEM_POLL_MS", "300"),
-            ("LPE_WALLET_PASSWORD", PASSWORD),
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while node.get("/api/pm/tickets").0 != 200
-        || node
-            .send(
-                "POST",
-                "/api/pm/ticket-params",
-                Some(&json!({"sender": key(GATEWAY).address().to_string()}).to_string()),
-            )
-            .0
-            != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "payments never became ready: {}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    node
-}
-
 fn kill9(pid: u32) {
     let _ = Command::new("kill")
         .arg("-KILL")
@@ -89,25 +53,15 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         .expect("fund");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("orch.key");
-    std::fs::write(&key_file, ORCHESTRATOR).expect("key");
-    let out = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"))
-        .args(["wallet", "import", "--private-key-file"])
-        .arg(&key_file)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("LPE_WALLET_PASSWORD", PASSWORD)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::remove_file(&key_file).expect("rm key");
-
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let controller = w.controller.to_string();
-    let mut node = start_node(dir.path(), &w.node.url, &controller);
+    let mut node = start_payment_node(
+        dir.path(),
+        &w.node.url,
+        &controller,
+        "orchestrator",
+        PASSWORD,
+    );
     let mut sender =
         Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
     let mut rng = Rng(0xdead_10cc);
@@ -128,7 +82,13 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
                 Some(&json!({"sender": sender.address().to_string()}).to_string()),
             );
             if st != 200 {
-                node = start_node(dir.path(), &w.node.url, &controller);
+                node = start_payment_node(
+                    dir.path(),
+                    &w.node.url,
+                    &controller,
+                    "orchestrator",
+                    PASSWORD,
+                );
                 continue;
             }
             let bytes = base64::engine::general_purpose::STANDARD
@@ -173,7 +133,13 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         if let Some(k) = killer {
             let _ = k.join();
             kills += 1;
-            node = start_node(dir.path(), &w.node.url, &controller);
+            node = start_payment_node(
+                dir.path(),
+                &w.node.url,
+                &controller,
+                "orchestrator",
+                PASSWORD,
+            );
             session = None; // a restarted node has a new secret: fresh params
         }
         match result {
@@ -190,7 +156,13 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         if rng.next().is_multiple_of(9) {
             kill9(node.pid());
             kills += 1;
-            node = start_node(dir.path(), &w.node.url, &controller);
+            node = start_payment_node(
+                dir.path(),
+                &w.node.url,
+                &controller,
+                "orchestrator",
+                PASSWORD,
+            );
             session = None;
         }
     }

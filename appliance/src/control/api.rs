@@ -140,6 +140,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/payment", post(payment))
         .route("/api/pm/ticket-params", post(ticket_params))
         .route("/api/pm/tickets", get(tickets))
+        .route("/api/pm/wallet", get(wallet_view))
+        .route("/api/pm/fund", post(fund))
+        .route("/api/pm/unlock", post(unlock))
+        .route("/api/pm/cancel-unlock", post(cancel_unlock))
+        .route("/api/pm/withdraw", post(withdraw))
         .nest_service("/hls", hls)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(hls_headers))
@@ -504,4 +509,116 @@ async fn tickets(
         .recent_tickets(q.limit.unwrap_or(100).min(1000))
         .map_err(CommandError::from)?;
     Ok(Json(TicketsResponse { counts, tickets }))
+}
+
+fn chain(node: &Node) -> Result<crate::chain::ChainClient, ApiError> {
+    node.chain.get().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_unavailable",
+            "payments are off (pm.role), or the chain is not reachable yet",
+        )
+    })
+}
+
+fn chain_error(e: crate::chain::ChainError) -> ApiError {
+    match e {
+        crate::chain::ChainError::Reverted(reason) => {
+            ApiError::new(StatusCode::CONFLICT, "reverted", reason)
+        }
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", other.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct WalletView {
+    role: String,
+    address: Option<lpe_pm::Address>,
+    /// Wei, decimal strings.
+    balance: String,
+    deposit: String,
+    reserve: String,
+    withdraw_round: String,
+}
+
+async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, ApiError> {
+    let c = chain(&node)?;
+    let address = c.account().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_account", "no account")
+    })?;
+    let balance = c.balance(address).await.map_err(chain_error)?;
+    let info = c.sender_info(address).await.map_err(chain_error)?;
+    Ok(Json(WalletView {
+        role: node.cfg.pm.role.clone(),
+        address: Some(address),
+        balance: balance.to_string(),
+        deposit: info.deposit.to_string(),
+        reserve: info.reserve.to_string(),
+        withdraw_round: info.withdraw_round.to_string(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct FundRequest {
+    /// Wei, decimal strings (amounts exceed JSON's safe integers).
+    deposit: String,
+    reserve: String,
+}
+
+#[derive(Serialize)]
+struct TxView {
+    tx_hash: String,
+    block: u64,
+}
+
+fn tx_view(m: crate::chain::Mined) -> Json<TxView> {
+    Json(TxView {
+        tx_hash: format!("{:#x}", m.tx_hash),
+        block: m.block,
+    })
+}
+
+async fn fund(
+    State(node): State<AppState>,
+    ApiJson(req): ApiJson<FundRequest>,
+) -> Result<Json<TxView>, ApiError> {
+    let amount = |field: &str, v: &str| -> Result<lpe_pm::U256, ApiError> {
+        v.parse().map_err(|_| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: format!("'{v}' is not an amount in wei (a decimal integer)"),
+            field: Some(field.to_string()),
+        })
+    };
+    let deposit = amount("deposit", &req.deposit)?;
+    let reserve = amount("reserve", &req.reserve)?;
+    let c = chain(&node)?;
+    c.fund_deposit_and_reserve(deposit, reserve)
+        .await
+        .map(tx_view)
+        .map_err(chain_error)
+}
+
+async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
+    chain(&node)?
+        .unlock()
+        .await
+        .map(tx_view)
+        .map_err(chain_error)
+}
+
+async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
+    chain(&node)?
+        .cancel_unlock()
+        .await
+        .map(tx_view)
+        .map_err(chain_error)
+}
+
+async fn withdraw(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
+    chain(&node)?
+        .withdraw()
+        .await
+        .map(tx_view)
+        .map_err(chain_error)
 }

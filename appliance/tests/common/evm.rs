@@ -206,3 +206,85 @@ pub async fn next_round(w: &World) {
         .await
         .expect("initializeRound");
 }
+
+/// Imports a private key into `<data_dir>/keystore` with the CLI.
+pub fn import_key(data_dir: &std::path::Path, hex_key: &str, password: &str) {
+    let key_file = data_dir.join(".import.key");
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    std::fs::write(&key_file, hex_key).expect("key");
+    let out = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"))
+        .args(["wallet", "import", "--private-key-file"])
+        .arg(&key_file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LPE_WALLET_PASSWORD", password)
+        .output()
+        .expect("import");
+    let _ = std::fs::remove_file(&key_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The environment that points a node at this chain in a payments role.
+pub fn pm_env<'a>(
+    url: &'a str,
+    controller: &'a str,
+    role: &'a str,
+    password: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    // 0.01 ETH: faceValue == EV, so every ticket wins.
+    let ev = "10000000000000000";
+    vec![
+        ("LPE_PM_ROLE", role),
+        ("LPE_PM_ETH_URL", url),
+        ("LPE_PM_CONTROLLER", controller),
+        ("LPE_PM_TICKET_EV", ev),
+        ("LPE_PM_MAX_FACE_VALUE", ev),
+        ("LPE_PM_REDEEM_POLL_MS", "300"),
+        ("LPE_WALLET_PASSWORD", password),
+    ]
+}
+
+/// Starts a node in a payments role and waits until its chain connection is up.
+pub fn start_payment_node(
+    dir: &std::path::Path,
+    url: &str,
+    controller: &str,
+    role: &str,
+    password: &str,
+) -> super::NodeProc {
+    let node = super::NodeProc::start_with(dir, &pm_env(url, controller, role, password));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.get("/api/pm/wallet").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "payments never became ready: {} {:?}",
+            node.log(),
+            node.get("/api/pm/wallet")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if role == "orchestrator" {
+        let sender = key(GATEWAY).address().to_string();
+        while node
+            .send(
+                "POST",
+                "/api/pm/ticket-params",
+                Some(&format!("{{\"sender\": \"{sender}\"}}")),
+            )
+            .0
+            != 200
+        {
+            assert!(
+                Instant::now() < deadline,
+                "orchestrator never became ready: {}",
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    node
+}
