@@ -298,7 +298,6 @@ impl ChainClient {
         sig: &[u8],
         recipient_rand: U256,
     ) -> Result<Mined, ChainError> {
-        self.from.ok_or(ChainError::NoSigner)?;
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
         let call = broker.redeemWinningTicket(
             ITicketBroker::Ticket {
@@ -313,15 +312,18 @@ impl ChainClient {
             Bytes::copy_from_slice(sig),
             recipient_rand,
         );
-        call.call().await.map_err(classify)?;
-        let pending = call.send().await.map_err(classify)?;
-        self.follow(pending).await
+        self.transact(call).await
     }
 
-    async fn follow(
+    /// Simulates a call (a revert comes back with its reason and costs no gas), then sends it
+    /// and follows it to its receipt.
+    async fn transact<D: alloy::contract::CallDecoder>(
         &self,
-        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+        call: alloy::contract::CallBuilder<&&DynProvider, D>,
     ) -> Result<Mined, ChainError> {
+        self.from.ok_or(ChainError::NoSigner)?;
+        call.call_raw().await.map_err(classify)?;
+        let pending = call.send().await.map_err(classify)?;
         let receipt = pending.get_receipt().await.map_err(unavailable)?;
         if !receipt.status() {
             return Err(ChainError::Reverted("transaction failed".into()));
@@ -338,37 +340,28 @@ impl ChainClient {
         deposit: U256,
         reserve: U256,
     ) -> Result<Mined, ChainError> {
-        self.from.ok_or(ChainError::NoSigner)?;
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
-        let call = broker
-            .fundDepositAndReserve(deposit, reserve)
-            .value(deposit.saturating_add(reserve));
-        call.call().await.map_err(classify)?;
-        self.follow(call.send().await.map_err(classify)?).await
+        self.transact(
+            broker
+                .fundDepositAndReserve(deposit, reserve)
+                .value(deposit.saturating_add(reserve)),
+        )
+        .await
     }
 
     pub async fn unlock(&self) -> Result<Mined, ChainError> {
-        self.from.ok_or(ChainError::NoSigner)?;
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
-        let call = broker.unlock();
-        call.call().await.map_err(classify)?;
-        self.follow(call.send().await.map_err(classify)?).await
+        self.transact(broker.unlock()).await
     }
 
     pub async fn cancel_unlock(&self) -> Result<Mined, ChainError> {
-        self.from.ok_or(ChainError::NoSigner)?;
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
-        let call = broker.cancelUnlock();
-        call.call().await.map_err(classify)?;
-        self.follow(call.send().await.map_err(classify)?).await
+        self.transact(broker.cancelUnlock()).await
     }
 
     pub async fn withdraw(&self) -> Result<Mined, ChainError> {
-        self.from.ok_or(ChainError::NoSigner)?;
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
-        let call = broker.withdraw();
-        call.call().await.map_err(classify)?;
-        self.follow(call.send().await.map_err(classify)?).await
+        self.transact(broker.withdraw()).await
     }
 
     /// `WinningTicketRedeemed` events for a recipient since a block: (sender, faceValue,

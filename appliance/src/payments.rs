@@ -51,14 +51,6 @@ pub struct PaymentReceipt {
     pub balance: String,
 }
 
-fn ratio(r: &BigRational) -> String {
-    if r.is_integer() {
-        r.numer().to_string()
-    } else {
-        format!("{}/{}", r.numer(), r.denom())
-    }
-}
-
 /// The orchestrator side of payments.
 pub struct Orchestrator {
     chain: ChainClient,
@@ -240,8 +232,8 @@ impl Orchestrator {
             sender: decoded.sender,
             tickets: decoded.tickets.len(),
             won: wins.len(),
-            credited: ratio(&credited),
-            balance: ratio(&balance),
+            credited: lpe_pm::rational_string(&credited),
+            balance: lpe_pm::rational_string(&balance),
         })
     }
 }

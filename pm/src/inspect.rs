@@ -2,7 +2,6 @@
 //! The JSON shape is stable; fields are only ever added.
 
 use alloy_primitives::{Address, U256};
-use num_rational::BigRational;
 use serde::Serialize;
 
 use crate::sig;
@@ -52,14 +51,6 @@ pub struct TicketReport {
     pub win: Option<bool>,
 }
 
-fn ratio(r: &BigRational) -> String {
-    if r.is_integer() {
-        r.numer().to_string()
-    } else {
-        format!("{}/{}", r.numer(), r.denom())
-    }
-}
-
 /// Decodes and checks a header. `recipient_rand` adds the win test.
 pub fn inspect(header: &str, recipient_rand: Option<U256>) -> Result<Report, WireError> {
     let payment = decode_payment_header(header)?;
@@ -80,7 +71,7 @@ pub fn inspect(header: &str, recipient_rand: Option<U256>) -> Result<Report, Wir
             signer,
             signature_valid: signature_error.is_none(),
             signature_error,
-            ev: ratio(&ticket.ev()),
+            ev: crate::rational_string(&ticket.ev()),
             win: recipient_rand.map(|r| is_winning(sig_bytes, r, ticket.win_prob)),
         });
     }

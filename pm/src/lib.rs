@@ -38,6 +38,15 @@ pub fn u256_from_be(bytes: &[u8]) -> Option<U256> {
     Some(U256::from_be_bytes(b))
 }
 
+/// An exact amount as text: `n` when whole, else `n/d` (lowest terms).
+pub fn rational_string(r: &BigRational) -> String {
+    if r.is_integer() {
+        r.numer().to_string()
+    } else {
+        format!("{}/{}", r.numer(), r.denom())
+    }
+}
+
 pub fn to_biguint(v: U256) -> BigUint {
     BigUint::from_bytes_be(&v.to_be_bytes::<32>())
 }

@@ -184,6 +184,8 @@ pub fn decode_payment(p: &Payment) -> Result<DecodedPayment, WireError> {
             tickets: Vec::new(),
         });
     };
+    // The sender puts the expiration params in field 3; the orchestrator's own copy may ride
+    // in the params (field 7). Field 3 wins, as in go-livepeer.
     let exp = p
         .expiration_params
         .as_ref()
@@ -191,13 +193,8 @@ pub fn decode_payment(p: &Payment) -> Result<DecodedPayment, WireError> {
         .ok_or(WireError::Missing("expiration_params"))?;
     let exp = expiration(exp)?;
     let params = Params {
-        recipient: address("ticket_params.recipient", &tp.recipient)?,
-        face_value: int("ticket_params.face_value", &tp.face_value)?,
-        win_prob: int("ticket_params.win_prob", &tp.win_prob)?,
-        recipient_rand_hash: hash32("ticket_params.recipient_rand_hash", &tp.recipient_rand_hash)?,
-        seed: int("ticket_params.seed", &tp.seed)?,
-        expiration_block: int("ticket_params.expiration_block", &tp.expiration_block)?,
         expiration: exp,
+        ..params_from_wire(tp)?
     };
     let price = match &p.expected_price {
         Some(pi) => Some(

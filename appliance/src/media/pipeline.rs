@@ -610,7 +610,7 @@ fn setup_h264_branches(
         .cloned()
         .collect();
     // Decode once for the encoded renditions and the snapshot.
-    let queue = live_queue(b, pipeline, "decode-queue")?;
+    let queue = live_queue(b, pipeline, "decode-queue", true)?;
     let dec = make("avdec_h264", "decode")?;
     add_linked(pipeline, &[&queue, &dec])?;
     tee.link(&queue)
@@ -717,12 +717,13 @@ fn live_queue(
     b: &Builder,
     pipeline: &gst::Pipeline,
     name: &str,
+    compressed: bool,
 ) -> Result<gst::Element, BuildError> {
     let q = make("queue", &unique(pipeline, name))?;
     q.set_property("max-size-bytes", 0u32);
     // Raw-frame queues hold a few frames (a 1080p frame is 3 MB; a second of them per branch
     // would cost more memory than the rest of the node); the compressed one holds a second.
-    if name.starts_with("decode") {
+    if compressed {
         q.set_property("max-size-buffers", 0u32);
         q.set_property("max-size-time", gst::ClockTime::SECOND.nseconds());
     } else {
@@ -773,7 +774,7 @@ fn passthrough_branch(
     r: &ResolvedRendition,
 ) -> Result<(), BuildError> {
     let n = &r.spec.name;
-    let queue = live_queue(b, pipeline, &format!("{n}-queue"))?;
+    let queue = live_queue(b, pipeline, &format!("{n}-queue"), true)?;
     let sink = hls_sink(b, pipeline, r)?;
     add_linked(pipeline, &[&queue])?;
     tee.link(&queue)
@@ -881,7 +882,7 @@ fn encode_branch(
     let (enc_chain, format) =
         encoder::encoder_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)
             .map_err(BuildError::Source)?;
-    let queue = live_queue(b, pipeline, &format!("{n}-queue"))?;
+    let queue = live_queue(b, pipeline, &format!("{n}-queue"), false)?;
     let scale = make("videoscale", &format!("{n}-scale"))?;
     let convert = make("videoconvert", &format!("{n}-convert"))?;
     let mut raw_caps = gst::Caps::builder("video/x-raw")
@@ -901,7 +902,8 @@ fn encode_branch(
     let scaled_tee = make("tee", &format!("{n}-scaled"))?;
     scaling.push(scaled_tee.clone());
 
-    let mut encoding: Vec<gst::Element> = vec![live_queue(b, pipeline, &format!("{n}-enc-queue"))?];
+    let mut encoding: Vec<gst::Element> =
+        vec![live_queue(b, pipeline, &format!("{n}-enc-queue"), false)?];
     encoding.extend(enc_chain);
     if EncoderKind::from_element(&b.ctx.encoder) == Some(EncoderKind::X264) {
         let profile = make("capsfilter", &format!("{n}-profile"))?;
