@@ -178,20 +178,42 @@ impl ChainClient {
         self.from
     }
 
-    /// The L1 block number params expire against: the block's `l1BlockNumber` on Arbitrum,
-    /// its own number on an L1 chain.
-    pub async fn last_l1_block(&self) -> Result<U256, ChainError> {
+    /// The latest block: its number, and the L1 block number params expire against — the
+    /// block's `l1BlockNumber` on Arbitrum, its own number on an L1 chain.
+    pub async fn latest_block(&self) -> Result<(u64, U256), ChainError> {
         let block: serde_json::Value = self
             .provider
             .raw_request("eth_getBlockByNumber".into(), ("latest", false))
             .await
             .map_err(unavailable)?;
-        let field = block
-            .get("l1BlockNumber")
-            .or_else(|| block.get("number"))
-            .and_then(|v| v.as_str())
+        let hex = |key: &str| -> Option<U256> {
+            let v = block.get(key)?.as_str()?;
+            U256::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+        };
+        let number = hex("number")
+            .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| ChainError::Unavailable("block without a number".into()))?;
-        U256::from_str_radix(field.trim_start_matches("0x"), 16).map_err(unavailable)
+        let l1 = hex("l1BlockNumber").unwrap_or(U256::from(number));
+        Ok((number, l1))
+    }
+
+    /// Every address a TicketBroker event in `from..=to` names first (the sender or reserve
+    /// holder whose deposit, reserve or unlock state the event changed).
+    pub async fn broker_event_senders(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Address>, ChainError> {
+        use alloy::rpc::types::Filter;
+        let filter = Filter::new()
+            .address(self.ticket_broker)
+            .from_block(from)
+            .to_block(to);
+        let logs = self.provider.get_logs(&filter).await.map_err(unavailable)?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| l.topics().get(1).map(|t| Address::from_word(*t)))
+            .collect())
     }
 
     pub async fn block_number(&self) -> Result<u64, ChainError> {

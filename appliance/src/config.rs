@@ -64,6 +64,8 @@ pub struct PmConfig {
     pub password_file: String,
     /// How often the redemption queue looks for due tickets, milliseconds.
     pub redeem_poll_ms: u32,
+    /// How often the block watcher polls for a new block, milliseconds.
+    pub block_poll_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +150,7 @@ impl Default for Config {
                 pixels_per_unit: 1,
                 password_file: String::new(),
                 redeem_poll_ms: 2000,
+                block_poll_ms: 1000,
             },
         }
     }
@@ -366,6 +369,9 @@ impl Config {
                 "pm.redeem_poll_ms",
                 "allowed: 100 to 3600000",
             ));
+        }
+        if !(50..=60_000).contains(&pm.block_poll_ms) {
+            return Err(ConfigError::new("pm.block_poll_ms", "allowed: 50 to 60000"));
         }
         if pm.role != "off"
             && !(pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://"))

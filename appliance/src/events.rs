@@ -20,6 +20,8 @@ pub enum EventKind {
     RtmpRefused,
     TicketRedeemed,
     TicketFailed,
+    ChainUnavailable,
+    ChainRecovered,
 }
 
 impl EventKind {
@@ -38,6 +40,8 @@ impl EventKind {
             Self::RtmpRefused => "rtmp_refused",
             Self::TicketRedeemed => "ticket_redeemed",
             Self::TicketFailed => "ticket_failed",
+            Self::ChainUnavailable => "chain_unavailable",
+            Self::ChainRecovered => "chain_recovered",
         }
     }
 }

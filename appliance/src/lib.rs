@@ -12,6 +12,7 @@ pub mod node;
 pub mod payments;
 pub mod store;
 pub mod wallet;
+pub mod watcher;
 
 use std::sync::Arc;
 
@@ -26,6 +27,12 @@ use events::{EventBus, EventKind};
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {path} is not writable: {source}")]
+    DataDirNotWritable {
         path: String,
         #[source]
         source: std::io::Error,
@@ -53,6 +60,10 @@ pub enum StartError {
 /// finalised) and returns.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    check_writable(&cfg.data_dir).map_err(|source| StartError::DataDirNotWritable {
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
@@ -146,6 +157,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     result
 }
 
+/// A read-only or full data directory is found at start, not at the first payment.
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(".write-probe");
+    let mut f = std::fs::File::create(&probe)?;
+    f.write_all(b"ok")?;
+    f.sync_all()?;
+    std::fs::remove_file(&probe)
+}
+
 /// The node's account as a transaction signer, unlocked with the configured password.
 pub fn account_signer(
     cfg: &Config,
@@ -194,6 +215,16 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     if pm.role != "orchestrator" {
         return;
     }
+    let watcher = Arc::new(watcher::BlockWatcher::new(chain));
+    let watching = {
+        let (w, events, stop) = (Arc::clone(&watcher), node.events.clone(), shutdown.clone());
+        let every = std::time::Duration::from_millis(u64::from(pm.block_poll_ms));
+        tokio::spawn(async move { w.run(every, events, stop).await })
+    };
+    tokio::select! {
+        _ = watcher.ready() => {}
+        _ = shutdown.changed() => return,
+    }
     let policy = lpe_pm::params::RecipientPolicy {
         ev: pm.ticket_ev.parse().unwrap_or_default(),
         redeem_gas: lpe_pm::U256::from(payments::REDEEM_GAS),
@@ -201,7 +232,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
         max_face_value: pm.max_face_value.parse().unwrap_or_default(),
     };
     let orchestrator = payments::Orchestrator::new(
-        chain.clone(),
+        Arc::clone(&watcher),
         address,
         payments::rand_bytes(),
         policy,
@@ -211,11 +242,12 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     let _ = node.orchestrator.set(Arc::new(orchestrator));
     payments::run_redemptions(
         node,
-        chain,
+        watcher,
         shutdown,
         std::time::Duration::from_millis(u64::from(pm.redeem_poll_ms)),
     )
     .await;
+    watching.abort();
 }
 
 async fn wait_for_signal() {

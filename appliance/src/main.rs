@@ -280,7 +280,11 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // stdout carries command output (JSON); logs go to stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {

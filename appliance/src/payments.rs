@@ -15,12 +15,14 @@ use tokio::sync::watch;
 
 use crate::chain::{ChainClient, ChainError};
 use crate::events::{EventBus, EventKind, now_ms};
+use crate::watcher::BlockWatcher;
 
 use crate::store::{Store, StoreError, TicketState, WinningTicket};
 
 /// Gas one redemption costs on Arbitrum (go-livepeer's value).
 pub const REDEEM_GAS: u64 = 1_200_000;
-/// How far back to look for the transaction of a ticket sent just before a crash.
+/// How far back to look for the transaction of a ticket sent just before a crash, when the
+/// block it was sent at is not on record (tickets submitted by an older version).
 const RECOVERY_LOOKBACK_BLOCKS: u64 = 100_000;
 
 /// Why a payment was refused.
@@ -53,7 +55,7 @@ pub struct PaymentReceipt {
 
 /// The orchestrator side of payments.
 pub struct Orchestrator {
-    chain: ChainClient,
+    watcher: Arc<BlockWatcher>,
     recipient: Mutex<Recipient>,
     balances: Mutex<Balances>,
     price_per_unit: i64,
@@ -63,7 +65,7 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// `secret` keys the recipientRand derivation; it must be fresh randomness.
     pub fn new(
-        chain: ChainClient,
+        watcher: Arc<BlockWatcher>,
         address: Address,
         secret: [u8; 32],
         policy: RecipientPolicy,
@@ -71,7 +73,7 @@ impl Orchestrator {
         pixels_per_unit: i64,
     ) -> Self {
         Self {
-            chain,
+            watcher,
             recipient: Mutex::new(Recipient::new(address, secret, policy)),
             balances: Mutex::new(Balances::default()),
             price_per_unit,
@@ -80,7 +82,11 @@ impl Orchestrator {
     }
 
     pub fn chain(&self) -> &ChainClient {
-        &self.chain
+        self.watcher.chain()
+    }
+
+    pub fn watcher(&self) -> &BlockWatcher {
+        &self.watcher
     }
 
     /// Params for `sender` at this node's price, bound to the chain's current round.
@@ -91,12 +97,10 @@ impl Orchestrator {
         let price = price_from_info(self.price_per_unit, self.pixels_per_unit)
             .ok_or_else(|| PaymentError::Malformed("pixels per unit is 0".into()))?;
         let chain_err = |e: ChainError| PaymentError::Chain(e.to_string());
-        let exp = self.chain.expiration_params().await.map_err(chain_err)?;
-        let l1 = self.chain.last_l1_block().await.map_err(chain_err)?;
-        let gas = self.chain.gas_price().await.map_err(chain_err)?;
-        let info = self.chain.sender_info(sender).await.map_err(chain_err)?;
+        let head = self.watcher.head().map_err(chain_err)?;
+        let info = self.watcher.sender_info(sender).await.map_err(chain_err)?;
         let claimable = self
-            .chain
+            .chain()
             .claimable_reserve(sender, self.address())
             .await
             .map_err(chain_err)?;
@@ -107,7 +111,15 @@ impl Orchestrator {
             .lock()
             .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
         let params = r
-            .ticket_params(sender, &price, gas, max_float, l1, exp, seed)
+            .ticket_params(
+                sender,
+                &price,
+                head.gas_price,
+                max_float,
+                head.l1_block,
+                head.expiration,
+                seed,
+            )
             .map_err(|e| PaymentError::Rejected {
                 message: e.to_string(),
                 fatal: true,
@@ -145,19 +157,16 @@ impl Orchestrator {
             .clone()
             .ok_or_else(|| PaymentError::Malformed("missing expected_price".into()))?;
         let chain_err = |e: ChainError| PaymentError::Chain(e.to_string());
+        // No RPC here: the head and the sender's state come from the block watcher.
+        let head = self.watcher.head().map_err(chain_err)?;
+        let l1 = head.l1_block;
         let info = self
-            .chain
+            .watcher
             .sender_info(decoded.sender)
             .await
             .map_err(chain_err)?;
-        let last_round = self
-            .chain
-            .last_initialized_round()
-            .await
-            .map_err(chain_err)?;
-        let l1 = self.chain.last_l1_block().await.map_err(chain_err)?;
         let sender_check = if !info.withdraw_round.is_zero()
-            && info.withdraw_round <= last_round.saturating_add(U256::from(1u8))
+            && info.withdraw_round <= head.last_initialized_round.saturating_add(U256::from(1u8))
         {
             Err(format!("sender {} is set to unlock soon", decoded.sender))
         } else {
@@ -252,13 +261,13 @@ pub fn rand_bytes() -> [u8; 32] {
 /// Transient failures are retried with backoff; a restart resumes where it stopped.
 pub async fn run_redemptions(
     node: Arc<crate::node::Node>,
-    chain: ChainClient,
+    watcher: Arc<BlockWatcher>,
     mut shutdown: watch::Receiver<bool>,
     poll: Duration,
 ) {
     let mut backoff = poll;
     loop {
-        let result = redeem_due(&node.store, &chain, &node.events).await;
+        let result = redeem_due(&node.store, &watcher, &node.events).await;
         let wait = match result {
             Ok(()) => {
                 backoff = poll;
@@ -280,7 +289,7 @@ pub async fn run_redemptions(
 
 async fn redeem_due(
     store: &Store,
-    chain: &ChainClient,
+    watcher: &BlockWatcher,
     events: &EventBus,
 ) -> Result<(), ChainError> {
     let tickets = store
@@ -289,9 +298,10 @@ async fn redeem_due(
     if tickets.is_empty() {
         return Ok(());
     }
-    let l1 = chain.last_l1_block().await?;
-    let gas = chain.gas_price().await?;
-    let tx_cost = gas.saturating_mul(U256::from(REDEEM_GAS));
+    let chain = watcher.chain();
+    let head = watcher.head()?;
+    let l1 = head.l1_block;
+    let tx_cost = head.gas_price.saturating_mul(U256::from(REDEEM_GAS));
     let set = |hash: &str, state, tx: Option<&str>, amount: Option<&str>, reason: Option<&str>| {
         if let Err(e) = store.set_ticket_state(hash, state, tx, amount, reason, now_ms()) {
             tracing::error!("cannot record ticket state: {e}");
@@ -316,10 +326,10 @@ async fn redeem_due(
         if chain.is_used(hash).await? {
             if rec.state == TicketState::Submitted {
                 // Sent before a crash and mined: find the transaction and record it.
-                let since = chain
-                    .block_number()
-                    .await?
-                    .saturating_sub(RECOVERY_LOOKBACK_BLOCKS);
+                let since = match rec.submitted_block {
+                    Some(b) => b,
+                    None => head.block.saturating_sub(RECOVERY_LOOKBACK_BLOCKS),
+                };
                 let events_found = chain.redeemed_events(w.ticket.recipient, since).await?;
                 let tx = events_found
                     .iter()
@@ -367,7 +377,11 @@ async fn redeem_due(
             );
             continue;
         }
-        set(&rec.ticket_hash, TicketState::Submitted, None, None, None);
+        if let Err(e) = store.mark_submitted(&rec.ticket_hash, head.block, now_ms()) {
+            // Without the record a crash mid-send could not be reconciled: do not send.
+            tracing::error!("cannot record ticket state: {e}");
+            continue;
+        }
         match chain.redeem(&w.ticket, &w.sig, w.recipient_rand).await {
             Ok(mined) => {
                 let tx = format!("{:#x}", mined.tx_hash);

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX winning_tickets_state ON winning_tickets(state);
      CREATE TABLE ticket_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 3: the block a redemption was sent at, where crash recovery looks for its transaction
+    "ALTER TABLE winning_tickets ADD COLUMN submitted_block INTEGER;",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -336,6 +338,8 @@ pub struct TicketRecord {
     pub attempts: u32,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The chain's block when the redemption was last sent.
+    pub submitted_block: Option<u64>,
     #[serde(skip)]
     pub winning: Option<WinningTicket>,
 }
@@ -446,6 +450,9 @@ impl Store {
             attempts: u32::try_from(r.get::<_, i64>(16)?).unwrap_or(0),
             created_ms: r.get::<_, i64>(17)? as u64,
             updated_ms: r.get::<_, i64>(18)? as u64,
+            submitted_block: r
+                .get::<_, Option<i64>>(19)?
+                .and_then(|b| u64::try_from(b).ok()),
             winning,
         })
     }
@@ -453,7 +460,7 @@ impl Store {
     const TICKET_COLUMNS: &'static str = "ticket_hash, recipient, sender, face_value, win_prob,
         sender_nonce, recipient_rand_hash, creation_round, creation_round_block_hash, sig,
         recipient_rand, params_expiration_block, state, tx_hash, amount, reason, attempts,
-        created_ms, updated_ms";
+        created_ms, updated_ms, submitted_block";
 
     /// Tickets still to redeem (pending or submitted), oldest first.
     pub fn unredeemed_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
@@ -500,6 +507,22 @@ impl Store {
                 reason,
                 now_ms as i64
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a redemption is about to be sent at chain block `block`.
+    pub fn mark_submitted(
+        &self,
+        ticket_hash: &str,
+        block: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = 'submitted', reason = NULL, updated_ms = ?2,
+               attempts = attempts + 1, submitted_block = ?3
+             WHERE ticket_hash = ?1",
+            params![ticket_hash, now_ms as i64, block as i64],
         )?;
         Ok(())
     }

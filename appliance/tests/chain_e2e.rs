@@ -56,7 +56,7 @@ async fn issue_params(p: &Parties, seed: u64) -> (TicketParams, TicketContext) {
         .expiration_params()
         .await
         .expect("expiration params");
-    let l1 = p.orch_chain.last_l1_block().await.expect("l1 block");
+    let l1 = p.orch_chain.latest_block().await.expect("l1 block").1;
     let price = price_from_info(1, 1).expect("price");
     let gas = p.orch_chain.gas_price().await.expect("gas price");
     let params = p
@@ -109,7 +109,7 @@ async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
     let (params, ctx) = issue_params(&p, 1).await;
     let sid = p.gateway.start_session(params.clone(), ctx.price.clone());
     let batch = p.gateway.create_batch(&sid, 3).expect("batch");
-    let l1 = p.orch_chain.last_l1_block().await.expect("l1");
+    let l1 = p.orch_chain.latest_block().await.expect("l1").1;
     let fees = BondingManager::new(w.bonding, &w.admin);
     let start_block = w.admin.get_block_number().await.expect("block");
     let mut redeemed = Vec::new();
@@ -251,7 +251,7 @@ async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
     let (params2, ctx2) = issue_params(&p, 2).await;
     let sid2 = p.gateway.start_session(params2, ctx2.price.clone());
     let b2 = p.gateway.create_batch(&sid2, 1).expect("batch");
-    let l1 = p.orch_chain.last_l1_block().await.expect("l1");
+    let l1 = p.orch_chain.latest_block().await.expect("l1").1;
     let r = p
         .orch
         .receive(&b2.tickets[0].ticket, &b2.tickets[0].sig, &ctx2, Ok(()), l1)

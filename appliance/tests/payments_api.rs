@@ -1,13 +1,20 @@
 //! Payments through the node's own surfaces on a real EVM: gateway funding from the CLI and
-//! the HTTP API, bad payments refused with go-livepeer's classes, and a storage failure that
-//! refuses the payment instead of accepting it unrecorded.
+//! the HTTP API, bad payments refused with go-livepeer's classes, storage failures (a locked
+//! database, a full disk, a read-only data directory) that refuse the payment instead of
+//! accepting it unrecorded, and the block watcher: no RPC per payment, outages survived.
 
 mod common;
 
 use std::process::Command;
 
 use base64::Engine;
-use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, pm_env, start_payment_node, world};
+use std::time::{Duration, Instant};
+
+use common::RpcProxy;
+use common::evm::{
+    GATEWAY, ORCHESTRATOR, import_key, key, next_round, pm_env, start_payment_node,
+    start_payment_node_wrapped, world,
+};
 use k256::ecdsa::SigningKey;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
@@ -251,4 +258,299 @@ async fn bad_payments_and_storage_failures_are_refused() {
         &encode_payment_header(&payment_for_batch(&batch, &price)),
     );
     assert_eq!(st, 200, "{v}");
+}
+
+async fn funded_gateway(w: &common::evm::World) -> livepeer_edge::chain::ChainClient {
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    let c =
+        livepeer_edge::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+            .await
+            .expect("gateway");
+    c.fund_deposit_and_reserve(eth, eth).await.expect("fund");
+    c
+}
+
+fn paying(node: &common::NodeProc) -> Paying {
+    let mut sender =
+        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
+    let session = params(node, &mut sender);
+    Paying { sender, session }
+}
+
+const PRICE: PriceInfo = PriceInfo {
+    price_per_unit: 1,
+    pixels_per_unit: 1,
+    capability: 0,
+    constraint: String::new(),
+};
+
+fn wait_until(what: &str, node: &common::NodeProc, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: {}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn has_event(node: &common::NodeProc, kind: &str) -> bool {
+    let (_, v) = node.get("/api/events?limit=200");
+    v.as_array()
+        .is_some_and(|a| a.iter().any(|e| e["kind"] == kind))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
+    let w = world(10_000).await;
+    let gateway = funded_gateway(&w).await;
+    let upstream: u16 = w
+        .node
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("hardhat port");
+    let proxy = RpcProxy::start(upstream);
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let controller = w.controller.to_string();
+    let node = start_payment_node(
+        dir.path(),
+        &proxy.url(),
+        &controller,
+        "orchestrator",
+        PASSWORD,
+    );
+    let mut p = paying(&node);
+    let first = p.sender.create_batch(&p.session, 1).expect("batch");
+    let (st, v) = pay(
+        &node,
+        &encode_payment_header(&payment_for_batch(&first, &PRICE)),
+    );
+    assert_eq!(st, 200, "{v}");
+
+    // Steady state: the watcher polls for blocks; payments themselves call nothing.
+    let before = proxy.methods().len();
+    for _ in 0..20 {
+        let b = p.sender.create_batch(&p.session, 1).expect("batch");
+        let (st, v) = pay(
+            &node,
+            &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let during = proxy.methods()[before..].to_vec();
+    assert!(
+        during.iter().all(|m| m == "eth_getBlockByNumber"),
+        "RPC calls made while receiving payments: {during:?}"
+    );
+    let (st, v) = node.get("/api/pm/chain");
+    assert_eq!((st, v["reachable"].as_bool()), (200, Some(true)), "{v}");
+    assert!(v["head"]["block"].as_u64().is_some_and(|b| b > 0), "{v}");
+
+    // An outage is reported, payments go on against the last head, and recovery is reported.
+    proxy.set_down(true);
+    wait_until("outage never noticed", &node, || {
+        node.get("/api/pm/chain").1["reachable"] == false
+    });
+    assert!(has_event(&node, "chain_unavailable"));
+    assert_eq!(node.get("/api/health").0, 200);
+    let b = p.sender.create_batch(&p.session, 1).expect("batch");
+    let (st, v) = pay(
+        &node,
+        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+    );
+    assert_eq!(st, 200, "{v}");
+    proxy.set_down(false);
+    wait_until("recovery never noticed", &node, || {
+        node.get("/api/pm/chain").1["reachable"] == true
+    });
+    assert!(has_event(&node, "chain_recovered"));
+
+    // The sender unlocks: the Unlock event drops the cached state; once the unlock is a
+    // round away, new tickets are refused.
+    gateway.unlock().await.expect("unlock");
+    let round = node.get("/api/pm/chain").1["head"]["last_initialized_round"].clone();
+    next_round(&w).await;
+    wait_until("new round never seen", &node, || {
+        node.get("/api/pm/chain").1["head"]["last_initialized_round"] != round
+    });
+    let mut p = paying(&node);
+    let b = p.sender.create_batch(&p.session, 1).expect("batch");
+    let (st, v) = pay(
+        &node,
+        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unlock")),
+        "{v}"
+    );
+}
+
+/// Runs the node in its own mount namespace with a small tmpfs as its data directory, the
+/// files of `stage` copied in; with `read_only` the tmpfs is made read-only before the start.
+fn tmpfs_wrapper(mount: &std::path::Path, stage: &std::path::Path, read_only: bool) -> Vec<String> {
+    let ro = if read_only {
+        " && mount -o remount,ro \"$1\""
+    } else {
+        ""
+    };
+    vec![
+        "unshare".into(),
+        "-m".into(),
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "mount -t tmpfs -o size=4m lpe-test \"$1\" && cp -a \"$2\"/. \"$1\"/{ro} && shift 2 && exec \"$@\""
+        ),
+        "sh".into(),
+        mount.display().to_string(),
+        stage.display().to_string(),
+    ]
+}
+
+fn in_node_namespace(node: &common::NodeProc, script: &str) -> std::process::Output {
+    Command::new("nsenter")
+        .args(["-t", &node.pid().to_string(), "-m", "sh", "-c", script])
+        .output()
+        .expect("nsenter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_payments_and_loses_no_acknowledged_ticket() {
+    let w = world(10_000).await;
+    funded_gateway(&w).await;
+    let stage = tempfile::tempdir().expect("stage");
+    import_key(stage.path(), ORCHESTRATOR, PASSWORD);
+    let mount = tempfile::tempdir().expect("mount point");
+    let wrapper = tmpfs_wrapper(mount.path(), stage.path(), false);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let controller = w.controller.to_string();
+    let node = start_payment_node_wrapped(
+        mount.path(),
+        &w.node.url,
+        &controller,
+        "orchestrator",
+        PASSWORD,
+        &wrapper,
+    );
+    let mut p = paying(&node);
+    let pay_batch = |p: &mut Paying| {
+        let b = p.sender.create_batch(&p.session, 5).expect("batch");
+        let hashes: Vec<String> = b
+            .tickets
+            .iter()
+            .map(|t| format!("{:#x}", t.ticket.hash()))
+            .collect();
+        let (st, v) = pay(
+            &node,
+            &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+        );
+        (st, v, hashes)
+    };
+    // Winners acknowledged before the disk fills must survive it.
+    let mut acknowledged = Vec::new();
+    for _ in 0..3 {
+        let (st, v, hashes) = pay_batch(&mut p);
+        assert_eq!(st, 200, "{v}");
+        acknowledged.extend(hashes);
+    }
+    let data = mount.path().display().to_string();
+    let fill = in_node_namespace(
+        &node,
+        &format!("cat /dev/zero > '{data}/fill'; df '{data}'"),
+    );
+    assert!(
+        String::from_utf8_lossy(&fill.stdout).contains("100%"),
+        "the disk did not fill: {}",
+        String::from_utf8_lossy(&fill.stdout)
+    );
+
+    // Pay until storage refuses; every acknowledged winner must be on disk.
+    let mut refused = None;
+    for _ in 0..200 {
+        let (st, v, hashes) = pay_batch(&mut p);
+        match (st, v["error"]["code"].as_str()) {
+            (200, _) => acknowledged.extend(hashes),
+            (503, Some("storage")) => {
+                refused = Some(hashes);
+                break;
+            }
+            other => panic!("unexpected answer {other:?}: {v}"),
+        }
+    }
+    let refused = refused.expect("a full disk never refused a payment");
+    assert!(
+        node.log().contains("storage failed"),
+        "log: {:?}",
+        node.log()
+    );
+
+    // What is on disk: copy the database out of the namespace and read it.
+    let copy = tempfile::tempdir().expect("copy");
+    let out = in_node_namespace(
+        &node,
+        &format!(
+            "rm '{data}/fill' && cp '{data}/node.db' '{data}/node.db-wal' '{}/'",
+            copy.path().display()
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(copy.path().join("node.db")).expect("db copy");
+    let on_disk: std::collections::HashSet<String> = db
+        .prepare("SELECT ticket_hash FROM winning_tickets")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("hashes");
+    for h in &acknowledged {
+        assert!(
+            on_disk.contains(h),
+            "acknowledged ticket {h} is not on disk"
+        );
+    }
+    for h in &refused {
+        assert!(!on_disk.contains(h), "refused ticket {h} was recorded");
+    }
+
+    // Space is back: the refused tickets are not credited, new ones are accepted.
+    let b = p.sender.create_batch(&p.session, 1).expect("batch");
+    let (st, v) = pay(
+        &node,
+        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+    );
+    assert_eq!(st, 200, "{v}");
+}
+
+#[test]
+fn a_read_only_data_dir_stops_the_node_with_a_clear_error() {
+    let stage = tempfile::tempdir().expect("stage");
+    let mount = tempfile::tempdir().expect("mount point");
+    let wrapper = tmpfs_wrapper(mount.path(), stage.path(), true);
+    let out = Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_livepeer-edge"))
+        .args(["run", "--data-dir"])
+        .arg(mount.path())
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is not writable") && err.contains("Read-only file system"),
+        "{err}"
+    );
 }

@@ -140,6 +140,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/payment", post(payment))
         .route("/api/pm/ticket-params", post(ticket_params))
         .route("/api/pm/tickets", get(tickets))
+        .route("/api/pm/chain", get(chain_head))
         .route("/api/pm/wallet", get(wallet_view))
         .route("/api/pm/fund", post(fund))
         .route("/api/pm/unlock", post(unlock))
@@ -396,6 +397,13 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
             "payments are off, or the chain is not reachable yet",
         )
     })
+}
+
+/// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
+async fn chain_head(
+    State(node): State<AppState>,
+) -> Result<Json<crate::watcher::HeadView>, ApiError> {
+    Ok(Json(orchestrator(&node)?.watcher().view()))
 }
 
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.

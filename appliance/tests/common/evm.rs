@@ -244,6 +244,7 @@ pub fn pm_env<'a>(
         ("LPE_PM_TICKET_EV", ev),
         ("LPE_PM_MAX_FACE_VALUE", ev),
         ("LPE_PM_REDEEM_POLL_MS", "300"),
+        ("LPE_PM_BLOCK_POLL_MS", "100"),
         ("LPE_WALLET_PASSWORD", password),
     ]
 }
@@ -256,7 +257,20 @@ pub fn start_payment_node(
     role: &str,
     password: &str,
 ) -> super::NodeProc {
-    let node = super::NodeProc::start_with(dir, &pm_env(url, controller, role, password));
+    start_payment_node_wrapped(dir, url, controller, role, password, &[])
+}
+
+/// [`start_payment_node`] through a wrapper command (see `NodeProc::start_wrapped`).
+pub fn start_payment_node_wrapped(
+    dir: &std::path::Path,
+    url: &str,
+    controller: &str,
+    role: &str,
+    password: &str,
+    wrapper: &[&str],
+) -> super::NodeProc {
+    let env = pm_env(url, controller, role, password);
+    let node = super::NodeProc::start_wrapped(dir, &env, wrapper);
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.get("/api/pm/wallet").0 != 200 {
         assert!(

@@ -34,6 +34,12 @@ impl NodeProc {
     }
 
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(dir, env, &[])
+    }
+
+    /// Starts the node through `wrapper` (a command that ends by running its arguments, such
+    /// as `unshare -m sh -c '...; exec "$@"' sh`).
+    pub fn start_wrapped(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Self {
         let http = free_port();
         let rtmp = free_port();
         let log = std::fs::OpenOptions::new()
@@ -41,7 +47,15 @@ impl NodeProc {
             .append(true)
             .open(dir.join("node.log"))
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"));
+        let bin = env!("CARGO_BIN_EXE_livepeer-edge");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("run")
             .arg("--data-dir")
             .arg(dir)
@@ -423,5 +437,97 @@ impl RawPublisher {
             self.sock.write_all(&p.bytes).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// A TCP proxy in front of a JSON-RPC node: records the method of every request that passes
+/// and can be cut (refusing and dropping connections) to stage an outage.
+pub struct RpcProxy {
+    pub port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    methods: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RpcProxy {
+    pub fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let methods = Arc::new(Mutex::new(Vec::new()));
+        let (d, m) = (Arc::clone(&down), Arc::clone(&methods));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the caller sees the connection closed
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let pump = |mut from: TcpStream, mut to: TcpStream, record: bool| {
+                    let (d, m) = (Arc::clone(&d), Arc::clone(&m));
+                    std::thread::spawn(move || {
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+                        let mut buf = [0u8; 16384];
+                        let mut text = String::new();
+                        loop {
+                            if d.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if record {
+                                        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                                        while let Some(i) = text.find("\"method\":\"") {
+                                            let rest = &text[i + 10..];
+                                            let Some(end) = rest.find('"') else { break };
+                                            let name = rest[..end].to_string();
+                                            text = rest[end..].to_string();
+                                            m.lock().expect("methods").push(name);
+                                        }
+                                    }
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                    pump(client, server, true);
+                    pump(s2, c2, false);
+                }
+            }
+        });
+        Self {
+            port,
+            down,
+            methods,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every JSON-RPC method seen so far, in order.
+    pub fn methods(&self) -> Vec<String> {
+        self.methods.lock().expect("methods").clone()
     }
 }
