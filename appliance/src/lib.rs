@@ -136,7 +136,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         ),
     );
 
-    let app = control::api::router(Arc::clone(&node));
+    match control::auth::Auth::issue_setup_code(&node.store) {
+        Ok(Some(code)) => tracing::warn!(
+            "first-boot setup: open http://{}/ and enter the setup code {code}",
+            cfg.http.listen
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("cannot issue a setup code: {e}"),
+    }
+
+    let app = control::api::router(Arc::clone(&node))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut rx = shutdown_rx.clone();
     let served = axum::serve(http, app).with_graceful_shutdown(async move {
         let _ = rx.wait_for(|v| *v).await;

@@ -36,12 +36,15 @@ pub enum Command {
     StopStream {
         id: String,
     },
+    /// Setup, sessions, users and API tokens.
+    Auth(crate::control::auth::AuthCommand),
 }
 
 #[derive(Debug)]
 pub enum Outcome {
     Stream(Box<StreamView>),
     Deleted,
+    Auth(crate::control::auth::AuthOutcome),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub enum CommandError {
     },
     #[error("storage failed: {0}")]
     Storage(#[from] StoreError),
+    #[error("{0}")]
+    Auth(#[from] crate::control::auth::AuthError),
 }
 
 /// A stream as the API shows it. Secrets (RTSP passwords) are never included.
@@ -87,6 +92,7 @@ pub struct Node {
     pub orchestrator: tokio::sync::OnceCell<Arc<crate::payments::Orchestrator>>,
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
     pub chain: tokio::sync::OnceCell<crate::chain::ChainClient>,
+    pub auth: crate::control::auth::Auth,
 }
 
 fn new_id() -> String {
@@ -151,6 +157,7 @@ impl Node {
             started: Instant::now(),
             orchestrator: tokio::sync::OnceCell::new(),
             chain: tokio::sync::OnceCell::new(),
+            auth: crate::control::auth::Auth::new(),
         })
     }
 
@@ -158,6 +165,7 @@ impl Node {
     /// committed first.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
         match cmd {
+            Command::Auth(c) => Ok(Outcome::Auth(self.auth.execute(&self.store, c).await?)),
             Command::CreateStream(body) => {
                 let mut spec = parse_spec(body)?;
                 self.complete(&mut spec);

@@ -65,6 +65,35 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE ticket_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     // 3: the block a redemption was sent at, where crash recovery looks for its transaction
     "ALTER TABLE winning_tickets ADD COLUMN submitted_block INTEGER;",
+    // 4: operators, their sessions and API tokens (secrets stored only as hashes), and the
+    // results of fleet commands by request id
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     );
+     CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+     );
+     CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER
+     );
+     CREATE TABLE command_results (
+        request_id TEXT PRIMARY KEY,
+        command TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     );",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -272,6 +301,12 @@ impl Store {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM meta WHERE key = ?1", params![key])?;
+        Ok(())
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -672,4 +707,259 @@ mod tests {
         .expect("write");
         assert!(Store::open(&path).is_err());
     }
+}
+
+/// An operator account. The hash is argon2id in PHC form.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: String,
+    pub role: String,
+    pub csrf: String,
+    pub expires_ms: u64,
+}
+
+/// An API token as listed: never the token itself, which exists only in the creator's hands.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_ms: u64,
+    pub last_used_ms: Option<u64>,
+}
+
+impl Store {
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))?
+            .max(0) as u64)
+    }
+
+    pub fn admin_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", [], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .max(0) as u64)
+    }
+
+    pub fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT name, password_hash, role, created_ms FROM users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(UserRecord {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        role: r.get(2)?,
+                        created_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT name, password_hash, role, created_ms FROM users ORDER BY created_ms, name",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(UserRecord {
+                name: r.get(0)?,
+                password_hash: r.get(1)?,
+                role: r.get(2)?,
+                created_ms: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Inserts a user; `false` when the name is taken.
+    pub fn insert_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "INSERT OR IGNORE INTO users (name, password_hash, role, created_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![u.name, u.password_hash, u.role, u.created_ms as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Sets a user's password hash and ends their sessions.
+    pub fn set_password(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+            params![name, hash],
+        )?;
+        tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    pub fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM users WHERE name = ?1", params![name])?;
+        Ok(n == 1)
+    }
+
+    pub fn insert_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        csrf: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM sessions WHERE expires_ms < ?1",
+            params![now_ms as i64],
+        )?;
+        conn.execute(
+            "INSERT INTO sessions (id_hash, user, csrf, created_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id_hash, user, csrf, now_ms as i64, expires_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The live session with this id hash, with its user's current role.
+    pub fn get_session(
+        &self,
+        id_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT s.user, u.role, s.csrf, s.expires_ms FROM sessions s
+                 JOIN users u ON u.name = s.user
+                 WHERE s.id_hash = ?1 AND s.expires_ms >= ?2",
+                params![id_hash, now_ms as i64],
+                |r| {
+                    Ok(SessionRecord {
+                        user: r.get(0)?,
+                        role: r.get(1)?,
+                        csrf: r.get(2)?,
+                        expires_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
+        Ok(())
+    }
+
+    pub fn insert_token(&self, t: &TokenRecord, token_hash: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![t.id, t.name, t.role, token_hash, t.created_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The token with this hash, marking it used.
+    pub fn use_token(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let conn = self.conn()?;
+        let found = conn
+            .query_row(
+                "SELECT id, name, role, created_ms, last_used_ms FROM api_tokens
+                 WHERE token_hash = ?1",
+                params![token_hash],
+                token_row,
+            )
+            .optional()?;
+        if let Some(t) = &found {
+            conn.execute(
+                "UPDATE api_tokens SET last_used_ms = ?2 WHERE id = ?1",
+                params![t.id, now_ms as i64],
+            )?;
+        }
+        Ok(found)
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT id, name, role, created_ms, last_used_ms FROM api_tokens ORDER BY created_ms",
+        )?;
+        let rows = st.query_map([], token_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])?;
+        Ok(n == 1)
+    }
+
+    /// The stored result of a fleet command, by request id.
+    pub fn command_result(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT result FROM command_results WHERE request_id = ?1",
+                params![request_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records (or updates) a command's result; old results beyond the newest 10 000 are pruned.
+    pub fn set_command_result(
+        &self,
+        request_id: &str,
+        command: &str,
+        result: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO command_results (request_id, command, result, created_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(request_id) DO UPDATE SET result = excluded.result",
+            params![request_id, command, result, now_ms as i64],
+        )?;
+        conn.execute(
+            "DELETE FROM command_results WHERE created_ms < (
+                SELECT created_ms FROM command_results ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
+            [],
+        )?;
+        Ok(())
+    }
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        created_ms: r.get::<_, i64>(3)? as u64,
+        last_used_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+    })
 }

@@ -8,7 +8,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
@@ -22,15 +21,25 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// For 429: when to try again.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
             field: None,
+            retry_after_s: None,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
         }
     }
 
@@ -39,28 +48,42 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// Every error the API returns has this shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
-    field: Option<&'a str>,
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// Stable, machine-readable (`not_found`, `invalid`, `unauthorized`, …).
+    code: String,
+    message: String,
+    /// The offending field, when one is to blame.
+    field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"livepeer-edge\""),
+            );
+        }
+        if let Some(s) = self.retry_after_s {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        res
     }
 }
 
@@ -68,18 +91,12 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::NotFound(_) => Self::not_found(e.to_string()),
-            CommandError::Invalid(s) => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid",
-                message: s.message,
-                field: Some(s.field),
-            },
+            CommandError::Invalid(s) => Self::invalid(s.field, s.message),
             CommandError::Conflict { field, message } => Self {
-                status: StatusCode::CONFLICT,
-                code: "conflict",
-                message,
                 field,
+                ..Self::new(StatusCode::CONFLICT, "conflict", message)
             },
+            CommandError::Auth(e) => e.into(),
             CommandError::Storage(e) => {
                 tracing::error!("storage failure: {e}");
                 Self::new(
@@ -117,37 +134,144 @@ where
     }
 }
 
-type AppState = Arc<Node>;
+pub(crate) type AppState = Arc<Node>;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Livepeer Edge node API",
+        description = "Streams, device, payments and operators of one Livepeer Edge node. \
+            Security requirements list the role a route needs (`viewer` or `admin`); a route \
+            without one is public."
+    ),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::control::auth::SESSION_COOKIE,
+                "Session cookie from /api/auth/login; unsafe methods also need the \
+                 X-CSRF-Token header",
+            ))),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("API token from /api/tokens"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every guarded operation can be refused by the guard the same two ways; say so once here
+/// rather than on each route.
+fn document_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refused = |why: &str| {
+        ResponseBuilder::new()
+            .description(why)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                let r = &mut op.responses.responses;
+                r.entry("401".into())
+                    .or_insert_with(|| refused("not signed in").into());
+                r.entry("403".into()).or_insert_with(|| {
+                    refused("the role is too low, or the CSRF token is missing").into()
+                });
+            }
+        }
+    }
+}
+
+/// The API's routes and their OpenAPI document, built together so neither can list a route
+/// the other lacks.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use super::auth_api as a;
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(a::openapi_json))
+        .routes(routes!(a::setup_status, a::setup))
+        .routes(routes!(a::login))
+        .routes(routes!(a::logout))
+        .routes(routes!(a::me))
+        .routes(routes!(a::change_own_password))
+        .routes(routes!(a::list_users, a::create_user))
+        .routes(routes!(a::delete_user))
+        .routes(routes!(a::set_user_password))
+        .routes(routes!(a::list_tokens, a::create_token))
+        .routes(routes!(a::delete_token))
+        .routes(routes!(list_streams, create_stream))
+        .routes(routes!(
+            get_stream,
+            replace_stream,
+            patch_stream,
+            delete_stream
+        ))
+        .routes(routes!(start_stream))
+        .routes(routes!(stop_stream))
+        .routes(routes!(snapshot))
+        .routes(routes!(cameras))
+        .routes(routes!(encoders))
+        .routes(routes!(events))
+        .routes(routes!(payment))
+        .routes(routes!(ticket_params))
+        .routes(routes!(tickets))
+        .routes(routes!(chain_head))
+        .routes(routes!(wallet_view))
+        .routes(routes!(fund))
+        .routes(routes!(unlock))
+        .routes(routes!(cancel_unlock))
+        .routes(routes!(withdraw));
+    let (router, mut doc) = api.split_for_parts();
+    document_refusals(&mut doc);
+    (router, doc)
+}
 
 pub fn router(node: Arc<Node>) -> Router {
     let hls = ServeDir::new(node.media.hls_root());
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/streams", get(list_streams).post(create_stream))
-        .route(
-            "/api/streams/{id}",
-            get(get_stream)
-                .put(replace_stream)
-                .patch(patch_stream)
-                .delete(delete_stream),
-        )
-        .route("/api/streams/{id}/start", post(start_stream))
-        .route("/api/streams/{id}/stop", post(stop_stream))
-        .route("/api/streams/{id}/snapshot.jpg", get(snapshot))
-        .route("/api/cameras", get(cameras))
-        .route("/api/encoders", get(encoders))
-        .route("/api/events", get(events))
-        .route("/payment", post(payment))
-        .route("/api/pm/ticket-params", post(ticket_params))
-        .route("/api/pm/tickets", get(tickets))
-        .route("/api/pm/chain", get(chain_head))
-        .route("/api/pm/wallet", get(wallet_view))
-        .route("/api/pm/fund", post(fund))
-        .route("/api/pm/unlock", post(unlock))
-        .route("/api/pm/cancel-unlock", post(cancel_unlock))
-        .route("/api/pm/withdraw", post(withdraw))
-        .nest_service("/hls", hls)
+    let (api, doc) = routes();
+    let guard = super::auth_api::Guard::new(Arc::clone(&node), &doc);
+    api.nest_service("/hls", hls)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            super::auth_api::authorize,
+        ))
+        .layer(axum::Extension(Arc::new(super::auth_api::DocJson::new(
+            &doc,
+        ))))
         .layer(axum::middleware::from_fn(hls_headers))
         .with_state(node)
 }
@@ -173,7 +297,7 @@ async fn hls_headers(req: Request, next: axum::middleware::Next) -> Response {
     res
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     status: &'static str,
     version: &'static str,
@@ -183,7 +307,7 @@ struct Health {
     hardware_encoder: bool,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 struct StreamCounts {
     total: usize,
     running: usize,
@@ -191,6 +315,12 @@ struct StreamCounts {
     failed: usize,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "node",
+    responses((status = 200, body = Health))
+)]
 async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> {
     let streams = node.list()?;
     let mut counts = StreamCounts {
@@ -256,10 +386,17 @@ fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> Strea
 fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
     match o {
         Outcome::Stream(v) => Json(out(node, headers, *v)).into_response(),
-        Outcome::Deleted => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Deleted | Outcome::Auth(_) => StatusCode::NO_CONTENT.into_response(),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/streams",
+    tag = "streams",
+    responses((status = 200, body = [serde_json::Value])),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn list_streams(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -270,6 +407,14 @@ async fn list_streams(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/streams",
+    tag = "streams",
+    request_body = serde_json::Value,
+    responses((status = 201, body = serde_json::Value), (status = 422, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn create_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -281,6 +426,14 @@ async fn create_stream(
     Ok(res)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/streams/{id}",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn get_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -289,6 +442,15 @@ async fn get_stream(
     Ok(Json(out(&node, &headers, node.view(&id)?)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/streams/{id}",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    request_body = serde_json::Value,
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn replace_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -299,6 +461,15 @@ async fn replace_stream(
     Ok(outcome(&node, &headers, o))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/streams/{id}",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    request_body = serde_json::Value,
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn patch_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -309,6 +480,14 @@ async fn patch_stream(
     Ok(outcome(&node, &headers, o))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/streams/{id}",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn delete_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -318,6 +497,14 @@ async fn delete_stream(
     Ok(outcome(&node, &headers, o))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/streams/{id}/start",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn start_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -327,6 +514,14 @@ async fn start_stream(
     Ok(outcome(&node, &headers, o))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/streams/{id}/stop",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn stop_stream(
     State(node): State<AppState>,
     headers: HeaderMap,
@@ -336,6 +531,14 @@ async fn stop_stream(
     Ok(outcome(&node, &headers, o))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/streams/{id}/snapshot.jpg",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn snapshot(
     State(node): State<AppState>,
     Path(id): Path<String>,
@@ -358,6 +561,13 @@ async fn snapshot(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/cameras",
+    tag = "device",
+    responses((status = 200, body = [serde_json::Value])),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     let list = tokio::task::spawn_blocking(lpe_drivers::camera::discover)
         .await
@@ -365,6 +575,13 @@ async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     Json(list)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/encoders",
+    tag = "device",
+    responses((status = 200, body = serde_json::Value)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn encoders(State(node): State<AppState>) -> Json<crate::media::encoder::EncoderInventory> {
     Json(node.media.inventory().clone())
 }
@@ -375,6 +592,14 @@ struct EventQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "node",
+    params(("stream_id" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = [serde_json::Value]), (status = 400, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn events(
     State(node): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
@@ -399,6 +624,13 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/pm/chain",
+    tag = "payments",
+    responses((status = 200, body = serde_json::Value), (status = 503, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 /// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
 async fn chain_head(
     State(node): State<AppState>,
@@ -406,6 +638,12 @@ async fn chain_head(
     Ok(Json(orchestrator(&node)?.watcher().view()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/payment",
+    tag = "payments",
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
 async fn payment(
     State(node): State<AppState>,
@@ -451,13 +689,14 @@ async fn payment(
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ParamsRequest {
     sender: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ParamsResponse {
+    #[schema(value_type = String)]
     recipient: lpe_pm::Address,
     /// Standard base64 of the protobuf TicketParams (with expiration params), as on the wire.
     ticket_params: String,
@@ -465,18 +704,23 @@ struct ParamsResponse {
     pixels_per_unit: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pm/ticket-params",
+    tag = "payments",
+    request_body = ParamsRequest,
+    responses((status = 200, body = ParamsResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
 async fn ticket_params(
     State(node): State<AppState>,
     ApiJson(req): ApiJson<ParamsRequest>,
 ) -> Result<Json<ParamsResponse>, ApiError> {
     use base64::Engine;
     let orch = orchestrator(&node)?;
-    let sender: lpe_pm::Address = req.sender.parse().map_err(|_| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "invalid",
-        message: "not an Ethereum address".into(),
-        field: Some("sender".into()),
-    })?;
+    let sender: lpe_pm::Address = req
+        .sender
+        .parse()
+        .map_err(|_| ApiError::invalid("sender", "not an Ethereum address"))?;
     let (params, (ppu, pxu)) = orch.ticket_params(sender).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -505,6 +749,14 @@ struct TicketsResponse {
     tickets: Vec<crate::store::TicketRecord>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/pm/tickets",
+    tag = "payments",
+    params(("limit" = Option<u32>, Query)),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn tickets(
     State(node): State<AppState>,
     query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
@@ -538,9 +790,10 @@ fn chain_error(e: crate::chain::ChainError) -> ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WalletView {
     role: String,
+    #[schema(value_type = Option<String>)]
     address: Option<lpe_pm::Address>,
     /// Wei, decimal strings.
     balance: String,
@@ -549,6 +802,13 @@ struct WalletView {
     withdraw_round: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/pm/wallet",
+    tag = "payments",
+    responses((status = 200, body = WalletView), (status = 503, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
 async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, ApiError> {
     let c = chain(&node)?;
     let address = c.account().ok_or_else(|| {
@@ -566,14 +826,14 @@ async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, A
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FundRequest {
     /// Wei, decimal strings (amounts exceed JSON's safe integers).
     deposit: String,
     reserve: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TxView {
     tx_hash: String,
     block: u64,
@@ -586,16 +846,24 @@ fn tx_view(m: crate::chain::Mined) -> Json<TxView> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pm/fund",
+    tag = "payments",
+    request_body = FundRequest,
+    responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn fund(
     State(node): State<AppState>,
     ApiJson(req): ApiJson<FundRequest>,
 ) -> Result<Json<TxView>, ApiError> {
     let amount = |field: &str, v: &str| -> Result<lpe_pm::U256, ApiError> {
-        v.parse().map_err(|_| ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid",
-            message: format!("'{v}' is not an amount in wei (a decimal integer)"),
-            field: Some(field.to_string()),
+        v.parse().map_err(|_| {
+            ApiError::invalid(
+                field,
+                format!("'{v}' is not an amount in wei (a decimal integer)"),
+            )
         })
     };
     let deposit = amount("deposit", &req.deposit)?;
@@ -607,6 +875,13 @@ async fn fund(
         .map_err(chain_error)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pm/unlock",
+    tag = "payments",
+    responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
     chain(&node)?
         .unlock()
@@ -615,6 +890,13 @@ async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> 
         .map_err(chain_error)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pm/cancel-unlock",
+    tag = "payments",
+    responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
     chain(&node)?
         .cancel_unlock()
@@ -623,6 +905,13 @@ async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, Api
         .map_err(chain_error)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pm/withdraw",
+    tag = "payments",
+    responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
 async fn withdraw(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
     chain(&node)?
         .withdraw()

@@ -1,4 +1,7 @@
-//! The control plane: the HTTP API (and, later, authentication, the web UI, MQTT and
-//! metrics). Transports are thin adapters over [`crate::node::Command`]; they own no state.
+//! The control plane: authentication, the HTTP API and its OpenAPI document, MQTT fleet
+//! control and metrics. Transports are thin adapters over [`crate::node::Command`]; they own
+//! no state.
 
 pub mod api;
+pub mod auth;
+pub mod auth_api;

@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The `name=value` part of a reply's `Set-Cookie` for the session.
+pub fn session_cookie(r: &Reply) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|kv| kv.starts_with("lpe_session="))
+        .map(str::to_string)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -25,7 +35,28 @@ pub struct NodeProc {
     pub rtmp: u16,
     pub dir: PathBuf,
     agent: ureq::Agent,
+    /// `Bearer <admin token>`, made through first-boot setup and kept in the data directory
+    /// across restarts.
+    auth: String,
 }
+
+/// A reply: status, headers (lower-case names) and the body as JSON (or a JSON string).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
 impl NodeProc {
     /// Starts a node on `dir` (kept between restarts) and waits for `/api/health`.
@@ -40,6 +71,15 @@ impl NodeProc {
     /// Starts the node through `wrapper` (a command that ends by running its arguments, such
     /// as `unshare -m sh -c '...; exec "$@"' sh`).
     pub fn start_wrapped(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Self {
+        Self::spawn(dir, env, wrapper, true)
+    }
+
+    /// Starts a node and leaves first-boot setup (and credentials) to the test.
+    pub fn start_without_setup(dir: &Path) -> Self {
+        Self::spawn(dir, &[], &[], false)
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)], wrapper: &[&str], setup: bool) -> Self {
         let http = free_port();
         let rtmp = free_port();
         let log = std::fs::OpenOptions::new()
@@ -83,10 +123,15 @@ impl NodeProc {
             rtmp,
             dir: dir.to_path_buf(),
             agent,
+            auth: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut node = node;
         loop {
             if let Ok((200, _)) = node.try_get("/api/health") {
+                if setup {
+                    node.auth = format!("Bearer {}", node.admin_token());
+                }
                 return node;
             }
             assert!(
@@ -110,8 +155,91 @@ impl NodeProc {
         format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp)
     }
 
+    /// The setup code the node printed last.
+    pub fn setup_code(&self) -> Option<String> {
+        let log = self.log();
+        let i = log.rfind("setup code ")?;
+        Some(log[i + 11..].chars().take(11).collect())
+    }
+
+    /// An admin API token: made once through first-boot setup, then reused from the data dir.
+    fn admin_token(&self) -> String {
+        let file = self.dir.join("admin-token");
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            return t;
+        }
+        let code = self.setup_code().expect("a setup code in the log");
+        let body = serde_json::json!({
+            "code": code, "password": ADMIN_PASSWORD, "device_name": "test box", "role": "off"
+        });
+        let r = self.call("POST", "/api/setup", Some(&body.to_string()), &[]);
+        assert_eq!(r.status, 200, "setup failed: {}", r.body);
+        let cookie = session_cookie(&r).expect("session cookie");
+        let csrf = r.body["csrf_token"].as_str().expect("csrf").to_string();
+        let r = self.call(
+            "POST",
+            "/api/tokens",
+            Some(r#"{"name":"tests","role":"admin"}"#),
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        );
+        assert_eq!(r.status, 201, "token failed: {}", r.body);
+        let token = r.body["token"].as_str().expect("token").to_string();
+        std::fs::write(&file, &token).expect("write token");
+        token
+    }
+
+    /// One request with exactly the headers given (no credentials unless passed).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body.unwrap_or("").to_string()).expect("request");
+        let mut res = self
+            .agent
+            .run(req)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
+        let status = res.status().as_u16();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// The admin credentials the harness uses, as a header.
+    pub fn admin_auth(&self) -> (&'static str, &str) {
+        ("authorization", &self.auth)
+    }
+
     fn try_get(&self, path: &str) -> Result<(u16, Value), ureq::Error> {
-        let mut res = self.agent.get(&self.url(path)).call()?;
+        let mut res = self
+            .agent
+            .get(&self.url(path))
+            .header("authorization", &self.auth)
+            .call()?;
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string()?;
         Ok((
@@ -125,7 +253,12 @@ impl NodeProc {
     }
 
     pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
-        let mut res = self.agent.get(&self.url(path)).call().expect("GET");
+        let mut res = self
+            .agent
+            .get(&self.url(path))
+            .header("authorization", &self.auth)
+            .call()
+            .expect("GET");
         let status = res.status().as_u16();
         let ct = res
             .headers()
@@ -138,34 +271,8 @@ impl NodeProc {
     }
 
     pub fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let url = self.url(path);
-        let res = match (method, body) {
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send(b),
-            ("POST", None) => self.agent.post(&url).send_empty(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("content-type", "application/json")
-                .send(b),
-            ("PATCH", Some(b)) => self
-                .agent
-                .patch(&url)
-                .header("content-type", "application/json")
-                .send(b),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            _ => panic!("unsupported request {method}"),
-        };
-        let mut res = res.expect("request");
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let r = self.call(method, path, body, &[("authorization", &self.auth)]);
+        (r.status, r.body)
     }
 
     pub fn create(&self, body: Value) -> Value {

@@ -1,0 +1,353 @@
+//! Operators and access: first-boot setup, sessions with CSRF, API tokens, roles enforced on
+//! every route of the OpenAPI document, login throttling, and secrets stored only as hashes.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, NodeProc, session_cookie};
+use serde_json::{Value, json};
+
+/// Every operation in the served OpenAPI document: (method, path, roles it requires).
+fn operations(doc: &Value) -> Vec<(String, String, Vec<String>)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let roles = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|req| req.as_object().into_iter().flatten())
+                .flat_map(|(_, scopes)| scopes.as_array().into_iter().flatten())
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect();
+            ops.push((method.to_uppercase(), path.clone(), roles));
+        }
+    }
+    ops
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "nosuchid")
+        .replace("{name}", "nosuchuser")
+}
+
+fn token(node: &NodeProc, role: &str) -> String {
+    let (status, v) = node.send(
+        "POST",
+        "/api/tokens",
+        Some(&json!({"name": format!("{role} token"), "role": role}).to_string()),
+    );
+    assert_eq!(status, 201, "{v}");
+    format!("Bearer {}", v["token"].as_str().expect("token"))
+}
+
+#[test]
+fn every_route_in_the_openapi_document_enforces_its_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let doc = node.call("GET", "/api/openapi.json", None, &[]);
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap_or("").starts_with("3."));
+    let ops = operations(&doc.body);
+    assert!(ops.len() >= 30, "only {} operations documented", ops.len());
+
+    let viewer = token(&node, "viewer");
+    let metrics = token(&node, "metrics");
+    let public = [
+        "/api/health",
+        "/api/openapi.json",
+        "/api/setup",
+        "/api/auth/login",
+        "/payment",
+        "/api/pm/ticket-params",
+    ];
+    for (method, path, roles) in &ops {
+        let url = concrete(path);
+        let body = (method != "GET" && method != "DELETE").then_some("{}");
+        let anon = node.call(method, &url, body, &[]);
+        if roles.is_empty() {
+            assert!(
+                public.contains(&path.as_str()),
+                "{method} {path} is documented as public but is not on the public list"
+            );
+            assert_ne!(anon.status, 401, "{method} {path} is public");
+            continue;
+        }
+        assert_eq!(anon.status, 401, "{method} {path} without credentials");
+        assert_eq!(anon.body["error"]["code"], "unauthorized");
+        assert!(anon.header("www-authenticate").is_some());
+
+        let as_viewer = node.call(method, &url, body, &[("authorization", &viewer)]);
+        if roles.iter().any(|r| r == "admin") {
+            assert_eq!(as_viewer.status, 403, "{method} {path} as a viewer");
+            assert_eq!(as_viewer.body["error"]["code"], "forbidden");
+        } else {
+            assert!(
+                as_viewer.status != 401 && as_viewer.status != 403,
+                "{method} {path} as a viewer: {}",
+                as_viewer.status
+            );
+        }
+        let as_metrics = node.call(method, &url, body, &[("authorization", &metrics)]);
+        assert_eq!(
+            as_metrics.status, 403,
+            "{method} {path} with a metrics token"
+        );
+    }
+    // A made-up token is nobody.
+    let r = node.call(
+        "GET",
+        "/api/streams",
+        None,
+        &[("authorization", "Bearer lpe_not-a-token")],
+    );
+    assert_eq!(r.status, 401);
+    // Unknown routes are 404 whoever asks; the HLS output stays public.
+    assert_eq!(node.call("GET", "/api/nope", None, &[]).status, 404);
+    assert_eq!(
+        node.call("GET", "/hls/none/index.m3u8", None, &[]).status,
+        404
+    );
+}
+
+#[test]
+fn first_boot_setup_sessions_csrf_users_and_throttling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Start without the harness's setup so the first boot is walked by hand.
+    let mut node = NodeProc::start_without_setup(dir.path());
+    let status = node.call("GET", "/api/setup", None, &[]);
+    assert_eq!(status.body["required"], true, "{}", status.body);
+    assert_eq!(node.call("GET", "/api/streams", None, &[]).status, 401);
+    let code = node.setup_code().expect("setup code printed");
+    assert_eq!(code.len(), 11, "code '{code}'");
+
+    let setup = |code: &str, password: &str, role: &str| {
+        json!({"code": code, "password": password, "device_name": "Main hall", "role": role})
+            .to_string()
+    };
+    let r = node.call(
+        "POST",
+        "/api/setup",
+        Some(&setup("AAAAA-AAAAA", ADMIN_PASSWORD, "off")),
+        &[],
+    );
+    assert_eq!(r.status, 401, "wrong code: {}", r.body);
+    let r = node.call(
+        "POST",
+        "/api/setup",
+        Some(&setup(&code, "short", "off")),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].clone()),
+        (422, json!("password"))
+    );
+    let r = node.call(
+        "POST",
+        "/api/setup",
+        Some(&setup(&code, ADMIN_PASSWORD, "miner")),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].clone()),
+        (422, json!("role"))
+    );
+    let r = node.call(
+        "POST",
+        "/api/setup",
+        Some(&setup(&code.to_lowercase(), ADMIN_PASSWORD, "orchestrator")),
+        &[],
+    );
+    assert_eq!(r.status, 200, "setup: {}", r.body);
+    let set_cookie = r.header("set-cookie").expect("cookie").to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    assert_eq!(
+        r.body["device"],
+        json!({"name": "Main hall", "role": "orchestrator"})
+    );
+    let again = node.call(
+        "POST",
+        "/api/setup",
+        Some(&setup(&code, ADMIN_PASSWORD, "off")),
+        &[],
+    );
+    assert_eq!(again.status, 409, "the code is one-time");
+
+    // Cookie session: reads work; unsafe methods need the CSRF token.
+    let cookie = session_cookie(&r).expect("session");
+    let csrf = r.body["csrf_token"].as_str().expect("csrf").to_string();
+    let stream = json!({"name": "pattern", "source": {"kind": "test"}, "enabled": false});
+    assert_eq!(
+        node.call("GET", "/api/streams", None, &[("cookie", &cookie)])
+            .status,
+        200
+    );
+    let no_csrf = node.call(
+        "POST",
+        "/api/streams",
+        Some(&stream.to_string()),
+        &[("cookie", &cookie)],
+    );
+    assert_eq!(
+        (no_csrf.status, no_csrf.body["error"]["code"].clone()),
+        (403, json!("csrf"))
+    );
+    let bad_csrf = node.call(
+        "POST",
+        "/api/streams",
+        Some(&stream.to_string()),
+        &[("cookie", &cookie), ("x-csrf-token", "forged")],
+    );
+    assert_eq!(bad_csrf.status, 403);
+    let ok = node.call(
+        "POST",
+        "/api/streams",
+        Some(&stream.to_string()),
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+    );
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let admin_session = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+
+    // A viewer can look but not touch.
+    let r = node.call(
+        "POST",
+        "/api/users",
+        Some(r#"{"name":"op","password":"viewer password","role":"viewer"}"#),
+        &admin_session,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let dup = node.call(
+        "POST",
+        "/api/users",
+        Some(r#"{"name":"op","password":"viewer password","role":"viewer"}"#),
+        &admin_session,
+    );
+    assert_eq!(dup.status, 409);
+    let login = node.call(
+        "POST",
+        "/api/auth/login",
+        Some(r#"{"username":"op","password":"viewer password"}"#),
+        &[],
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert_eq!(login.body["role"], "viewer");
+    let op_cookie = session_cookie(&login).expect("cookie");
+    let op_csrf = login.body["csrf_token"].as_str().expect("csrf").to_string();
+    assert_eq!(
+        node.call("GET", "/api/streams", None, &[("cookie", &op_cookie)])
+            .status,
+        200
+    );
+    let denied = node.call(
+        "POST",
+        "/api/streams",
+        Some(&stream.to_string()),
+        &[("cookie", &op_cookie), ("x-csrf-token", &op_csrf)],
+    );
+    assert_eq!(denied.status, 403);
+    // The last admin cannot be removed.
+    let r = node.call("DELETE", "/api/users/admin", None, &admin_session);
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // Logout ends the session.
+    let out = node.call(
+        "POST",
+        "/api/auth/logout",
+        None,
+        &[("cookie", &op_cookie), ("x-csrf-token", &op_csrf)],
+    );
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap_or("").contains("Max-Age=0"));
+    assert_eq!(
+        node.call("GET", "/api/streams", None, &[("cookie", &op_cookie)])
+            .status,
+        401
+    );
+
+    // Secrets at rest are hashes only; nothing secret reached the log.
+    let tok = node.call(
+        "POST",
+        "/api/tokens",
+        Some(r#"{"name":"fleet","role":"admin"}"#),
+        &admin_session,
+    );
+    let secret = tok.body["token"].as_str().expect("token").to_string();
+    let listed = node.call("GET", "/api/tokens", None, &admin_session);
+    assert!(!listed.body.to_string().contains(&secret));
+    node.terminate();
+    let db = rusqlite_dump(&dir.path().join("node.db"));
+    assert!(db.contains("$argon2id$"), "passwords are argon2id");
+    // (The CSRF token is stored to compare against; it is not a credential.)
+    for s in [
+        ADMIN_PASSWORD,
+        "viewer password",
+        &secret,
+        &code,
+        &cookie[12..],
+    ] {
+        assert!(!db.contains(s), "a secret is stored in clear");
+    }
+    let log = std::fs::read_to_string(dir.path().join("node.log")).expect("log");
+    for s in [ADMIN_PASSWORD, "viewer password", &secret, &cookie[12..]] {
+        assert!(!log.contains(s), "a secret reached the log");
+    }
+
+    // After setup, a restart prints no new code and setup stays closed.
+    let node = NodeProc::start_without_setup(dir.path());
+    assert_eq!(
+        node.call("GET", "/api/setup", None, &[]).body["required"],
+        false
+    );
+    assert_eq!(node.log().matches("setup code").count(), 1);
+
+    // Throttling: five failures lock the user name and the address for a while.
+    for _ in 0..5 {
+        let r = node.call(
+            "POST",
+            "/api/auth/login",
+            Some(&json!({"username": "admin", "password": "guess"}).to_string()),
+            &[],
+        );
+        assert_eq!(r.status, 401);
+    }
+    let blocked = node.call(
+        "POST",
+        "/api/auth/login",
+        Some(&json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string()),
+        &[],
+    );
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    let wait: u64 = blocked
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(wait > 0 && wait <= 300);
+    let other_user = node.call(
+        "POST",
+        "/api/auth/login",
+        Some(r#"{"username":"op","password":"viewer password"}"#),
+        &[],
+    );
+    assert_eq!(other_user.status, 429, "the address is throttled too");
+}
+
+/// Every text value in the database, for searching.
+fn rusqlite_dump(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             for (t,) in c.execute(\"select name from sqlite_master where type='table'\"):\n\
+             \x20   for row in c.execute(f'select * from {t}'):\n\
+             \x20       print(row)\n",
+        )
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
