@@ -119,6 +119,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         shutdown_rx.clone(),
     ));
 
+    let device_task =
+        tokio::spawn(Arc::clone(&node.device).run(cfg.data_dir.clone(), shutdown_rx.clone()));
     let pm_task = (cfg.pm.role != "off")
         .then(|| tokio::spawn(start_payments(Arc::clone(&node), shutdown_rx.clone())));
 
@@ -159,6 +161,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     node.shutdown().await;
     signals.abort();
     rtmp_task.abort();
+    device_task.abort();
     if let Some(t) = pm_task {
         t.abort();
     }

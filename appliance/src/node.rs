@@ -93,6 +93,10 @@ pub struct Node {
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
     pub chain: tokio::sync::OnceCell<crate::chain::ChainClient>,
     pub auth: crate::control::auth::Auth,
+    /// Device health: the latest sample and the last hour.
+    pub device: Arc<crate::control::device::DeviceHistory>,
+    /// Transport counters for `/metrics`.
+    pub counters: crate::control::metrics::Counters,
 }
 
 fn new_id() -> String {
@@ -158,6 +162,8 @@ impl Node {
             orchestrator: tokio::sync::OnceCell::new(),
             chain: tokio::sync::OnceCell::new(),
             auth: crate::control::auth::Auth::new(),
+            device: Default::default(),
+            counters: Default::default(),
         })
     }
 

@@ -88,8 +88,13 @@ fn every_route_in_the_openapi_document_enforces_its_role() {
             );
         }
         let as_metrics = node.call(method, &url, body, &[("authorization", &metrics)]);
+        let expected = if roles.iter().all(|r| r == "metrics") {
+            200
+        } else {
+            403
+        };
         assert_eq!(
-            as_metrics.status, 403,
+            as_metrics.status, expected,
             "{method} {path} with a metrics token"
         );
     }
@@ -350,4 +355,76 @@ fn rusqlite_dump(path: &std::path::Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn metrics_and_device_health_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({"name": "bars", "source": {"kind": "test"}}));
+    let id = s["id"].as_str().expect("id").to_string();
+    node.wait_state(&id, "running", std::time::Duration::from_secs(20));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let metrics = token(&node, "metrics");
+    let r = node.call("GET", "/metrics", None, &[("authorization", &metrics)]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
+    let text = r.body.as_str().expect("text").to_string();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no '{prefix}' in\n{text}"))
+    };
+    assert_eq!(
+        value(&format!("lpe_stream_up{{stream=\"{id}\",name=\"bars\"}}")),
+        1.0
+    );
+    assert!(value(&format!("lpe_stream_input_fps{{stream=\"{id}\"}}")) > 0.0);
+    assert!(text.contains(&format!(
+        "lpe_stream_encoder_info{{stream=\"{id}\",encoder=\"x264enc\""
+    )));
+    assert!(
+        value("lpe_http_requests_total{method=\"GET\",route=\"/api/streams/{id}\",status=\"200\"}")
+            >= 1.0
+    );
+    assert_eq!(value("lpe_tickets_won_total"), 0.0);
+    assert_eq!(value("lpe_mqtt_connected"), 0.0);
+    // Every sample line parses as `name{labels} value`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let v = line.rsplit(' ').next().expect("value");
+        assert!(v.parse::<f64>().is_ok(), "bad sample line: {line}");
+    }
+
+    // Device health: sampled every 5 s; no GPU on this machine is said so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let device = loop {
+        let (status, d) = node.get("/api/device");
+        assert_eq!(status, 200);
+        if !d["stats"].is_null() {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "no device sample");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(device["identity"]["name"], "test box");
+    assert_eq!(device["stats"]["gpu"]["source"], "not_present");
+    assert!(device["stats"]["memory_total_bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(device["stats"]["disk"]["total_bytes"].as_u64().unwrap_or(0) > 0);
+    let (_, history) = node.get("/api/device/history");
+    assert!(!history.as_array().expect("points").is_empty());
+    assert!(
+        text.contains("lpe_device_cpu_percent")
+            || node
+                .get("/metrics")
+                .1
+                .as_str()
+                .unwrap_or("")
+                .contains("lpe_device_cpu_percent")
+    );
 }

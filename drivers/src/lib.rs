@@ -4,3 +4,4 @@
 //! and every function degrades to "not present" when the hardware is missing.
 
 pub mod camera;
+pub mod system;

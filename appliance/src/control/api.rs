@@ -242,6 +242,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(start_stream))
         .routes(routes!(stop_stream))
         .routes(routes!(snapshot))
+        .routes(routes!(device))
+        .routes(routes!(device_history))
+        .routes(routes!(metrics))
         .routes(routes!(cameras))
         .routes(routes!(encoders))
         .routes(routes!(events))
@@ -273,7 +276,30 @@ pub fn router(node: Arc<Node>) -> Router {
             &doc,
         ))))
         .layer(axum::middleware::from_fn(hls_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&node),
+            count_requests,
+        ))
         .with_state(node)
+}
+
+/// Counts every request by route template (bounded cardinality) and status.
+async fn count_requests(
+    State(node): State<AppState>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().to_string();
+    let route = match &matched {
+        Some(m) if m.as_str().starts_with("/hls") => "/hls".to_string(),
+        Some(m) => m.as_str().to_string(),
+        None => "unmatched".to_string(),
+    };
+    let res = next.run(req).await;
+    node.counters
+        .http_request(&method, &route, res.status().as_u16());
+    res
 }
 
 /// HLS content types as players expect them, and no caching of playlists (they change
@@ -559,6 +585,64 @@ async fn snapshot(
         jpeg,
     )
         .into_response())
+}
+
+/// The device: identity, version, uptime and the latest health sample.
+#[derive(Serialize, utoipa::ToSchema)]
+struct DeviceView {
+    #[schema(value_type = Object)]
+    identity: crate::control::auth::DeviceIdentity,
+    version: &'static str,
+    node_uptime_s: u64,
+    /// `null` until the first sample (a few seconds after start).
+    #[schema(value_type = Object)]
+    stats: Option<lpe_drivers::system::DeviceStats>,
+    encoder: String,
+    hardware_encoder: bool,
+}
+
+#[utoipa::path(get, path = "/api/device", tag = "device",
+    responses((status = 200, body = DeviceView)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"])))]
+async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiError> {
+    let inv = node.media.inventory();
+    Ok(Json(DeviceView {
+        identity: crate::control::auth::Auth::device(&node.store).map_err(CommandError::from)?,
+        version: env!("CARGO_PKG_VERSION"),
+        node_uptime_s: node.started.elapsed().as_secs(),
+        stats: node.device.latest(),
+        encoder: inv.preferred.clone(),
+        hardware_encoder: inv.encoders.iter().any(|e| e.works && e.hardware),
+    }))
+}
+
+/// The last hour of device health, one point every 5 s.
+#[utoipa::path(get, path = "/api/device/history", tag = "device",
+    responses((status = 200, body = [crate::control::device::DevicePoint])),
+    security(("session" = ["viewer"]), ("token" = ["viewer"])))]
+async fn device_history(
+    State(node): State<AppState>,
+) -> Json<Vec<crate::control::device::DevicePoint>> {
+    Json(node.device.points())
+}
+
+/// Prometheus text exposition (any signed-in role, or a `metrics` token).
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)),
+    security(("session" = ["metrics"]), ("token" = ["metrics"])))]
+async fn metrics(State(node): State<AppState>) -> Response {
+    let node2 = Arc::clone(&node);
+    let text = tokio::task::spawn_blocking(move || crate::control::metrics::render(&node2))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[utoipa::path(

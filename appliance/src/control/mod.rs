@@ -5,3 +5,5 @@
 pub mod api;
 pub mod auth;
 pub mod auth_api;
+pub mod device;
+pub mod metrics;

@@ -1,0 +1,338 @@
+//! Prometheus metrics: counters the transports bump, and the text exposition rendered from
+//! them plus the node's live state (streams, tickets, device) at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::node::Node;
+
+/// Counters kept by the transports. Everything else is read when scraped.
+#[derive(Default)]
+pub struct Counters {
+    /// (method, route template, status) → requests.
+    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    pub mqtt_connected: AtomicU64,
+    pub mqtt_connects: AtomicU64,
+    pub mqtt_published: AtomicU64,
+    pub mqtt_received: AtomicU64,
+    pub mqtt_dropped: AtomicU64,
+    /// (command, final state) → count.
+    mqtt_commands: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Counters {
+    pub fn http_request(&self, method: &str, route: &str, status: u16) {
+        if let Ok(mut m) = self.http.lock() {
+            *m.entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
+        }
+    }
+
+    pub fn mqtt_command(&self, name: &str, outcome: &str) {
+        if let Ok(mut m) = self.mqtt_commands.lock() {
+            *m.entry((name.to_string(), outcome.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A label value escaped as the exposition format wants.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+            return;
+        }
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+            .collect();
+        let _ = writeln!(self.0, "{name}{{{}}} {value}", l.join(","));
+    }
+}
+
+/// The whole exposition.
+pub fn render(node: &Node) -> String {
+    let mut o = Out(String::with_capacity(8192));
+    o.family("lpe_build_info", "gauge", "The node's version.");
+    o.sample(
+        "lpe_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    o.family(
+        "lpe_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+    );
+    o.sample("lpe_uptime_seconds", &[], node.started.elapsed().as_secs());
+
+    let streams = node.list().unwrap_or_default();
+    o.family("lpe_stream_up", "gauge", "1 when the stream is running.");
+    for s in &streams {
+        let up = u8::from(s.status.state == crate::media::runner::StreamState::Running);
+        o.sample("lpe_stream_up", &[("stream", &s.id), ("name", &s.name)], up);
+    }
+    o.family(
+        "lpe_stream_input_fps",
+        "gauge",
+        "Frames per second read from the source.",
+    );
+    for s in &streams {
+        o.sample(
+            "lpe_stream_input_fps",
+            &[("stream", &s.id)],
+            s.status.input_fps,
+        );
+    }
+    o.family(
+        "lpe_stream_input_kbps",
+        "gauge",
+        "Source bitrate in kbit/s.",
+    );
+    for s in &streams {
+        o.sample(
+            "lpe_stream_input_kbps",
+            &[("stream", &s.id)],
+            s.status.input_kbps,
+        );
+    }
+    o.family(
+        "lpe_stream_dropped_frames_total",
+        "counter",
+        "Frames dropped by the pipeline in this run.",
+    );
+    for s in &streams {
+        o.sample(
+            "lpe_stream_dropped_frames_total",
+            &[("stream", &s.id)],
+            s.status.dropped_frames,
+        );
+    }
+    o.family(
+        "lpe_stream_reconnects_total",
+        "counter",
+        "Source reconnections.",
+    );
+    for s in &streams {
+        o.sample(
+            "lpe_stream_reconnects_total",
+            &[("stream", &s.id)],
+            s.status.reconnects,
+        );
+    }
+    o.family(
+        "lpe_stream_encoder_info",
+        "gauge",
+        "The encoder each stream uses (1).",
+    );
+    for s in &streams {
+        if let Some(enc) = &s.status.encoder {
+            let fallback = if s.status.encoder_fallback {
+                "true"
+            } else {
+                "false"
+            };
+            o.sample(
+                "lpe_stream_encoder_info",
+                &[("stream", &s.id), ("encoder", enc), ("fallback", fallback)],
+                1,
+            );
+        }
+    }
+    o.family(
+        "lpe_rendition_fps",
+        "gauge",
+        "Frames per second out of each rendition.",
+    );
+    for s in &streams {
+        for r in &s.status.renditions {
+            o.sample(
+                "lpe_rendition_fps",
+                &[("stream", &s.id), ("rendition", &r.name)],
+                r.fps,
+            );
+        }
+    }
+    o.family(
+        "lpe_rendition_kbps",
+        "gauge",
+        "Bitrate out of each rendition in kbit/s.",
+    );
+    for s in &streams {
+        for r in &s.status.renditions {
+            o.sample(
+                "lpe_rendition_kbps",
+                &[("stream", &s.id), ("rendition", &r.name)],
+                r.kbps,
+            );
+        }
+    }
+
+    if let Ok(t) = node.store.ticket_counts() {
+        for (name, v, help) in [
+            (
+                "lpe_tickets_received_total",
+                t.received,
+                "Tickets received.",
+            ),
+            ("lpe_tickets_won_total", t.won, "Winning tickets received."),
+            (
+                "lpe_tickets_redeemed_total",
+                t.redeemed,
+                "Winning tickets redeemed on chain.",
+            ),
+            (
+                "lpe_tickets_failed_total",
+                t.failed,
+                "Winning tickets that could not be redeemed.",
+            ),
+        ] {
+            o.family(name, "counter", help);
+            o.sample(name, &[], v);
+        }
+        o.family(
+            "lpe_tickets_pending",
+            "gauge",
+            "Winning tickets waiting for redemption.",
+        );
+        o.sample("lpe_tickets_pending", &[], t.pending);
+    }
+
+    if let Some(d) = node.device.latest() {
+        o.family("lpe_device_cpu_percent", "gauge", "CPU busy share, 0-100.");
+        o.sample("lpe_device_cpu_percent", &[], d.cpu_percent);
+        o.family("lpe_device_memory_used_bytes", "gauge", "Memory in use.");
+        o.sample("lpe_device_memory_used_bytes", &[], d.memory_used_bytes);
+        o.family(
+            "lpe_device_memory_total_bytes",
+            "gauge",
+            "Memory installed.",
+        );
+        o.sample("lpe_device_memory_total_bytes", &[], d.memory_total_bytes);
+        if let Some(disk) = &d.disk {
+            o.family(
+                "lpe_device_disk_available_bytes",
+                "gauge",
+                "Free space for the data directory.",
+            );
+            o.sample("lpe_device_disk_available_bytes", &[], disk.available_bytes);
+        }
+        o.family(
+            "lpe_device_temperature_celsius",
+            "gauge",
+            "Temperature sensors.",
+        );
+        for t in &d.temperatures {
+            o.sample(
+                "lpe_device_temperature_celsius",
+                &[("sensor", &t.label)],
+                t.celsius,
+            );
+        }
+        if let Some(u) = d.gpu.utilization_percent {
+            o.family("lpe_device_gpu_percent", "gauge", "GPU busy share, 0-100.");
+            o.sample("lpe_device_gpu_percent", &[], u);
+        }
+    }
+
+    let c = &node.counters;
+    o.family(
+        "lpe_http_requests_total",
+        "counter",
+        "HTTP requests by route and status.",
+    );
+    if let Ok(m) = c.http.lock() {
+        for ((method, route, status), n) in m.iter() {
+            o.sample(
+                "lpe_http_requests_total",
+                &[
+                    ("method", method),
+                    ("route", route),
+                    ("status", &status.to_string()),
+                ],
+                n,
+            );
+        }
+    }
+    for (name, v, kind, help) in [
+        (
+            "lpe_mqtt_connected",
+            &c.mqtt_connected,
+            "gauge",
+            "1 while connected to the broker.",
+        ),
+        (
+            "lpe_mqtt_connects_total",
+            &c.mqtt_connects,
+            "counter",
+            "Connections made to the broker.",
+        ),
+        (
+            "lpe_mqtt_published_total",
+            &c.mqtt_published,
+            "counter",
+            "Messages published.",
+        ),
+        (
+            "lpe_mqtt_received_total",
+            &c.mqtt_received,
+            "counter",
+            "Messages received.",
+        ),
+        (
+            "lpe_mqtt_dropped_total",
+            &c.mqtt_dropped,
+            "counter",
+            "Events dropped from a full offline queue.",
+        ),
+    ] {
+        o.family(name, kind, help);
+        o.sample(name, &[], v.load(Ordering::Relaxed));
+    }
+    o.family(
+        "lpe_mqtt_commands_total",
+        "counter",
+        "Fleet commands by final state.",
+    );
+    if let Ok(m) = c.mqtt_commands.lock() {
+        for ((name, state), n) in m.iter() {
+            o.sample(
+                "lpe_mqtt_commands_total",
+                &[("command", name), ("state", state)],
+                n,
+            );
+        }
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut o = Out(String::new());
+        o.sample("m", &[("name", "a \"quoted\"\\ name\n")], 1);
+        assert_eq!(o.0, "m{name=\"a \\\"quoted\\\"\\\\ name\\n\"} 1\n");
+    }
+}
