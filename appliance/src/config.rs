@@ -40,6 +40,35 @@ pub struct Config {
     pub hls: HlsConfig,
     pub media: MediaConfig,
     pub pm: PmConfig,
+    pub mqtt: MqttConfig,
+}
+
+/// MQTT fleet control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker, `mqtt://host:1883` or `mqtts://host:8883`; empty turns MQTT off.
+    pub url: String,
+    /// Topics live under `<prefix>/<device_id>/`.
+    pub prefix: String,
+    /// Empty: an id made at first start and kept in the database.
+    pub device_id: String,
+    pub username: String,
+    /// File with the broker password; empty: the LPE_MQTT_PASSWORD environment variable.
+    pub password_file: String,
+    /// PEM file of the CA that signed the broker's certificate (mqtts); empty: the system's.
+    pub ca_file: String,
+    /// PEM client certificate and key for brokers that want one.
+    pub client_cert: String,
+    pub client_key: String,
+    /// Seconds between telemetry messages.
+    pub telemetry_seconds: u32,
+    /// Events kept while the broker is away; the oldest are dropped beyond this.
+    pub offline_queue: u32,
+    /// Publish Home Assistant discovery configs (`homeassistant/…`).
+    pub homeassistant: bool,
+    /// `auto` (MQTT 5, falling back to 3.1.1 when the broker refuses 5) or `3.1.1`.
+    pub protocol: String,
 }
 
 /// Livepeer payments.
@@ -151,6 +180,20 @@ impl Default for Config {
                 password_file: String::new(),
                 redeem_poll_ms: 2000,
                 block_poll_ms: 1000,
+            },
+            mqtt: MqttConfig {
+                url: String::new(),
+                prefix: "livepeer-edge".into(),
+                device_id: String::new(),
+                username: String::new(),
+                password_file: String::new(),
+                ca_file: String::new(),
+                client_cert: String::new(),
+                client_key: String::new(),
+                telemetry_seconds: 30,
+                offline_queue: 1000,
+                homeassistant: false,
+                protocol: "auto".into(),
             },
         }
     }
@@ -306,6 +349,7 @@ impl Config {
             ));
         }
         self.validate_pm()?;
+        self.validate_mqtt()?;
         if self.media.encoder_candidates.is_empty() {
             return Err(ConfigError::new(
                 "media.encoder_candidates",
@@ -328,6 +372,61 @@ impl Config {
 }
 
 impl Config {
+    fn validate_mqtt(&self) -> Result<(), ConfigError> {
+        let m = &self.mqtt;
+        if !m.url.is_empty() {
+            crate::control::mqtt::BrokerAddress::parse(&m.url)
+                .map_err(|e| ConfigError::new("mqtt.url", e))?;
+        }
+        let topic_part = |key: &str, v: &str| -> Result<(), ConfigError> {
+            if v.contains(['+', '#', '\0']) || v.starts_with('/') || v.ends_with('/') {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "'{v}' cannot be part of a topic ('+', '#', NUL or a leading/trailing '/')"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        if !["auto", "3.1.1"].contains(&m.protocol.as_str()) {
+            return Err(ConfigError::new(
+                "mqtt.protocol",
+                format!("'{}' is not a protocol; allowed: auto, 3.1.1", m.protocol),
+            ));
+        }
+        if m.prefix.is_empty() {
+            return Err(ConfigError::new("mqtt.prefix", "must not be empty"));
+        }
+        topic_part("mqtt.prefix", &m.prefix)?;
+        topic_part("mqtt.device_id", &m.device_id)?;
+        if m.device_id.contains('/') {
+            return Err(ConfigError::new("mqtt.device_id", "must not contain '/'"));
+        }
+        if m.client_cert.is_empty() != m.client_key.is_empty() {
+            return Err(ConfigError::new(
+                "mqtt.client_key",
+                "client_cert and client_key go together",
+            ));
+        }
+        if !(1..=86_400).contains(&m.telemetry_seconds) {
+            return Err(ConfigError::new(
+                "mqtt.telemetry_seconds",
+                format!(
+                    "{} is out of range; allowed: 1 to 86400",
+                    m.telemetry_seconds
+                ),
+            ));
+        }
+        if !(1..=1_000_000).contains(&m.offline_queue) {
+            return Err(ConfigError::new(
+                "mqtt.offline_queue",
+                format!("{} is out of range; allowed: 1 to 1000000", m.offline_queue),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_pm(&self) -> Result<(), ConfigError> {
         let pm = &self.pm;
         if !["off", "gateway", "orchestrator"].contains(&pm.role.as_str()) {

@@ -22,6 +22,10 @@ pub enum EventKind {
     TicketFailed,
     ChainUnavailable,
     ChainRecovered,
+    SettingsChanged,
+    TicketWon,
+    MqttConnected,
+    MqttDisconnected,
 }
 
 impl EventKind {
@@ -42,6 +46,10 @@ impl EventKind {
             Self::TicketFailed => "ticket_failed",
             Self::ChainUnavailable => "chain_unavailable",
             Self::ChainRecovered => "chain_recovered",
+            Self::SettingsChanged => "settings_changed",
+            Self::TicketWon => "ticket_won",
+            Self::MqttConnected => "mqtt_connected",
+            Self::MqttDisconnected => "mqtt_disconnected",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod logs;
 pub mod media;
 pub mod node;
 pub mod payments;
@@ -56,9 +57,17 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Runs the node until SIGTERM or SIGINT, then stops every stream gracefully (playlists are
-/// finalised) and returns.
-pub async fn run(cfg: Config) -> Result<(), StartError> {
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Stopped,
+    /// A restart was requested (API or fleet): the caller starts the node again.
+    Restart,
+}
+
+/// Runs the node until SIGTERM or SIGINT (or a restart command), then stops every stream
+/// gracefully (playlists are finalised) and returns.
+pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
         path: cfg.data_dir.display().to_string(),
         source,
@@ -107,10 +116,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let events = EventBus::new();
     let engine = media::MediaEngine::new(&cfg, inventory, events.clone());
     let registry = engine.registry();
-    let node = node::Node::new(cfg.clone(), store, engine, events.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let node = node::Node::new(
+        cfg.clone(),
+        store,
+        engine,
+        events.clone(),
+        logs,
+        shutdown_tx.clone(),
+    );
     let recorder = node.spawn_event_recorder();
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let rtmp_task = tokio::spawn(media::rtmp::serve(
         rtmp,
         registry,
@@ -119,6 +135,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         shutdown_rx.clone(),
     ));
 
+    let mqtt_task = (!cfg.mqtt.url.is_empty())
+        .then(|| tokio::spawn(control::mqtt::run(Arc::clone(&node), shutdown_rx.clone())));
     let device_task =
         tokio::spawn(Arc::clone(&node.device).run(cfg.data_dir.clone(), shutdown_rx.clone()));
     let pm_task = (cfg.pm.role != "off")
@@ -157,7 +175,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
-    let result = served.await.map_err(StartError::Serve);
+    let result = served.await.map_err(StartError::Serve).map(|()| {
+        if node.restart.load(std::sync::atomic::Ordering::SeqCst) {
+            RunEnd::Restart
+        } else {
+            RunEnd::Stopped
+        }
+    });
+    if let Some(t) = mqtt_task {
+        // The bridge says "offline" on its way out; give it a moment.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
     node.shutdown().await;
     signals.abort();
     rtmp_task.abort();

@@ -277,14 +277,16 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // stdout carries command output (JSON); logs go to stderr.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Replaces this process with a fresh copy of itself (same arguments, same pid), so a
+/// restart works with or without a service manager.
+fn restart_self() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    tracing::info!("restarting");
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let exe = std::env::current_exe().unwrap_or_else(|_| "livepeer-edge".into());
+    let err = std::process::Command::new(exe).args(args).exec();
+    eprintln!("livepeer-edge: cannot restart: {err}");
+    ExitCode::FAILURE
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
@@ -308,7 +310,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(&cfg.log_level);
+            let logs = livepeer_edge::logs::LogControl::init(&cfg.log_level);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -319,8 +321,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(livepeer_edge::run(cfg)) {
-                Ok(()) => ExitCode::SUCCESS,
+            match rt.block_on(livepeer_edge::run(cfg, logs)) {
+                Ok(livepeer_edge::RunEnd::Stopped) => ExitCode::SUCCESS,
+                Ok(livepeer_edge::RunEnd::Restart) => {
+                    drop(rt);
+                    restart_self()
+                }
                 Err(e) => {
                     tracing::error!("{e}");
                     eprintln!("livepeer-edge: {e}");

@@ -36,8 +36,27 @@ pub enum Command {
     StopStream {
         id: String,
     },
+    RestartStream {
+        id: String,
+    },
     /// Setup, sessions, users and API tokens.
     Auth(crate::control::auth::AuthCommand),
+    /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
+    ApplyDesired(serde_json::Value),
+    SetLogLevel(String),
+    /// Stops gracefully and starts again (the process re-executes itself).
+    RestartNode,
+}
+
+/// What applying a desired configuration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredReport {
+    pub version: serde_json::Value,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    /// True when this version was already applied (a retained message seen again).
+    pub unchanged: bool,
 }
 
 #[derive(Debug)]
@@ -45,6 +64,8 @@ pub enum Outcome {
     Stream(Box<StreamView>),
     Deleted,
     Auth(crate::control::auth::AuthOutcome),
+    Desired(DesiredReport),
+    Done,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +118,22 @@ pub struct Node {
     pub device: Arc<crate::control::device::DeviceHistory>,
     /// Transport counters for `/metrics`.
     pub counters: crate::control::metrics::Counters,
+    pub logs: Arc<crate::logs::LogControl>,
+    /// Sending `true` stops the node gracefully.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Set when the stop is a restart.
+    pub restart: std::sync::atomic::AtomicBool,
+}
+
+/// The desired-configuration version last applied (its JSON text).
+pub const META_DESIRED_VERSION: &str = "desired_version";
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn new_id() -> String {
@@ -152,7 +189,14 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
 }
 
 impl Node {
-    pub fn new(cfg: Config, store: Store, media: MediaEngine, events: EventBus) -> Arc<Self> {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        media: MediaEngine,
+        events: EventBus,
+        logs: Arc<crate::logs::LogControl>,
+        shutdown: tokio::sync::watch::Sender<bool>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
             store,
@@ -164,6 +208,9 @@ impl Node {
             auth: crate::control::auth::Auth::new(),
             device: Default::default(),
             counters: Default::default(),
+            logs,
+            shutdown,
+            restart: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -224,7 +271,232 @@ impl Node {
             }
             Command::StartStream { id } => self.set_enabled(&id, true).await,
             Command::StopStream { id } => self.set_enabled(&id, false).await,
+            Command::RestartStream { id } => {
+                let s = self.get(&id)?;
+                if !s.spec.enabled {
+                    return Err(CommandError::Conflict {
+                        field: None,
+                        message: format!("stream '{id}' is stopped; start it instead"),
+                    });
+                }
+                self.media.stop(&id).await;
+                self.media.start(&id, &s.spec).await;
+                self.view(&id).map(|v| Outcome::Stream(Box::new(v)))
+            }
+            Command::ApplyDesired(doc) => self.apply_desired(doc).await,
+            Command::SetLogLevel(level) => {
+                self.logs
+                    .set_level(&level)
+                    .map_err(|m| CommandError::Invalid(SpecError::new("level", m)))?;
+                self.events.emit(
+                    None,
+                    EventKind::SettingsChanged,
+                    format!("log level set to {level}"),
+                );
+                Ok(Outcome::Done)
+            }
+            Command::RestartNode => {
+                self.restart
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.events
+                    .emit(None, EventKind::NodeStopping, "restart requested");
+                // Let the caller report success before the transports close.
+                let tx = self.shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ = tx.send(true);
+                });
+                Ok(Outcome::Done)
+            }
         }
+    }
+
+    /// Validates a whole desired configuration, then converges the streams to it. Nothing is
+    /// changed when any part is invalid; the error names the failing field
+    /// (`streams[2].ladder[0].height`).
+    async fn apply_desired(&self, doc: serde_json::Value) -> Result<Outcome, CommandError> {
+        let invalid =
+            |field: String, msg: String| CommandError::Invalid(SpecError::new(field, msg));
+        let serde_json::Value::Object(mut doc) = doc else {
+            return Err(invalid(
+                "body".into(),
+                "a desired configuration is a JSON object".into(),
+            ));
+        };
+        let version = doc.remove("version").unwrap_or(serde_json::Value::Null);
+        if !(version.is_u64()
+            || version
+                .as_str()
+                .is_some_and(|v| !v.is_empty() && v.len() <= 128))
+        {
+            return Err(invalid(
+                "version".into(),
+                "required: a non-negative integer or a non-empty string".into(),
+            ));
+        }
+        let streams = doc.remove("streams");
+        let log_level = doc.remove("log_level");
+        if let Some(k) = doc.keys().next() {
+            return Err(invalid(
+                k.clone(),
+                "unknown key; allowed: version, streams, log_level".into(),
+            ));
+        }
+        let applied = self.store.get_meta(META_DESIRED_VERSION)?;
+        if applied.as_deref() == Some(version.to_string().as_str()) {
+            return Ok(Outcome::Desired(DesiredReport {
+                version,
+                created: vec![],
+                updated: vec![],
+                deleted: vec![],
+                unchanged: true,
+            }));
+        }
+        let level = match log_level {
+            None => None,
+            Some(serde_json::Value::String(l)) => {
+                if tracing_subscriber::EnvFilter::try_new(&l).is_err() {
+                    return Err(invalid(
+                        "log_level".into(),
+                        format!("'{l}' is not a level; allowed: error, warn, info, debug, trace"),
+                    ));
+                }
+                Some(l)
+            }
+            Some(_) => return Err(invalid("log_level".into(), "must be a string".into())),
+        };
+        // Validate every stream before touching any.
+        let mut wanted: Vec<(String, StreamSpec)> = Vec::new();
+        if let Some(streams) = &streams {
+            let Some(list) = streams.as_array() else {
+                return Err(invalid(
+                    "streams".into(),
+                    "must be an array of streams".into(),
+                ));
+            };
+            if list.len() > self.cfg.media.max_streams as usize {
+                return Err(invalid(
+                    "streams".into(),
+                    format!(
+                        "this node runs at most {} streams (media.max_streams)",
+                        self.cfg.media.max_streams
+                    ),
+                ));
+            }
+            for (i, item) in list.iter().enumerate() {
+                let at =
+                    |f: &str| format!("streams[{i}]{}{f}", if f.is_empty() { "" } else { "." });
+                let mut item = item.clone();
+                let id = match item.as_object_mut().and_then(|o| o.remove("id")) {
+                    Some(serde_json::Value::String(id)) if valid_id(&id) => id,
+                    _ => {
+                        return Err(invalid(
+                            at("id"),
+                            "required: 1 to 64 of a-z, 0-9, '-' and '_'".into(),
+                        ));
+                    }
+                };
+                if wanted.iter().any(|(w, _)| *w == id) {
+                    return Err(invalid(at("id"), format!("'{id}' is listed twice")));
+                }
+                let mut spec = parse_spec(item).map_err(|e| match e {
+                    CommandError::Invalid(s) => invalid(at(&s.field), s.message),
+                    other => other,
+                })?;
+                if let Ok(old) = self.get(&id) {
+                    self.keep_secrets(&old.spec, &mut spec);
+                    if let (
+                        SourceSpec::Rtmp {
+                            stream_key: old_key,
+                        },
+                        SourceSpec::Rtmp { stream_key },
+                    ) = (&old.spec.source, &mut spec.source)
+                        && stream_key.is_empty()
+                    {
+                        stream_key.clone_from(old_key);
+                    }
+                }
+                self.complete(&mut spec);
+                spec.validate()
+                    .map_err(|s| invalid(at(&s.field), s.message))?;
+                if let Some(enc) = &spec.encoder
+                    && !self.media.inventory().works(enc)
+                {
+                    return Err(invalid(
+                        at("encoder"),
+                        format!("encoder '{enc}' is not available on this device"),
+                    ));
+                }
+                let key = |s: &StreamSpec| match &s.source {
+                    SourceSpec::Rtmp { stream_key } => Some(stream_key.clone()),
+                    _ => None,
+                };
+                if key(&spec).is_some() && wanted.iter().any(|(_, w)| key(w) == key(&spec)) {
+                    return Err(invalid(
+                        at("source.stream_key"),
+                        "another stream in this configuration uses this stream key".into(),
+                    ));
+                }
+                wanted.push((id, spec));
+            }
+        }
+        // Apply: the store first, then the pipelines.
+        let mut report = DesiredReport {
+            version: version.clone(),
+            created: vec![],
+            updated: vec![],
+            deleted: vec![],
+            unchanged: false,
+        };
+        if streams.is_some() {
+            let (existing, _) = self.store.list_streams()?;
+            for s in &existing {
+                if !wanted.iter().any(|(id, _)| *id == s.id) {
+                    self.store.delete_stream(&s.id)?;
+                    self.media.remove(&s.id).await;
+                    self.events.emit(
+                        Some(&s.id),
+                        EventKind::StreamDeleted,
+                        "removed by the fleet",
+                    );
+                    report.deleted.push(s.id.clone());
+                }
+            }
+            for (id, spec) in wanted {
+                match existing.iter().find(|s| s.id == id) {
+                    Some(old) if old.spec == spec => {}
+                    Some(_) => {
+                        self.apply(&id, spec).await?;
+                        report.updated.push(id);
+                    }
+                    None => {
+                        self.store.insert_stream(&id, &spec, now_ms())?;
+                        self.events.emit(
+                            Some(&id),
+                            EventKind::StreamCreated,
+                            format!("stream '{}' created by the fleet", spec.name),
+                        );
+                        if spec.enabled {
+                            self.media.start(&id, &spec).await;
+                        }
+                        report.created.push(id);
+                    }
+                }
+            }
+        }
+        if let Some(level) = level {
+            self.logs
+                .set_level(&level)
+                .map_err(|m| invalid("log_level".into(), m))?;
+        }
+        self.store
+            .set_meta(META_DESIRED_VERSION, &version.to_string())?;
+        self.events.emit(
+            None,
+            EventKind::SettingsChanged,
+            format!("desired configuration {version} applied"),
+        );
+        Ok(Outcome::Desired(report))
     }
 
     async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Outcome, CommandError> {

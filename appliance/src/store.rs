@@ -930,6 +930,23 @@ impl Store {
             .optional()?)
     }
 
+    /// Records a command's first result under its request id; `false` when the id is known
+    /// (the command was seen before and must not run again).
+    pub fn claim_command(
+        &self,
+        request_id: &str,
+        command: &str,
+        result: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "INSERT OR IGNORE INTO command_results (request_id, command, result, created_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![request_id, command, result, now_ms as i64],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Records (or updates) a command's result; old results beyond the newest 10 000 are pruned.
     pub fn set_command_result(
         &self,

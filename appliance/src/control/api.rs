@@ -280,7 +280,35 @@ pub fn router(node: Arc<Node>) -> Router {
             Arc::clone(&node),
             count_requests,
         ))
+        .layer(axum::middleware::from_fn(read_whole_body))
         .with_state(node)
+}
+
+/// The largest request body the API takes.
+const MAX_BODY: usize = 1 << 20;
+
+/// Reads every request body before routing. A body is then never left half-read on the
+/// connection (whether a handler wanted it or the guard refused the request), so keep-alive
+/// connections stay usable; and an oversized body is refused once, here.
+async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut res = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request bodies are limited to {MAX_BODY} bytes"),
+            )
+            .into_response();
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
+    }
 }
 
 /// Counts every request by route template (bounded cardinality) and status.
@@ -412,7 +440,10 @@ fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> Strea
 fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
     match o {
         Outcome::Stream(v) => Json(out(node, headers, *v)).into_response(),
-        Outcome::Deleted | Outcome::Auth(_) => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Outcome::Desired(r) => Json(r).into_response(),
     }
 }
 

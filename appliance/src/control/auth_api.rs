@@ -166,25 +166,11 @@ pub async fn authorize(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let mut res = check(guard, matched, req, next).await;
-    // A refused request's body is never read; closing the connection keeps a client from
-    // reusing it with unread bytes in the way.
-    if has_body && res.extensions().get::<Refused>().is_some() {
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    res
+    check(guard, matched, req, next).await
 }
 
-#[derive(Clone, Copy)]
-struct Refused;
-
 fn refuse(e: ApiError) -> Response {
-    let mut res = e.into_response();
-    res.extensions_mut().insert(Refused);
-    res
+    e.into_response()
 }
 
 async fn check(

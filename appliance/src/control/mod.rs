@@ -7,3 +7,4 @@ pub mod auth;
 pub mod auth_api;
 pub mod device;
 pub mod metrics;
+pub mod mqtt;

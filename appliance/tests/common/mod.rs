@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod evm;
+pub mod mqtt;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -312,6 +313,19 @@ impl NodeProc {
     }
 
     /// SIGTERM, then waits for the process to exit.
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether `/api/health` answers 200 now.
+    pub fn healthy(&self) -> bool {
+        matches!(self.try_get("/api/health"), Ok((200, _)))
+    }
+
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running node");
         let _ = Command::new("kill")

@@ -1,0 +1,951 @@
+//! MQTT fleet control: a thin adapter between a broker and [`Node::execute`].
+//!
+//! Under `<prefix>/<device-id>/`: `status` (retained `online`/`offline`, the latter as Last
+//! Will), `telemetry` (periodic), `state` (retained), `config/desired` (retained, from the
+//! fleet), `cmd/<name>` → results, `events`. MQTT 5 first (correlation data and response
+//! topics), 3.1.1 when the broker refuses 5. Commands are recorded by request id before they
+//! are acknowledged, so a repeated id returns the stored result and never runs twice.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use rand::Rng;
+use rumqttc::v5::mqttbytes::v5::{LastWillProperties, Packet as Packet5, PublishProperties};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::control::metrics::Counters;
+use crate::events::{EventKind, NodeEvent, now_ms};
+use crate::node::{Command, CommandError, Node, Outcome};
+
+/// Largest message either way (a snapshot result carries a JPEG).
+const MAX_PACKET: usize = 4 << 20;
+
+/// A broker from `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "'{url}' is not a broker URL; use mqtt://host:1883 or mqtts://host:8883"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("'{p}' is not a port"))?;
+                (h.trim_start_matches('[').trim_end_matches(']'), port)
+            }
+            _ => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("'{url}' has no host"));
+        }
+        Ok(Self {
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// An incoming message, whichever protocol carried it.
+struct Incoming {
+    topic: String,
+    payload: Bytes,
+    response_topic: Option<String>,
+    correlation: Option<Bytes>,
+}
+
+/// Where a command's results go.
+#[derive(Clone)]
+struct ReplyTo {
+    topic: String,
+    correlation: Option<Bytes>,
+}
+
+/// The client half, MQTT 5 or 3.1.1.
+#[derive(Clone)]
+enum Link {
+    V5(rumqttc::v5::AsyncClient),
+    V4(rumqttc::AsyncClient),
+}
+
+impl Link {
+    /// Queues a publish without waiting (the event loop sends it); `false` when the client's
+    /// queue is full.
+    fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        reply: Option<&ReplyTo>,
+    ) -> bool {
+        match self {
+            Self::V5(c) => {
+                let props = PublishProperties {
+                    correlation_data: reply.and_then(|r| r.correlation.clone()),
+                    content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(
+                    topic,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    retain,
+                    payload,
+                    props,
+                )
+                .is_ok()
+            }
+            Self::V4(c) => c
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+                .is_ok(),
+        }
+    }
+
+    fn subscribe(&self, filter: &str) -> bool {
+        match self {
+            Self::V5(c) => c
+                .try_subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .is_ok(),
+            Self::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).is_ok(),
+        }
+    }
+
+    fn disconnect(&self) {
+        match self {
+            Self::V5(c) => {
+                let _ = c.try_disconnect();
+            }
+            Self::V4(c) => {
+                let _ = c.try_disconnect();
+            }
+        }
+    }
+}
+
+enum Loop {
+    V5(Box<rumqttc::v5::EventLoop>),
+    V4(Box<rumqttc::EventLoop>),
+}
+
+/// What the event loop reports.
+enum Net {
+    Connected,
+    Message(Incoming),
+    Other,
+    /// The broker does not speak MQTT 5.
+    WantsV4,
+    Down(String),
+}
+
+impl Loop {
+    async fn next(&mut self) -> Net {
+        match self {
+            Self::V5(l) => match l.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(Packet5::ConnAck(_))) => Net::Connected,
+                Ok(rumqttc::v5::Event::Incoming(Packet5::Publish(p))) => {
+                    let props = p.properties.unwrap_or_default();
+                    Net::Message(Incoming {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload,
+                        response_topic: props.response_topic,
+                        correlation: props.correlation_data,
+                    })
+                }
+                Ok(_) => Net::Other,
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(
+                    rumqttc::v5::mqttbytes::v5::ConnectReturnCode::UnsupportedProtocolVersion
+                    | rumqttc::v5::mqttbytes::v5::ConnectReturnCode::RefusedProtocolVersion,
+                )) => Net::WantsV4,
+                Err(e) => Net::Down(e.to_string()),
+            },
+            Self::V4(l) => match l.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Net::Connected,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    Net::Message(Incoming {
+                        topic: p.topic,
+                        payload: p.payload,
+                        response_topic: None,
+                        correlation: None,
+                    })
+                }
+                Ok(_) => Net::Other,
+                Err(e) => Net::Down(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Everything needed to (re)build a connection.
+struct Settings {
+    addr: BrokerAddress,
+    client_id: String,
+    base: String,
+    credentials: Option<(String, String)>,
+    tls: Option<rumqttc::TlsConfiguration>,
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {path}: {e}"))
+}
+
+impl Settings {
+    fn from(node: &Node, device_id: &str) -> Result<Self, String> {
+        let m = &node.cfg.mqtt;
+        let addr = BrokerAddress::parse(&m.url)?;
+        let credentials = if m.username.is_empty() {
+            None
+        } else {
+            let password = if m.password_file.is_empty() {
+                std::env::var("LPE_MQTT_PASSWORD").unwrap_or_default()
+            } else {
+                String::from_utf8(read_file(&m.password_file, "MQTT password file")?)
+                    .map_err(|_| "the MQTT password file is not UTF-8".to_string())?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()
+            };
+            Some((m.username.clone(), password))
+        };
+        let tls = if addr.tls {
+            let client_auth = if m.client_cert.is_empty() {
+                None
+            } else {
+                Some((
+                    read_file(&m.client_cert, "client certificate")?,
+                    read_file(&m.client_key, "client key")?,
+                ))
+            };
+            let ca = if m.ca_file.is_empty() {
+                // The system's trust store, as one PEM bundle.
+                read_file("/etc/ssl/certs/ca-certificates.crt", "system CA bundle")?
+            } else {
+                read_file(&m.ca_file, "CA file")?
+            };
+            Some(rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            addr,
+            client_id: format!("livepeer-edge-{device_id}"),
+            base: format!("{}/{device_id}", m.prefix),
+            credentials,
+            tls,
+        })
+    }
+
+    fn connect(&self, v5: bool) -> (Link, Loop) {
+        let will_topic = format!("{}/status", self.base);
+        let keep_alive = Duration::from_secs(15);
+        if v5 {
+            let mut o =
+                rumqttc::v5::MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
+            o.set_keep_alive(keep_alive)
+                .set_clean_start(true)
+                .set_max_packet_size(Some(MAX_PACKET as u32))
+                .set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                    will_topic,
+                    "offline",
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    None::<LastWillProperties>,
+                ));
+            if let Some((u, p)) = &self.credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(t) = &self.tls {
+                o.set_transport(rumqttc::Transport::tls_with_config(t.clone()));
+            }
+            let (c, l) = rumqttc::v5::AsyncClient::new(o, 1024);
+            (Link::V5(c), Loop::V5(Box::new(l)))
+        } else {
+            let mut o = rumqttc::MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
+            o.set_keep_alive(keep_alive)
+                .set_clean_session(true)
+                .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                .set_last_will(rumqttc::LastWill::new(
+                    will_topic,
+                    "offline",
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                ));
+            if let Some((u, p)) = &self.credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(t) = &self.tls {
+                o.set_transport(rumqttc::Transport::tls_with_config(t.clone()));
+            }
+            let (c, l) = rumqttc::AsyncClient::new(o, 1024);
+            (Link::V4(c), Loop::V4(Box::new(l)))
+        }
+    }
+}
+
+/// The device id: configured, or made once and kept.
+fn device_id(node: &Node) -> String {
+    if !node.cfg.mqtt.device_id.is_empty() {
+        return node.cfg.mqtt.device_id.clone();
+    }
+    if let Ok(Some(id)) = node.store.get_meta("device_id") {
+        return id;
+    }
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let id: String = (0..10)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let id = format!("lpe-{id}");
+    if let Err(e) = node.store.set_meta("device_id", &id) {
+        tracing::warn!("cannot keep the device id: {e}");
+    }
+    id
+}
+
+/// A command result as published.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct CommandResult {
+    request_id: Option<String>,
+    command: String,
+    /// `accepted`, `in_progress`, `succeeded` or `failed`.
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    ts_ms: u64,
+}
+
+impl CommandResult {
+    fn new(request_id: Option<&str>, command: &str, state: &str) -> Self {
+        Self {
+            request_id: request_id.map(str::to_string),
+            command: command.to_string(),
+            state: state.to_string(),
+            reason: None,
+            result: None,
+            ts_ms: now_ms(),
+        }
+    }
+
+    fn failed(request_id: Option<&str>, command: &str, reason: impl Into<String>) -> Self {
+        Self {
+            reason: Some(reason.into()),
+            ..Self::new(request_id, command, "failed")
+        }
+    }
+
+    fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+const COMMANDS: &[&str] = &[
+    "stream_start",
+    "stream_stop",
+    "stream_restart",
+    "snapshot",
+    "restart",
+    "log_level",
+];
+
+/// A command's request, parsed: the id and the arguments object.
+fn parse_request(
+    name: &str,
+    msg: &Incoming,
+) -> Result<(String, serde_json::Map<String, Value>), Box<CommandResult>> {
+    let correlation = msg
+        .correlation
+        .as_ref()
+        .map(|c| match std::str::from_utf8(c) {
+            Ok(s) => s.to_string(),
+            Err(_) => hex::encode(c),
+        });
+    let body: Result<Value, _> = if msg.payload.is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(&msg.payload)
+    };
+    let body = match body {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => {
+            return Err(Box::new(CommandResult::failed(
+                correlation.as_deref(),
+                name,
+                "the request must be a JSON object",
+            )));
+        }
+        Err(e) => {
+            return Err(Box::new(CommandResult::failed(
+                correlation.as_deref(),
+                name,
+                format!("malformed JSON: {e}"),
+            )));
+        }
+    };
+    let request_id = match (correlation, body.get("request_id")) {
+        (Some(c), _) => c,
+        (None, Some(Value::String(s))) if !s.is_empty() && s.len() <= 200 => s.clone(),
+        (None, Some(_)) => {
+            return Err(Box::new(CommandResult::failed(
+                None,
+                name,
+                "request_id must be a string of 1 to 200 characters",
+            )));
+        }
+        (None, None) => {
+            return Err(Box::new(CommandResult::failed(
+                None,
+                name,
+                "a request id is required (MQTT 5 correlation data, or a request_id field)",
+            )));
+        }
+    };
+    Ok((request_id, body))
+}
+
+fn string_arg(args: &serde_json::Map<String, Value>, key: &str) -> Result<String, String> {
+    match args.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(_) => Err(format!("'{key}' must be a non-empty string")),
+        None => Err(format!("'{key}' is required")),
+    }
+}
+
+fn command_error(e: CommandError) -> String {
+    match e {
+        CommandError::Invalid(s) => format!("{}: {}", s.field, s.message),
+        other => other.to_string(),
+    }
+}
+
+/// Runs one command through the node; `Ok(result)` or `Err(reason)`.
+async fn execute(
+    node: &Node,
+    name: &str,
+    args: &serde_json::Map<String, Value>,
+) -> Result<Value, String> {
+    let stream_view = |o: Outcome| match o {
+        Outcome::Stream(v) => json!({"stream_id": v.id, "state": v.status.state}),
+        _ => Value::Null,
+    };
+    match name {
+        "stream_start" | "stream_stop" | "stream_restart" => {
+            let id = string_arg(args, "stream_id")?;
+            let cmd = match name {
+                "stream_start" => Command::StartStream { id },
+                "stream_stop" => Command::StopStream { id },
+                _ => Command::RestartStream { id },
+            };
+            node.execute(cmd)
+                .await
+                .map(stream_view)
+                .map_err(command_error)
+        }
+        "snapshot" => {
+            let id = string_arg(args, "stream_id")?;
+            node.view(&id).map_err(command_error)?;
+            let jpeg = node.media.snapshot(&id).ok_or_else(|| {
+                "the stream has no picture yet; it is not running or has not produced a frame"
+                    .to_string()
+            })?;
+            Ok(json!({
+                "stream_id": id,
+                "content_type": "image/jpeg",
+                "bytes": jpeg.len(),
+                "data_base64": base64::engine::general_purpose::STANDARD.encode(&jpeg),
+            }))
+        }
+        "log_level" => {
+            let level = string_arg(args, "level")?;
+            node.execute(Command::SetLogLevel(level.clone()))
+                .await
+                .map_err(command_error)?;
+            Ok(json!({"level": level}))
+        }
+        "restart" => {
+            node.execute(Command::RestartNode)
+                .await
+                .map_err(command_error)?;
+            Ok(json!({"restarting": true}))
+        }
+        other => Err(format!(
+            "unknown command '{other}'; known: {}",
+            COMMANDS.join(", ")
+        )),
+    }
+}
+
+/// Publishes results from command tasks through the bridge's loop.
+type Outbox = mpsc::UnboundedSender<(String, Vec<u8>, bool, Option<ReplyTo>)>;
+
+/// Handles one `cmd/<name>` message: dedupe by request id, record, run, report.
+async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: String, out: Outbox) {
+    let reply = ReplyTo {
+        topic: msg
+            .response_topic
+            .clone()
+            .unwrap_or_else(|| format!("{base}/cmd/{name}/result")),
+        correlation: msg.correlation.clone(),
+    };
+    let send = |r: &CommandResult| {
+        let _ = out.send((reply.topic.clone(), r.json(), false, Some(reply.clone())));
+    };
+    let (request_id, args) = match parse_request(&name, &msg) {
+        Ok(v) => v,
+        Err(r) => {
+            node.counters.mqtt_command(&name, "failed");
+            send(&r);
+            return;
+        }
+    };
+    let rid = Some(request_id.as_str());
+    // Claim the id durably before saying "accepted"; a repeat gets the stored result.
+    let accepted = CommandResult::new(rid, &name, "accepted");
+    let accepted_json = String::from_utf8(accepted.json()).unwrap_or_default();
+    match node
+        .store
+        .claim_command(&request_id, &name, &accepted_json, now_ms())
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            if let Ok(Some(stored)) = node.store.command_result(&request_id)
+                && let Ok(r) = serde_json::from_str::<CommandResult>(&stored)
+            {
+                send(&r);
+            }
+            return;
+        }
+        Err(e) => {
+            send(&CommandResult::failed(
+                rid,
+                &name,
+                format!("the node could not record the command: {e}"),
+            ));
+            return;
+        }
+    }
+    send(&accepted);
+    let record = |r: &CommandResult| {
+        let text = String::from_utf8(r.json()).unwrap_or_default();
+        if let Err(e) = node
+            .store
+            .set_command_result(&request_id, &name, &text, now_ms())
+        {
+            tracing::warn!("cannot record the result of command {name}: {e}");
+        }
+    };
+    let progress = CommandResult::new(rid, &name, "in_progress");
+    record(&progress);
+    send(&progress);
+    let done = match execute(&node, &name, &args).await {
+        Ok(result) => CommandResult {
+            result: (!result.is_null()).then_some(result),
+            ..CommandResult::new(rid, &name, "succeeded")
+        },
+        Err(reason) => CommandResult::failed(rid, &name, reason),
+    };
+    // The stored copy of a snapshot result omits the picture.
+    let mut stored = done.clone();
+    if let Some(Value::Object(o)) = &mut stored.result {
+        o.remove("data_base64");
+    }
+    record(&stored);
+    node.counters.mqtt_command(&name, &done.state);
+    send(&done);
+}
+
+/// The reported state (retained).
+fn state_doc(node: &Node, desired: &Value) -> Value {
+    let streams: Vec<Value> = node
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "enabled": s.enabled, "state": s.status.state,
+                "encoder": s.status.encoder, "last_error": s.status.last_error,
+            })
+        })
+        .collect();
+    json!({
+        "ts_ms": now_ms(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "device": crate::control::auth::Auth::device(&node.store).ok(),
+        "log_level": node.logs.level(),
+        "desired": desired,
+        "streams": streams,
+    })
+}
+
+fn telemetry_doc(node: &Node) -> Value {
+    let streams: Vec<Value> = node
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "state": s.status.state, "fps": s.status.input_fps,
+                "kbps": s.status.input_kbps, "dropped_frames": s.status.dropped_frames,
+                "reconnects": s.status.reconnects, "encoder": s.status.encoder,
+                "renditions": s.status.renditions.iter().map(|r| json!({
+                    "name": r.name, "fps": r.fps, "kbps": r.kbps
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "ts_ms": now_ms(),
+        "uptime_s": node.started.elapsed().as_secs(),
+        "device": node.device.latest(),
+        "streams": streams,
+        "tickets": node.store.ticket_counts().ok(),
+    })
+}
+
+/// Home Assistant discovery: a connectivity sensor and per-device gauges.
+fn homeassistant(base: &str, device_id: &str, name: &str) -> Vec<(String, Value)> {
+    let device = json!({"identifiers": [device_id], "name": name, "manufacturer": "Livepeer Edge",
+        "sw_version": env!("CARGO_PKG_VERSION")});
+    let mut out = vec![(
+        format!("homeassistant/binary_sensor/{device_id}/online/config"),
+        json!({"name": "Online", "unique_id": format!("{device_id}_online"),
+            "state_topic": format!("{base}/status"), "payload_on": "online",
+            "payload_off": "offline", "device_class": "connectivity", "device": device}),
+    )];
+    for (key, label, unit, tmpl) in [
+        (
+            "cpu",
+            "CPU",
+            "%",
+            "{{ value_json.device.cpu_percent | round(1) }}",
+        ),
+        (
+            "memory",
+            "Memory used",
+            "B",
+            "{{ value_json.device.memory_used_bytes }}",
+        ),
+        ("uptime", "Uptime", "s", "{{ value_json.uptime_s }}"),
+    ] {
+        out.push((
+            format!("homeassistant/sensor/{device_id}/{key}/config"),
+            json!({"name": label, "unique_id": format!("{device_id}_{key}"),
+                "state_topic": format!("{base}/telemetry"), "unit_of_measurement": unit,
+                "value_template": tmpl, "availability_topic": format!("{base}/status"),
+                "device": device}),
+        ));
+    }
+    out
+}
+
+/// Runs the bridge until shutdown: connects (MQTT 5, else 3.1.1), keeps the retained status
+/// and state current, publishes telemetry and events, and serves commands and desired
+/// configurations. Broker outages are retried with backoff and never stop the node.
+pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    let id = device_id(&node);
+    let settings = match Settings::from(&node, &id) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("MQTT disabled: {e}");
+            return;
+        }
+    };
+    let base = settings.base.clone();
+    tracing::info!(broker = %node.cfg.mqtt.url, topics = %base, "MQTT fleet control");
+    let counters: &Counters = &node.counters;
+    let mut events = node.events.subscribe();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
+    let queue_cap = node.cfg.mqtt.offline_queue as usize;
+    let mut v5 = node.cfg.mqtt.protocol != "3.1.1";
+    let (mut link, mut eventloop) = settings.connect(v5);
+    let mut connected = false;
+    let mut backoff = Duration::from_millis(500);
+    let mut telemetry = tokio::time::interval(Duration::from_secs(u64::from(
+        node.cfg.mqtt.telemetry_seconds,
+    )));
+    telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state_due: Option<tokio::time::Instant> = None;
+    let mut desired_status = json!(null);
+
+    let publish =
+        |link: &Link, topic: &str, payload: Vec<u8>, retain: bool, reply: Option<&ReplyTo>| {
+            if link.publish(topic, payload, retain, reply) {
+                Counters::bump(&counters.mqtt_published);
+            } else {
+                Counters::bump(&counters.mqtt_dropped);
+            }
+        };
+
+    loop {
+        let state_timer = async {
+            match state_due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            net = eventloop.next() => match net {
+                Net::Connected => {
+                    connected = true;
+                    backoff = Duration::from_millis(500);
+                    Counters::bump(&counters.mqtt_connects);
+                    counters.mqtt_connected.store(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("MQTT connected ({})", if v5 { "5" } else { "3.1.1" });
+                    node.events.emit(None, EventKind::MqttConnected, format!("connected to {}", node.cfg.mqtt.url));
+                    publish(&link, &format!("{base}/status"), b"online".to_vec(), true, None);
+                    link.subscribe(&format!("{base}/cmd/+"));
+                    link.subscribe(&format!("{base}/config/desired"));
+                    if node.cfg.mqtt.homeassistant {
+                        let name = crate::control::auth::Auth::device(&node.store)
+                            .map(|d| d.name)
+                            .unwrap_or_else(|_| id.clone());
+                        for (topic, cfg) in homeassistant(&base, &id, &name) {
+                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None);
+                        }
+                    }
+                    let state = state_doc(&node, &desired_status);
+                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None);
+                    while let Some(e) = queue.pop_front() {
+                        publish(&link, &format!("{base}/events"), e, false, None);
+                    }
+                    telemetry.reset_immediately();
+                }
+                Net::Message(msg) => {
+                    Counters::bump(&counters.mqtt_received);
+                    if msg.topic == format!("{base}/config/desired") {
+                        desired_status = apply_desired(&node, &msg.payload).await;
+                        state_due = Some(tokio::time::Instant::now());
+                    } else if let Some(name) = msg.topic.strip_prefix(&format!("{base}/cmd/")) {
+                        tokio::spawn(handle_command(
+                            Arc::clone(&node),
+                            name.to_string(),
+                            msg,
+                            base.clone(),
+                            out_tx.clone(),
+                        ));
+                    }
+                }
+                Net::Other => {}
+                Net::WantsV4 => {
+                    tracing::info!("the broker does not speak MQTT 5; using 3.1.1");
+                    v5 = false;
+                    (link, eventloop) = settings.connect(v5);
+                }
+                Net::Down(reason) => {
+                    if connected {
+                        tracing::warn!("MQTT connection lost: {reason}");
+                        node.events.emit(None, EventKind::MqttDisconnected, reason.clone());
+                    } else {
+                        tracing::debug!("MQTT connect failed: {reason}");
+                    }
+                    connected = false;
+                    counters.mqtt_connected.store(0, std::sync::atomic::Ordering::Relaxed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            },
+            Some((topic, payload, retain, reply)) = out_rx.recv() => {
+                publish(&link, &topic, payload, retain, reply.as_ref());
+            }
+            ev = events.recv() => match ev {
+                Ok(e) => {
+                    let body = event_json(&e);
+                    if connected {
+                        publish(&link, &format!("{base}/events"), body, false, None);
+                    } else {
+                        if queue.len() == queue_cap {
+                            queue.pop_front();
+                            Counters::bump(&counters.mqtt_dropped);
+                        }
+                        queue.push_back(body);
+                    }
+                    if affects_state(e.kind) && state_due.is_none() {
+                        // Coalesce bursts of changes into one retained state update.
+                        state_due = Some(tokio::time::Instant::now() + Duration::from_millis(250));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    counters.mqtt_dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = telemetry.tick(), if connected => {
+                let t = telemetry_doc(&node);
+                publish(&link, &format!("{base}/telemetry"), t.to_string().into_bytes(), false, None);
+            }
+            _ = state_timer => {
+                state_due = None;
+                if connected {
+                    let state = state_doc(&node, &desired_status);
+                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None);
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // A graceful stop says "offline" itself (the Last Will covers crashes).
+    if connected {
+        publish(
+            &link,
+            &format!("{base}/status"),
+            b"offline".to_vec(),
+            true,
+            None,
+        );
+        link.disconnect();
+        let drain = async {
+            loop {
+                if let Net::Down(_) = eventloop.next().await {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+    counters
+        .mqtt_connected
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn affects_state(kind: EventKind) -> bool {
+    use EventKind::*;
+    matches!(
+        kind,
+        StreamCreated
+            | StreamUpdated
+            | StreamDeleted
+            | StreamUp
+            | StreamDown
+            | StreamError
+            | EncoderFallback
+            | SettingsChanged
+    )
+}
+
+fn event_json(e: &NodeEvent) -> Vec<u8> {
+    serde_json::to_vec(e).unwrap_or_default()
+}
+
+/// Applies a desired configuration; returns what `state.desired` reports.
+async fn apply_desired(node: &Node, payload: &[u8]) -> Value {
+    if payload.is_empty() {
+        // The fleet cleared its retained message: nothing to apply.
+        return json!(null);
+    }
+    let doc: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            return json!({"status": "rejected", "error": format!("malformed JSON: {e}"), "field": null,
+                "applied_version": applied_version(node)});
+        }
+    };
+    let version = doc.get("version").cloned().unwrap_or(Value::Null);
+    match node.execute(Command::ApplyDesired(doc)).await {
+        Ok(Outcome::Desired(r)) => {
+            tracing::info!(version = %r.version, created = r.created.len(), updated = r.updated.len(),
+                deleted = r.deleted.len(), "desired configuration applied");
+            json!({"status": "applied", "version": r.version, "applied_version": r.version,
+                "created": r.created, "updated": r.updated, "deleted": r.deleted})
+        }
+        Ok(_) => json!(null),
+        Err(e) => {
+            let (field, error) = match e {
+                CommandError::Invalid(s) => (Some(s.field), s.message),
+                other => (None, other.to_string()),
+            };
+            tracing::warn!("desired configuration {version} rejected: {error}");
+            json!({"status": "rejected", "version": version, "error": error, "field": field,
+                "applied_version": applied_version(node)})
+        }
+    }
+}
+
+fn applied_version(node: &Node) -> Value {
+    node.store
+        .get_meta(crate::node::META_DESIRED_VERSION)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddress::parse("mqtt://127.0.0.1:1884"),
+            Ok(BrokerAddress {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1884
+            })
+        );
+        assert_eq!(
+            BrokerAddress::parse("mqtts://broker.example").map(|b| b.port),
+            Ok(8883)
+        );
+        assert_eq!(
+            BrokerAddress::parse("mqtt://[::1]:1883").map(|b| b.host),
+            Ok("::1".into())
+        );
+        assert!(BrokerAddress::parse("http://x").is_err());
+        assert!(BrokerAddress::parse("mqtt://:1883").is_err());
+        assert!(BrokerAddress::parse("mqtt://h:99999").is_err());
+    }
+
+    fn msg(payload: &str, correlation: Option<&str>) -> Incoming {
+        Incoming {
+            topic: "p/d/cmd/x".into(),
+            payload: Bytes::from(payload.to_string()),
+            response_topic: None,
+            correlation: correlation.map(|c| Bytes::from(c.to_string())),
+        }
+    }
+
+    #[test]
+    fn requests_need_an_id_and_an_object() {
+        assert!(parse_request("x", &msg(r#"{"request_id":"a"}"#, None)).is_ok());
+        assert_eq!(
+            parse_request("x", &msg("{}", Some("corr")))
+                .map(|r| r.0)
+                .ok(),
+            Some("corr".to_string())
+        );
+        let e = parse_request("x", &msg("{}", None)).expect_err("no id");
+        assert!(e.reason.unwrap_or_default().contains("request id"));
+        let e = parse_request("x", &msg("{nope", None)).expect_err("bad json");
+        assert!(e.reason.unwrap_or_default().contains("malformed JSON"));
+        let e = parse_request("x", &msg("[1]", None)).expect_err("not an object");
+        assert_eq!(e.state, "failed");
+        let e = parse_request("x", &msg(r#"{"request_id":5}"#, None)).expect_err("number");
+        assert!(e.reason.unwrap_or_default().contains("request_id"));
+    }
+}
