@@ -46,3 +46,11 @@ if [ ! -x "$CHAIN_DIR/node_modules/.bin/hardhat" ]; then
   (cd "$CHAIN_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 (cd "$CHAIN_DIR" && node compile.js >/dev/null)
+
+# The web UI: its packages (Vite, Preact, hls.js, playwright-core for the browser test) and
+# its build, which the node serves from web-ui/dist.
+UI_DIR="$(cd "$(dirname "$0")/.." && pwd)/web-ui"
+if [ ! -x "$UI_DIR/node_modules/.bin/vite" ] || [ "$UI_DIR/package-lock.json" -nt "$UI_DIR/node_modules/.package-lock.json" ]; then
+  (cd "$UI_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$UI_DIR" && npm run --silent build >/dev/null)

@@ -101,6 +101,9 @@ pub struct PmConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The web UI's built files; empty: `../share/livepeer-edge/ui` beside the binary, else
+    /// `web-ui/dist` under the working directory.
+    pub ui_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +151,7 @@ impl Default for Config {
             log_level: "info".into(),
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                ui_dir: String::new(),
             },
             rtmp: RtmpConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], 1935)),

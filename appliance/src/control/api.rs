@@ -248,6 +248,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cameras))
         .routes(routes!(encoders))
         .routes(routes!(events))
+        .routes(routes!(event_stream))
+        .routes(routes!(logs, set_log_level))
+        .routes(routes!(mqtt_status))
         .routes(routes!(payment))
         .routes(routes!(ticket_params))
         .routes(routes!(tickets))
@@ -262,12 +265,52 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
+/// Where the web UI's files are: configured, installed beside the binary, or the build output
+/// of a source checkout.
+pub fn ui_dir(cfg: &crate::config::Config) -> Option<std::path::PathBuf> {
+    if !cfg.http.ui_dir.is_empty() {
+        return Some(cfg.http.ui_dir.clone().into());
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("../share/livepeer-edge/ui")));
+    beside
+        .into_iter()
+        .chain([std::path::PathBuf::from("web-ui/dist")])
+        .find(|d| d.join("index.html").is_file())
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     let hls = ServeDir::new(node.media.hls_root());
     let (api, doc) = routes();
     let guard = super::auth_api::Guard::new(Arc::clone(&node), &doc);
-    api.nest_service("/hls", hls)
-        .fallback(|| async { ApiError::not_found("no such route") })
+    let api = api.nest_service("/hls", hls);
+    let api = match ui_dir(&node.cfg) {
+        Some(dir) => {
+            tracing::info!("web UI from {}", dir.display());
+            let files = ServeDir::new(&dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
+            api.fallback(move |req: Request| {
+                let files = files.clone();
+                async move {
+                    let p = req.uri().path();
+                    if p.starts_with("/api/") || p.starts_with("/hls/") || p == "/payment" {
+                        return ApiError::not_found("no such route").into_response();
+                    }
+                    use tower::ServiceExt;
+                    match files.oneshot(req).await {
+                        Ok(res) => res.into_response(),
+                        Err(e) => match e {},
+                    }
+                }
+            })
+        }
+        None => {
+            tracing::warn!("web UI files not found (http.ui_dir); serving the API only");
+            api.fallback(|| async { ApiError::not_found("no such route") })
+        }
+    };
+    api.layer(axum::middleware::from_fn(ui_headers))
         .layer(axum::middleware::from_fn_with_state(
             guard,
             super::auth_api::authorize,
@@ -327,6 +370,33 @@ async fn count_requests(
     let res = next.run(req).await;
     node.counters
         .http_request(&method, &route, res.status().as_u16());
+    res
+}
+
+/// The UI talks to no host but this one, and is never framed by another site.
+async fn ui_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/hls/");
+    let mut res = next.run(req).await;
+    if api {
+        return res;
+    }
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
+             worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
@@ -727,6 +797,119 @@ async fn events(
         .recent_events(q.stream_id.as_deref(), limit)
         .map_err(CommandError::from)?;
     Ok(Json(events))
+}
+
+/// Server-sent events: every node event as it happens (`event: <kind>`, JSON data).
+#[utoipa::path(get, path = "/api/events/stream", tag = "node",
+    responses((status = 200, content_type = "text/event-stream", description = "events as they happen")),
+    security(("session" = ["viewer"]), ("token" = ["viewer"])))]
+async fn event_stream(State(node): State<AppState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let rx = node.events.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let ev = Event::default()
+                        .event(e.kind.as_str())
+                        .json_data(&e)
+                        .unwrap_or_default();
+                    return Some((Ok::<_, std::convert::Infallible>(ev), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    lines: Option<usize>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct LogView {
+    level: String,
+    lines: Vec<String>,
+}
+
+/// The node's recent log lines (newest last) and its level.
+#[utoipa::path(get, path = "/api/logs", tag = "node",
+    params(("lines" = Option<usize>, Query, description = "how many (default 200, at most 2000)")),
+    responses((status = 200, body = LogView), (status = 400, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"])))]
+async fn logs(
+    State(node): State<AppState>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LogView>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    Ok(Json(LogView {
+        level: node.logs.level(),
+        lines: node.logs.ring.tail(q.lines.unwrap_or(200).min(2000)),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct LogLevelRequest {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a filter directive.
+    level: String,
+}
+
+/// Changes the log level while the node runs (not kept across restarts).
+#[utoipa::path(put, path = "/api/logs", tag = "node", request_body = LogLevelRequest,
+    responses((status = 204), (status = 422, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"])))]
+async fn set_log_level(
+    State(node): State<AppState>,
+    ApiJson(req): ApiJson<LogLevelRequest>,
+) -> Result<StatusCode, ApiError> {
+    node.execute(Command::SetLogLevel(req.level)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct MqttView {
+    enabled: bool,
+    /// The broker, as configured (credentials are never shown).
+    url: String,
+    connected: bool,
+    device_id: Option<String>,
+    topics: Option<String>,
+    protocol: String,
+    telemetry_seconds: u32,
+    homeassistant: bool,
+}
+
+/// The fleet connection (configured in the `mqtt` section of the configuration).
+#[utoipa::path(get, path = "/api/mqtt", tag = "node",
+    responses((status = 200, body = MqttView)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"])))]
+async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
+    let m = &node.cfg.mqtt;
+    let device_id = if !m.device_id.is_empty() {
+        Some(m.device_id.clone())
+    } else {
+        node.store.get_meta("device_id").ok().flatten()
+    };
+    Json(MqttView {
+        enabled: !m.url.is_empty(),
+        url: m.url.clone(),
+        connected: node
+            .counters
+            .mqtt_connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1,
+        topics: device_id.as_ref().map(|d| format!("{}/{d}/", m.prefix)),
+        device_id,
+        protocol: m.protocol.clone(),
+        telemetry_seconds: m.telemetry_seconds,
+        homeassistant: m.homeassistant,
+    })
 }
 
 fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiError> {

@@ -44,6 +44,11 @@ impl BrokerAddress {
                 "'{url}' is not a broker URL; use mqtt://host:1883 or mqtts://host:8883"
             ));
         };
+        if rest.contains('@') {
+            return Err(
+                "put credentials in mqtt.username and mqtt.password_file, not in the URL".into(),
+            );
+        }
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {

@@ -80,6 +80,10 @@ impl NodeProc {
         Self::spawn(dir, &[], &[], false)
     }
 
+    pub fn start_without_setup_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, env, &[], false)
+    }
+
     fn spawn(dir: &Path, env: &[(&str, &str)], wrapper: &[&str], setup: bool) -> Self {
         let http = free_port();
         let rtmp = free_port();

@@ -1,0 +1,123 @@
+// The node's HTTP API, same origin only. Cookie sessions send the CSRF token on every
+// unsafe request; errors arrive as {"error":{"code","message","field"}}.
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public field: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+let csrf: string | null = null;
+export function setCsrf(token: string | null) {
+  csrf = token;
+}
+
+export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let data: any = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (!res.ok) {
+    const e = data?.error ?? {};
+    throw new ApiError(res.status, e.code ?? "http", e.message ?? `HTTP ${res.status}`, e.field ?? null);
+  }
+  return data as T;
+}
+
+export const get = <T,>(p: string) => api<T>("GET", p);
+export const post = <T,>(p: string, b?: unknown) => api<T>("POST", p, b);
+
+export interface Device {
+  name: string;
+  role: string;
+}
+export interface Session {
+  user: string;
+  role: "admin" | "viewer";
+  csrf_token: string | null;
+  device: Device;
+}
+export interface Rendition {
+  name: string;
+  width: number;
+  height: number;
+  bitrate_kbps: number;
+  fps?: number | null;
+}
+export interface RenditionStatus {
+  name: string;
+  width: number;
+  height: number;
+  encoder: string;
+  fps: number;
+  kbps: number;
+}
+export interface Stream {
+  id: string;
+  name: string;
+  source: any;
+  ladder: Rendition[];
+  enabled: boolean;
+  encoder: string | null;
+  hls_url: string;
+  snapshot_url: string;
+  rtmp_url: string | null;
+  status: {
+    state: string;
+    detail: string | null;
+    last_error: string | null;
+    input_fps: number;
+    input_kbps: number;
+    encoder: string | null;
+    encoder_fallback: boolean;
+    reconnects: number;
+    dropped_frames: number;
+    renditions: RenditionStatus[];
+  };
+}
+
+export function bytes(n: number | null | undefined): string {
+  if (n == null) return "—";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+export function duration(s: number): string {
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+/// Wei (decimal string) as ETH with up to 6 decimals, exactly (no floating point).
+export function eth(wei: string | null | undefined): string {
+  if (!wei || !/^\d+$/.test(wei)) return "—";
+  const s = wei.padStart(19, "0");
+  const whole = s.slice(0, -18).replace(/^0+(?=\d)/, "");
+  const frac = s.slice(-18, -12).replace(/0+$/, "");
+  return frac ? `${whole}.${frac} ETH` : `${whole} ETH`;
+}

@@ -1,0 +1,82 @@
+import { Stream, get } from "../api";
+import { ErrorBox, Preview, StateBadge, usePoll } from "../ui";
+
+interface Health {
+  status: string;
+  version: string;
+  uptime_s: number;
+  streams: { total: number; running: number; reconnecting: number; failed: number };
+  encoder: string;
+  hardware_encoder: boolean;
+}
+interface Event {
+  id: number;
+  ts_ms: number;
+  stream_id: string | null;
+  kind: string;
+  message: string;
+}
+
+const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected"];
+
+export function Dashboard() {
+  const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);
+  const health = usePoll(() => get<Health>("/api/health"), 5000);
+  const events = usePoll(() => get<Event[]>("/api/events?limit=50"), 5000);
+  const alerts = (events.value ?? []).filter((e) => ALERTS.includes(e.kind)).slice(0, 5);
+  const h = health.value;
+  return (
+    <section>
+      <h1>Dashboard</h1>
+      <ErrorBox error={streams.error} />
+      {h && (
+        <p class="summary">
+          <span>
+            Node <b>{h.status}</b> · v{h.version}
+          </span>
+          <span>
+            {h.streams.running}/{h.streams.total} streams running
+          </span>
+          <span>
+            Encoder <b>{h.encoder}</b> {h.hardware_encoder ? "(hardware)" : "(software)"}
+          </span>
+        </p>
+      )}
+      {alerts.length > 0 && (
+        <div class="alerts" role="status">
+          <h2>Alerts</h2>
+          <ul>
+            {alerts.map((a) => (
+              <li>
+                <time>{new Date(a.ts_ms).toLocaleTimeString()}</time> {a.kind.replace(/_/g, " ")}: {a.message}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      <div class="grid">
+        {(streams.value ?? []).map((s) => (
+          <article class="card stream" data-testid={`stream-${s.id}`}>
+            <header>
+              <h2>{s.name}</h2>
+              <StateBadge state={s.status.state} />
+            </header>
+            {s.status.state === "running" ? <Preview src={s.hls_url} label={s.name} /> : <div class="preview empty">{s.status.detail ?? s.status.last_error ?? "no picture"}</div>}
+            <dl class="stats">
+              <dt>fps</dt>
+              <dd>{s.status.input_fps.toFixed(1)}</dd>
+              <dt>bitrate</dt>
+              <dd>{Math.round(s.status.renditions.reduce((a, r) => a + r.kbps, 0))} kbit/s</dd>
+              <dt>encoder</dt>
+              <dd>
+                {s.status.encoder ?? "—"}
+                {s.status.encoder_fallback ? " (fallback)" : ""}
+              </dd>
+            </dl>
+          </article>
+        ))}
+        {streams.value?.length === 0 && <p class="muted">No streams yet. Add one on the Streams page.</p>}
+      </div>
+    </section>
+  );
+}

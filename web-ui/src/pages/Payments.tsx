@@ -1,0 +1,126 @@
+import { ApiError, eth, get } from "../api";
+import { ErrorBox, StateBadge, usePoll } from "../ui";
+
+interface Wallet {
+  role: string;
+  address: string | null;
+  balance: string;
+  deposit: string;
+  reserve: string;
+  withdraw_round: string;
+}
+interface Tickets {
+  counts: { received: number; won: number; redeemed: number; failed: number; pending: number };
+  tickets: { ticket_hash: string; sender: string; face_value: string; state: string; tx_hash: string | null; amount: string | null; reason: string | null; created_ms: number }[];
+}
+
+function unavailable(e: unknown) {
+  return e instanceof ApiError && e.status === 503;
+}
+
+export function Payments() {
+  const wallet = usePoll(() => get<Wallet>("/api/pm/wallet"), 15000);
+  const tickets = usePoll(() => get<Tickets>("/api/pm/tickets?limit=100"), 5000);
+  if (unavailable(wallet.error) && !wallet.value) {
+    return (
+      <section>
+        <h1>Payments</h1>
+        <p class="card" data-testid="payments-off">
+          Not configured: this node runs off-chain. Set <code>pm.role</code>, <code>pm.eth_url</code> and a wallet to pay or earn with Livepeer tickets.
+          {wallet.error instanceof ApiError ? <small class="muted"> ({wallet.error.message})</small> : null}
+        </p>
+        <Queue tickets={tickets.value} />
+      </section>
+    );
+  }
+  const w = wallet.value;
+  // Earnings over time: redeemed amounts summed per day, exactly (BigInt wei).
+  const perDay = new Map<string, bigint>();
+  for (const t of tickets.value?.tickets ?? []) {
+    if (t.state !== "redeemed" || !t.amount) continue;
+    const day = new Date(t.created_ms).toISOString().slice(0, 10);
+    perDay.set(day, (perDay.get(day) ?? 0n) + BigInt(t.amount));
+  }
+  return (
+    <section>
+      <h1>Payments</h1>
+      <ErrorBox error={wallet.error && !unavailable(wallet.error) ? wallet.error : null} />
+      {w && (
+        <dl class="facts">
+          <dt>Role</dt>
+          <dd>{w.role}</dd>
+          <dt>Wallet</dt>
+          <dd>
+            <code>{w.address}</code>
+          </dd>
+          <dt>Balance</dt>
+          <dd>{eth(w.balance)}</dd>
+          <dt>Deposit</dt>
+          <dd>{eth(w.deposit)}</dd>
+          <dt>Reserve</dt>
+          <dd>{eth(w.reserve)}</dd>
+          <dt>Withdraw round</dt>
+          <dd>{w.withdraw_round === "0" ? "locked (not unlocking)" : w.withdraw_round}</dd>
+        </dl>
+      )}
+      {perDay.size > 0 && (
+        <>
+          <h2>Earnings</h2>
+          <table class="table">
+            <tbody>
+              {[...perDay.entries()].map(([d, v]) => (
+                <tr>
+                  <td>{d}</td>
+                  <td>{eth(v.toString())}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+      <Queue tickets={tickets.value} />
+    </section>
+  );
+}
+
+function Queue({ tickets }: { tickets: Tickets | null }) {
+  if (!tickets) return null;
+  const c = tickets.counts;
+  return (
+    <>
+      <p class="summary">
+        <span>received {c.received}</span>
+        <span>won {c.won}</span>
+        <span>redeemed {c.redeemed}</span>
+        <span>failed {c.failed}</span>
+        <span>pending {c.pending}</span>
+      </p>
+      {tickets.tickets.length > 0 && (
+        <table class="table">
+          <thead>
+            <tr>
+              <th>Ticket</th>
+              <th>Face value</th>
+              <th>State</th>
+              <th>Detail</th>
+            </tr>
+          </thead>
+          <tbody>
+            {tickets.tickets.map((t) => (
+              <tr>
+                <td>
+                  <code>{t.ticket_hash.slice(0, 12)}…</code>
+                </td>
+                <td>{eth(t.face_value)}</td>
+                <td>
+                  <StateBadge state={t.state} />
+                </td>
+                <td>{t.tx_hash ? <code>{t.tx_hash.slice(0, 14)}…</code> : t.reason ?? ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,141 @@
+// Small shared pieces: form fields with inline errors, live polling, the preview player and
+// the SVG line chart (no chart library: a polyline is enough and weighs nothing).
+import { ComponentChildren } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { ApiError } from "./api";
+
+export function Field(props: {
+  label: string;
+  error?: string | null;
+  children: ComponentChildren;
+  hint?: string;
+}) {
+  return (
+    <label class={props.error ? "field invalid" : "field"}>
+      <span>{props.label}</span>
+      {props.children}
+      {props.hint && !props.error && <small class="muted">{props.hint}</small>}
+      {props.error && (
+        <small class="error" role="alert">
+          {props.error}
+        </small>
+      )}
+    </label>
+  );
+}
+
+export function ErrorBox({ error }: { error: unknown }) {
+  if (!error) return null;
+  const msg = error instanceof ApiError ? error.message : String(error);
+  return (
+    <p class="error-box" role="alert">
+      {msg}
+    </p>
+  );
+}
+
+/// Calls `load` now and every `ms`, keeping the last value.
+export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []) {
+  const [value, setValue] = useState<T | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    let live = true;
+    const tick = async () => {
+      try {
+        const v = await load();
+        if (live) {
+          setValue(v);
+          setError(null);
+        }
+      } catch (e) {
+        if (live) setError(e);
+      }
+    };
+    tick();
+    const t = setInterval(tick, ms);
+    return () => {
+      live = false;
+      clearInterval(t);
+    };
+  }, deps);
+  return { value, error, setValue };
+}
+
+/// Live HLS preview: native HLS where the browser has it, hls.js (loaded on demand) elsewhere.
+export function Preview({ src, label }: { src: string; label: string }) {
+  const ref = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    const video = ref.current;
+    if (!video) return;
+    let destroy = () => {};
+    let live = true;
+    // hls.js over Media Source Extensions wherever they exist; native HLS (iOS Safari) else.
+    const native = () => {
+      video.src = src;
+      video.play().catch(() => {});
+    };
+    if (typeof MediaSource === "undefined") native();
+    else
+      import("hls.js/light").then(({ default: Hls }) => {
+        if (!live) return;
+        if (!Hls.isSupported()) return native();
+        const hls = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
+        hls.loadSource(src);
+        hls.attachMedia(video);
+        hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+        hls.on(Hls.Events.ERROR, (_e, data) => {
+          if (data.fatal) setTimeout(() => hls.loadSource(src), 2000);
+        });
+        destroy = () => hls.destroy();
+      });
+    return () => {
+      live = false;
+      destroy();
+    };
+  }, [src]);
+  return <video ref={ref} class="preview" muted playsInline autoplay aria-label={`Preview of ${label}`} />;
+}
+
+export interface Series {
+  label: string;
+  values: (number | null)[];
+  color: string;
+}
+
+/// A line chart of values 0..max over the points' time span.
+export function Chart({ title, series, max = 100, unit = "%" }: { title: string; series: Series[]; max?: number; unit?: string }) {
+  const W = 600;
+  const H = 120;
+  const n = Math.max(2, ...series.map((s) => s.values.length));
+  const line = (vals: (number | null)[]) =>
+    vals
+      .map((v, i) => (v == null ? null : `${((i / (n - 1)) * W).toFixed(1)},${(H - (Math.min(v, max) / max) * H).toFixed(1)}`))
+      .filter(Boolean)
+      .join(" ");
+  return (
+    <figure class="chart" data-testid="chart">
+      <figcaption>
+        {title}
+        {series.map((s) => {
+          const last = [...s.values].reverse().find((v) => v != null);
+          return (
+            <span class="legend" style={{ color: s.color }}>
+              {" "}
+              ● {s.label} {last == null ? "—" : `${last.toFixed(1)}${unit}`}
+            </span>
+          );
+        })}
+      </figcaption>
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={title}>
+        <line x1="0" y1={H / 2} x2={W} y2={H / 2} class="grid" />
+        {series.map((s) => (
+          <polyline points={line(s.values)} fill="none" stroke={s.color} stroke-width="2" vector-effect="non-scaling-stroke" />
+        ))}
+      </svg>
+    </figure>
+  );
+}
+
+export function StateBadge({ state }: { state: string }) {
+  return <span class={`badge ${state}`}>{state}</span>;
+}

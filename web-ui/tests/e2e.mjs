@@ -1,0 +1,141 @@
+// Walks the operator's first hour in headless Chromium: first-boot setup → sign out → sign in
+// (by keyboard) → add an RTMP stream (the ladder editor flags a bad size as it is typed) →
+// push to the shown URL with ffmpeg → the preview plays → device charts render → phone-sized
+// layout → sign out. Every request must go to the box itself. Screenshots go to $ARTIFACTS.
+//
+// Environment: BASE_URL (the node), SETUP_CODE, ARTIFACTS (a directory).
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+
+const base = process.env.BASE_URL;
+const code = process.env.SETUP_CODE;
+const out = process.env.ARTIFACTS ?? "test-artifacts";
+if (!base || !code) throw new Error("BASE_URL and SETUP_CODE are required");
+mkdirSync(out, { recursive: true });
+const PASSWORD = "stage-door-42";
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+});
+let ffmpeg = null;
+let step = 0;
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const shot = async (name) => page.screenshot({ path: `${out}/${String(++step).padStart(2, "0")}-${name}.png`, fullPage: true });
+const foreign = [];
+page.on("request", (r) => {
+  const u = r.url();
+  if (!u.startsWith(base) && !u.startsWith("data:") && !u.startsWith("blob:")) foreign.push(u);
+});
+const consoleErrors = [];
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+try {
+  // First-boot setup.
+  await page.goto(base);
+  await page.getByRole("heading", { name: /Set up this Livepeer Edge box/ }).waitFor();
+  await shot("setup");
+  await page.fill("input[name=code]", code);
+  await page.fill("input[name=password]", PASSWORD);
+  await page.fill("input[name=confirm]", PASSWORD + "x");
+  await page.getByText("the passwords differ").waitFor();
+  await page.fill("input[name=confirm]", PASSWORD);
+  await page.fill("input[name=device_name]", "Main hall");
+  await page.selectOption("select[name=role]", "off");
+  await page.click("button[type=submit]");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await page.getByText("Main hall").first().waitFor();
+  await shot("dashboard-after-setup");
+
+  // Sign out, then sign in with the keyboard only.
+  await page.click("[data-testid=logout]");
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.focus("input[name=username]");
+  await page.keyboard.press("Control+A");
+  await page.keyboard.type("admin");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+
+  // Add an RTMP stream; the ladder editor validates as one types.
+  await page.click("a[href='#/streams']");
+  await page.click("[data-testid=add-stream]");
+  await page.fill("input[name=name]", "Stage");
+  const height2 = page.getByLabel("rendition 2 height");
+  await height2.fill("481");
+  await page.getByText("must be even (H.264 4:2:0)").waitFor();
+  if (!(await page.locator("form button[type=submit]").isDisabled())) throw new Error("save is enabled with an invalid ladder");
+  await shot("ladder-error");
+  await height2.fill("480");
+  await page.click("form button[type=submit]");
+  const server = (await page.locator("[data-testid=rtmp-server]").first().textContent()).trim();
+  const key = (await page.locator("[data-testid=rtmp-key]").first().textContent()).trim();
+  if (!server.startsWith("rtmp://") || key.length < 8) throw new Error(`bad push URL: ${server} ${key}`);
+  await shot("stream-added");
+
+  // Push with ffmpeg to exactly what the UI shows.
+  ffmpeg = spawn(
+    "ffmpeg",
+    ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "90",
+     "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv", `${server}/${key}`],
+    { stdio: "ignore" },
+  );
+
+  // The preview plays: the video's currentTime advances.
+  await page.click("a[href='#/dashboard']");
+  const video = page.locator("video.preview").first();
+  await video.waitFor({ timeout: 60000 });
+  const t0 = Date.now();
+  let start = 0;
+  for (;;) {
+    start = await video.evaluate((v) => v.currentTime);
+    if (start > 0) break;
+    if (Date.now() - t0 > 60000) throw new Error("the preview never started");
+    await page.waitForTimeout(500);
+  }
+  await page.waitForTimeout(3000);
+  const later = await video.evaluate((v) => v.currentTime);
+  if (!(later > start + 1)) throw new Error(`the preview does not advance: ${start} → ${later}`);
+  await shot("preview-playing");
+
+  // Device charts render, and the GPU is honestly reported.
+  await page.click("a[href='#/device']");
+  await page.locator("[data-testid=chart]").first().waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=chart] polyline").length >= 3);
+  await page.waitForFunction(() => (document.querySelector("[data-testid=gpu]")?.textContent ?? "").length > 0, null, { timeout: 15000 });
+  const gpu = await page.locator("[data-testid=gpu]").textContent();
+  if (!/not present|NVML|Jetson/.test(gpu)) throw new Error(`GPU line: ${gpu}`);
+  await shot("device");
+
+  // Payments say "not configured" off-chain; settings show the log.
+  await page.click("a[href='#/payments']");
+  await page.locator("[data-testid=payments-off]").waitFor();
+  await page.click("a[href='#/settings']");
+  await page.locator("[data-testid=log]").waitFor();
+  await page.waitForFunction(() => (document.querySelector("[data-testid=log]")?.textContent ?? "").includes("listening"));
+  await shot("settings");
+
+  // A phone-sized screen: the menu collapses behind a button.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.click("button.menu");
+  await page.click("a[href='#/dashboard']");
+  await page.locator("video.preview").first().waitFor();
+  await shot("phone-dashboard");
+
+  await page.click("[data-testid=logout]");
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await shot("signed-out");
+
+  if (foreign.length) throw new Error(`requests to other hosts: ${foreign.join(", ")}`);
+  if (consoleErrors.length) throw new Error(`page errors: ${consoleErrors.join("; ")}`);
+  console.log(`ok: ${step} screenshots in ${out}`);
+} catch (e) {
+  await shot("failure").catch(() => {});
+  console.error(e);
+  process.exitCode = 1;
+} finally {
+  ffmpeg?.kill("SIGKILL");
+  await browser.close();
+}
