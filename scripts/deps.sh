@@ -26,13 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python packages for the independent cross-checks (eth-keys, eth-abi), in a venv so the
-# system Python is left alone.
+# Python packages for the independent cross-checks (eth-keys, eth-abi) and the API fuzzer
+# (schemathesis), in a venv so the system Python is left alone.
 PYENV_DIR="${LPE_PYENV:-$(cd "$(dirname "$0")/.." && pwd)/target/pyenv}"
-if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile, coincurve, Crypto" 2>/dev/null; then
+if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile, coincurve, Crypto, schemathesis" 2>/dev/null; then
   python3 -m venv "$PYENV_DIR"
   "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
-    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8" "coincurve>=20"
+    "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8" "coincurve>=20" "schemathesis>=4,<5"
 fi
 
 # The local EVM (hardhat 2) and the Solidity compiler for the chain tests.

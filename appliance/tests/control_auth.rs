@@ -428,3 +428,27 @@ fn metrics_and_device_health_are_served() {
                 .contains("lpe_device_cpu_percent")
     );
 }
+
+#[test]
+fn schemathesis_finds_no_server_error_in_the_documented_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let (_, auth) = node.admin_auth();
+    let out = std::process::Command::new("schemathesis")
+        .args(["run", &node.url("/api/openapi.json")])
+        .args(["--header", &format!("Authorization: {auth}")])
+        .args(["--checks", "not_a_server_error", "--max-examples", "20"])
+        // An endless event stream is no request/response pair to fuzz.
+        .args(["--exclude-path", "/api/events/stream"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("schemathesis (scripts/deps.sh installs it into target/pyenv)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Tested: "), "{report}");
+    assert!(node.healthy(), "the node survived the fuzzing");
+}

@@ -112,8 +112,11 @@ async fn gateway_funds_from_the_cli_and_the_api() {
     let (_, v) = node.get("/api/pm/wallet");
     assert_eq!(v["withdraw_round"], "0");
     // Paying is for orchestrators: a gateway has no /payment.
-    let (st, _) = node.send("POST", "/payment", None);
-    assert_eq!(st, 503);
+    let (st, v) = node.send("POST", "/payment", None);
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("not_orchestrator"))
+    );
 }
 
 struct Paying {
@@ -195,6 +198,13 @@ async fn bad_payments_and_storage_failures_are_refused() {
     let (st, v) = pay(&node, &header);
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["won"], 2);
+    let (_, events) = node.get("/api/events?limit=20");
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "ticket_won")),
+        "{events}"
+    );
     let (st, v) = pay(&node, &header);
     assert_eq!(
         (st, v["error"]["code"].as_str()),

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
+use crate::events::EventKind;
 use crate::node::{Command, CommandError, Node, Outcome};
 
 /// An API error as a value.
@@ -912,12 +913,34 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     })
 }
 
+/// Payments being off is the node's configuration, not a failure: 409. Not being ready yet
+/// (the chain unreachable so far) is a passing condition: 503.
+fn payments_off(node: &Node) -> Option<ApiError> {
+    (node.cfg.pm.role == "off").then(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "payments_off",
+            "payments are off on this node (pm.role = off)",
+        )
+    })
+}
+
 fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiError> {
+    if let Some(e) = payments_off(node) {
+        return Err(e);
+    }
+    if node.cfg.pm.role != "orchestrator" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_orchestrator",
+            format!("this node is a {}, not an orchestrator", node.cfg.pm.role),
+        ));
+    }
     node.orchestrator.get().cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "payments_unavailable",
-            "payments are off, or the chain is not reachable yet",
+            "the chain is not reachable yet",
         )
     })
 }
@@ -926,7 +949,7 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
     get,
     path = "/api/pm/chain",
     tag = "payments",
-    responses((status = 200, body = serde_json::Value), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = serde_json::Value), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 /// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
@@ -940,7 +963,7 @@ async fn chain_head(
     post,
     path = "/payment",
     tag = "payments",
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
 async fn payment(
@@ -961,6 +984,15 @@ async fn payment(
         })?;
     orch.receive(&node.store, header)
         .await
+        .inspect(|r| {
+            if r.won > 0 {
+                node.events.emit(
+                    None,
+                    EventKind::TicketWon,
+                    format!("{} winning ticket(s) from {:#x} recorded", r.won, r.sender),
+                );
+            }
+        })
         .map(Json)
         .map_err(|e| match e {
             PaymentError::Malformed(m) => {
@@ -1007,7 +1039,7 @@ struct ParamsResponse {
     path = "/api/pm/ticket-params",
     tag = "payments",
     request_body = ParamsRequest,
-    responses((status = 200, body = ParamsResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = ParamsResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 async fn ticket_params(
     State(node): State<AppState>,
@@ -1070,11 +1102,14 @@ async fn tickets(
 }
 
 fn chain(node: &Node) -> Result<crate::chain::ChainClient, ApiError> {
+    if let Some(e) = payments_off(node) {
+        return Err(e);
+    }
     node.chain.get().cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "payments_unavailable",
-            "payments are off (pm.role), or the chain is not reachable yet",
+            "the chain is not reachable yet",
         )
     })
 }
@@ -1104,7 +1139,7 @@ struct WalletView {
     get,
     path = "/api/pm/wallet",
     tag = "payments",
-    responses((status = 200, body = WalletView), (status = 503, body = ErrorBody)),
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = WalletView), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, ApiError> {

@@ -14,8 +14,9 @@ interface Tickets {
   tickets: { ticket_hash: string; sender: string; face_value: string; state: string; tx_hash: string | null; amount: string | null; reason: string | null; created_ms: number }[];
 }
 
+/// Payments off (409) or the chain not reached yet (503): the page says "not configured".
 function unavailable(e: unknown) {
-  return e instanceof ApiError && e.status === 503;
+  return e instanceof ApiError && (e.code === "payments_off" || e.status === 503);
 }
 
 export function Payments() {
