@@ -104,6 +104,9 @@ pub struct HttpConfig {
     /// The web UI's built files; empty: `../share/livepeer-edge/ui` beside the binary, else
     /// `web-ui/dist` under the working directory.
     pub ui_dir: String,
+    /// Serve HTTPS: `<data_dir>/tls/cert.pem` and `key.pem`, made (self-signed) at first start
+    /// when absent.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +155,7 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 ui_dir: String::new(),
+                tls: false,
             },
             rtmp: RtmpConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], 1935)),

@@ -55,6 +55,8 @@ pub enum StartError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("HTTPS: {0}")]
+    Tls(String),
 }
 
 /// How a run ended.
@@ -166,22 +168,42 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     }
 
     let app = control::api::router(Arc::clone(&node))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        .into_make_service_with_connect_info::<control::tls::PeerAddr>();
     let mut rx = shutdown_rx.clone();
-    let served = axum::serve(http, app).with_graceful_shutdown(async move {
+    let stop = async move {
         let _ = rx.wait_for(|v| *v).await;
-    });
+    };
+    let served = if cfg.http.tls {
+        let tls =
+            control::tls::server_config(&cfg.data_dir, cfg.http.listen).map_err(StartError::Tls)?;
+        let listener = control::tls::TlsListener::new(http, tls).map_err(StartError::Serve)?;
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        )
+    } else {
+        tokio::spawn(
+            axum::serve(http, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        )
+    };
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
-    let result = served.await.map_err(StartError::Serve).map(|()| {
-        if node.restart.load(std::sync::atomic::Ordering::SeqCst) {
-            RunEnd::Restart
-        } else {
-            RunEnd::Stopped
-        }
-    });
+    let result = served
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(StartError::Serve)
+        .map(|()| {
+            if node.restart.load(std::sync::atomic::Ordering::SeqCst) {
+                RunEnd::Restart
+            } else {
+                RunEnd::Stopped
+            }
+        });
     if let Some(t) = mqtt_task {
         // The bridge says "offline" on its way out; give it a moment.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;

@@ -636,6 +636,33 @@ mod tests {
     }
 
     #[test]
+    fn commands_are_claimed_once_and_unfinished_ones_fail_at_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("node.db")).expect("store");
+        assert!(
+            s.claim_command("r1", "x", r#"{"state":"accepted"}"#, 1)
+                .expect("claim")
+        );
+        assert!(
+            !s.claim_command("r1", "x", r#"{"state":"accepted"}"#, 2)
+                .expect("again")
+        );
+        assert!(
+            s.claim_command("r2", "x", r#"{"state":"accepted"}"#, 3)
+                .expect("claim")
+        );
+        s.set_command_result("r2", "x", r#"{"state":"succeeded"}"#, 4)
+            .expect("finish");
+        assert_eq!(s.fail_unfinished_commands("cut short").expect("fail"), 1);
+        let r1: serde_json::Value =
+            serde_json::from_str(&s.command_result("r1").expect("get").expect("r1")).expect("json");
+        assert_eq!(r1["state"], "failed");
+        assert_eq!(r1["reason"], "cut short");
+        let r2 = s.command_result("r2").expect("get").expect("r2");
+        assert!(r2.contains("succeeded"));
+    }
+
+    #[test]
     fn winning_tickets_are_recorded_once_and_move_through_states() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.db");
@@ -945,6 +972,18 @@ impl Store {
             params![request_id, command, result, now_ms as i64],
         )?;
         Ok(n == 1)
+    }
+
+    /// Marks commands that were accepted but never finished (the node stopped in between) as
+    /// failed with `reason`; returns how many.
+    pub fn fail_unfinished_commands(&self, reason: &str) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE command_results
+             SET result = json_set(result, '$.state', 'failed', '$.reason', ?1)
+             WHERE json_valid(result)
+               AND json_extract(result, '$.state') IN ('accepted', 'in_progress')",
+            params![reason],
+        )?)
     }
 
     /// Records (or updates) a command's result; old results beyond the newest 10 000 are pruned.

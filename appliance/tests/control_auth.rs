@@ -452,3 +452,121 @@ fn schemathesis_finds_no_server_error_in_the_documented_api() {
     assert!(report.contains("Tested: "), "{report}");
     assert!(node.healthy(), "the node survived the fuzzing");
 }
+
+/// `curl -k` against the node; (status, headers + body).
+fn curl_k(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-i", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_https(dir: &std::path::Path, port: u16) -> Killed {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .expect("log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_livepeer-edge"))
+        .args(["run", "--data-dir"])
+        .arg(dir)
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--rtmp-listen",
+            &format!("127.0.0.1:{}", common::free_port()),
+        ])
+        .env("LPE_HTTP_TLS", "true")
+        .env("LPE_MEDIA_DEMO_STREAM", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start");
+    let node = Killed(child);
+    let url = format!("https://127.0.0.1:{port}/api/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while curl_k(&[&url]).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "HTTPS never came up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    node
+}
+
+#[test]
+fn https_with_a_certificate_made_on_first_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let node = start_https(dir.path(), port);
+    let base = format!("https://127.0.0.1:{port}");
+    let cert = dir.path().join("tls/cert.pem");
+    let key = dir.path().join("tls/key.pem");
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the private key is for the node's eyes only");
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"),
+        "{text}"
+    );
+
+    // Plain HTTP on the HTTPS port is not served.
+    assert_eq!(
+        curl_k(&[&format!("http://127.0.0.1:{port}/api/health")]).0,
+        0
+    );
+    // A client that connects and says nothing delays no one.
+    let _stalled = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let t0 = std::time::Instant::now();
+    assert_eq!(curl_k(&[&format!("{base}/api/health")]).0, 200);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+
+    // The session cookie is Secure under TLS.
+    let log = std::fs::read_to_string(dir.path().join("node.log")).expect("log");
+    let code: String = log[log.rfind("setup code ").expect("code") + 11..]
+        .chars()
+        .take(11)
+        .collect();
+    let body =
+        json!({"code": code, "password": ADMIN_PASSWORD, "device_name": "tls box", "role": "off"});
+    let (status, reply) = curl_k(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body.to_string(),
+        &format!("{base}/api/setup"),
+    ]);
+    assert_eq!(status, 200, "{reply}");
+    let cookie_line = reply
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("cookie");
+    assert!(cookie_line.contains("; Secure"), "{cookie_line}");
+
+    // A restart keeps the certificate.
+    let before = std::fs::read(&cert).expect("cert");
+    drop(node);
+    let _node = start_https(dir.path(), port);
+    assert_eq!(std::fs::read(&cert).expect("cert"), before);
+}

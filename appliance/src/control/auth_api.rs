@@ -6,7 +6,6 @@
 //! server enforces; an `/api` route missing from the document needs the admin role.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
@@ -20,6 +19,7 @@ use super::auth::{
     Access, Auth, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal,
     Role, SESSION_COOKIE, SetupRequest, same_secret,
 };
+use super::tls::PeerAddr;
 use crate::node::{Command, CommandError, Node, Outcome};
 use crate::store::TokenRecord;
 
@@ -335,7 +335,7 @@ pub async fn setup_status(State(node): State<AppState>) -> Result<Json<SetupStat
         (status = 429, body = ErrorBody)))]
 pub async fn setup(
     State(node): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> Result<Response, ApiError> {
     let o = run(
@@ -347,7 +347,7 @@ pub async fn setup(
     )
     .await?;
     tracing::info!("first-boot setup done");
-    session_response(&node, o, false)
+    session_response(&node, o, node.cfg.http.tls)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -361,7 +361,7 @@ pub struct LoginRequest {
         (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(node): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let name = req.username.clone();
@@ -379,7 +379,7 @@ pub async fn login(
             tracing::warn!(user = %name, from = %peer.ip(), "login refused: {}", e.message);
         }
     })?;
-    session_response(&node, o, false)
+    session_response(&node, o, node.cfg.http.tls)
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",

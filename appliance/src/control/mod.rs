@@ -8,3 +8,4 @@ pub mod auth_api;
 pub mod device;
 pub mod metrics;
 pub mod mqtt;
+pub mod tls;

@@ -282,6 +282,7 @@ impl Settings {
             if let Some(t) = &self.tls {
                 o.set_transport(rumqttc::Transport::tls_with_config(t.clone()));
             }
+            o.set_network_options(low_latency());
             let (c, l) = rumqttc::v5::AsyncClient::new(o, 1024);
             (Link::V5(c), Loop::V5(Box::new(l)))
         } else {
@@ -301,10 +302,19 @@ impl Settings {
             if let Some(t) = &self.tls {
                 o.set_transport(rumqttc::Transport::tls_with_config(t.clone()));
             }
-            let (c, l) = rumqttc::AsyncClient::new(o, 1024);
+            let (c, mut l) = rumqttc::AsyncClient::new(o, 1024);
+            l.set_network_options(low_latency());
             (Link::V4(c), Loop::V4(Box::new(l)))
         }
     }
+}
+
+/// Command results are small and answer a waiting operator: send them at once rather than
+/// letting Nagle's algorithm hold them for the peer's delayed ACK (~40 ms).
+fn low_latency() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
 }
 
 /// The device id: configured, or made once and kept.
@@ -560,9 +570,9 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
             tracing::warn!("cannot record the result of command {name}: {e}");
         }
     };
-    let progress = CommandResult::new(rid, &name, "in_progress");
-    record(&progress);
-    send(&progress);
+    // Only "accepted" (the claim) and the final state are written: a command cut short by a
+    // crash is marked failed at the next start (`Store::fail_unfinished_commands`).
+    send(&CommandResult::new(rid, &name, "in_progress"));
     let done = match execute(&node, &name, &args).await {
         Ok(result) => CommandResult {
             result: (!result.is_null()).then_some(result),
@@ -677,6 +687,13 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
         }
     };
     let base = settings.base.clone();
+    match node.store.fail_unfinished_commands(
+        "interrupted by a restart of the node; it may or may not have taken effect",
+    ) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} fleet command(s) were cut short by the last stop"),
+        Err(e) => tracing::warn!("cannot close unfinished commands: {e}"),
+    }
     tracing::info!(broker = %node.cfg.mqtt.url, topics = %base, "MQTT fleet control");
     let counters: &Counters = &node.counters;
     let mut events = node.events.subscribe();
