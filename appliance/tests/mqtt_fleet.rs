@@ -435,3 +435,65 @@ fn mqtt_3_1_1_carries_the_same_control() {
     node.kill();
     obs.wait("livepeer-edge/old/status", T, |m| m.text() == "offline");
 }
+
+#[test]
+fn tls_with_a_client_certificate_and_a_password() {
+    let broker = Broker::start_tls();
+    let tls = broker.tls.as_ref().expect("tls listener");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let obs = Observer::connect(broker.port, &["livepeer-edge/secure/#"]);
+    let url = format!("mqtts://127.0.0.1:{}", tls.port);
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let (ca, cert, key, pw) = (
+        path(&tls.ca),
+        path(&tls.client_cert),
+        path(&tls.client_key),
+        path(&tls.password_file),
+    );
+    let mut node = NodeProc::start_with(
+        dir.path(),
+        &[
+            ("LPE_MQTT_URL", url.as_str()),
+            ("LPE_MQTT_DEVICE_ID", "secure"),
+            ("LPE_MQTT_CA_FILE", ca.as_str()),
+            ("LPE_MQTT_CLIENT_CERT", cert.as_str()),
+            ("LPE_MQTT_CLIENT_KEY", key.as_str()),
+            ("LPE_MQTT_USERNAME", "edge"),
+            ("LPE_MQTT_PASSWORD_FILE", pw.as_str()),
+        ],
+    );
+    obs.wait("livepeer-edge/secure/status", T, |m| m.text() == "online");
+    obs.publish(
+        "livepeer-edge/secure/cmd/log_level",
+        r#"{"request_id":"tls-1","level":"info"}"#,
+        false,
+    );
+    let r = final_result(&obs, "livepeer-edge/secure/cmd/log_level/result", "tls-1");
+    assert_eq!(r["state"], "succeeded");
+    // The password never leaves the process in clear: not in the log, not in any message.
+    assert!(!node.log().contains("fleet-secret"));
+    assert!(obs.all().iter().all(|m| !m.text().contains("fleet-secret")));
+    node.terminate();
+
+    // A wrong password is refused by the broker; the node keeps running and retrying.
+    let bad = dir.path().join("wrong-password");
+    std::fs::write(&bad, "nope").expect("write");
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let bad = path(&bad);
+    let node = NodeProc::start_with(
+        dir2.path(),
+        &[
+            ("LPE_MQTT_URL", url.as_str()),
+            ("LPE_MQTT_DEVICE_ID", "secure2"),
+            ("LPE_MQTT_CA_FILE", ca.as_str()),
+            ("LPE_MQTT_CLIENT_CERT", cert.as_str()),
+            ("LPE_MQTT_CLIENT_KEY", key.as_str()),
+            ("LPE_MQTT_USERNAME", "edge"),
+            ("LPE_MQTT_PASSWORD_FILE", bad.as_str()),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(node.healthy());
+    let (_, mqtt) = node.get("/api/mqtt");
+    assert_eq!(mqtt["connected"], false, "{mqtt}");
+}

@@ -15,6 +15,30 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// A second listener that wants TLS with a client certificate and a password.
+    pub tls: Option<TlsListener>,
+}
+
+/// The TLS listener's port and the files a client needs.
+pub struct TlsListener {
+    pub port: u16,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub password_file: PathBuf,
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Broker {
@@ -24,6 +48,104 @@ impl Broker {
             child: None,
             port: super::free_port(),
             dir,
+            tls: None,
+        };
+        b.spawn();
+        b
+    }
+
+    /// A broker with a plain anonymous listener and a TLS one that wants a client certificate
+    /// signed by a test CA and the user `edge` with password `fleet-secret`.
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ]);
+        openssl(d, &ca);
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(d.join(format!("{name}.ext")), ext).expect("ext");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            let (key, csr, crt, extf, subj) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+                format!("{name}.ext"),
+                format!("/CN={name}"),
+            );
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(d, &req);
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &extf,
+                ],
+            );
+        }
+        let passwd = d.join("passwd");
+        std::fs::write(&passwd, "").expect("passwd");
+        let out = Command::new("mosquitto_passwd")
+            .args(["-b"])
+            .arg(&passwd)
+            .args(["edge", "fleet-secret"])
+            .output()
+            .expect("mosquitto_passwd");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let password_file = d.join("client-password");
+        std::fs::write(&password_file, "fleet-secret\n").expect("password");
+        let tls = TlsListener {
+            port: super::free_port(),
+            ca: d.join("ca.crt"),
+            client_cert: d.join("client.crt"),
+            client_key: d.join("client.key"),
+            password_file,
+        };
+        let mut b = Self {
+            child: None,
+            port: super::free_port(),
+            dir,
+            tls: Some(tls),
         };
         b.spawn();
         b
@@ -31,25 +153,49 @@ impl Broker {
 
     fn spawn(&mut self) {
         let conf: PathBuf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                self.port
-            ),
-        )
-        .expect("write conf");
+        let d = self.dir.path().display();
+        // Started as root, mosquitto would switch to its own user, who cannot read the test's
+        // private files; keep it as whoever runs the tests.
+        let me = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let mut text = format!(
+            "user {me}\nper_listener_settings true\npersistence false\n\
+             listener {} 127.0.0.1\nallow_anonymous true\n",
+            self.port
+        );
+        if let Some(t) = &self.tls {
+            text += &format!(
+                "listener {} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n\
+                 cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
+                 require_certificate true\n",
+                t.port
+            );
+        }
+        std::fs::write(&conf, text).expect("write conf");
+        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).expect("log");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("mosquitto (Debian package mosquitto)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
+        let ports = [Some(self.port), self.tls.as_ref().map(|t| t.port)];
+        while ports
+            .iter()
+            .flatten()
+            .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
