@@ -26,6 +26,7 @@ pub enum EventKind {
     TicketWon,
     MqttConnected,
     MqttDisconnected,
+    FundingChanged,
 }
 
 impl EventKind {
@@ -50,6 +51,7 @@ impl EventKind {
             Self::TicketWon => "ticket_won",
             Self::MqttConnected => "mqtt_connected",
             Self::MqttDisconnected => "mqtt_disconnected",
+            Self::FundingChanged => "funding_changed",
         }
     }
 }

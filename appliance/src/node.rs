@@ -46,6 +46,20 @@ pub enum Command {
     SetLogLevel(String),
     /// Stops gracefully and starts again (the process re-executes itself).
     RestartNode,
+    /// A gateway's TicketBroker funding, sent from the node's account.
+    Funding(Funding),
+}
+
+/// TicketBroker funding transactions.
+#[derive(Debug, Clone)]
+pub enum Funding {
+    DepositAndReserve {
+        deposit: lpe_pm::U256,
+        reserve: lpe_pm::U256,
+    },
+    Unlock,
+    CancelUnlock,
+    Withdraw,
 }
 
 /// What applying a desired configuration did.
@@ -65,6 +79,7 @@ pub enum Outcome {
     Deleted,
     Auth(crate::control::auth::AuthOutcome),
     Desired(DesiredReport),
+    Mined(crate::chain::Mined),
     Done,
 }
 
@@ -83,6 +98,14 @@ pub enum CommandError {
     Storage(#[from] StoreError),
     #[error("{0}")]
     Auth(#[from] crate::control::auth::AuthError),
+    /// Payments are off in the configuration (not a failure).
+    #[error("payments are off on this node (pm.role = off)")]
+    PaymentsOff,
+    /// Payments are on, but the chain has not been reached yet.
+    #[error("the chain is not reachable yet")]
+    ChainNotReady,
+    #[error("{0}")]
+    Chain(#[from] crate::chain::ChainError),
 }
 
 /// A stream as the API shows it. Secrets (RTSP passwords) are never included.
@@ -284,6 +307,32 @@ impl Node {
                 self.view(&id).map(|v| Outcome::Stream(Box::new(v)))
             }
             Command::ApplyDesired(doc) => self.apply_desired(doc).await,
+            Command::Funding(f) => {
+                if self.cfg.pm.role == "off" {
+                    return Err(CommandError::PaymentsOff);
+                }
+                let chain = self.chain.get().ok_or(CommandError::ChainNotReady)?;
+                let (what, mined) = match f {
+                    Funding::DepositAndReserve { deposit, reserve } => (
+                        format!("funded deposit {deposit} wei and reserve {reserve} wei"),
+                        chain.fund_deposit_and_reserve(deposit, reserve).await?,
+                    ),
+                    Funding::Unlock => ("unlock started".into(), chain.unlock().await?),
+                    Funding::CancelUnlock => {
+                        ("unlock cancelled".into(), chain.cancel_unlock().await?)
+                    }
+                    Funding::Withdraw => (
+                        "deposit and reserve withdrawn".into(),
+                        chain.withdraw().await?,
+                    ),
+                };
+                self.events.emit(
+                    None,
+                    EventKind::FundingChanged,
+                    format!("{what} (tx {:#x}, block {})", mined.tx_hash, mined.block),
+                );
+                Ok(Outcome::Mined(mined))
+            }
             Command::SetLogLevel(level) => {
                 self.logs
                     .set_level(&level)

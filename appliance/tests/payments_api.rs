@@ -89,6 +89,17 @@ async fn gateway_funds_from_the_cli_and_the_api() {
     assert_eq!(st, 200, "{v}");
     let (_, v) = node.get("/api/pm/wallet");
     assert_eq!(v["deposit"], "1000000000000000005");
+    let (_, events) = node.get("/api/events?limit=10");
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "funding_changed"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("deposit 5 wei"))),
+        "{events}"
+    );
     let (st, v) = node.send(
         "POST",
         "/api/pm/fund",

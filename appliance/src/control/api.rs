@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
 use crate::events::EventKind;
-use crate::node::{Command, CommandError, Node, Outcome};
+use crate::node::{Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
 #[derive(Debug)]
@@ -98,6 +98,15 @@ impl From<CommandError> for ApiError {
                 ..Self::new(StatusCode::CONFLICT, "conflict", message)
             },
             CommandError::Auth(e) => e.into(),
+            CommandError::PaymentsOff => {
+                Self::new(StatusCode::CONFLICT, "payments_off", e.to_string())
+            }
+            CommandError::ChainNotReady => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payments_unavailable",
+                e.to_string(),
+            ),
+            CommandError::Chain(c) => chain_error(c),
             CommandError::Storage(e) => {
                 tracing::error!("storage failure: {e}");
                 Self::new(
@@ -515,6 +524,7 @@ fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
             StatusCode::NO_CONTENT.into_response()
         }
         Outcome::Desired(r) => Json(r).into_response(),
+        Outcome::Mined(m) => tx_view(m).into_response(),
     }
 }
 
@@ -1201,11 +1211,18 @@ async fn fund(
     };
     let deposit = amount("deposit", &req.deposit)?;
     let reserve = amount("reserve", &req.reserve)?;
-    let c = chain(&node)?;
-    c.fund_deposit_and_reserve(deposit, reserve)
-        .await
-        .map(tx_view)
-        .map_err(chain_error)
+    funding(&node, Funding::DepositAndReserve { deposit, reserve }).await
+}
+
+async fn funding(node: &Node, f: Funding) -> Result<Json<TxView>, ApiError> {
+    match node.execute(Command::Funding(f)).await? {
+        Outcome::Mined(m) => Ok(tx_view(m)),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected outcome",
+        )),
+    }
 }
 
 #[utoipa::path(
@@ -1216,11 +1233,7 @@ async fn fund(
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    chain(&node)?
-        .unlock()
-        .await
-        .map(tx_view)
-        .map_err(chain_error)
+    funding(&node, Funding::Unlock).await
 }
 
 #[utoipa::path(
@@ -1231,11 +1244,7 @@ async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> 
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    chain(&node)?
-        .cancel_unlock()
-        .await
-        .map(tx_view)
-        .map_err(chain_error)
+    funding(&node, Funding::CancelUnlock).await
 }
 
 #[utoipa::path(
@@ -1246,9 +1255,5 @@ async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, Api
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn withdraw(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    chain(&node)?
-        .withdraw()
-        .await
-        .map(tx_view)
-        .map_err(chain_error)
+    funding(&node, Funding::Withdraw).await
 }
