@@ -71,12 +71,23 @@ pub struct MqttConfig {
     pub protocol: String,
 }
 
+/// The node's roles on the Livepeer network.
+pub const ROLES: &[&str] = &["off", "gateway", "orchestrator", "both"];
+
+impl PmConfig {
+    /// Earns tickets (orchestrator or both).
+    pub fn earns(&self) -> bool {
+        self.role == "orchestrator" || self.role == "both"
+    }
+}
+
 /// Livepeer payments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PmConfig {
-    /// `off`, `gateway` (fund deposit/reserve, pay) or `orchestrator` (earn tickets); the
-    /// last two need a keystore and `eth_url`.
+    /// `off`, `gateway` (fund deposit/reserve, pay), `orchestrator` (earn tickets) or `both`;
+    /// all but `off` need a keystore and `eth_url`. `off` here defers to the role chosen at
+    /// first-boot setup, when `eth_url` is set.
     pub role: String,
     /// JSON-RPC endpoint of the chain (Arbitrum One in production).
     pub eth_url: String,
@@ -437,13 +448,10 @@ impl Config {
 
     fn validate_pm(&self) -> Result<(), ConfigError> {
         let pm = &self.pm;
-        if !["off", "gateway", "orchestrator"].contains(&pm.role.as_str()) {
+        if !ROLES.contains(&pm.role.as_str()) {
             return Err(ConfigError::new(
                 "pm.role",
-                format!(
-                    "'{}' is not a role; allowed: off, gateway, orchestrator",
-                    pm.role
-                ),
+                format!("'{}' is not a role; allowed: {}", pm.role, ROLES.join(", ")),
             ));
         }
         let wei = |key: &str, v: &str| -> Result<(), ConfigError> {

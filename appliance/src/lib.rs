@@ -70,6 +70,7 @@ pub enum RunEnd {
 /// Runs the node until SIGTERM or SIGINT (or a restart command), then stops every stream
 /// gracefully (playlists are finalised) and returns.
 pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, StartError> {
+    let mut cfg = cfg;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
         path: cfg.data_dir.display().to_string(),
         source,
@@ -84,6 +85,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         source,
     })?;
     media::init().map_err(StartError::Media)?;
+    adopt_setup_role(&mut cfg, &store);
 
     let http = TcpListener::bind(cfg.http.listen)
         .await
@@ -220,6 +222,26 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     result
 }
 
+/// The role picked at first-boot setup applies when the configuration leaves `pm.role` off and
+/// names a chain to use; the configuration wins otherwise.
+fn adopt_setup_role(cfg: &mut Config, store: &store::Store) {
+    let Ok(device) = control::auth::Auth::device(store) else {
+        return;
+    };
+    if cfg.pm.role != "off" || device.role == "off" {
+        return;
+    }
+    if cfg.pm.eth_url.is_empty() {
+        tracing::warn!(
+            "the role chosen at setup ({}) needs pm.eth_url (and a wallet); payments stay off",
+            device.role
+        );
+        return;
+    }
+    tracing::info!("payments role {} (chosen at setup)", device.role);
+    cfg.pm.role = device.role;
+}
+
 /// A read-only or full data directory is found at start, not at the first payment.
 fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
@@ -275,7 +297,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     };
     tracing::info!(%address, broker = %chain.ticket_broker, role = %pm.role, "payments ready");
     let _ = node.chain.set(chain.clone());
-    if pm.role != "orchestrator" {
+    if !pm.earns() {
         return;
     }
     let watcher = Arc::new(watcher::BlockWatcher::new(chain));

@@ -575,3 +575,62 @@ fn a_read_only_data_dir_stops_the_node_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_role_chosen_at_setup_applies_when_the_configuration_leaves_it_off() {
+    let w = world(10_000).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let controller = w.controller.to_string();
+    let env = pm_env(&w.node.url, &controller, "off", PASSWORD);
+    let node = common::NodeProc::start_without_setup_with(dir.path(), &env);
+    let code = node.setup_code().expect("code");
+    let setup = node.call(
+        "POST",
+        "/api/setup",
+        Some(
+            &json!({"code": code, "password": common::ADMIN_PASSWORD,
+                "device_name": "earner", "role": "both"})
+            .to_string(),
+        ),
+        &[],
+    );
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    let cookie = common::session_cookie(&setup).expect("cookie");
+    let csrf = setup.body["csrf_token"].as_str().expect("csrf").to_string();
+    // Off until restarted: payments were not configured at start.
+    let r = node.call("GET", "/api/pm/wallet", None, &[("cookie", &cookie)]);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (409, json!("payments_off"))
+    );
+    let t = node.call(
+        "POST",
+        "/api/tokens",
+        Some(r#"{"name":"t","role":"admin"}"#),
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+    );
+    std::fs::write(
+        dir.path().join("admin-token"),
+        t.body["token"].as_str().expect("token"),
+    )
+    .expect("token file");
+    drop(node);
+
+    // After a restart the node earns (and can fund) as chosen.
+    let node = common::NodeProc::start_with(dir.path(), &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The orchestrator's chain view exists only when the node earns.
+    let (st, v) = loop {
+        let (st, v) = node.get("/api/pm/chain");
+        if st == 200 || std::time::Instant::now() > deadline {
+            break (st, v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["reachable"], true, "{v}");
+    assert!(node.log().contains("payments role both (chosen at setup)"));
+    let (_, wallet) = node.get("/api/pm/wallet");
+    assert_eq!(wallet["role"], "both");
+}

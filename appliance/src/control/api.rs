@@ -939,7 +939,7 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
     if let Some(e) = payments_off(node) {
         return Err(e);
     }
-    if node.cfg.pm.role != "orchestrator" {
+    if !node.cfg.pm.earns() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_orchestrator",
