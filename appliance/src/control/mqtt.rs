@@ -269,6 +269,9 @@ impl Settings {
             o.set_keep_alive(keep_alive)
                 .set_clean_start(true)
                 .set_max_packet_size(Some(MAX_PACKET as u32))
+                // rumqttc sizes its in-flight table by this limit up front (64 Ki slots,
+                // ~14 MB, by default); 100 in flight is plenty for a device.
+                .set_outgoing_inflight_upper_limit(100)
                 .set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
                     will_topic,
                     "offline",
