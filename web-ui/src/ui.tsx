@@ -4,6 +4,36 @@ import { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api";
 
+// One EventSource for the whole page, shared by every poller; reconnects on its own.
+const listeners = new Set<() => void>();
+let source: EventSource | null = null;
+let pending: ReturnType<typeof setTimeout> | null = null;
+function onNodeEvent(fn: () => void): () => void {
+  listeners.add(fn);
+  if (!source && typeof EventSource !== "undefined") {
+    source = new EventSource("/api/events/stream");
+    const fire = () => {
+      // Coalesce bursts (a stream coming up emits several events).
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        listeners.forEach((l) => l());
+      }, 300);
+    };
+    source.onmessage = fire;
+    for (const kind of ["stream_up", "stream_down", "stream_created", "stream_updated", "stream_deleted", "stream_error", "encoder_fallback", "ticket_won", "ticket_redeemed", "ticket_failed", "settings_changed", "funding_changed"]) {
+      source.addEventListener(kind, fire);
+    }
+  }
+  return () => {
+    listeners.delete(fn);
+    if (listeners.size === 0 && source) {
+      source.close();
+      source = null;
+    }
+  };
+}
+
 export function Field(props: {
   label: string;
   error?: string | null;
@@ -34,7 +64,8 @@ export function ErrorBox({ error }: { error: unknown }) {
   );
 }
 
-/// Calls `load` now and every `ms`, keeping the last value.
+/// Calls `load` now, every `ms`, and whenever the node reports an event (server-sent events
+/// from /api/events/stream), keeping the last value.
 export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []) {
   const [value, setValue] = useState<T | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -53,9 +84,11 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
     };
     tick();
     const t = setInterval(tick, ms);
+    const unsubscribe = onNodeEvent(tick);
     return () => {
       live = false;
       clearInterval(t);
+      unsubscribe();
     };
   }, deps);
   return { value, error, setValue };
