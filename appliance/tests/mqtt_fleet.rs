@@ -119,6 +119,13 @@ fn desired_configuration_round_trip() {
     let s = s.json();
     assert_eq!(s["desired"]["applied_version"], 1);
     assert_eq!(s["log_level"], "debug");
+    let reported = s["streams"].as_array().expect("streams");
+    let cam = reported
+        .iter()
+        .find(|x| x["id"] == "cam-a")
+        .expect("cam-a reported");
+    assert_eq!(cam["source"]["kind"], "test");
+    assert!(cam["ladder"].as_array().is_some_and(|l| !l.is_empty()));
     let (_, streams) = node.get("/api/streams");
     let ids: Vec<&str> = streams
         .as_array()

@@ -600,8 +600,11 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
         .unwrap_or_default()
         .into_iter()
         .map(|s| {
+            // The configuration as applied (secrets such as RTSP passwords are never in a
+            // view), and how it runs.
             json!({
-                "id": s.id, "name": s.name, "enabled": s.enabled, "state": s.status.state,
+                "id": s.id, "name": s.name, "enabled": s.enabled, "source": s.source,
+                "ladder": s.ladder, "state": s.status.state,
                 "encoder": s.status.encoder, "last_error": s.status.last_error,
             })
         })
