@@ -163,19 +163,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub async fn authorize(
     State(guard): State<Guard>,
     matched: Option<MatchedPath>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    check(guard, matched, req, next).await
-}
-
-fn refuse(e: ApiError) -> Response {
-    e.into_response()
-}
-
-async fn check(
-    guard: Guard,
-    matched: Option<MatchedPath>,
     mut req: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -191,18 +178,19 @@ async fn check(
         cookie(req.headers(), SESSION_COOKIE),
     ) {
         Ok(p) => p,
-        Err(e) => return refuse(ApiError::from(CommandError::Storage(e))),
+        Err(e) => return ApiError::from(CommandError::Storage(e)).into_response(),
     };
     if access != Access::Public {
         let Some(p) = &principal else {
-            return refuse(ApiError::new(
+            return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "sign in, or send an API token as 'Authorization: Bearer <token>'",
-            ));
+            )
+            .into_response();
         };
         if !access.allows(p.role) {
-            return refuse(ApiError::new(
+            return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!(
@@ -213,23 +201,30 @@ async fn check(
                         "viewer"
                     }
                 ),
-            ));
+            )
+            .into_response();
         }
     }
     if let Some(p) = &principal {
+        // Public routes do not act on the cookie's authority, so they need no CSRF token
+        // (signing in again over a live session must work).
         let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if unsafe_method && let Some(expected) = &p.csrf {
+        if unsafe_method
+            && access != Access::Public
+            && let Some(expected) = &p.csrf
+        {
             let sent = req
                 .headers()
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if !same_secret(sent, expected) {
-                return refuse(ApiError::new(
+                return ApiError::new(
                     StatusCode::FORBIDDEN,
                     "csrf",
                     "missing or wrong X-CSRF-Token header for a cookie session",
-                ));
+                )
+                .into_response();
             }
         }
         req.extensions_mut().insert(p.clone());
