@@ -1,6 +1,7 @@
 //! MQTT command round trip, node against an echo baseline, on one broker in one run.
 //!
-//! `mqtt_rtt <broker port> <device topic base> <n>` sends `n` `log_level` commands to the node
+//! `mqtt_rtt <broker port> <device topic base> <n>` sends `n` `log_level` commands (alternating
+//! `info` and `warn`, so each one changes the level) to the node
 //! (publish → the final `succeeded` result received) and `n` messages through an echo made of
 //! `mosquitto_sub | mosquitto_pub -l` (publish → the echo received), alternating, one at a
 //! time, and prints p50/p99 of both and their ratio.
@@ -77,7 +78,9 @@ fn main() {
     for i in 0..n {
         // The node: a command, until its final result.
         let rid = format!("bench-{}-{i}", std::process::id());
-        let body = format!(r#"{{"request_id":"{rid}","level":"info"}}"#);
+        // Alternate, so that every command changes the level for real.
+        let level = if i % 2 == 0 { "info" } else { "warn" };
+        let body = format!(r#"{{"request_id":"{rid}","level":"{level}"}}"#);
         let t0 = Instant::now();
         client
             .publish(

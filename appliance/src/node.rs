@@ -334,6 +334,10 @@ impl Node {
                 Ok(Outcome::Mined(mined))
             }
             Command::SetLogLevel(level) => {
+                if self.logs.level() == level {
+                    // Nothing changes: no filter rebuild, no event.
+                    return Ok(Outcome::Done);
+                }
                 self.logs
                     .set_level(&level)
                     .map_err(|m| CommandError::Invalid(SpecError::new("level", m)))?;
