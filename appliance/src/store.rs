@@ -93,7 +93,8 @@ const MIGRATIONS: &[&str] = &[
         command TEXT NOT NULL,
         result TEXT NOT NULL,
         created_ms INTEGER NOT NULL
-     );",
+     );
+     CREATE INDEX command_results_created ON command_results(created_ms);",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -651,7 +652,7 @@ mod tests {
             s.claim_command("r2", "x", r#"{"state":"accepted"}"#, 3)
                 .expect("claim")
         );
-        s.set_command_result("r2", "x", r#"{"state":"succeeded"}"#, 4)
+        s.set_command_result("r2", r#"{"state":"succeeded"}"#)
             .expect("finish");
         assert_eq!(s.fail_unfinished_commands("cut short").expect("fail"), 1);
         let r1: serde_json::Value =
@@ -905,7 +906,8 @@ impl Store {
         Ok(())
     }
 
-    /// The token with this hash, marking it used.
+    /// The token with this hash, marking it used — at most once a minute, so a busy script
+    /// does not cost a disk write per request.
     pub fn use_token(
         &self,
         token_hash: &str,
@@ -920,7 +922,11 @@ impl Store {
                 token_row,
             )
             .optional()?;
-        if let Some(t) = &found {
+        let stale = |t: &&TokenRecord| {
+            t.last_used_ms
+                .is_none_or(|u| now_ms.saturating_sub(u) >= 60_000)
+        };
+        if let Some(t) = found.as_ref().filter(stale) {
             conn.execute(
                 "UPDATE api_tokens SET last_used_ms = ?2 WHERE id = ?1",
                 params![t.id, now_ms as i64],
@@ -966,11 +972,22 @@ impl Store {
         result: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let n = self.conn()?.execute(
+        let conn = self.conn()?;
+        let n = conn.execute(
             "INSERT OR IGNORE INTO command_results (request_id, command, result, created_ms)
              VALUES (?1, ?2, ?3, ?4)",
             params![request_id, command, result, now_ms as i64],
         )?;
+        // Keep the newest 10 000 results; pruning every thousandth claim keeps the cost off
+        // the other 999.
+        if n == 1 && conn.last_insert_rowid() % 1000 == 0 {
+            conn.execute(
+                "DELETE FROM command_results WHERE created_ms < (
+                    SELECT created_ms FROM command_results
+                    ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
+                [],
+            )?;
+        }
         Ok(n == 1)
     }
 
@@ -986,25 +1003,11 @@ impl Store {
         )?)
     }
 
-    /// Records (or updates) a command's result; old results beyond the newest 10 000 are pruned.
-    pub fn set_command_result(
-        &self,
-        request_id: &str,
-        command: &str,
-        result: &str,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO command_results (request_id, command, result, created_ms)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(request_id) DO UPDATE SET result = excluded.result",
-            params![request_id, command, result, now_ms as i64],
-        )?;
-        conn.execute(
-            "DELETE FROM command_results WHERE created_ms < (
-                SELECT created_ms FROM command_results ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
-            [],
+    /// Records the result of a claimed command.
+    pub fn set_command_result(&self, request_id: &str, result: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE command_results SET result = ?2 WHERE request_id = ?1",
+            params![request_id, result],
         )?;
         Ok(())
     }

@@ -477,7 +477,7 @@ async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> 
         uptime_s: node.started.elapsed().as_secs(),
         streams: counts,
         encoder: inv.preferred.clone(),
-        hardware_encoder: inv.encoders.iter().any(|e| e.works && e.hardware),
+        hardware_encoder: inv.has_hardware(),
     }))
 }
 
@@ -724,7 +724,7 @@ async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiErr
         node_uptime_s: node.started.elapsed().as_secs(),
         stats: node.device.latest(),
         encoder: inv.preferred.clone(),
-        hardware_encoder: inv.encoders.iter().any(|e| e.works && e.hardware),
+        hardware_encoder: inv.has_hardware(),
     }))
 }
 
@@ -902,11 +902,7 @@ struct MqttView {
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     let m = &node.cfg.mqtt;
-    let device_id = if !m.device_id.is_empty() {
-        Some(m.device_id.clone())
-    } else {
-        node.store.get_meta("device_id").ok().flatten()
-    };
+    let device_id = crate::control::mqtt::known_device_id(&node);
     Json(MqttView {
         enabled: !m.url.is_empty(),
         url: m.url.clone(),
@@ -923,22 +919,10 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     })
 }
 
-/// Payments being off is the node's configuration, not a failure: 409. Not being ready yet
-/// (the chain unreachable so far) is a passing condition: 503.
-fn payments_off(node: &Node) -> Option<ApiError> {
-    (node.cfg.pm.role == "off").then(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "payments_off",
-            "payments are off on this node (pm.role = off)",
-        )
-    })
-}
-
+/// The orchestrator's side of payments; refused with the node's own errors: payments off
+/// (409, configuration), not an orchestrator (409), chain not reached yet (503).
 fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiError> {
-    if let Some(e) = payments_off(node) {
-        return Err(e);
-    }
+    chain(node)?;
     if !node.cfg.pm.earns() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -946,15 +930,14 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
             format!("this node is a {}, not an orchestrator", node.cfg.pm.role),
         ));
     }
-    node.orchestrator.get().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payments_unavailable",
-            "the chain is not reachable yet",
-        )
-    })
+    Ok(node
+        .orchestrator
+        .get()
+        .cloned()
+        .ok_or(CommandError::ChainNotReady)?)
 }
 
+/// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
 #[utoipa::path(
     get,
     path = "/api/pm/chain",
@@ -962,7 +945,6 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
     responses((status = 200, body = serde_json::Value), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
-/// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
 async fn chain_head(
     State(node): State<AppState>,
 ) -> Result<Json<crate::watcher::HeadView>, ApiError> {
@@ -1112,16 +1094,14 @@ async fn tickets(
 }
 
 fn chain(node: &Node) -> Result<crate::chain::ChainClient, ApiError> {
-    if let Some(e) = payments_off(node) {
-        return Err(e);
+    if node.cfg.pm.role == "off" {
+        return Err(CommandError::PaymentsOff.into());
     }
-    node.chain.get().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payments_unavailable",
-            "the chain is not reachable yet",
-        )
-    })
+    Ok(node
+        .chain
+        .get()
+        .cloned()
+        .ok_or(CommandError::ChainNotReady)?)
 }
 
 fn chain_error(e: crate::chain::ChainError) -> ApiError {

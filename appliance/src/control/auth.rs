@@ -328,11 +328,7 @@ impl Auth {
             store.delete_meta(META_SETUP_HASH)?;
             return Ok(None);
         }
-        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-        let mut rng = rand::rng();
-        let raw: String = (0..10)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
+        let raw = crate::node::random_string(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 10);
         let code = format!("{}-{}", &raw[..5], &raw[5..]);
         store.set_meta(META_SETUP_HASH, &hash_password(&code)?)?;
         Ok(Some(code))

@@ -171,64 +171,57 @@ pub async fn authorize(
         matched.as_ref().map(|m| m.as_str()),
         req.uri().path(),
     );
-    let store = &guard.node.store;
-    let principal = match Auth::principal(
-        store,
+    // Public routes (the HLS output, the UI's files, login, peers' payments) act on no one's
+    // authority: the caller is not looked up for them.
+    if access == Access::Public {
+        return next.run(req).await;
+    }
+    let found = match Auth::principal(
+        &guard.node.store,
         bearer(req.headers()),
         cookie(req.headers(), SESSION_COOKIE),
     ) {
         Ok(p) => p,
         Err(e) => return ApiError::from(CommandError::Storage(e)).into_response(),
     };
-    if access != Access::Public {
-        let Some(p) = &principal else {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "sign in, or send an API token as 'Authorization: Bearer <token>'",
-            )
-            .into_response();
+    let Some(p) = found else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "sign in, or send an API token as 'Authorization: Bearer <token>'",
+        )
+        .into_response();
+    };
+    if !access.allows(p.role) {
+        let role = if access == Access::Admin {
+            "admin"
+        } else {
+            "viewer"
         };
-        if !access.allows(p.role) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {role} role"),
+        )
+        .into_response();
+    }
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && let Some(expected) = &p.csrf {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_secret(sent, expected) {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this needs the {} role",
-                    if access == Access::Admin {
-                        "admin"
-                    } else {
-                        "viewer"
-                    }
-                ),
+                "csrf",
+                "missing or wrong X-CSRF-Token header for a cookie session",
             )
             .into_response();
         }
     }
-    if let Some(p) = &principal {
-        // Public routes do not act on the cookie's authority, so they need no CSRF token
-        // (signing in again over a live session must work).
-        let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if unsafe_method
-            && access != Access::Public
-            && let Some(expected) = &p.csrf
-        {
-            let sent = req
-                .headers()
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !same_secret(sent, expected) {
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf",
-                    "missing or wrong X-CSRF-Token header for a cookie session",
-                )
-                .into_response();
-            }
-        }
-        req.extensions_mut().insert(p.clone());
-    }
+    req.extensions_mut().insert(p);
     next.run(req).await
 }
 

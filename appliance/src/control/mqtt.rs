@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use rand::Rng;
 use rumqttc::v5::mqttbytes::v5::{LastWillProperties, Packet as Packet5, PublishProperties};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -320,21 +319,26 @@ fn low_latency() -> rumqttc::NetworkOptions {
     n
 }
 
+/// The device id if it is known yet: configured, or made at an earlier start.
+pub fn known_device_id(node: &Node) -> Option<String> {
+    if !node.cfg.mqtt.device_id.is_empty() {
+        return Some(node.cfg.mqtt.device_id.clone());
+    }
+    node.store.get_meta(META_DEVICE_ID).ok().flatten()
+}
+
+const META_DEVICE_ID: &str = "device_id";
+
 /// The device id: configured, or made once and kept.
 fn device_id(node: &Node) -> String {
-    if !node.cfg.mqtt.device_id.is_empty() {
-        return node.cfg.mqtt.device_id.clone();
-    }
-    if let Ok(Some(id)) = node.store.get_meta("device_id") {
+    if let Some(id) = known_device_id(node) {
         return id;
     }
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    let id: String = (0..10)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    let id = format!("lpe-{id}");
-    if let Err(e) = node.store.set_meta("device_id", &id) {
+    let id = format!(
+        "lpe-{}",
+        crate::node::random_string(crate::node::ID_ALPHABET, 10)
+    );
+    if let Err(e) = node.store.set_meta(META_DEVICE_ID, &id) {
         tracing::warn!("cannot keep the device id: {e}");
     }
     id
@@ -566,10 +570,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     send(&accepted);
     let record = |r: &CommandResult| {
         let text = String::from_utf8(r.json()).unwrap_or_default();
-        if let Err(e) = node
-            .store
-            .set_command_result(&request_id, &name, &text, now_ms())
-        {
+        if let Err(e) = node.store.set_command_result(&request_id, &text) {
             tracing::warn!("cannot record the result of command {name}: {e}");
         }
     };

@@ -31,7 +31,11 @@ fn ensure_certificate(data_dir: &Path, listen: SocketAddr) -> Result<(), String>
         return Ok(());
     }
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    if let Some(h) = sysinfo::System::host_name() {
+    if let Some(h) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+    {
         names.push(h.clone());
         names.push(format!("{h}.local"));
     }

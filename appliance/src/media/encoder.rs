@@ -86,6 +86,11 @@ pub struct EncoderInventory {
 }
 
 impl EncoderInventory {
+    /// Whether a hardware encoder was found and works.
+    pub fn has_hardware(&self) -> bool {
+        self.encoders.iter().any(|e| e.works && e.hardware)
+    }
+
     pub fn works(&self, element: &str) -> bool {
         self.encoders
             .iter()
