@@ -217,6 +217,8 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     if let Some(t) = pm_task {
         t.abort();
     }
+    // The last events (the stop itself) reach the store before the task ends.
+    node.flush_events().await;
     recorder.abort();
     tracing::info!("stopped");
     result

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::events::{EventBus, EventKind, now_ms};
+use crate::events::{EventBus, EventKind, NodeEvent, now_ms};
 use crate::media::MediaEngine;
 use crate::media::runner::{StreamState, StreamStatus};
 use crate::media::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
@@ -146,6 +146,22 @@ pub struct Node {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when the stop is a restart.
     pub restart: std::sync::atomic::AtomicBool,
+    event_log: EventLog,
+}
+
+/// How long the event recorder gathers events before writing them in one transaction, so a
+/// burst costs one write and the writes stay off the paths that emit events.
+const EVENT_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+/// A batch this large is written at once.
+const EVENT_BATCH_MAX: usize = 256;
+
+type FlushRequest = tokio::sync::oneshot::Sender<()>;
+
+/// The store's copy of the event bus: flush requests to the recorder task, which takes the
+/// receiving end when it starts.
+struct EventLog {
+    flush: tokio::sync::mpsc::UnboundedSender<FlushRequest>,
+    requests: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FlushRequest>>>,
 }
 
 /// The desired-configuration version last applied (its JSON text).
@@ -240,6 +256,13 @@ impl Node {
             logs,
             shutdown,
             restart: std::sync::atomic::AtomicBool::new(false),
+            event_log: {
+                let (flush, requests) = tokio::sync::mpsc::unbounded_channel();
+                EventLog {
+                    flush,
+                    requests: std::sync::Mutex::new(Some(requests)),
+                }
+            },
         })
     }
 
@@ -769,25 +792,98 @@ impl Node {
         Ok(())
     }
 
-    /// Persists every event from the bus until the bus closes.
+    /// Persists every event from the bus until the bus closes, in batches gathered for up to
+    /// [`EVENT_BATCH_WINDOW`]; [`Node::flush_events`] writes what has been emitted at once.
     pub fn spawn_event_recorder(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let node = self.clone();
         let mut rx = self.events.subscribe();
+        let mut requests = self
+            .event_log
+            .requests
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take());
+        let write = move |pending: &mut Vec<NodeEvent>| {
+            if let Err(e) = node.store.insert_events(pending) {
+                tracing::warn!("cannot record {} event(s): {e}", pending.len());
+            }
+            pending.clear();
+        };
         tokio::spawn(async move {
+            let mut pending = Vec::new();
+            let mut due: Option<tokio::time::Instant> = None;
             loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if let Err(e) = node.store.insert_event(&ev) {
-                            tracing::warn!("cannot record event: {e}");
+                let timer = async {
+                    match due {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let flush_request = async {
+                    match requests.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => {
+                            pending.push(ev);
+                            due.get_or_insert_with(|| tokio::time::Instant::now() + EVENT_BATCH_WINDOW);
+                            if pending.len() >= EVENT_BATCH_MAX {
+                                write(&mut pending);
+                                due = None;
+                            }
                         }
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!("event recorder missed {n} events");
+                        }
+                        Err(RecvError::Closed) => {
+                            write(&mut pending);
+                            return;
+                        }
+                    },
+                    _ = timer => {
+                        write(&mut pending);
+                        due = None;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("event recorder missed {n} events");
+                    Some(ack) = flush_request => {
+                        // Everything emitted before the request is already in the channel.
+                        loop {
+                            match rx.try_recv() {
+                                Ok(ev) => pending.push(ev),
+                                Err(TryRecvError::Lagged(n)) => {
+                                    tracing::warn!("event recorder missed {n} events");
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        write(&mut pending);
+                        due = None;
+                        let _ = ack.send(());
                     }
-                    Err(_) => return,
                 }
             }
         })
+    }
+
+    /// Waits until every event emitted before the call is in the store.
+    pub async fn flush_events(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.event_log.flush.send(ack).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// The newest recorded events, newest first, including all emitted before the call.
+    pub async fn recent_events(
+        &self,
+        stream_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::StoredEvent>, StoreError> {
+        self.flush_events().await;
+        self.store.recent_events(stream_id, limit)
     }
 
     pub async fn shutdown(&self) {

@@ -19,6 +19,8 @@ pub enum StoreError {
     Corrupt { id: String, message: String },
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("cannot start the WAL checkpointer: {0}")]
+    Checkpointer(String),
 }
 
 /// Each entry moves the schema one version forward; never edit a released entry.
@@ -119,18 +121,51 @@ pub struct StoredEvent {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Dropping it stops the checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store._checkpointer = Some(Self::spawn_checkpointer(path)?);
+        Ok(store)
+    }
+
+    /// Checkpoints the WAL from a thread of its own, so no write waits for one: SQLite's
+    /// automatic checkpoint would run inside whichever commit crosses the threshold and
+    /// hold the connection for milliseconds of fsync. A passive checkpoint never blocks
+    /// writers; the thread ends when the store is dropped.
+    fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(1))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!("WAL checkpoint failed: {e}");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Checkpointer(e.to_string()))?;
+        Ok(stop)
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durability before acknowledgement: a committed change survives power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoints happen off the write path (`spawn_checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -142,11 +177,34 @@ impl Store {
         }
         Ok(Self {
             conn: Mutex::new(conn),
+            _checkpointer: None,
         })
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Runs a write to the node's journal (the event log and fleet-command bookkeeping) with
+    /// `synchronous=NORMAL`: the commit reaches the WAL without an fsync, so it survives a
+    /// crash of the process but not of the machine until the next checkpoint or the next
+    /// `FULL` commit, which syncs the WAL with everything before it. Money, users and
+    /// configuration never go through here.
+    fn journal<T>(
+        &self,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        let out = write(&conn);
+        // Restore before anything else can use the connection, whatever `write` returned.
+        let restored = conn
+            .prepare_cached("PRAGMA synchronous = FULL")
+            .and_then(|mut st| st.execute([]));
+        let out = out?;
+        restored?;
+        Ok(out)
     }
 
     /// All streams in creation order. A row that does not parse is reported in the second
@@ -256,20 +314,39 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn insert_event(&self, e: &NodeEvent) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO events (ts_ms, stream_id, kind, message) VALUES (?1, ?2, ?3, ?4)",
-            params![e.ts_ms as i64, e.stream_id, e.kind.as_str(), e.message],
-        )?;
-        let id = conn.last_insert_rowid();
-        if id % 500 == 0 {
-            conn.execute(
-                "DELETE FROM events WHERE id <= ?1",
-                params![id - EVENTS_KEPT],
-            )?;
+    /// Appends events to the log in one transaction (journal durability, see
+    /// [`Store::journal`]).
+    pub fn insert_events(&self, events: &[NodeEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.journal(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (mut last, mut prune) = (0, false);
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (ts_ms, stream_id, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for e in events {
+                    insert.execute(params![
+                        e.ts_ms as i64,
+                        e.stream_id,
+                        e.kind.as_str(),
+                        e.message
+                    ])?;
+                    last = tx.last_insert_rowid();
+                    // Pruning when an id reaches a multiple of 500 keeps it off most writes.
+                    prune |= last % 500 == 0;
+                }
+            }
+            if prune {
+                tx.execute(
+                    "DELETE FROM events WHERE id <= ?1",
+                    params![last - EVENTS_KEPT],
+                )?;
+            }
+            tx.commit()
+        })
     }
 
     /// The newest events, newest first.
@@ -636,6 +713,63 @@ mod tests {
         assert!(s.get_stream("a").expect("get").is_none());
     }
 
+    fn event(i: u64) -> NodeEvent {
+        NodeEvent {
+            ts_ms: i,
+            stream_id: None,
+            kind: crate::events::EventKind::SettingsChanged,
+            message: format!("event {i}"),
+        }
+    }
+
+    #[test]
+    fn journal_writes_leave_full_durability_for_everything_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("node.db")).expect("store");
+        let synchronous = |s: &Store| -> i64 {
+            s.conn()
+                .expect("conn")
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .expect("pragma")
+        };
+        assert_eq!(synchronous(&s), 2, "FULL");
+        let batch: Vec<NodeEvent> = (1..=1200).map(event).collect();
+        s.insert_events(&batch).expect("events");
+        assert!(s.claim_command("r1", "log_level", "{}", 1).expect("claim"));
+        s.set_command_result("r1", "{}").expect("result");
+        assert_eq!(synchronous(&s), 2, "FULL again after journal writes");
+        // A failing journal write restores FULL as well.
+        let failed = s.journal(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []));
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&s), 2);
+        // One batch, in order.
+        let newest = s.recent_events(None, 2).expect("recent");
+        assert_eq!(newest[0].message, "event 1200");
+        assert_eq!(newest[1].message, "event 1199");
+    }
+
+    #[test]
+    fn the_checkpointer_copies_the_wal_into_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let s = Store::open(&path).expect("store");
+        let before = std::fs::metadata(&path).expect("db").len();
+        let batch: Vec<NodeEvent> = (1..=2000).map(event).collect();
+        s.insert_events(&batch).expect("events");
+        // The writer never checkpoints itself; the checkpointer thread does, within a period.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::metadata(&path).expect("db").len() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 5 s"
+            );
+            std::thread::sleep(CHECKPOINT_EVERY / 5);
+        }
+        drop(s);
+        let reopened = Store::open(&path).expect("reopen");
+        assert_eq!(reopened.recent_events(None, 1).expect("recent").len(), 1);
+    }
+
     #[test]
     fn commands_are_claimed_once_and_unfinished_ones_fail_at_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -964,7 +1098,9 @@ impl Store {
     }
 
     /// Records a command's first result under its request id; `false` when the id is known
-    /// (the command was seen before and must not run again).
+    /// (the command was seen before and must not run again). Journal durability (see
+    /// [`Store::journal`]): a request id survives a crash of the node; after a power loss a
+    /// fleet's retry of one of the last commands may run it again.
     pub fn claim_command(
         &self,
         request_id: &str,
@@ -972,23 +1108,25 @@ impl Store {
         result: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO command_results (request_id, command, result, created_ms)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![request_id, command, result, now_ms as i64],
-        )?;
-        // Keep the newest 10 000 results; pruning every thousandth claim keeps the cost off
-        // the other 999.
-        if n == 1 && conn.last_insert_rowid() % 1000 == 0 {
-            conn.execute(
-                "DELETE FROM command_results WHERE created_ms < (
-                    SELECT created_ms FROM command_results
-                    ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
-                [],
-            )?;
-        }
-        Ok(n == 1)
+        self.journal(|conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO command_results
+                     (request_id, command, result, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![request_id, command, result, now_ms as i64])?;
+            // Keep the newest 10 000 results; pruning every thousandth claim keeps the cost
+            // off the other 999.
+            if n == 1 && conn.last_insert_rowid() % 1000 == 0 {
+                conn.execute(
+                    "DELETE FROM command_results WHERE created_ms < (
+                        SELECT created_ms FROM command_results
+                        ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
+                    [],
+                )?;
+            }
+            Ok(n == 1)
+        })
     }
 
     /// Marks commands that were accepted but never finished (the node stopped in between) as
@@ -1005,10 +1143,10 @@ impl Store {
 
     /// Records the result of a claimed command.
     pub fn set_command_result(&self, request_id: &str, result: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE command_results SET result = ?2 WHERE request_id = ?1",
-            params![request_id, result],
-        )?;
+        self.journal(|conn| {
+            conn.prepare_cached("UPDATE command_results SET result = ?2 WHERE request_id = ?1")?
+                .execute(params![request_id, result])
+        })?;
         Ok(())
     }
 }

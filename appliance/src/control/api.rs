@@ -804,8 +804,8 @@ async fn events(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let events = node
-        .store
         .recent_events(q.stream_id.as_deref(), limit)
+        .await
         .map_err(CommandError::from)?;
     Ok(Json(events))
 }

@@ -84,6 +84,14 @@ struct ReplyTo {
     correlation: Option<Bytes>,
 }
 
+/// How hard a message is delivered: a command's progress (`accepted`, `in_progress`) is
+/// best effort (QoS 0), everything else — its final result included — at least once (QoS 1).
+#[derive(Clone, Copy)]
+enum Delivery {
+    BestEffort,
+    AtLeastOnce,
+}
+
 /// The client half, MQTT 5 or 3.1.1.
 #[derive(Clone)]
 enum Link {
@@ -100,26 +108,29 @@ impl Link {
         payload: Vec<u8>,
         retain: bool,
         reply: Option<&ReplyTo>,
+        delivery: Delivery,
     ) -> bool {
         match self {
             Self::V5(c) => {
+                let qos = match delivery {
+                    Delivery::BestEffort => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+                    Delivery::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                };
                 let props = PublishProperties {
                     correlation_data: reply.and_then(|r| r.correlation.clone()),
                     content_type: Some("application/json".into()),
                     ..Default::default()
                 };
-                c.try_publish_with_properties(
-                    topic,
-                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                    retain,
-                    payload,
-                    props,
-                )
-                .is_ok()
+                c.try_publish_with_properties(topic, qos, retain, payload, props)
+                    .is_ok()
             }
-            Self::V4(c) => c
-                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
-                .is_ok(),
+            Self::V4(c) => {
+                let qos = match delivery {
+                    Delivery::BestEffort => rumqttc::QoS::AtMostOnce,
+                    Delivery::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+                };
+                c.try_publish(topic, qos, retain, payload).is_ok()
+            }
         }
     }
 
@@ -519,7 +530,7 @@ async fn execute(
 }
 
 /// Publishes results from command tasks through the bridge's loop.
-type Outbox = mpsc::UnboundedSender<(String, Vec<u8>, bool, Option<ReplyTo>)>;
+type Outbox = mpsc::UnboundedSender<(ReplyTo, Vec<u8>, Delivery)>;
 
 /// Handles one `cmd/<name>` message: dedupe by request id, record, run, report.
 async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: String, out: Outbox) {
@@ -531,7 +542,11 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
         correlation: msg.correlation.clone(),
     };
     let send = |r: &CommandResult| {
-        let _ = out.send((reply.topic.clone(), r.json(), false, Some(reply.clone())));
+        let delivery = match r.state.as_str() {
+            "accepted" | "in_progress" => Delivery::BestEffort,
+            _ => Delivery::AtLeastOnce,
+        };
+        let _ = out.send((reply.clone(), r.json(), delivery));
     };
     let (request_id, args) = match parse_request(&name, &msg) {
         Ok(v) => v,
@@ -718,14 +733,18 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     let mut state_due: Option<tokio::time::Instant> = None;
     let mut desired_status = json!(null);
 
-    let publish =
-        |link: &Link, topic: &str, payload: Vec<u8>, retain: bool, reply: Option<&ReplyTo>| {
-            if link.publish(topic, payload, retain, reply) {
-                Counters::bump(&counters.mqtt_published);
-            } else {
-                Counters::bump(&counters.mqtt_dropped);
-            }
-        };
+    let publish = |link: &Link,
+                   topic: &str,
+                   payload: Vec<u8>,
+                   retain: bool,
+                   reply: Option<&ReplyTo>,
+                   delivery: Delivery| {
+        if link.publish(topic, payload, retain, reply, delivery) {
+            Counters::bump(&counters.mqtt_published);
+        } else {
+            Counters::bump(&counters.mqtt_dropped);
+        }
+    };
 
     loop {
         let state_timer = async {
@@ -743,7 +762,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     counters.mqtt_connected.store(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!("MQTT connected ({})", if v5 { "5" } else { "3.1.1" });
                     node.events.emit(None, EventKind::MqttConnected, format!("connected to {}", node.cfg.mqtt.url));
-                    publish(&link, &format!("{base}/status"), b"online".to_vec(), true, None);
+                    publish(&link, &format!("{base}/status"), b"online".to_vec(), true, None, Delivery::AtLeastOnce);
                     link.subscribe(&format!("{base}/cmd/+"));
                     link.subscribe(&format!("{base}/config/desired"));
                     if node.cfg.mqtt.homeassistant {
@@ -751,13 +770,13 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                             .map(|d| d.name)
                             .unwrap_or_else(|_| id.clone());
                         for (topic, cfg) in homeassistant(&base, &id, &name) {
-                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None);
+                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                         }
                     }
                     let state = state_doc(&node, &desired_status);
-                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None);
+                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                     while let Some(e) = queue.pop_front() {
-                        publish(&link, &format!("{base}/events"), e, false, None);
+                        publish(&link, &format!("{base}/events"), e, false, None, Delivery::AtLeastOnce);
                     }
                     telemetry.reset_immediately();
                 }
@@ -798,14 +817,14 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             },
-            Some((topic, payload, retain, reply)) = out_rx.recv() => {
-                publish(&link, &topic, payload, retain, reply.as_ref());
+            Some((reply, payload, delivery)) = out_rx.recv() => {
+                publish(&link, &reply.topic, payload, false, Some(&reply), delivery);
             }
             ev = events.recv() => match ev {
                 Ok(e) => {
                     let body = event_json(&e);
                     if connected {
-                        publish(&link, &format!("{base}/events"), body, false, None);
+                        publish(&link, &format!("{base}/events"), body, false, None, Delivery::AtLeastOnce);
                     } else {
                         if queue.len() == queue_cap {
                             queue.pop_front();
@@ -825,13 +844,13 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             },
             _ = telemetry.tick(), if connected => {
                 let t = telemetry_doc(&node);
-                publish(&link, &format!("{base}/telemetry"), t.to_string().into_bytes(), false, None);
+                publish(&link, &format!("{base}/telemetry"), t.to_string().into_bytes(), false, None, Delivery::AtLeastOnce);
             }
             _ = state_timer => {
                 state_due = None;
                 if connected {
                     let state = state_doc(&node, &desired_status);
-                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None);
+                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                 }
             }
             _ = shutdown.changed() => break,
@@ -845,6 +864,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             b"offline".to_vec(),
             true,
             None,
+            Delivery::AtLeastOnce,
         );
         link.disconnect();
         let drain = async {
