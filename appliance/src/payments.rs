@@ -185,8 +185,9 @@ impl Orchestrator {
                 .recipient
                 .lock()
                 .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
-            for (ticket, sig) in &decoded.tickets {
-                match r.receive(ticket, sig, &ctx, sender_check.clone(), l1) {
+            let outcomes = r.receive_payment(&decoded.tickets, &ctx, sender_check, l1);
+            for ((ticket, sig), outcome) in decoded.tickets.iter().zip(outcomes) {
+                match outcome {
                     Ok(got) => {
                         if got.won {
                             wins.push(WinningTicket {

@@ -75,10 +75,8 @@ fn main() {
             expiration_block: params.expiration_block,
             price: d.price.expect("price"),
         };
-        for (t, sig) in &d.tickets {
-            let r = recipient
-                .receive(t, sig, &ctx, Ok(()), l1)
-                .expect("valid ticket");
+        for r in recipient.receive_payment(&d.tickets, &ctx, Ok(()), l1) {
+            let r = r.expect("valid ticket");
             accepted += 1;
             wins += u64::from(r.won);
         }

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod params;
 pub mod recipient;
 pub mod sender;
+pub mod sender_key;
 pub mod sig;
 pub mod ticket;
 pub mod wire;

@@ -13,6 +13,7 @@ use crate::minbytes;
 use crate::params::{
     self, PARAMS_EXPIRATION_BLOCKS, ParamsError, Price, RecipientPolicy, TicketParams,
 };
+use crate::sender_key::SenderKey;
 use crate::sig;
 use crate::ticket::{ExpirationParams, Ticket, is_winning, recipient_rand_hash};
 
@@ -77,13 +78,29 @@ struct NonceSet {
     expiration_block: U256,
 }
 
-/// The recipient's state: its secret, its policy and the nonces seen per recipientRand.
+/// Good tickets a sender must have sent before its key gets a table (about 0.7 MB and a few
+/// milliseconds to build), so one-off senders cannot make the recipient build tables.
+const KEY_TABLE_AFTER: u32 = 32;
+/// Senders with a table at most; later ones are checked by recovery alone.
+const MAX_KEY_TABLES: usize = 8;
+/// Senders whose good tickets are counted at most.
+const MAX_COUNTED_SENDERS: usize = 1024;
+
+enum KnownSender {
+    Counting(u32),
+    Keyed(Box<SenderKey>),
+}
+
+/// The recipient's state: its secret, its policy, the nonces seen per recipientRand and the
+/// keys of regular senders.
 pub struct Recipient {
     pub address: Address,
     secret: [u8; 32],
     pub policy: RecipientPolicy,
     nonces: HashMap<U256, NonceSet>,
     last_rand: Option<RandMemo>,
+    senders: HashMap<Address, KnownSender>,
+    key_tables: usize,
 }
 
 impl std::fmt::Debug for Recipient {
@@ -110,6 +127,48 @@ impl Recipient {
             policy,
             nonces: HashMap::new(),
             last_rand: None,
+            senders: HashMap::new(),
+            key_tables: 0,
+        }
+    }
+
+    /// Whether `sig` is `sender`'s `personal_sign` of `msg`, exactly as recovering the signer
+    /// and comparing addresses decides; a known sender's key answers without recovery.
+    fn signed_by(&mut self, sender: Address, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok(sig65) = sig::precheck(sig) else {
+            return false;
+        };
+        if let Some(KnownSender::Keyed(key)) = self.senders.get(&sender)
+            && key.signed(&[(sig::personal_hash(msg), sig65)]) == [true]
+        {
+            return true;
+        }
+        match sig::recover_key(msg, sig) {
+            Ok((signer, point)) if signer == sender => {
+                self.count_good_ticket(sender, &point);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn count_good_ticket(&mut self, sender: Address, point: &[u8; 65]) {
+        if self.senders.len() >= MAX_COUNTED_SENDERS && !self.senders.contains_key(&sender) {
+            return;
+        }
+        let entry = self
+            .senders
+            .entry(sender)
+            .or_insert(KnownSender::Counting(0));
+        if let KnownSender::Counting(n) = entry {
+            *n = n.saturating_add(1);
+            if *n >= KEY_TABLE_AFTER
+                && self.key_tables < MAX_KEY_TABLES
+                && let Some(key) = SenderKey::from_uncompressed(point)
+            {
+                *entry = KnownSender::Keyed(Box::new(key));
+                self.key_tables += 1;
+            }
         }
     }
 
@@ -182,6 +241,83 @@ impl Recipient {
         sender_check: Result<(), String>,
         last_seen_l1_block: U256,
     ) -> Result<Received, ReceiveError> {
+        self.receive_one(
+            ticket,
+            sig_bytes,
+            ctx,
+            sender_check,
+            last_seen_l1_block,
+            false,
+        )
+    }
+
+    /// Receives a payment's tickets in order, each exactly as [`Recipient::receive`] would,
+    /// and stops after the first refusal (the last entry is then that refusal). The
+    /// signatures of a known sender are checked together first.
+    pub fn receive_payment(
+        &mut self,
+        tickets: &[(Ticket, Vec<u8>)],
+        ctx: &TicketContext,
+        sender_check: Result<(), String>,
+        last_seen_l1_block: U256,
+    ) -> Vec<Result<Received, ReceiveError>> {
+        let shown = self.shown_by_known_key(tickets);
+        let mut out = Vec::with_capacity(tickets.len());
+        for ((ticket, sig), shown) in tickets.iter().zip(shown) {
+            let got = self.receive_one(
+                ticket,
+                sig,
+                ctx,
+                sender_check.clone(),
+                last_seen_l1_block,
+                shown,
+            );
+            let refused = got.is_err();
+            out.push(got);
+            if refused {
+                break;
+            }
+        }
+        out
+    }
+
+    /// For each ticket, whether its signature is shown to be its sender's by the sender's
+    /// known key (`false`: not known, or not shown — recovery decides).
+    fn shown_by_known_key(&self, tickets: &[(Ticket, Vec<u8>)]) -> Vec<bool> {
+        let mut shown = vec![false; tickets.len()];
+        let Some((first, _)) = tickets.first() else {
+            return shown;
+        };
+        let Some(KnownSender::Keyed(key)) = self.senders.get(&first.sender) else {
+            return shown;
+        };
+        let mut items = Vec::with_capacity(tickets.len());
+        let mut at = Vec::with_capacity(tickets.len());
+        for (i, (ticket, sig)) in tickets.iter().enumerate() {
+            if ticket.sender == first.sender
+                && let Ok(sig) = sig::precheck(sig)
+            {
+                items.push((sig::personal_hash(ticket.hash().as_slice()), sig));
+                at.push(i);
+            }
+        }
+        for (i, verdict) in at.into_iter().zip(key.signed(&items)) {
+            shown[i] = verdict;
+        }
+        shown
+    }
+
+    /// [`Recipient::receive`], with `signature_shown` when the signature is already known to
+    /// be the sender's.
+    fn receive_one(
+        &mut self,
+        ticket: &Ticket,
+        sig_bytes: &[u8],
+        ctx: &TicketContext,
+        sender_check: Result<(), String>,
+        last_seen_l1_block: U256,
+        signature_shown: bool,
+    ) -> Result<Received, ReceiveError> {
         let inputs = (
             ticket.sender,
             ticket.face_value,
@@ -217,7 +353,7 @@ impl Recipient {
                 "invalid recipientRand for ticket recipientRandHash",
             ));
         }
-        if sig::verify(ticket.sender, ticket.hash().as_slice(), sig_bytes).is_err() {
+        if !signature_shown && !self.signed_by(ticket.sender, ticket.hash().as_slice(), sig_bytes) {
             return Err(ReceiveError::non_fatal("invalid ticket signature", false));
         }
         let won = is_winning(sig_bytes, rand, ticket.win_prob);
@@ -408,6 +544,81 @@ mod tests {
             (e.fatal, e.message.as_str()),
             (false, "TicketParams expired")
         );
+    }
+
+    #[test]
+    fn a_payment_is_received_exactly_as_its_tickets_one_by_one() {
+        let (mut fast, key, sender, p, price) = setup();
+        let (mut slow, ..) = setup();
+        let other = SigningKey::from_slice(&[4u8; 32]).expect("key");
+        let ctx = TicketContext {
+            seed: p.seed,
+            expiration_block: p.expiration_block,
+            price,
+        };
+        let l1 = U256::from(101u8);
+        let good = |nonce: u32| {
+            let t = ticket(&p, sender, nonce);
+            let sig = sign(&key, t.hash().as_slice()).to_vec();
+            (t, sig)
+        };
+        // Enough good tickets for the sender's key to get its table in `fast`; `slow` never
+        // sees that many, so it decides every signature by recovery.
+        let warmup: Vec<_> = (1..=KEY_TABLE_AFTER + 1).map(good).collect();
+        assert!(
+            fast.receive_payment(&warmup, &ctx, Ok(()), l1)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(matches!(
+            fast.senders.get(&sender),
+            Some(KnownSender::Keyed(_))
+        ));
+        // Each kind of bad signature, after good tickets, must end the payment exactly where
+        // and as ticket-by-ticket receiving does.
+        let mut nonce = 100;
+        type Corruption<'a> = Box<dyn Fn(&mut Vec<u8>, &Ticket) + 'a>;
+        let mut corruptions: Vec<Corruption> = vec![
+            Box::new(|_, _| {}),
+            Box::new(|sig, _| sig[64] ^= 27 ^ 28),
+            Box::new(|sig, t| *sig = sign(&other, t.hash().as_slice()).to_vec()),
+            Box::new(|sig, _| sig.truncate(64)),
+            Box::new(|sig, _| sig[..32].fill(0)),
+            Box::new(|sig, _| sig[32..64].fill(0xff)),
+            Box::new(|sig, _| sig[5] ^= 1),
+        ];
+        // A high-s twin of a good signature: valid as ECDSA, refused by go-livepeer.
+        corruptions.push(Box::new(|sig, _| {
+            let s = U256::from_be_slice(&sig[32..64]);
+            let n = U256::from_str_radix(
+                "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+                16,
+            )
+            .expect("n");
+            sig[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());
+            sig[64] ^= 27 ^ 28;
+        }));
+        for corrupt in &corruptions {
+            let mut payment: Vec<_> = (0..4).map(|i| good(nonce + i)).collect();
+            nonce += 10;
+            let (t, sig) = &mut payment[2];
+            corrupt(sig, t);
+            let one_by_one: Vec<_> = payment
+                .iter()
+                .map(|(t, sig)| slow.receive(t, sig, &ctx, Ok(()), l1))
+                .scan(false, |stopped, r| {
+                    (!*stopped).then(|| {
+                        *stopped = r.is_err();
+                        r
+                    })
+                })
+                .collect();
+            assert_eq!(fast.receive_payment(&payment, &ctx, Ok(()), l1), one_by_one);
+        }
+        assert!(matches!(
+            slow.senders.get(&sender),
+            Some(KnownSender::Counting(n)) if *n < KEY_TABLE_AFTER
+        ));
     }
 
     #[test]

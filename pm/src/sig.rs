@@ -56,21 +56,28 @@ pub fn sign(key: &SigningKey, msg: &[u8]) -> [u8; 65] {
     out
 }
 
-/// Recovers the signer of a `personal_sign` signature, with go-livepeer's checks first.
-pub fn recover(msg: &[u8], sig: &[u8]) -> Result<Address, SigError> {
-    if sig.len() != 65 {
-        return Err(SigError::Length);
-    }
-    let s = U256::from_be_slice(&sig[32..64]);
-    if s > HALF_N {
+/// go-livepeer's checks before any curve arithmetic: 65 bytes, low s, v 27 or 28.
+pub fn precheck(sig: &[u8]) -> Result<&[u8; 65], SigError> {
+    let sig: &[u8; 65] = sig.try_into().map_err(|_| SigError::Length)?;
+    if U256::from_be_slice(&sig[32..64]) > HALF_N {
         return Err(SigError::HighS);
     }
-    let v = sig[64];
-    if v != 27 && v != 28 {
+    if sig[64] != 27 && sig[64] != 28 {
         return Err(SigError::V);
     }
+    Ok(sig)
+}
+
+/// Recovers the signer of a `personal_sign` signature, with go-livepeer's checks first.
+pub fn recover(msg: &[u8], sig: &[u8]) -> Result<Address, SigError> {
+    recover_key(msg, sig).map(|(address, _)| address)
+}
+
+/// As [`recover`], also returning the signer's public key (65 bytes, uncompressed SEC1).
+pub fn recover_key(msg: &[u8], sig: &[u8]) -> Result<(Address, [u8; 65]), SigError> {
+    let sig = precheck(sig)?;
     let recid =
-        secp256k1::ecdsa::RecoveryId::try_from(i32::from(v - 27)).map_err(|_| SigError::V)?;
+        secp256k1::ecdsa::RecoveryId::try_from(i32::from(sig[64] - 27)).map_err(|_| SigError::V)?;
     let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(&sig[..64], recid)
         .map_err(|_| SigError::Unrecoverable)?;
     let digest = personal_hash(msg);
@@ -78,7 +85,7 @@ pub fn recover(msg: &[u8], sig: &[u8]) -> Result<Address, SigError> {
         .recover_ecdsa(secp256k1::Message::from_digest(digest.0), &signature)
         .map_err(|_| SigError::Unrecoverable)?;
     let point = key.serialize_uncompressed();
-    Ok(Address::from_slice(&keccak256(&point[1..])[12..]))
+    Ok((Address::from_slice(&keccak256(&point[1..])[12..]), point))
 }
 
 /// Checks that `sig` over `msg` was made by `addr`.

@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         expiration_block: params.expiration_block,
         price: decoded.price.unwrap_or_else(|| lpe_pm::BigRational::from_integer(1.into())),
     };
+    // As the node receives a payment, then ticket by ticket.
+    let _ = r.receive_payment(&decoded.tickets, &ctx, Ok(()), U256::from(1000u32));
     for (ticket, sig) in &decoded.tickets {
         let _ = r.receive(ticket, sig, &ctx, Ok(()), U256::from(1000u32));
         let _ = ticket.ev();
