@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ticket validation (decode + hash + signer recovery + win test + nonce check) per second on
+# Ticket validation (decode + hash + signature check + win test + nonce check) per second on
 # one core, beside the bare ecrecover rate of libsecp256k1 (coincurve) in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,8 @@
 //! Ticket validation throughput on one core: decode the `Livepeer-Payment` header, hash each
-//! ticket, recover its signer, run the win test and the nonce check — the recipient's whole
-//! receive path. Prints tickets per second. Used by `bench/tickets.sh`.
+//! ticket, check its signature (recovery for a new sender, its key's table once it is a
+//! regular one), run the win test and the nonce check — the recipient's whole receive path,
+//! through `Recipient::receive_payment` as the node calls it. Prints tickets per second. Used
+//! by `bench/tickets.sh`.
 
 use std::time::Instant;
 
