@@ -146,7 +146,8 @@ pub struct Node {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when the stop is a restart.
     pub restart: std::sync::atomic::AtomicBool,
-    event_log: EventLog,
+    /// Flush requests to the event recorder, once it runs.
+    event_flush: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushRequest>>,
 }
 
 /// How long the event recorder gathers events before writing them in one transaction, so a
@@ -156,13 +157,6 @@ const EVENT_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis
 const EVENT_BATCH_MAX: usize = 256;
 
 type FlushRequest = tokio::sync::oneshot::Sender<()>;
-
-/// The store's copy of the event bus: flush requests to the recorder task, which takes the
-/// receiving end when it starts.
-struct EventLog {
-    flush: tokio::sync::mpsc::UnboundedSender<FlushRequest>,
-    requests: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FlushRequest>>>,
-}
 
 /// The desired-configuration version last applied (its JSON text).
 pub const META_DESIRED_VERSION: &str = "desired_version";
@@ -256,13 +250,7 @@ impl Node {
             logs,
             shutdown,
             restart: std::sync::atomic::AtomicBool::new(false),
-            event_log: {
-                let (flush, requests) = tokio::sync::mpsc::unbounded_channel();
-                EventLog {
-                    flush,
-                    requests: std::sync::Mutex::new(Some(requests)),
-                }
-            },
+            event_flush: std::sync::OnceLock::new(),
         })
     }
 
@@ -798,12 +786,10 @@ impl Node {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let node = self.clone();
         let mut rx = self.events.subscribe();
-        let mut requests = self
-            .event_log
-            .requests
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take());
+        let (flush, mut requests) = tokio::sync::mpsc::unbounded_channel::<FlushRequest>();
+        if self.event_flush.set(flush).is_err() {
+            tracing::warn!("the event recorder runs already");
+        }
         let write = move |pending: &mut Vec<NodeEvent>| {
             if let Err(e) = node.store.insert_events(pending) {
                 tracing::warn!("cannot record {} event(s): {e}", pending.len());
@@ -817,12 +803,6 @@ impl Node {
                 let timer = async {
                     match due {
                         Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let flush_request = async {
-                    match requests.as_mut() {
-                        Some(r) => r.recv().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -848,7 +828,7 @@ impl Node {
                         write(&mut pending);
                         due = None;
                     }
-                    Some(ack) = flush_request => {
+                    Some(ack) = requests.recv() => {
                         // Everything emitted before the request is already in the channel.
                         loop {
                             match rx.try_recv() {
@@ -868,10 +848,13 @@ impl Node {
         })
     }
 
-    /// Waits until every event emitted before the call is in the store.
+    /// Waits until every event emitted before the call is in the store (at once when no
+    /// recorder runs).
     pub async fn flush_events(&self) {
         let (ack, done) = tokio::sync::oneshot::channel();
-        if self.event_log.flush.send(ack).is_ok() {
+        if let Some(flush) = self.event_flush.get()
+            && flush.send(ack).is_ok()
+        {
             let _ = done.await;
         }
     }

@@ -122,7 +122,7 @@ pub struct StoredEvent {
 pub struct Store {
     conn: Mutex<Connection>,
     /// Dropping it stops the checkpointer.
-    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 /// How often the checkpointer copies the WAL back into the database.
@@ -130,10 +130,11 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        let mut store = Self::init(conn)?;
-        store._checkpointer = Some(Self::spawn_checkpointer(path)?);
-        Ok(store)
+        let conn = Self::init(Connection::open(path)?)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            _checkpointer: Self::spawn_checkpointer(path)?,
+        })
     }
 
     /// Checkpoints the WAL from a thread of its own, so no write waits for one: SQLite's
@@ -160,7 +161,7 @@ impl Store {
         Ok(stop)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(conn: Connection) -> Result<Connection, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durability before acknowledgement: a committed change survives power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -175,10 +176,7 @@ impl Store {
                 i + 1
             ))?;
         }
-        Ok(Self {
-            conn: Mutex::new(conn),
-            _checkpointer: None,
-        })
+        Ok(conn)
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {

@@ -335,26 +335,36 @@ fn first_boot_setup_sessions_csrf_users_and_throttling() {
     assert_eq!(other_user.status, 429, "the address is throttled too");
 }
 
-/// Every text value in the database, for searching.
+/// Every value in the database as text, for searching.
 fn rusqlite_dump(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3,sys\n\
-             c=sqlite3.connect(sys.argv[1])\n\
-             for (t,) in c.execute(\"select name from sqlite_master where type='table'\"):\n\
-             \x20   for row in c.execute(f'select * from {t}'):\n\
-             \x20       print(row)\n",
-        )
-        .arg(path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    use rusqlite::types::ValueRef;
+    let db = rusqlite::Connection::open(path).expect("database");
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .expect("tables");
+    let mut dump = String::new();
+    for table in tables {
+        let mut st = db
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .expect("select");
+        let columns = st.column_count();
+        let mut rows = st.query([]).expect("rows");
+        while let Some(row) = rows.next().expect("row") {
+            for i in 0..columns {
+                match row.get_ref(i).expect("value") {
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        dump.push_str(&String::from_utf8_lossy(t))
+                    }
+                    ValueRef::Integer(n) => dump.push_str(&n.to_string()),
+                    ValueRef::Real(x) => dump.push_str(&x.to_string()),
+                    ValueRef::Null => {}
+                }
+                dump.push('\n');
+            }
+        }
+    }
+    dump
 }
 
 #[test]

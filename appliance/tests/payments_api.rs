@@ -511,17 +511,15 @@ async fn a_full_disk_refuses_payments_and_loses_no_acknowledged_ticket() {
 
     // What is on disk: copy the database out of the namespace and read it.
     let copy = tempfile::tempdir().expect("copy");
-    let out = in_node_namespace(
-        &node,
-        &format!(
-            "rm '{data}/fill' && cp '{data}/node.db' '{data}/node.db-wal' '{}/'",
-            copy.path().display()
+    common::succeeded(
+        in_node_namespace(
+            &node,
+            &format!(
+                "rm '{data}/fill' && cp '{data}/node.db' '{data}/node.db-wal' '{}/'",
+                copy.path().display()
+            ),
         ),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "copying the database out",
     );
     let db = rusqlite::Connection::open(copy.path().join("node.db")).expect("db copy");
     let on_disk: std::collections::HashSet<String> = db

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use alloy_primitives::B256;
 use k256::elliptic_curve::PrimeField;
 use k256::elliptic_curve::group::Curve;
-use k256::elliptic_curve::ops::{Invert, Reduce};
+use k256::elliptic_curve::ops::{BatchInvert, Reduce};
 use k256::elliptic_curve::point::AffineCoordinates;
 use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256 as K256Uint};
 
@@ -87,66 +87,40 @@ impl SenderKey {
     pub fn signed(&self, items: &[(B256, &[u8; 65])]) -> Vec<bool> {
         let mut shown = vec![false; items.len()];
         // r and s must be in [1, n − 1], as recovery requires.
-        let parsed: Vec<Option<(Scalar, Scalar, FieldBytes)>> = items
+        let scalar = |bytes: &[u8]| {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(bytes);
+            Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(b)))
+                .filter(|k| !bool::from(k.is_zero()))
+        };
+        let candidates: Vec<(usize, Scalar, Scalar)> = items
             .iter()
-            .map(|(_, sig)| {
-                let half = |i: usize| {
-                    let mut b = [0u8; 32];
-                    b.copy_from_slice(&sig[i..i + 32]);
-                    FieldBytes::from(b)
-                };
-                let r_bytes = half(0);
-                let r = Option::<Scalar>::from(Scalar::from_repr(r_bytes))?;
-                let s = Option::<Scalar>::from(Scalar::from_repr(half(32)))?;
-                (!bool::from(r.is_zero()) && !bool::from(s.is_zero())).then_some((r, s, r_bytes))
-            })
+            .enumerate()
+            .filter_map(|(i, (_, sig))| Some((i, scalar(&sig[..32])?, scalar(&sig[32..64])?)))
             .collect();
-        // Montgomery's trick: every s⁻¹ from one inversion (variable time is fine: every
-        // input here is public).
-        let ss: Vec<Scalar> = parsed.iter().flatten().map(|(_, s, _)| *s).collect();
-        if ss.is_empty() {
-            // (k256's batch inversion refuses an empty batch.)
-            return shown;
-        }
-        let mut prefix = Vec::with_capacity(ss.len());
-        let mut product = Scalar::ONE;
-        for s in &ss {
-            product *= s;
-            prefix.push(product);
-        }
-        let Some(mut inverse) = Option::<Scalar>::from(product.invert_vartime()) else {
+        let ss: Vec<Scalar> = candidates.iter().map(|&(_, _, s)| s).collect();
+        // Every s⁻¹ from one inversion (Montgomery's trick); an empty batch fails.
+        let Some(s_inv) =
+            Option::<Vec<Scalar>>::from(<Scalar as BatchInvert<[Scalar]>>::batch_invert(&ss))
+        else {
             return shown;
         };
-        // `inverse` is (s₀…sᵢ)⁻¹ on entry to step i.
-        let mut s_inv = vec![Scalar::ZERO; ss.len()];
-        for i in (0..ss.len()).rev() {
-            s_inv[i] = if i == 0 {
-                inverse
-            } else {
-                inverse * prefix[i - 1]
-            };
-            inverse *= ss[i];
-        }
-        let mut points = Vec::with_capacity(prefix.len());
-        let mut which = Vec::with_capacity(prefix.len());
-        for (i, ((digest, _), p)) in items.iter().zip(&parsed).enumerate() {
-            if let Some((r, _, _)) = p {
-                let k = s_inv[which.len()];
+        let points: Vec<ProjectivePoint> = candidates
+            .iter()
+            .zip(&s_inv)
+            .map(|(&(i, r, _), k)| {
                 // The digest as a scalar, reduced mod n as libsecp256k1 does.
-                let z = <Scalar as Reduce<K256Uint>>::reduce_bytes(&FieldBytes::from(digest.0));
-                points.push(generator_table().mul(&(z * k)) + self.table.mul(&(*r * k)));
-                which.push(i);
-            }
-        }
+                let z = <Scalar as Reduce<K256Uint>>::reduce_bytes(&FieldBytes::from(items[i].0.0));
+                generator_table().mul(&(z * k)) + self.table.mul(&(r * k))
+            })
+            .collect();
         let mut affine = vec![AffinePoint::IDENTITY; points.len()];
         ProjectivePoint::batch_normalize(&points, &mut affine);
-        for (a, i) in affine.iter().zip(which) {
-            let (Some((_, _, r_bytes)), sig) = (&parsed[i], items[i].1) else {
-                continue;
-            };
+        for (&(i, _, _), a) in candidates.iter().zip(&affine) {
+            let sig = items[i].1;
             // v 27 names the R with even y, 28 the one with odd y; R's x is r itself.
             shown[i] = *a != AffinePoint::IDENTITY
-                && a.x() == *r_bytes
+                && a.x()[..] == sig[..32]
                 && bool::from(a.y_is_odd()) == (sig[64] == 28);
         }
         shown

@@ -221,11 +221,7 @@ pub fn import_key(data_dir: &std::path::Path, hex_key: &str, password: &str) {
         .output()
         .expect("import");
     let _ = std::fs::remove_file(&key_file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::succeeded(out, "wallet import");
 }
 
 /// The environment that points a node at this chain in a payments role.

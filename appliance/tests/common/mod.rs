@@ -23,6 +23,16 @@ pub fn session_cookie(r: &Reply) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `out`, once its command is seen to have succeeded (else a panic with its stderr).
+pub fn succeeded(out: std::process::Output, what: &str) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -34,11 +34,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::succeeded(out, &format!("openssl {args:?}"));
 }
 
 impl Broker {
@@ -127,11 +123,7 @@ impl Broker {
             .args(["edge", "fleet-secret"])
             .output()
             .expect("mosquitto_passwd");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::succeeded(out, "mosquitto_passwd");
         let password_file = d.join("client-password");
         std::fs::write(&password_file, "fleet-secret\n").expect("password");
         let tls = TlsListener {
