@@ -661,13 +661,13 @@ fn telemetry_doc(node: &Node) -> Value {
 }
 
 /// Home Assistant discovery: a connectivity sensor and per-device gauges.
-fn homeassistant(base: &str, device_id: &str, name: &str) -> Vec<(String, Value)> {
+fn homeassistant(topics: &Topics, device_id: &str, name: &str) -> Vec<(String, Value)> {
     let device = json!({"identifiers": [device_id], "name": name, "manufacturer": "Livepeer Edge",
         "sw_version": env!("CARGO_PKG_VERSION")});
     let mut out = vec![(
         format!("homeassistant/binary_sensor/{device_id}/online/config"),
         json!({"name": "Online", "unique_id": format!("{device_id}_online"),
-            "state_topic": format!("{base}/status"), "payload_on": "online",
+            "state_topic": topics.status, "payload_on": "online",
             "payload_off": "offline", "device_class": "connectivity", "device": device}),
     )];
     for (key, label, unit, tmpl) in [
@@ -688,12 +688,36 @@ fn homeassistant(base: &str, device_id: &str, name: &str) -> Vec<(String, Value)
         out.push((
             format!("homeassistant/sensor/{device_id}/{key}/config"),
             json!({"name": label, "unique_id": format!("{device_id}_{key}"),
-                "state_topic": format!("{base}/telemetry"), "unit_of_measurement": unit,
-                "value_template": tmpl, "availability_topic": format!("{base}/status"),
+                "state_topic": topics.telemetry, "unit_of_measurement": unit,
+                "value_template": tmpl, "availability_topic": topics.status,
                 "device": device}),
         ));
     }
     out
+}
+
+/// The node's own topics under `<prefix>/<device-id>`, spelled once.
+struct Topics {
+    status: String,
+    state: String,
+    events: String,
+    telemetry: String,
+    desired: String,
+    /// `…/cmd/`, followed by the command's name.
+    cmd: String,
+}
+
+impl Topics {
+    fn new(base: &str) -> Self {
+        Self {
+            status: format!("{base}/status"),
+            state: format!("{base}/state"),
+            events: format!("{base}/events"),
+            telemetry: format!("{base}/telemetry"),
+            desired: format!("{base}/config/desired"),
+            cmd: format!("{base}/cmd/"),
+        }
+    }
 }
 
 /// Runs the bridge until shutdown: connects (MQTT 5, else 3.1.1), keeps the retained status
@@ -709,6 +733,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
         }
     };
     let base = settings.base.clone();
+    let topics = Topics::new(&base);
     match node.store.fail_unfinished_commands(
         "interrupted by a restart of the node; it may or may not have taken effect",
     ) {
@@ -762,30 +787,30 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     counters.mqtt_connected.store(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!("MQTT connected ({})", if v5 { "5" } else { "3.1.1" });
                     node.events.emit(None, EventKind::MqttConnected, format!("connected to {}", node.cfg.mqtt.url));
-                    publish(&link, &format!("{base}/status"), b"online".to_vec(), true, None, Delivery::AtLeastOnce);
-                    link.subscribe(&format!("{base}/cmd/+"));
-                    link.subscribe(&format!("{base}/config/desired"));
+                    publish(&link, &topics.status, b"online".to_vec(), true, None, Delivery::AtLeastOnce);
+                    link.subscribe(&format!("{}+", topics.cmd));
+                    link.subscribe(&topics.desired);
                     if node.cfg.mqtt.homeassistant {
                         let name = crate::control::auth::Auth::device(&node.store)
                             .map(|d| d.name)
                             .unwrap_or_else(|_| id.clone());
-                        for (topic, cfg) in homeassistant(&base, &id, &name) {
+                        for (topic, cfg) in homeassistant(&topics, &id, &name) {
                             publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                         }
                     }
                     let state = state_doc(&node, &desired_status);
-                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
+                    publish(&link, &topics.state, state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                     while let Some(e) = queue.pop_front() {
-                        publish(&link, &format!("{base}/events"), e, false, None, Delivery::AtLeastOnce);
+                        publish(&link, &topics.events, e, false, None, Delivery::AtLeastOnce);
                     }
                     telemetry.reset_immediately();
                 }
                 Net::Message(msg) => {
                     Counters::bump(&counters.mqtt_received);
-                    if msg.topic == format!("{base}/config/desired") {
+                    if msg.topic == topics.desired {
                         desired_status = apply_desired(&node, &msg.payload).await;
                         state_due = Some(tokio::time::Instant::now());
-                    } else if let Some(name) = msg.topic.strip_prefix(&format!("{base}/cmd/")) {
+                    } else if let Some(name) = msg.topic.strip_prefix(topics.cmd.as_str()) {
                         tokio::spawn(handle_command(
                             Arc::clone(&node),
                             name.to_string(),
@@ -824,7 +849,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                 Ok(e) => {
                     let body = event_json(&e);
                     if connected {
-                        publish(&link, &format!("{base}/events"), body, false, None, Delivery::AtLeastOnce);
+                        publish(&link, &topics.events, body, false, None, Delivery::AtLeastOnce);
                     } else {
                         if queue.len() == queue_cap {
                             queue.pop_front();
@@ -844,13 +869,13 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             },
             _ = telemetry.tick(), if connected => {
                 let t = telemetry_doc(&node);
-                publish(&link, &format!("{base}/telemetry"), t.to_string().into_bytes(), false, None, Delivery::AtLeastOnce);
+                publish(&link, &topics.telemetry, t.to_string().into_bytes(), false, None, Delivery::AtLeastOnce);
             }
             _ = state_timer => {
                 state_due = None;
                 if connected {
                     let state = state_doc(&node, &desired_status);
-                    publish(&link, &format!("{base}/state"), state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
+                    publish(&link, &topics.state, state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                 }
             }
             _ = shutdown.changed() => break,
@@ -860,7 +885,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     if connected {
         publish(
             &link,
-            &format!("{base}/status"),
+            &topics.status,
             b"offline".to_vec(),
             true,
             None,
