@@ -100,9 +100,7 @@ impl LogControl {
 
     /// Sets the level (`error` … `trace`, or a filter directive such as `info,livepeer_edge=debug`).
     pub fn set_level(&self, level: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(level).map_err(|_| {
-            format!("'{level}' is not a level; allowed: error, warn, info, debug, trace")
-        })?;
+        let filter = parse_level(level)?;
         if let Some(h) = &self.reload {
             h.reload(filter).map_err(|e| e.to_string())?;
         }
@@ -111,6 +109,12 @@ impl LogControl {
         }
         Ok(())
     }
+}
+
+/// A log level or filter directive, or why it is not one.
+pub fn parse_level(level: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(level)
+        .map_err(|_| format!("'{level}' is not a level; allowed: error, warn, info, debug, trace"))
 }
 
 #[cfg(test)]

@@ -425,12 +425,7 @@ impl Node {
         let level = match log_level {
             None => None,
             Some(serde_json::Value::String(l)) => {
-                if tracing_subscriber::EnvFilter::try_new(&l).is_err() {
-                    return Err(invalid(
-                        "log_level".into(),
-                        format!("'{l}' is not a level; allowed: error, warn, info, debug, trace"),
-                    ));
-                }
+                crate::logs::parse_level(&l).map_err(|m| invalid("log_level".into(), m))?;
                 Some(l)
             }
             Some(_) => return Err(invalid("log_level".into(), "must be a string".into())),

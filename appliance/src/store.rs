@@ -919,14 +919,7 @@ impl Store {
             .query_row(
                 "SELECT name, password_hash, role, created_ms FROM users WHERE name = ?1",
                 params![name],
-                |r| {
-                    Ok(UserRecord {
-                        name: r.get(0)?,
-                        password_hash: r.get(1)?,
-                        role: r.get(2)?,
-                        created_ms: r.get::<_, i64>(3)? as u64,
-                    })
-                },
+                user_row,
             )
             .optional()?)
     }
@@ -936,14 +929,7 @@ impl Store {
         let mut st = conn.prepare(
             "SELECT name, password_hash, role, created_ms FROM users ORDER BY created_ms, name",
         )?;
-        let rows = st.query_map([], |r| {
-            Ok(UserRecord {
-                name: r.get(0)?,
-                password_hash: r.get(1)?,
-                role: r.get(2)?,
-                created_ms: r.get::<_, i64>(3)? as u64,
-            })
-        })?;
+        let rows = st.query_map([], user_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -1147,6 +1133,16 @@ impl Store {
         })?;
         Ok(())
     }
+}
+
+/// A `users` row selected as (name, password_hash, role, created_ms).
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        name: r.get(0)?,
+        password_hash: r.get(1)?,
+        role: r.get(2)?,
+        created_ms: r.get::<_, i64>(3)? as u64,
+    })
 }
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
