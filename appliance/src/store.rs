@@ -97,10 +97,26 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
      );
      CREATE INDEX command_results_created ON command_results(created_ms);",
+    // 5: fleet-command results in one b-tree keyed by request id: a claim and a result are
+    // each one page write on the command path (pruning scans, off that path)
+    "CREATE TABLE command_results_by_id (
+        request_id TEXT PRIMARY KEY,
+        command TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO command_results_by_id SELECT request_id, command, result, created_ms
+        FROM command_results;
+     DROP TABLE command_results;
+     ALTER TABLE command_results_by_id RENAME TO command_results;",
 ];
 
 /// Events kept in the database; older ones are pruned.
 const EVENTS_KEPT: i64 = 10_000;
+/// Fleet-command results kept for deduplication by request id; older ones are pruned.
+const COMMANDS_KEPT: i64 = 10_000;
+/// Command results are pruned on the first claim after opening and every this many after.
+const PRUNE_COMMANDS_EVERY: u32 = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredStream {
@@ -121,6 +137,8 @@ pub struct StoredEvent {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Command claims since opening, to prune results now and then.
+    claims: std::sync::atomic::AtomicU32,
     /// Dropping it stops the checkpointer.
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
@@ -133,6 +151,7 @@ impl Store {
         let conn = Self::init(Connection::open(path)?)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            claims: Default::default(),
             _checkpointer: Self::spawn_checkpointer(path)?,
         })
     }
@@ -796,6 +815,105 @@ mod tests {
     }
 
     #[test]
+    fn command_results_are_pruned_to_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let total = COMMANDS_KEPT + i64::from(PRUNE_COMMANDS_EVERY) + 5;
+        {
+            // Fill below the claim path (one transaction), as years of commands would.
+            let s = Store::open(&path).expect("store");
+            let mut conn = s.conn().expect("conn");
+            let tx = conn.transaction().expect("tx");
+            for i in 0..total {
+                tx.execute(
+                    "INSERT INTO command_results VALUES (?1, 'x', '{}', ?2)",
+                    params![format!("old-{i}"), i],
+                )
+                .expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        let count = |s: &Store| -> i64 {
+            s.conn()
+                .expect("conn")
+                .query_row("SELECT count(*) FROM command_results", [], |r| r.get(0))
+                .expect("count")
+        };
+        // The first claim after opening prunes; the following ones do not, until the next
+        // period.
+        let s = Store::open(&path).expect("reopen");
+        assert!(
+            s.claim_command("new-0", "x", "{}", total as u64)
+                .expect("claim")
+        );
+        assert_eq!(count(&s), COMMANDS_KEPT + 1);
+        assert!(s.command_result("old-0").expect("get").is_none());
+        let newest_old = format!("old-{}", total - 1);
+        assert!(s.command_result(&newest_old).expect("get").is_some());
+        for i in 1..PRUNE_COMMANDS_EVERY {
+            let id = format!("new-{i}");
+            assert!(
+                s.claim_command(&id, "x", "{}", (total + i64::from(i)) as u64)
+                    .expect("claim")
+            );
+        }
+        assert_eq!(count(&s), COMMANDS_KEPT + i64::from(PRUNE_COMMANDS_EVERY));
+        // A repeat is not a claim and does not count.
+        assert!(!s.claim_command("new-1", "x", "{}", 0).expect("repeat"));
+        assert!(
+            s.claim_command("last", "x", "{}", u64::MAX >> 1)
+                .expect("claim")
+        );
+        assert_eq!(count(&s), COMMANDS_KEPT + 1);
+        let oldest_kept_before = format!("old-{}", total - COMMANDS_KEPT);
+        assert!(
+            s.command_result(&oldest_kept_before)
+                .expect("get")
+                .is_none()
+        );
+        assert!(s.command_result("new-0").expect("get").is_some());
+        assert!(s.command_result("last").expect("get").is_some());
+    }
+
+    #[test]
+    fn command_results_survive_the_move_to_one_btree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        {
+            // A database at schema 4, with a command result in it.
+            let conn = Connection::open(&path).expect("open");
+            for (i, sql) in MIGRATIONS.iter().take(4).enumerate() {
+                conn.execute_batch(&format!(
+                    "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                    i + 1
+                ))
+                .expect("migrate");
+            }
+            conn.execute(
+                "INSERT INTO command_results VALUES ('r1', 'log_level', '{\"state\":\"succeeded\"}', 7)",
+                [],
+            )
+            .expect("insert");
+        }
+        let s = Store::open(&path).expect("open at the current schema");
+        assert_eq!(
+            s.command_result("r1").expect("get").as_deref(),
+            Some(r#"{"state":"succeeded"}"#)
+        );
+        assert!(!s.claim_command("r1", "log_level", "{}", 8).expect("repeat"));
+        let without_rowid: String = s
+            .conn()
+            .expect("conn")
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'command_results'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert!(without_rowid.contains("WITHOUT ROWID"), "{without_rowid}");
+    }
+
+    #[test]
     fn winning_tickets_are_recorded_once_and_move_through_states() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.db");
@@ -1099,14 +1217,19 @@ impl Store {
                      (request_id, command, result, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![request_id, command, result, now_ms as i64])?;
-            // Keep the newest 10 000 results; pruning every thousandth claim keeps the cost
-            // off the other 999.
-            if n == 1 && conn.last_insert_rowid() % 1000 == 0 {
+            // Keep the newest results; pruning (a scan of the table, a few milliseconds) on
+            // one claim in a thousand keeps the cost off the others.
+            if n == 1
+                && self
+                    .claims
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(PRUNE_COMMANDS_EVERY)
+            {
                 conn.execute(
                     "DELETE FROM command_results WHERE created_ms < (
                         SELECT created_ms FROM command_results
-                        ORDER BY created_ms DESC LIMIT 1 OFFSET 10000)",
-                    [],
+                        ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
+                    params![COMMANDS_KEPT],
                 )?;
             }
             Ok(n == 1)

@@ -352,6 +352,23 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
     let after = node.get(&format!("/api/streams/{id}")).1;
     assert_eq!(before["enabled"], after["enabled"]);
     assert_eq!(before["updated_ms"], after["updated_ms"]);
+
+    // A burst, published without waiting: every command is acknowledged to the broker, which
+    // would otherwise stop delivering at its in-flight limit (Mosquitto's default is 20).
+    obs.clear();
+    let burst = 60;
+    for i in 0..burst {
+        let level = if i % 2 == 0 { "info" } else { "warn" };
+        obs.publish(
+            &cmd("log_level"),
+            &json!({"request_id": format!("burst-{i}"), "level": level}).to_string(),
+            false,
+        );
+    }
+    for i in 0..burst {
+        let r = final_result(&obs, &res("log_level"), &format!("burst-{i}"));
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
 }
 
 #[test]

@@ -143,6 +143,24 @@ impl Link {
         }
     }
 
+    /// Acknowledges an incoming message (QoS 1 and 2); `false` when the client's queue is
+    /// full. A message from an earlier connection needs no ack: that session is gone.
+    fn ack(&self, ack: &Ack) -> bool {
+        match (self, ack) {
+            (Self::V5(c), &Ack::V5(qos, pkid)) => {
+                let mut p = rumqttc::v5::mqttbytes::v5::Publish::new("", qos, "", None);
+                p.pkid = pkid;
+                c.try_ack(&p).is_ok()
+            }
+            (Self::V4(c), &Ack::V4(qos, pkid)) => {
+                let mut p = rumqttc::Publish::new("", qos, Vec::new());
+                p.pkid = pkid;
+                c.try_ack(&p).is_ok()
+            }
+            _ => true,
+        }
+    }
+
     fn disconnect(&self) {
         match self {
             Self::V5(c) => {
@@ -160,10 +178,18 @@ enum Loop {
     V4(Box<rumqttc::EventLoop>),
 }
 
+/// What acknowledges an incoming message: its QoS and packet id. The node acknowledges a
+/// message once it has acted on it: a command after it is recorded and what it has to say so
+/// far is queued, so the ack never delays a result.
+enum Ack {
+    V5(rumqttc::v5::mqttbytes::QoS, u16),
+    V4(rumqttc::QoS, u16),
+}
+
 /// What the event loop reports.
 enum Net {
     Connected,
-    Message(Incoming),
+    Message(Incoming, Ack),
     Other,
     /// The broker does not speak MQTT 5.
     WantsV4,
@@ -176,13 +202,15 @@ impl Loop {
             Self::V5(l) => match l.poll().await {
                 Ok(rumqttc::v5::Event::Incoming(Packet5::ConnAck(_))) => Net::Connected,
                 Ok(rumqttc::v5::Event::Incoming(Packet5::Publish(p))) => {
+                    let ack = Ack::V5(p.qos, p.pkid);
                     let props = p.properties.unwrap_or_default();
-                    Net::Message(Incoming {
+                    let msg = Incoming {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload,
                         response_topic: props.response_topic,
                         correlation: props.correlation_data,
-                    })
+                    };
+                    Net::Message(msg, ack)
                 }
                 Ok(_) => Net::Other,
                 Err(rumqttc::v5::ConnectionError::ConnectionRefused(
@@ -194,12 +222,16 @@ impl Loop {
             Self::V4(l) => match l.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Net::Connected,
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    Net::Message(Incoming {
-                        topic: p.topic,
-                        payload: p.payload,
-                        response_topic: None,
-                        correlation: None,
-                    })
+                    let ack = Ack::V4(p.qos, p.pkid);
+                    Net::Message(
+                        Incoming {
+                            topic: p.topic,
+                            payload: p.payload,
+                            response_topic: None,
+                            correlation: None,
+                        },
+                        ack,
+                    )
                 }
                 Ok(_) => Net::Other,
                 Err(e) => Net::Down(e.to_string()),
@@ -278,6 +310,7 @@ impl Settings {
                 rumqttc::v5::MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
             o.set_keep_alive(keep_alive)
                 .set_clean_start(true)
+                .set_manual_acks(true)
                 .set_max_packet_size(Some(MAX_PACKET as u32))
                 // rumqttc sizes its in-flight table by this limit up front (64 Ki slots,
                 // ~14 MB, by default); 100 in flight is plenty for a device.
@@ -302,6 +335,7 @@ impl Settings {
             let mut o = rumqttc::MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
             o.set_keep_alive(keep_alive)
                 .set_clean_session(true)
+                .set_manual_acks(true)
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET)
                 .set_last_will(rumqttc::LastWill::new(
                     will_topic,
@@ -529,8 +563,11 @@ async fn execute(
     }
 }
 
-/// Publishes results from command tasks through the bridge's loop.
-type Outbox = mpsc::UnboundedSender<(ReplyTo, Vec<u8>, Delivery)>;
+/// A command's result on its way out: where, what, how hard.
+type Outgoing = (ReplyTo, Vec<u8>, Delivery);
+
+/// Publishes results from commands through the bridge's loop.
+type Outbox = mpsc::UnboundedSender<Outgoing>;
 
 /// Handles one `cmd/<name>` message: dedupe by request id, record, run, report.
 async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: String, out: Outbox) {
@@ -607,6 +644,20 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     record(&stored);
     node.counters.mqtt_command(&name, &done.state);
     send(&done);
+}
+
+/// Runs a command as far as it goes without waiting, here on the bridge's task, and hands
+/// the rest to a task of its own. Most commands (a log level, a stream that is already in
+/// the wanted state, a refusal) finish in microseconds, and two hops between tasks would
+/// cost more than the command; one that waits (a pipeline starting, the node restarting)
+/// goes on in the background, so the bridge never waits for it.
+fn run_command(command: impl Future<Output = ()> + Send + 'static) {
+    let mut command = Box::pin(command);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if command.as_mut().poll(&mut cx).is_pending() {
+        // The task polls it again at once, registering its own waker.
+        tokio::spawn(command);
+    }
 }
 
 /// The reported state (retained).
@@ -744,7 +795,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(broker = %node.cfg.mqtt.url, topics = %base, "MQTT fleet control");
     let counters: &Counters = &node.counters;
     let mut events = node.events.subscribe();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
     let queue_cap = node.cfg.mqtt.offline_queue as usize;
     let mut v5 = node.cfg.mqtt.protocol != "3.1.1";
@@ -770,6 +821,11 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             Counters::bump(&counters.mqtt_dropped);
         }
     };
+    let publish_results = |link: &Link, out_rx: &mut mpsc::UnboundedReceiver<Outgoing>| {
+        while let Ok((reply, payload, delivery)) = out_rx.try_recv() {
+            publish(link, &reply.topic, payload, false, Some(&reply), delivery);
+        }
+    };
 
     loop {
         let state_timer = async {
@@ -779,6 +835,12 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             }
         };
         tokio::select! {
+            // Results first: a command's answer never waits behind telemetry or events.
+            biased;
+            Some((reply, payload, delivery)) = out_rx.recv() => {
+                publish(&link, &reply.topic, payload, false, Some(&reply), delivery);
+                publish_results(&link, &mut out_rx);
+            }
             net = eventloop.next() => match net {
                 Net::Connected => {
                     connected = true;
@@ -805,19 +867,24 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     }
                     telemetry.reset_immediately();
                 }
-                Net::Message(msg) => {
+                Net::Message(msg, ack) => {
                     Counters::bump(&counters.mqtt_received);
                     if msg.topic == topics.desired {
                         desired_status = apply_desired(&node, &msg.payload).await;
                         state_due = Some(tokio::time::Instant::now());
                     } else if let Some(name) = msg.topic.strip_prefix(topics.cmd.as_str()) {
-                        tokio::spawn(handle_command(
+                        run_command(handle_command(
                             Arc::clone(&node),
                             name.to_string(),
                             msg,
                             base.clone(),
                             out_tx.clone(),
                         ));
+                        // What the command has to say so far goes out before the ack.
+                        publish_results(&link, &mut out_rx);
+                    }
+                    if !link.ack(&ack) {
+                        Counters::bump(&counters.mqtt_dropped);
                     }
                 }
                 Net::Other => {}
@@ -842,9 +909,6 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             },
-            Some((reply, payload, delivery)) = out_rx.recv() => {
-                publish(&link, &reply.topic, payload, false, Some(&reply), delivery);
-            }
             ev = events.recv() => match ev {
                 Ok(e) => {
                     let body = event_json(&e);
@@ -971,6 +1035,35 @@ fn applied_version(node: &Node) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn commands_run_here_until_they_wait() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // A command that never waits has finished when `run_command` returns.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        run_command(async move { flag.store(true, Ordering::SeqCst) });
+        assert!(ran.load(Ordering::SeqCst));
+        // One that waits goes on in a task of its own and is woken there.
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let before = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&before);
+        run_command(async move {
+            flag.store(true, Ordering::SeqCst);
+            let _ = wait.await;
+            let _ = done.send(());
+        });
+        assert!(
+            before.load(Ordering::SeqCst),
+            "it ran up to its first wait here"
+        );
+        go.send(()).expect("the command is still waiting");
+        tokio::time::timeout(Duration::from_secs(5), finished)
+            .await
+            .expect("the task finished the command")
+            .expect("finished");
+    }
 
     #[test]
     fn broker_urls() {
