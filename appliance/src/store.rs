@@ -136,11 +136,30 @@ pub struct StoredEvent {
 }
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Writer>,
     /// Command claims since opening, to prune results now and then.
     claims: std::sync::atomic::AtomicU32,
     /// Dropping it stops the checkpointer.
     _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+/// The writing connection, and whether a journal write left it at `synchronous=NORMAL`.
+struct Writer {
+    conn: Connection,
+    relaxed: bool,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 /// How often the checkpointer copies the WAL back into the database.
@@ -150,7 +169,10 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Self::init(Connection::open(path)?)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Writer {
+                conn,
+                relaxed: false,
+            }),
             claims: Default::default(),
             _checkpointer: Self::spawn_checkpointer(path)?,
         })
@@ -198,8 +220,16 @@ impl Store {
         Ok(conn)
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    /// The connection at `synchronous=FULL`, whatever the last journal write left.
+    fn conn(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
+        let mut w = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        if w.relaxed {
+            w.conn
+                .prepare_cached("PRAGMA synchronous = FULL")?
+                .execute([])?;
+            w.relaxed = false;
+        }
+        Ok(w)
     }
 
     /// Runs a write to the node's journal (the event log and fleet-command bookkeeping) with
@@ -207,21 +237,22 @@ impl Store {
     /// crash of the process but not of the machine until the next checkpoint or the next
     /// `FULL` commit, which syncs the WAL with everything before it. Money, users and
     /// configuration never go through here.
+    ///
+    /// The connection stays at `NORMAL` after a journal write and is set back to `FULL` by
+    /// [`Store::conn`], the only other way to it, so back-to-back journal writes (a command's
+    /// claim and result, event batches) switch nothing.
     fn journal<T>(
         &self,
         write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let conn = self.conn()?;
-        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-            .execute([])?;
-        let out = write(&conn);
-        // Restore before anything else can use the connection, whatever `write` returned.
-        let restored = conn
-            .prepare_cached("PRAGMA synchronous = FULL")
-            .and_then(|mut st| st.execute([]));
-        let out = out?;
-        restored?;
-        Ok(out)
+        let mut w = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        if !w.relaxed {
+            w.conn
+                .prepare_cached("PRAGMA synchronous = NORMAL")?
+                .execute([])?;
+            w.relaxed = true;
+        }
+        Ok(write(&w.conn)?)
     }
 
     /// All streams in creation order. A row that does not parse is reported in the second
@@ -749,16 +780,29 @@ mod tests {
                 .pragma_query_value(None, "synchronous", |r| r.get(0))
                 .expect("pragma")
         };
+        let left_by_journal = |s: &Store| -> i64 {
+            s.conn
+                .lock()
+                .expect("lock")
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .expect("pragma")
+        };
         assert_eq!(synchronous(&s), 2, "FULL");
         let batch: Vec<NodeEvent> = (1..=1200).map(event).collect();
         s.insert_events(&batch).expect("events");
         assert!(s.claim_command("r1", "log_level", "{}", 1).expect("claim"));
         s.set_command_result("r1", "{}").expect("result");
-        assert_eq!(synchronous(&s), 2, "FULL again after journal writes");
-        // A failing journal write restores FULL as well.
+        assert_eq!(left_by_journal(&s), 1, "journal writes run at NORMAL");
+        assert_eq!(synchronous(&s), 2, "FULL again for everything else");
+        // A failing journal write leaves nothing relaxed for others either.
         let failed = s.journal(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []));
         assert!(failed.is_err());
         assert_eq!(synchronous(&s), 2);
+        // A durable write after journal writes commits at FULL.
+        s.journal(|c| c.execute("DELETE FROM meta WHERE key = 'none'", []))
+            .expect("journal");
+        s.set_meta("k", "v").expect("meta");
+        assert_eq!(left_by_journal(&s), 2);
         // One batch, in order.
         let newest = s.recent_events(None, 2).expect("recent");
         assert_eq!(newest[0].message, "event 1200");
