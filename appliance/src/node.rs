@@ -788,8 +788,11 @@ impl Node {
             tracing::warn!("the event recorder runs already");
         }
         let write = move |pending: &mut Vec<NodeEvent>| {
-            if let Err(e) = node.store.insert_events(pending) {
-                tracing::warn!("cannot record {} event(s): {e}", pending.len());
+            // A flush can gather more than a batch; it is written a batch at a time too.
+            for batch in pending.chunks(EVENT_BATCH_MAX) {
+                if let Err(e) = node.store.insert_events(batch) {
+                    tracing::warn!("cannot record {} event(s): {e}", batch.len());
+                }
             }
             pending.clear();
         };

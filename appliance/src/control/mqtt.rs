@@ -422,8 +422,8 @@ impl CommandResult {
         }
     }
 
-    fn json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -578,13 +578,14 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
             .unwrap_or_else(|| format!("{base}/cmd/{name}/result")),
         correlation: msg.correlation.clone(),
     };
-    let send = |r: &CommandResult| {
-        let delivery = match r.state.as_str() {
+    let send_json = |state: &str, json: String| {
+        let delivery = match state {
             "accepted" | "in_progress" => Delivery::BestEffort,
             _ => Delivery::AtLeastOnce,
         };
-        let _ = out.send((reply.clone(), r.json(), delivery));
+        let _ = out.send((reply.clone(), json.into_bytes(), delivery));
     };
+    let send = |r: &CommandResult| send_json(&r.state, r.json());
     let (request_id, args) = match parse_request(&name, &msg) {
         Ok(v) => v,
         Err(r) => {
@@ -595,11 +596,10 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     };
     let rid = Some(request_id.as_str());
     // Claim the id durably before saying "accepted"; a repeat gets the stored result.
-    let accepted = CommandResult::new(rid, &name, "accepted");
-    let accepted_json = String::from_utf8(accepted.json()).unwrap_or_default();
+    let accepted = CommandResult::new(rid, &name, "accepted").json();
     match node
         .store
-        .claim_command(&request_id, &name, &accepted_json, now_ms())
+        .claim_command(&request_id, &name, &accepted, now_ms())
     {
         Ok(true) => {}
         Ok(false) => {
@@ -619,13 +619,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
             return;
         }
     }
-    send(&accepted);
-    let record = |r: &CommandResult| {
-        let text = String::from_utf8(r.json()).unwrap_or_default();
-        if let Err(e) = node.store.set_command_result(&request_id, &text) {
-            tracing::warn!("cannot record the result of command {name}: {e}");
-        }
-    };
+    send_json("accepted", accepted);
     // Only "accepted" (the claim) and the final state are written: a command cut short by a
     // crash is marked failed at the next start (`Store::fail_unfinished_commands`).
     send(&CommandResult::new(rid, &name, "in_progress"));
@@ -641,7 +635,9 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     if let Some(Value::Object(o)) = &mut stored.result {
         o.remove("data_base64");
     }
-    record(&stored);
+    if let Err(e) = node.store.set_command_result(&request_id, &stored.json()) {
+        tracing::warn!("cannot record the result of command {name}: {e}");
+    }
     node.counters.mqtt_command(&name, &done.state);
     send(&done);
 }
