@@ -129,6 +129,8 @@ pub struct RtmpConfig {
     pub public_host: String,
     /// Simultaneous RTMP connections accepted; more are closed at once.
     pub max_connections: u32,
+    /// Simultaneous RTMP connections accepted from one IP address.
+    pub max_connections_per_address: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +174,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
                 public_host: String::new(),
                 max_connections: 64,
+                max_connections_per_address: 8,
             },
             hls: HlsConfig {
                 segment_seconds: 2,
@@ -346,6 +349,12 @@ impl Config {
             1_000_000,
         )?;
         range("rtmp.max_connections", self.rtmp.max_connections, 1, 10_000)?;
+        range(
+            "rtmp.max_connections_per_address",
+            self.rtmp.max_connections_per_address,
+            1,
+            10_000,
+        )?;
         range("media.max_streams", self.media.max_streams, 1, 256)?;
         if !X264_PRESETS.contains(&self.media.x264_preset.as_str()) {
             return Err(ConfigError::new(

@@ -135,7 +135,10 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         rtmp,
         registry,
         events.clone(),
-        cfg.rtmp.max_connections,
+        media::rtmp::ConnectionLimits {
+            total: cfg.rtmp.max_connections,
+            per_address: cfg.rtmp.max_connections_per_address,
+        },
         shutdown_rx.clone(),
     ));
 

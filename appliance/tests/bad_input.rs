@@ -407,3 +407,173 @@ fn bad_configuration_fails_start_up_with_exit_code_2() {
     );
     assert_eq!(code, 0);
 }
+
+/// An RTMP connection that has completed the plain handshake.
+fn rtmp_after_handshake(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut hello = vec![3u8];
+    hello.extend_from_slice(&[7u8; 1536]);
+    s.write_all(&hello).expect("c0 c1");
+    let mut answer = vec![0u8; 1 + 2 * 1536];
+    s.read_exact(&mut answer).expect("s0 s1 s2");
+    s.write_all(&[7u8; 1536]).expect("c2");
+    s
+}
+
+fn rtmp_header0(csid: u8, len: u32, type_id: u8, stream_id: u32) -> Vec<u8> {
+    let mut h = vec![csid, 0, 0, 0];
+    h.extend_from_slice(&len.to_be_bytes()[1..]);
+    h.push(type_id);
+    h.extend_from_slice(&stream_id.to_le_bytes());
+    h
+}
+
+/// A message in 128-byte chunks.
+fn rtmp_message(csid: u8, type_id: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = rtmp_header0(csid, payload.len() as u32, type_id, stream_id);
+    for (i, c) in payload.chunks(128).enumerate() {
+        if i > 0 {
+            b.push(0xc0 | csid);
+        }
+        b.extend_from_slice(c);
+    }
+    b
+}
+
+/// Sends `bytes` and waits for the server to close the connection or go quiet.
+fn send_and_drain(port: u16, bytes: &[u8]) {
+    let mut s = rtmp_after_handshake(port);
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Is the connection closed by the server within `within`?
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_rtmp_connections_never_end_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start_with(dir.path(), &[("LPE_RTMP_MAX_CONNECTIONS_PER_ADDRESS", "3")]);
+    let by = bystander(&node);
+
+    // A trickle of one byte every few seconds is not progress: closed after 30 s without a
+    // complete message, however steady the bytes.
+    let port = node.rtmp;
+    let trickle = std::thread::spawn(move || {
+        let mut s = rtmp_after_handshake(port);
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let started = Instant::now();
+        let header = rtmp_header0(3, 100, 20, 0);
+        let mut buf = [0u8; 4096];
+        for b in header.iter().chain(std::iter::repeat(&0u8)) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Err(e)
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Some(started.elapsed())
+    });
+
+    // The four inputs that ended the node when its RTMP parser panicked on them.
+    let amf_string = |v: &str| {
+        let mut b = vec![0x02];
+        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        b.extend_from_slice(v.as_bytes());
+        b
+    };
+    send_and_drain(node.rtmp, &rtmp_header0(3, 0, 0x14, 0));
+    send_and_drain(
+        node.rtmp,
+        &rtmp_message(4, 18, 1, &amf_string("@setDataFrame")),
+    );
+    let mut interleaved = rtmp_header0(2, 4, 1, 0);
+    interleaved.extend_from_slice(&65_536u32.to_be_bytes());
+    interleaved.extend(rtmp_header0(4, 70_000, 9, 1));
+    interleaved.extend(vec![0u8; 65_536]);
+    interleaved.extend(rtmp_header0(5, 5_000, 9, 1));
+    interleaved.extend(vec![0u8; 5_000]);
+    send_and_drain(node.rtmp, &interleaved);
+    let mut nested = amf_string("connect");
+    for _ in 0..200_000 {
+        nested.extend_from_slice(&[0x0a, 0, 0, 0, 1]);
+    }
+    send_and_drain(node.rtmp, &rtmp_message(3, 20, 0, &nested));
+    assert_undisturbed(&node, &by);
+
+    // A message longer than the node takes is refused at its header.
+    let mut big = rtmp_after_handshake(node.rtmp);
+    big.write_all(&rtmp_header0(4, (16 << 20) - 1, 9, 1))
+        .expect("header");
+    assert!(
+        closed_within(&mut big, Duration::from_secs(5)),
+        "16 MiB message accepted"
+    );
+
+    // Per-address cap: the trickler holds one slot; two more fit, the next is closed at once.
+    let held: Vec<TcpStream> = (0..2).map(|_| rtmp_after_handshake(node.rtmp)).collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", node.rtmp)).expect("connect");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(5)),
+        "per-address cap not applied"
+    );
+    drop(held);
+
+    let took = trickle
+        .join()
+        .expect("trickle thread")
+        .expect("trickler never closed");
+    assert!(
+        took >= Duration::from_secs(25) && took < Duration::from_secs(45),
+        "trickler closed after {took:?}"
+    );
+    assert_undisturbed(&node, &by);
+    // A publisher still gets in after all that.
+    let rtmp = node.create(
+        json!({"name": "after", "source": {"kind": "rtmp", "stream_key": "after-key-123"}}),
+    );
+    let push = FfmpegPush::start(&node.rtmp_url("after-key-123"), "320x240", 6);
+    node.wait_state(
+        rtmp["id"].as_str().expect("id"),
+        "running",
+        Duration::from_secs(20),
+    );
+    drop(push);
+}

@@ -1,38 +1,35 @@
 //! The in-process RTMP ingest server (`rtmp://<host>:1935/live/<stream-key>`).
 //!
-//! Protocol work is done by `rml_rtmp` (sans-IO); this module owns the sockets, the
-//! stream-key check and the hand-over of a publisher's media to the stream that owns the key.
-//! A connection that sends garbage, stalls in the handshake, or publishes with an unknown key is
-//! closed without touching any stream.
+//! Protocol work is done by `lpe-rtmp` (sans-IO, bounded, returns errors); this module owns
+//! the sockets, the limits that span connections, the stream-key check and the hand-over of a
+//! publisher's media to the stream that owns the key. A connection that sends garbage, stalls,
+//! trickles, or publishes with an unknown key is closed without touching any stream; a
+//! connection's task failing, however it fails, ends that connection only.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
+pub use lpe_rtmp::Media as RtmpMedia;
+use lpe_rtmp::{Event, Limits, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::events::{EventBus, EventKind};
 
+/// Time to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed between two complete messages: bytes that never add up to a message are not
+/// progress, so a trickling client is closed as an idle one is.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes all connections together may hold in unfinished messages.
+const TOTAL_BUFFERED: usize = 96 << 20;
 /// The only RTMP application name publishers may use.
 pub const APP_NAME: &str = "live";
-
-/// One audio or video message of a publish, as RTMP carries it (FLV tag bodies).
-#[derive(Debug, Clone)]
-pub enum RtmpMedia {
-    Video { ts: u32, data: Bytes },
-    Audio { ts: u32, data: Bytes },
-}
 
 /// A publisher handed to the stream that owns its key; the channel closes when it leaves.
 pub struct Publisher {
@@ -115,15 +112,96 @@ impl Drop for BusyGuard {
     }
 }
 
+/// How many connections are open, in all and per address; a connection's share is returned
+/// when its [`Admission`] drops, however its task ends.
+#[derive(Default)]
+struct Admissions {
+    per_address: Mutex<HashMap<IpAddr, u32>>,
+    total: AtomicUsize,
+    /// Bytes held in unfinished messages, all connections together.
+    buffered: AtomicUsize,
+}
+
+struct Admission {
+    admissions: Arc<Admissions>,
+    ip: IpAddr,
+    /// This connection's part of `Admissions::buffered`.
+    buffered: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub total: u32,
+    pub per_address: u32,
+}
+
+impl Admissions {
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnectionLimits) -> Result<Admission, String> {
+        let mut per = self
+            .per_address
+            .lock()
+            .map_err(|_| "poisoned".to_string())?;
+        if self.total.load(Ordering::SeqCst) >= limits.total as usize {
+            return Err(format!("{} connections open", limits.total));
+        }
+        let n = per.entry(ip).or_insert(0);
+        if *n >= limits.per_address {
+            return Err(format!(
+                "{} connections open from this address",
+                limits.per_address
+            ));
+        }
+        *n += 1;
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Ok(Admission {
+            admissions: Arc::clone(self),
+            ip,
+            buffered: 0,
+        })
+    }
+}
+
+impl Admission {
+    /// Records how many bytes the connection holds now; false when all connections together
+    /// hold more than the node allows.
+    fn hold(&mut self, bytes: usize) -> bool {
+        let all = &self.admissions.buffered;
+        if bytes >= self.buffered {
+            let grown = bytes - self.buffered;
+            self.buffered = bytes;
+            all.fetch_add(grown, Ordering::SeqCst) + grown <= TOTAL_BUFFERED
+        } else {
+            all.fetch_sub(self.buffered - bytes, Ordering::SeqCst);
+            self.buffered = bytes;
+            true
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hold(0);
+        self.admissions.total.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut per) = self.admissions.per_address.lock()
+            && let Some(n) = per.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     registry: PublishRegistry,
     events: EventBus,
-    max_connections: u32,
+    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let active = Arc::new(AtomicU32::new(0));
+    let admissions = Arc::new(Admissions::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -137,20 +215,22 @@ pub async fn serve(
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= max_connections {
-            tracing::warn!(%peer, "rtmp connection refused: {max_connections} connections open");
-            continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
+        let admission = match admissions.admit(peer.ip(), limits) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(%peer, "rtmp connection refused: {why}");
+                continue;
+            }
+        };
         let registry = registry.clone();
         let events = events.clone();
-        let active = active.clone();
         let shutdown = shutdown.clone();
+        // The connection runs in a task of its own: should it panic, the runtime ends that
+        // task only, and the admission's drop still returns its share.
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, peer, registry, &events, shutdown).await {
+            if let Err(e) = connection(sock, peer, registry, &events, admission, shutdown).await {
                 tracing::info!(%peer, "rtmp connection closed: {e}");
             }
-            active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -159,48 +239,23 @@ pub async fn serve(
 enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("handshake failed: {0}")]
-    Handshake(String),
     #[error("handshake not completed within {} s", HANDSHAKE_TIMEOUT.as_secs())]
     HandshakeTimeout,
-    #[error("no data for {} s", IDLE_TIMEOUT.as_secs())]
-    Idle,
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    #[error("no complete message for {} s", PROGRESS_TIMEOUT.as_secs())]
+    NoProgress,
+    #[error("{0}")]
+    Protocol(#[from] lpe_rtmp::Error),
+    #[error("the node holds too many unfinished RTMP messages")]
+    Memory,
     #[error("publish refused: {0}")]
     Refused(Refusal),
+    #[error("RTMP playback is not offered")]
+    Play,
     #[error("the stream stopped taking media")]
     StreamGone,
 }
 
-async fn handshake(sock: &mut TcpStream) -> Result<Vec<u8>, ConnError> {
-    let mut hs = Handshake::new(PeerType::Server);
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 {
-            return Err(ConnError::Handshake("peer closed during handshake".into()));
-        }
-        match hs
-            .process_bytes(&buf[..n])
-            .map_err(|e| ConnError::Handshake(format!("{e:?}")))?
-        {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                sock.write_all(&response_bytes).await?;
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                sock.write_all(&response_bytes).await?;
-                return Ok(remaining_bytes);
-            }
-        }
-    }
-}
-
 struct Publishing {
-    key: String,
     stream_id: String,
     tx: mpsc::Sender<RtmpMedia>,
     _guard: BusyGuard,
@@ -211,97 +266,78 @@ async fn connection(
     peer: SocketAddr,
     registry: PublishRegistry,
     events: &EventBus,
+    mut admission: Admission,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let _ = sock.set_nodelay(true);
-    let remaining = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut sock))
-        .await
-        .map_err(|_| ConnError::HandshakeTimeout)??;
-    let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
-        .map_err(|e| ConnError::Protocol(format!("{e:?}")))?;
+    let mut session = Session::new(Limits::default());
     let mut publishing: Option<Publishing> = None;
-    let mut pending = initial;
-    let mut input = remaining;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut happened = Vec::new();
+    let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut progress = (Instant::now(), 0u64);
     loop {
-        if !input.is_empty() {
-            let results = session
-                .handle_input(&input)
-                .map_err(|e| ConnError::Protocol(format!("{e:?}")))?;
-            pending.extend(results);
-            input.clear();
-        }
-        while !pending.is_empty() {
-            let batch = std::mem::take(&mut pending);
-            for r in batch {
-                match r {
-                    ServerSessionResult::OutboundResponse(p) => sock.write_all(&p.bytes).await?,
-                    ServerSessionResult::RaisedEvent(ev) => {
-                        let (results, close) =
-                            on_event(ev, &mut session, &mut publishing, &registry, events, peer)
-                                .await;
-                        if let Some(why) = close {
-                            // Flush the answer (a rejection) so the client can show it.
-                            for r in results {
-                                if let ServerSessionResult::OutboundResponse(p) = r {
-                                    let _ = sock.write_all(&p.bytes).await;
-                                }
-                            }
-                            return Err(why);
-                        }
-                        pending.extend(results);
-                    }
-                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
-                }
-            }
-        }
+        let deadline = if session.handshake_done() {
+            progress.0 + PROGRESS_TIMEOUT
+        } else {
+            handshake_deadline
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, sock.read(&mut buf)) => r,
+            r = tokio::time::timeout_at(deadline, sock.read(&mut buf)) => r,
             _ = shutdown.changed() => return Ok(()),
         };
-        let n = read.map_err(|_| ConnError::Idle)??;
+        let n = match read {
+            Ok(r) => r?,
+            Err(_) if session.handshake_done() => return Err(ConnError::NoProgress),
+            Err(_) => return Err(ConnError::HandshakeTimeout),
+        };
         if n == 0 {
             if let Some(p) = &publishing {
                 tracing::info!(%peer, stream = %p.stream_id, "rtmp publisher disconnected");
             }
             return Ok(());
         }
-        input.extend_from_slice(&buf[..n]);
+        let read = session.read(&buf[..n], &mut happened);
+        if !admission.hold(session.buffered()) {
+            return Err(ConnError::Memory);
+        }
+        if session.messages() != progress.1 {
+            progress = (Instant::now(), session.messages());
+        }
+        for ev in happened.drain(..) {
+            if let Err(e) =
+                on_event(ev, &mut session, &mut publishing, &registry, events, peer).await
+            {
+                // Flush the answer (a refusal) so the client can show it.
+                let _ = sock.write_all(&session.take_output()).await;
+                return Err(e);
+            }
+        }
+        let out = session.take_output();
+        if !out.is_empty() {
+            sock.write_all(&out).await?;
+        }
+        read?;
     }
 }
 
-/// Handles one session event: the results to send, and a reason to close if the connection
-/// must end.
+/// Acts on one session event; an error ends the connection.
 async fn on_event(
-    ev: ServerSessionEvent,
-    session: &mut ServerSession,
+    ev: Event,
+    session: &mut Session,
     publishing: &mut Option<Publishing>,
     registry: &PublishRegistry,
     events: &EventBus,
     peer: SocketAddr,
-) -> (Vec<ServerSessionResult>, Option<ConnError>) {
-    let proto = |e: rml_rtmp::sessions::ServerSessionError| ConnError::Protocol(format!("{e:?}"));
-    let answer =
-        |r: Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>| match r {
-            Ok(v) => (v, None),
-            Err(e) => (Vec::new(), Some(proto(e))),
-        };
+) -> Result<(), ConnError> {
     match ev {
-        ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-            answer(session.accept_request(request_id))
-        }
-        ServerSessionEvent::PublishStreamRequested {
-            request_id,
-            app_name,
-            stream_key,
-            ..
-        } => {
-            let claimed = if app_name != APP_NAME {
-                Err(Refusal::WrongApp(app_name.clone()))
+        Event::PublishRequested { app, key } => {
+            let claimed = if app != APP_NAME {
+                Err(Refusal::WrongApp(app))
             } else if publishing.is_some() {
                 Err(Refusal::Busy)
             } else {
-                registry.claim(&stream_key)
+                registry.claim(&key)
             };
             let (tx, rx) = mpsc::channel(1024);
             let claimed = claimed.and_then(|(stream_id, handover, guard)| {
@@ -312,95 +348,42 @@ async fn on_event(
             });
             match claimed {
                 Ok((stream_id, guard)) => {
-                    tracing::info!(%peer, stream = %stream_id, key = %mask_key(&stream_key), "rtmp publish accepted");
+                    tracing::info!(%peer, stream = %stream_id, key = %mask_key(&key), "rtmp publish accepted");
+                    session.accept_publish(&mask_key(&key));
                     *publishing = Some(Publishing {
-                        key: stream_key,
                         stream_id,
                         tx,
                         _guard: guard,
                     });
-                    answer(session.accept_request(request_id))
+                    Ok(())
                 }
                 Err(why) => {
-                    tracing::warn!(%peer, key = %mask_key(&stream_key), "rtmp publish refused: {why}");
+                    tracing::warn!(%peer, key = %mask_key(&key), "rtmp publish refused: {why}");
                     events.emit(
                         None,
                         EventKind::RtmpRefused,
                         format!("publish from {peer} refused: {why}"),
                     );
-                    let results = session
-                        .reject_request(request_id, "NetStream.Publish.BadName", &why.to_string())
-                        .unwrap_or_default();
-                    (results, Some(ConnError::Refused(why)))
+                    session.reject_publish(&why.to_string());
+                    Err(ConnError::Refused(why))
                 }
             }
         }
-        ServerSessionEvent::PublishStreamFinished { .. } => {
+        Event::Unpublished => {
             *publishing = None;
-            (Vec::new(), None)
+            Ok(())
         }
-        ServerSessionEvent::VideoDataReceived {
-            stream_key,
-            data,
-            timestamp,
-            ..
-        } => {
-            forward(
-                publishing,
-                &stream_key,
-                RtmpMedia::Video {
-                    ts: timestamp.value,
-                    data,
-                },
-            )
-            .await
-        }
-        ServerSessionEvent::AudioDataReceived {
-            stream_key,
-            data,
-            timestamp,
-            ..
-        } => {
-            forward(
-                publishing,
-                &stream_key,
-                RtmpMedia::Audio {
-                    ts: timestamp.value,
-                    data,
-                },
-            )
-            .await
-        }
-        ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-            let results = session
-                .reject_request(
-                    request_id,
-                    "NetStream.Play.Failed",
-                    "playback is served over HLS",
-                )
-                .unwrap_or_default();
-            (
-                results,
-                Some(ConnError::Protocol("RTMP playback is not offered".into())),
-            )
-        }
-        _ => (Vec::new(), None),
+        Event::Media(media) => forward(publishing, media).await,
+        Event::PlayRequested => Err(ConnError::Play),
     }
 }
 
-async fn forward(
-    publishing: &Option<Publishing>,
-    key: &str,
-    media: RtmpMedia,
-) -> (Vec<ServerSessionResult>, Option<ConnError>) {
-    let Some(p) = publishing.as_ref().filter(|p| p.key == key) else {
-        return (Vec::new(), None);
+async fn forward(publishing: &Option<Publishing>, media: RtmpMedia) -> Result<(), ConnError> {
+    let Some(p) = publishing.as_ref() else {
+        return Ok(());
     };
     // Awaiting here applies TCP back-pressure to a publisher faster than its pipeline.
-    match p.tx.send(media).await {
-        Ok(()) => (Vec::new(), None),
-        Err(_) => (Vec::new(), Some(ConnError::StreamGone)),
-    }
+    p.tx.send(media).await.map_err(|_| ConnError::StreamGone)
 }
 
 /// The video codec an FLV video tag body announces.
@@ -474,6 +457,7 @@ pub fn flv_tag(media: &RtmpMedia) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn codec_detection() {
