@@ -109,6 +109,11 @@ const MIGRATIONS: &[&str] = &[
         FROM command_results;
      DROP TABLE command_results;
      ALTER TABLE command_results_by_id RENAME TO command_results;",
+    // 6: API tokens belong to a user and die with it; tokens made before owners existed go
+    // to the first admin
+    "ALTER TABLE api_tokens ADD COLUMN owner TEXT REFERENCES users(name) ON DELETE CASCADE;
+     UPDATE api_tokens SET owner =
+        (SELECT name FROM users WHERE role = 'admin' ORDER BY created_ms, name LIMIT 1);",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -1056,6 +1061,8 @@ pub struct TokenRecord {
     pub role: String,
     pub created_ms: u64,
     pub last_used_ms: Option<u64>,
+    /// The user the token acts for; it stops working when that user is removed.
+    pub owner: String,
 }
 
 impl Store {
@@ -1105,8 +1112,14 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Sets a user's password hash and ends their sessions.
-    pub fn set_password(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+    /// Sets a password and ends the user's sessions; with `revoke_tokens`, their API tokens
+    /// too.
+    pub fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        revoke_tokens: bool,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let n = tx.execute(
@@ -1114,6 +1127,9 @@ impl Store {
             params![name, hash],
         )?;
         tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])?;
+        if revoke_tokens {
+            tx.execute("DELETE FROM api_tokens WHERE owner = ?1", params![name])?;
+        }
         tx.commit()?;
         Ok(n == 1)
     }
@@ -1179,9 +1195,16 @@ impl Store {
 
     pub fn insert_token(&self, t: &TokenRecord, token_hash: &str) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT INTO api_tokens (id, name, role, token_hash, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![t.id, t.name, t.role, token_hash, t.created_ms as i64],
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_ms, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                t.id,
+                t.name,
+                t.role,
+                token_hash,
+                t.created_ms as i64,
+                t.owner
+            ],
         )?;
         Ok(())
     }
@@ -1196,8 +1219,9 @@ impl Store {
         let conn = self.conn()?;
         let found = conn
             .query_row(
-                "SELECT id, name, role, created_ms, last_used_ms FROM api_tokens
-                 WHERE token_hash = ?1",
+                "SELECT t.id, t.name, t.role, t.created_ms, t.last_used_ms, t.owner
+                 FROM api_tokens t JOIN users u ON u.name = t.owner
+                 WHERE t.token_hash = ?1",
                 params![token_hash],
                 token_row,
             )
@@ -1218,7 +1242,8 @@ impl Store {
     pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let conn = self.conn()?;
         let mut st = conn.prepare(
-            "SELECT id, name, role, created_ms, last_used_ms FROM api_tokens ORDER BY created_ms",
+            "SELECT id, name, role, created_ms, last_used_ms, owner FROM api_tokens
+             ORDER BY created_ms",
         )?;
         let rows = st.query_map([], token_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1319,5 +1344,6 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         role: r.get(2)?,
         created_ms: r.get::<_, i64>(3)? as u64,
         last_used_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        owner: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
     })
 }

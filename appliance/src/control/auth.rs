@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -17,6 +17,7 @@ use base64::Engine;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::events::now_ms;
 use crate::store::{Store, StoreError, TokenRecord, UserRecord};
@@ -74,6 +75,8 @@ impl Access {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: String,
+    /// The user this principal acts for: the signed-in user, or a token's owner.
+    pub user: String,
     pub role: Role,
     /// For cookie sessions: the CSRF token unsafe requests must echo in `X-CSRF-Token`.
     pub csrf: Option<String>,
@@ -101,32 +104,53 @@ pub enum AuthError {
     Storage(#[from] StoreError),
     #[error("password hashing failed")]
     Hash,
+    #[error("too many password checks at once; try again in a second")]
+    Busy,
 }
 
 pub const SESSION_COOKIE: &str = "lpe_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Attempts at one user name from one address within the window.
 const MAX_FAILURES: usize = 5;
+/// Attempts from one address, whatever the user names, within the window.
+const MAX_FAILURES_PER_ADDRESS: usize = 20;
+/// After this many failures for one user name from anywhere, every attempt for it waits
+/// [`USER_SLOWDOWN`] first: slower guessing, but the right password from another address
+/// still gets in.
+const USER_SLOWDOWN_AFTER: usize = 5;
+const USER_SLOWDOWN: Duration = Duration::from_secs(1);
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// Password hashes computed at once (argon2id takes 19 MiB and a core for each); more are
+/// refused at once rather than queued.
+const CONCURRENT_HASHES: usize = 2;
 const META_SETUP_HASH: &str = "setup_code_hash";
 const META_DEVICE_NAME: &str = "device_name";
 const META_DEVICE_ROLE: &str = "device_role";
 
-/// Failed attempts per key ("ip:…", "user:…") within the window.
+/// Attempts per key ("ip:…", "ip-user:…", "user:…") within the window. An attempt counts
+/// when it starts, before any hashing, so concurrent guesses cannot all slip past the limit.
 #[derive(Default)]
 struct Throttle {
-    failures: HashMap<String, Vec<Instant>>,
+    attempts: HashMap<String, Vec<Instant>>,
 }
 
 impl Throttle {
-    /// Seconds to wait when `key` has used up its attempts.
-    fn blocked(&mut self, key: &str, now: Instant) -> Option<u64> {
-        let list = self.failures.get_mut(key)?;
+    /// Recent attempts for `key`.
+    fn count(&mut self, key: &str, now: Instant) -> usize {
+        let Some(list) = self.attempts.get_mut(key) else {
+            return 0;
+        };
         list.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-        if list.len() < MAX_FAILURES {
+        list.len()
+    }
+
+    /// Seconds until `key` has fewer than `limit` attempts in the window.
+    fn wait(&mut self, key: &str, limit: usize, now: Instant) -> Option<u64> {
+        if self.count(key, now) < limit {
             return None;
         }
-        let oldest = list.iter().min().copied()?;
+        let oldest = self.attempts.get(key)?.iter().min().copied()?;
         Some(
             (FAILURE_WINDOW - now.duration_since(oldest))
                 .as_secs()
@@ -134,17 +158,32 @@ impl Throttle {
         )
     }
 
-    fn fail(&mut self, key: String, now: Instant) {
+    /// Counts an attempt on every key, unless one of them has used up its limit.
+    fn attempt(&mut self, keys: &[(String, usize)], now: Instant) -> Result<(), u64> {
+        if let Some(wait) = keys.iter().filter_map(|(k, l)| self.wait(k, *l, now)).max() {
+            return Err(wait);
+        }
         // Bound memory under a flood of distinct keys: forget the stalest entries.
-        if self.failures.len() > 10_000 {
-            self.failures
+        if self.attempts.len() > 10_000 {
+            self.attempts
                 .retain(|_, v| v.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW));
         }
-        self.failures.entry(key).or_default().push(now);
+        for (k, _) in keys {
+            self.attempts.entry(k.clone()).or_default().push(now);
+        }
+        Ok(())
     }
 
-    fn clear(&mut self, key: &str) {
-        self.failures.remove(key);
+    /// Takes back the attempt made at `at` on `key` (it succeeded).
+    fn forgive(&mut self, key: &str, at: Instant) {
+        if let Some(list) = self.attempts.get_mut(key) {
+            if let Some(i) = list.iter().position(|t| *t == at) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                self.attempts.remove(key);
+            }
+        }
     }
 }
 
@@ -189,9 +228,19 @@ pub enum AuthCommand {
         password: String,
         role: String,
     },
+    /// An admin sets a user's password.
     SetPassword {
         name: String,
         password: String,
+        revoke_tokens: bool,
+    },
+    /// A user changes their own password, proving they know the current one.
+    ChangeOwnPassword {
+        name: String,
+        current: String,
+        password: String,
+        revoke_tokens: bool,
+        ip: Option<IpAddr>,
     },
     DeleteUser {
         name: String,
@@ -199,6 +248,8 @@ pub enum AuthCommand {
     CreateToken {
         name: String,
         role: String,
+        /// The user the token acts for.
+        owner: String,
     },
     DeleteToken {
         id: String,
@@ -225,6 +276,7 @@ pub enum AuthOutcome {
 
 pub struct Auth {
     throttle: Mutex<Throttle>,
+    hashing: Arc<Semaphore>,
 }
 
 fn random_b64(bytes: usize) -> String {
@@ -313,6 +365,7 @@ impl Auth {
     pub fn new() -> Self {
         Self {
             throttle: Mutex::new(Throttle::default()),
+            hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
         }
     }
 
@@ -345,29 +398,84 @@ impl Auth {
         })
     }
 
-    fn throttled(&self, keys: &[String]) -> Result<(), AuthError> {
+    /// Counts an attempt on `keys` (each with its limit); the time the attempt was counted.
+    fn attempt(&self, keys: &[(String, usize)]) -> Result<Instant, AuthError> {
         let now = Instant::now();
         let mut t = self.throttle.lock().map_err(|_| StoreError::Poisoned)?;
-        match keys.iter().filter_map(|k| t.blocked(k, now)).max() {
-            Some(wait) => Err(AuthError::Throttled(wait)),
-            None => Ok(()),
-        }
+        t.attempt(keys, now).map_err(AuthError::Throttled)?;
+        Ok(now)
     }
 
-    fn record_failure(&self, keys: Vec<String>) {
-        let now = Instant::now();
+    /// Takes back a successful attempt: it does not count against the address or the name.
+    fn succeeded(&self, keys: &[(String, usize)], at: Instant) {
         if let Ok(mut t) = self.throttle.lock() {
-            for k in keys {
-                t.fail(k, now);
+            for (k, _) in keys {
+                t.forgive(k, at);
             }
         }
     }
 
-    fn record_success(&self, keys: &[String]) {
-        if let Ok(mut t) = self.throttle.lock() {
-            for k in keys {
-                t.clear(k);
+    /// Whether attempts for this user name are being slowed down.
+    fn user_under_attack(&self, user_key: &str) -> bool {
+        self.throttle
+            .lock()
+            .map(|mut t| t.count(user_key, Instant::now()) >= USER_SLOWDOWN_AFTER)
+            .unwrap_or(true)
+    }
+
+    /// Runs password hashing on the blocking pool, at most [`CONCURRENT_HASHES`] at once.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let permit = Arc::clone(&self.hashing)
+            .try_acquire_owned()
+            .map_err(|_| AuthError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|_| AuthError::Hash)
+    }
+
+    /// Checks a user's password under the login limits.
+    async fn check_login(
+        &self,
+        store: &Store,
+        username: &str,
+        password: String,
+        ip: Option<IpAddr>,
+    ) -> Result<UserRecord, AuthError> {
+        let ip = ip.map(|i| i.to_string()).unwrap_or_default();
+        let user_key = format!("user:{username}");
+        let keys = [
+            (format!("ip-user:{ip}/{username}"), MAX_FAILURES),
+            (format!("ip:{ip}"), MAX_FAILURES_PER_ADDRESS),
+            (user_key.clone(), usize::MAX),
+        ];
+        let slow = self.user_under_attack(&user_key);
+        let at = self.attempt(&keys)?;
+        if slow {
+            tokio::time::sleep(USER_SLOWDOWN).await;
+        }
+        let user = store.get_user(username)?;
+        // Verify against a real hash even for an unknown user, so timing does not reveal
+        // which names exist.
+        let phc = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.to_string());
+        let ok = self
+            .hashing(move || verify_password(&password, &phc))
+            .await?;
+        match user {
+            Some(u) if ok => {
+                self.succeeded(&keys, at);
+                Ok(u)
             }
+            _ => Err(AuthError::BadCredentials),
         }
     }
 
@@ -375,11 +483,10 @@ impl Auth {
     pub async fn execute(&self, store: &Store, cmd: AuthCommand) -> Result<AuthOutcome, AuthError> {
         match cmd {
             AuthCommand::Setup { req, ip } => {
-                let keys = vec![format!(
-                    "ip:{}",
-                    ip.map(|i| i.to_string()).unwrap_or_default()
+                let keys = [(
+                    format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
+                    MAX_FAILURES,
                 )];
-                self.throttled(&keys)?;
                 if !Self::setup_required(store)? {
                     return Err(AuthError::SetupDone);
                 }
@@ -399,21 +506,21 @@ impl Auth {
                         "role",
                     ));
                 }
+                let at = self.attempt(&keys)?;
                 let stored = store.get_meta(META_SETUP_HASH)?.unwrap_or_default();
                 let code = req.code.trim().to_ascii_uppercase();
-                let password = req.password.clone();
-                let (code_ok, hash) = tokio::task::spawn_blocking(move || {
-                    (verify_password(&code, &stored), hash_password(&password))
-                })
-                .await
-                .map_err(|_| AuthError::Hash)?;
-                if !code_ok {
-                    self.record_failure(keys);
+                // The code first: a wrong one costs one check, never a password hash too.
+                if !self
+                    .hashing(move || verify_password(&code, &stored))
+                    .await?
+                {
                     return Err(AuthError::BadSetupCode);
                 }
+                let password = req.password.clone();
+                let hash = self.hashing(move || hash_password(&password)).await??;
                 let user = UserRecord {
                     name: username.clone(),
-                    password_hash: hash?,
+                    password_hash: hash,
                     role: Role::Admin.as_str().into(),
                     created_ms: now_ms(),
                 };
@@ -421,7 +528,7 @@ impl Auth {
                 store.set_meta(META_DEVICE_NAME, &device_name)?;
                 store.set_meta(META_DEVICE_ROLE, &req.role)?;
                 store.delete_meta(META_SETUP_HASH)?;
-                self.record_success(&keys);
+                self.succeeded(&keys, at);
                 self.new_session(store, &username, Role::Admin)
             }
             AuthCommand::Login {
@@ -429,32 +536,24 @@ impl Auth {
                 password,
                 ip,
             } => {
-                let keys = vec![
-                    format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
-                    format!("user:{username}"),
-                ];
-                self.throttled(&keys)?;
-                let user = store.get_user(&username)?;
-                // Verify against a real hash even for an unknown user, so timing does not
-                // reveal which names exist.
-                let phc = user
-                    .as_ref()
-                    .map(|u| u.password_hash.clone())
-                    .unwrap_or_else(|| DUMMY_HASH.to_string());
-                let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-                    .await
-                    .map_err(|_| AuthError::Hash)?;
-                match user {
-                    Some(u) if ok => {
-                        self.record_success(&keys);
-                        let role = Role::parse(&u.role).unwrap_or(Role::Viewer);
-                        self.new_session(store, &u.name, role)
-                    }
-                    _ => {
-                        self.record_failure(keys);
-                        Err(AuthError::BadCredentials)
-                    }
+                let u = self.check_login(store, &username, password, ip).await?;
+                let role = Role::parse(&u.role).unwrap_or(Role::Viewer);
+                self.new_session(store, &u.name, role)
+            }
+            AuthCommand::ChangeOwnPassword {
+                name,
+                current,
+                password,
+                revoke_tokens,
+                ip,
+            } => {
+                check_password(&password)?;
+                self.check_login(store, &name, current, ip).await?;
+                let hash = self.hashing(move || hash_password(&password)).await??;
+                if !store.set_password(&name, &hash, revoke_tokens)? {
+                    return Err(AuthError::NotFound(format!("no user '{name}'")));
                 }
+                Ok(AuthOutcome::Done)
             }
             AuthCommand::Logout { session } => {
                 store.delete_session(&session)?;
@@ -468,9 +567,7 @@ impl Auth {
                 check_name(&name, "name")?;
                 check_password(&password)?;
                 let role = parse_role(&role, &[Role::Admin, Role::Viewer])?;
-                let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                    .await
-                    .map_err(|_| AuthError::Hash)??;
+                let hash = self.hashing(move || hash_password(&password)).await??;
                 let inserted = store.insert_user(&UserRecord {
                     name: name.clone(),
                     password_hash: hash,
@@ -482,12 +579,14 @@ impl Auth {
                 }
                 Ok(AuthOutcome::Done)
             }
-            AuthCommand::SetPassword { name, password } => {
+            AuthCommand::SetPassword {
+                name,
+                password,
+                revoke_tokens,
+            } => {
                 check_password(&password)?;
-                let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                    .await
-                    .map_err(|_| AuthError::Hash)??;
-                if !store.set_password(&name, &hash)? {
+                let hash = self.hashing(move || hash_password(&password)).await??;
+                if !store.set_password(&name, &hash, revoke_tokens)? {
                     return Err(AuthError::NotFound(format!("no user '{name}'")));
                 }
                 Ok(AuthOutcome::Done)
@@ -504,7 +603,7 @@ impl Auth {
                 store.delete_user(&name)?;
                 Ok(AuthOutcome::Done)
             }
-            AuthCommand::CreateToken { name, role } => {
+            AuthCommand::CreateToken { name, role, owner } => {
                 if name.trim().is_empty() || name.chars().count() > 64 {
                     return Err(AuthError::Invalid(
                         "the token name needs 1 to 64 characters".into(),
@@ -519,6 +618,7 @@ impl Auth {
                     role: role.as_str().into(),
                     created_ms: now_ms(),
                     last_used_ms: None,
+                    owner,
                 };
                 store.insert_token(&record, &secret_hash(&token))?;
                 Ok(AuthOutcome::Token { record, token })
@@ -564,6 +664,7 @@ impl Auth {
                 .and_then(|t| {
                     Some(Principal {
                         name: format!("token:{}", t.name),
+                        user: t.owner,
                         role: Role::parse(&t.role)?,
                         csrf: None,
                         session: None,
@@ -574,7 +675,8 @@ impl Auth {
             let hash = secret_hash(id);
             return Ok(store.get_session(&hash, now_ms())?.and_then(|s| {
                 Some(Principal {
-                    name: s.user,
+                    name: s.user.clone(),
+                    user: s.user,
                     role: Role::parse(&s.role)?,
                     csrf: Some(s.csrf),
                     session: Some(hash),
@@ -599,19 +701,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttle_blocks_after_five_failures_and_clears_on_success() {
+    fn throttle_counts_attempts_before_they_run_and_forgives_successes() {
         let mut t = Throttle::default();
         let now = Instant::now();
+        let keys = [
+            ("ip-user:a".to_string(), MAX_FAILURES),
+            ("ip:x".to_string(), 20),
+        ];
+        let mut first = None;
         for _ in 0..MAX_FAILURES {
-            assert!(t.blocked("user:a", now).is_none());
-            t.fail("user:a".into(), now);
+            assert!(t.attempt(&keys, now).is_ok());
+            first.get_or_insert(now);
         }
-        let wait = t.blocked("user:a", now).expect("blocked");
+        let wait = t.attempt(&keys, now).expect_err("blocked");
         assert!(wait > 0 && wait <= FAILURE_WINDOW.as_secs());
-        assert!(t.blocked("user:b", now).is_none());
-        assert!(t.blocked("user:a", now + FAILURE_WINDOW).is_none());
-        t.clear("user:a");
-        assert!(t.blocked("user:a", now).is_none());
+        // A refused attempt is not counted; another name from the same address still goes.
+        assert_eq!(t.count("ip:x", now), MAX_FAILURES);
+        assert!(
+            t.attempt(&[("ip-user:b".to_string(), MAX_FAILURES)], now)
+                .is_ok()
+        );
+        assert!(t.attempt(&keys, now + FAILURE_WINDOW).is_ok());
+        t.forgive("ip-user:a", now + FAILURE_WINDOW);
+        assert_eq!(t.count("ip-user:a", now + FAILURE_WINDOW), 0);
     }
 
     #[test]

@@ -40,6 +40,10 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound(m) => ApiError::not_found(m),
             AuthError::Storage(e) => CommandError::Storage(e).into(),
             AuthError::Hash => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
+            AuthError::Busy => ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg)
+            },
         }
     }
 }
@@ -409,16 +413,32 @@ pub async fn me(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordRequest {
     pub password: String,
+    /// Also revoke the user's API tokens.
+    #[serde(default)]
+    pub revoke_tokens: bool,
 }
 
-/// A signed-in user changes their own password (their other sessions end).
-#[utoipa::path(put, path = "/api/auth/password", tag = "auth", request_body = PasswordRequest,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChangePasswordRequest {
+    /// The password in use now.
+    pub current_password: String,
+    pub password: String,
+    /// Also revoke the user's API tokens.
+    #[serde(default)]
+    pub revoke_tokens: bool,
+}
+
+/// A signed-in user changes their own password, giving the current one (their sessions
+/// end; a wrong current password counts as a failed login).
+#[utoipa::path(put, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 pub async fn change_own_password(
     State(node): State<AppState>,
     principal: Option<Extension<Principal>>,
-    ApiJson(req): ApiJson<PasswordRequest>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     let p = caller(principal)?;
     if p.session.is_none() {
@@ -430,9 +450,12 @@ pub async fn change_own_password(
     }
     run(
         &node,
-        AuthCommand::SetPassword {
+        AuthCommand::ChangeOwnPassword {
             name: p.name,
+            current: req.current_password,
             password: req.password,
+            revoke_tokens: req.revoke_tokens,
+            ip: Some(peer.0.ip()),
         },
     )
     .await?;
@@ -520,6 +543,7 @@ pub async fn set_user_password(
         AuthCommand::SetPassword {
             name,
             password: req.password,
+            revoke_tokens: req.revoke_tokens,
         },
     )
     .await?;
@@ -555,13 +579,16 @@ pub struct CreatedToken {
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn create_token(
     State(node): State<AppState>,
+    principal: Option<Extension<Principal>>,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
+    let owner = caller(principal)?.user;
     match run(
         &node,
         AuthCommand::CreateToken {
             name: req.name,
             role: req.role,
+            owner,
         },
     )
     .await?

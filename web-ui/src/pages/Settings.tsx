@@ -23,6 +23,7 @@ interface Token {
   role: string;
   created_ms: number;
   last_used_ms: number | null;
+  owner: string;
 }
 
 export function Settings({ admin }: { admin: boolean }) {
@@ -71,15 +72,18 @@ function MqttCard() {
 }
 
 function OwnPassword() {
+  const [current, setCurrent] = useState("");
   const [pw, setPw] = useState("");
+  const [revoke, setRevoke] = useState(false);
   const [msg, setMsg] = useState<string | null>(null);
   const [err, setErr] = useState<unknown>(null);
   const save = async (e: Event) => {
     e.preventDefault();
     try {
-      await api("PUT", "/api/auth/password", { password: pw });
+      await api("PUT", "/api/auth/password", { current_password: current, password: pw, revoke_tokens: revoke });
+      setCurrent("");
       setPw("");
-      setMsg("Password changed.");
+      setMsg(revoke ? "Password changed; your API tokens are revoked." : "Password changed.");
       setErr(null);
     } catch (e) {
       setErr(e);
@@ -88,12 +92,18 @@ function OwnPassword() {
   return (
     <form class="card" onSubmit={save}>
       <h2>Your password</h2>
+      <Field label="Current password">
+        <input type="password" autocomplete="current-password" value={current} onInput={(e) => setCurrent((e.target as HTMLInputElement).value)} />
+      </Field>
       <Field label="New password" error={pw && pw.length < 8 ? "at least 8 characters" : null}>
         <input type="password" autocomplete="new-password" value={pw} onInput={(e) => setPw((e.target as HTMLInputElement).value)} />
       </Field>
+      <label>
+        <input type="checkbox" checked={revoke} onChange={(e) => setRevoke((e.target as HTMLInputElement).checked)} /> Also revoke my API tokens
+      </label>
       <ErrorBox error={err} />
       {msg && <p role="status">{msg}</p>}
-      <button type="submit" disabled={pw.length < 8}>
+      <button type="submit" disabled={pw.length < 8 || !current}>
         Change
       </button>
     </form>
@@ -186,7 +196,7 @@ function Tokens() {
       <ul class="plain">
         {(tokens.value ?? []).map((t) => (
           <li>
-            {t.name} <span class="muted">({t.role}, last used {t.last_used_ms ? new Date(t.last_used_ms).toLocaleString() : "never"})</span>{" "}
+            {t.name} <span class="muted">({t.role}, for {t.owner}, last used {t.last_used_ms ? new Date(t.last_used_ms).toLocaleString() : "never"})</span>{" "}
             <button
               class="link"
               onClick={async () => {
