@@ -577,3 +577,32 @@ fn hostile_rtmp_connections_never_end_the_node() {
     );
     drop(push);
 }
+
+#[test]
+fn invented_http_methods_do_not_grow_the_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let http_port: u16 = node
+        .url("/")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("port");
+    for i in 0..300 {
+        let mut s = TcpStream::connect(("127.0.0.1", http_port)).expect("connect");
+        let _ = write!(
+            s,
+            "INVENTED{i} /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        );
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let (status, _, body) = node.get_bytes("/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("INVENTED"), "a method became a label");
+    assert!(
+        text.contains("method=\"other\""),
+        "invented methods not counted"
+    );
+}

@@ -22,15 +22,38 @@ pub struct Counters {
     mqtt_commands: Mutex<BTreeMap<(String, String), u64>>,
 }
 
+/// HTTP methods counted by name; any other method string a client invents is `other`.
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// `value` when it is one of `known`, else `other`: every label set stays as small as the
+/// lists the node itself defines, whatever clients send.
+fn bounded<'a>(value: &'a str, known: &[&'a str]) -> &'a str {
+    known
+        .iter()
+        .copied()
+        .find(|k| *k == value)
+        .unwrap_or("other")
+}
+
 impl Counters {
+    /// `route` must be a route template (or another label from a fixed set), never a path.
     pub fn http_request(&self, method: &str, route: &str, status: u16) {
+        let method = bounded(method, HTTP_METHODS);
+        // Statuses outside 100..=599 are not HTTP; fold them into one label.
+        let status = if (100..=599).contains(&status) {
+            status
+        } else {
+            0
+        };
         if let Ok(mut m) = self.http.lock() {
             *m.entry((method.to_string(), route.to_string(), status))
                 .or_default() += 1;
         }
     }
 
-    pub fn mqtt_command(&self, name: &str, outcome: &str) {
+    /// `known` lists the command names the node defines.
+    pub fn mqtt_command(&self, name: &str, known: &[&str], outcome: &str) {
+        let name = bounded(name, known);
         if let Ok(mut m) = self.mqtt_commands.lock() {
             *m.entry((name.to_string(), outcome.to_string()))
                 .or_default() += 1;
@@ -334,5 +357,20 @@ mod tests {
         let mut o = Out(String::new());
         o.sample("m", &[("name", "a \"quoted\"\\ name\n")], 1);
         assert_eq!(o.0, "m{name=\"a \\\"quoted\\\"\\\\ name\\n\"} 1\n");
+    }
+
+    #[test]
+    fn invented_methods_and_commands_share_one_label() {
+        let c = Counters::default();
+        for i in 0..1000 {
+            c.http_request(&format!("M{i}"), "unmatched", 405);
+            c.http_request("GET", "unmatched", 1000 + i);
+            c.mqtt_command(&format!("cmd{i}"), &["snapshot"], "failed");
+        }
+        c.http_request("GET", "/api/health", 200);
+        let http = c.http.lock().expect("lock");
+        assert_eq!(http.len(), 3, "{http:?}");
+        assert!(http.contains_key(&("other".to_string(), "unmatched".to_string(), 405)));
+        assert_eq!(c.mqtt_commands.lock().expect("lock").len(), 1);
     }
 }

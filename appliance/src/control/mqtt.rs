@@ -589,7 +589,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     let (request_id, args) = match parse_request(&name, &msg) {
         Ok(v) => v,
         Err(r) => {
-            node.counters.mqtt_command(&name, "failed");
+            node.counters.mqtt_command(&name, COMMANDS, "failed");
             send(&r);
             return;
         }
@@ -638,7 +638,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     if let Err(e) = node.store.set_command_result(&request_id, &stored.json()) {
         tracing::warn!("cannot record the result of command {name}: {e}");
     }
-    node.counters.mqtt_command(&name, &done.state);
+    node.counters.mqtt_command(&name, COMMANDS, &done.state);
     send(&done);
 }
 
