@@ -263,8 +263,9 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
         .config
         .or_else(|| env.remove("LPE_CONFIG").map(PathBuf::from));
     env.remove("LPE_CONFIG");
-    // A secret, not a setting: read by the wallet commands only.
+    // Secrets, not settings: read where they are used, never part of the configuration.
     env.remove(livepeer_edge::wallet::PASSWORD_ENV);
+    env.remove(livepeer_edge::control::mqtt::PASSWORD_ENV);
     let flags = Overrides {
         data_dir: args.data_dir,
         http_listen: args.http_listen,

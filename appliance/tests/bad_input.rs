@@ -606,3 +606,53 @@ fn invented_http_methods_do_not_grow_the_metrics() {
         "invented methods not counted"
     );
 }
+
+/// Every `LPE_…` name the README documents is accepted by the node: the secrets and the
+/// configuration file are read where they are used, and never printed.
+#[test]
+fn every_documented_environment_variable_is_accepted() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let mut names: Vec<&str> = readme
+        .match_indices("LPE_")
+        .map(|(i, _)| {
+            let rest = &readme[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        // `LPE_` alone introduces the LPE_<SECTION>_<KEY> pattern.
+        .filter(|n| n.len() > 4 && !n.ends_with('_'))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.contains(&"LPE_MQTT_PASSWORD"), "{names:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(&cfg, "[hls]\nsegment_seconds = 3\n").expect("write");
+    for name in names {
+        let value = match name {
+            "LPE_CONFIG" => cfg.to_str().expect("utf-8").to_string(),
+            _ => "documented-secret-value".to_string(),
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_livepeer-edge"))
+            .arg("config")
+            .env(name, &value)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains("documented-secret-value"),
+            "{name} printed: {text}"
+        );
+        if name == "LPE_CONFIG" {
+            assert!(text.contains("segment_seconds = 3"), "{text}");
+        }
+    }
+}

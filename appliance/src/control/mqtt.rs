@@ -261,7 +261,7 @@ impl Settings {
             None
         } else {
             let password = if m.password_file.is_empty() {
-                std::env::var("LPE_MQTT_PASSWORD").unwrap_or_default()
+                std::env::var(PASSWORD_ENV).unwrap_or_default()
             } else {
                 String::from_utf8(read_file(&m.password_file, "MQTT password file")?)
                     .map_err(|_| "the MQTT password file is not UTF-8".to_string())?
@@ -426,6 +426,9 @@ impl CommandResult {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
+
+/// The environment variable holding the broker password when `mqtt.password_file` is empty.
+pub const PASSWORD_ENV: &str = "LPE_MQTT_PASSWORD";
 
 const COMMANDS: &[&str] = &[
     "stream_start",
