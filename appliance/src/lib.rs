@@ -59,6 +59,24 @@ pub enum StartError {
     Tls(String),
 }
 
+/// The data directory holds RTSP passwords, session and CSRF tokens and the keystore: only
+/// the node's user may read it. Files made from now on are private through the process's
+/// umask (set in `main`); this also closes up a directory and database made before that.
+fn keep_private(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: std::path::PathBuf, mode: u32| {
+        if p.exists()
+            && let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        {
+            tracing::warn!("cannot make {} private: {e}", p.display());
+        }
+    };
+    set(data_dir.to_path_buf(), 0o700);
+    for f in ["node.db", "node.db-wal", "node.db-shm"] {
+        set(data_dir.join(f), 0o600);
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -84,6 +102,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         path: db_path.display().to_string(),
         source,
     })?;
+    keep_private(&cfg.data_dir);
     media::init().map_err(StartError::Media)?;
     adopt_setup_role(&mut cfg, &store);
 

@@ -316,6 +316,12 @@ fn return_freed_memory() {
 }
 
 fn main() -> ExitCode {
+    // Everything the node writes (database, keystore, keys, recordings) is its own: files
+    // 0600, directories 0700.
+    // SAFETY: umask only sets the process's file-mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => {

@@ -559,13 +559,24 @@ fn start_https(dir: &std::path::Path, port: u16) -> Killed {
 fn https_with_a_certificate_made_on_first_start() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
+    // A data directory someone made readable for all is closed up at start.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let port = common::free_port();
     let node = start_https(dir.path(), port);
     let base = format!("https://127.0.0.1:{port}");
     let cert = dir.path().join("tls/cert.pem");
     let key = dir.path().join("tls/key.pem");
-    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "the private key is for the node's eyes only");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&key),
+        0o600,
+        "the private key is for the node's eyes only"
+    );
+    assert_eq!(mode(dir.path()), 0o700, "the data directory is private");
+    for f in ["node.db", "node.db-wal", "node.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f} is private");
+    }
     let text = std::process::Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(&cert)
