@@ -656,3 +656,26 @@ fn every_documented_environment_variable_is_accepted() {
         }
     }
 }
+
+#[test]
+fn hls_serves_nothing_through_a_symbolic_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("secret.ts"), "not for viewers").expect("write");
+    let hls = dir.path().join("hls");
+    std::fs::create_dir_all(hls.join("real")).expect("hls dir");
+    std::fs::write(hls.join("real/seg.ts"), "segment").expect("write");
+    std::os::unix::fs::symlink(outside.path(), hls.join("linked-dir")).expect("symlink");
+    std::os::unix::fs::symlink(outside.path().join("secret.ts"), hls.join("real/linked.ts"))
+        .expect("symlink");
+    assert_eq!(node.get_bytes("/hls/real/seg.ts").0, 200);
+    for path in [
+        "/hls/linked-dir/secret.ts",
+        "/hls/real/linked.ts",
+        "/hls/real/%73eg.ts",
+    ] {
+        let (status, _, body) = node.get_bytes(path);
+        assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+}

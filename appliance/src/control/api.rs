@@ -294,6 +294,12 @@ pub fn router(node: Arc<Node>) -> Router {
     let hls = ServeDir::new(node.media.hls_root());
     let (api, doc) = routes();
     let guard = super::auth_api::Guard::new(Arc::clone(&node), &doc);
+    let root = node.media.hls_root().to_path_buf();
+    let hls = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(move |req: Request, next| {
+            confine_to(root.clone(), req, next)
+        }))
+        .service(hls);
     let api = api.nest_service("/hls", hls);
     let api = match ui_dir(&node.cfg) {
         Some(dir) => {
@@ -408,6 +414,32 @@ async fn ui_headers(req: Request, next: axum::middleware::Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     res
+}
+
+/// Serves only what the node wrote under `root`: a path with escapes, or one that passes
+/// through a symbolic link, is not found (the file server would follow a link anywhere).
+async fn confine_to(
+    root: std::path::PathBuf,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let mut at = root;
+    // The node names its files in plain ASCII; an escaped path is none of its own.
+    let plain = !path.contains('%');
+    let mut inside = plain;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        if !inside || part == ".." || part == "." {
+            inside = false;
+            break;
+        }
+        at.push(part);
+        inside = std::fs::symlink_metadata(&at).is_ok_and(|m| !m.file_type().is_symlink());
+    }
+    if !inside {
+        return ApiError::not_found("no such HLS file").into_response();
+    }
+    next.run(req).await
 }
 
 /// HLS content types as players expect them, and no caching of playlists (they change
