@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit and integration tests (real GStreamer
-# pipelines, SQLite files, ffmpeg publishers, an in-test RTSP server).
+# pipelines, SQLite files, ffmpeg publishers, an RTSP server, a local EVM, Mosquitto, headless
+# Chromium), then checks that no process the tests started outlived them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 export PATH="$PWD/target/pyenv/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+
+# Every process started from here on inherits this marker; none may be left running.
+export EDGE_SUITE_RUN="suite-$$-$(date +%s%N)"
+status=0
+cargo test --workspace || status=$?
+./scripts/leftovers.sh "$EDGE_SUITE_RUN" || status=1
+exit "$status"

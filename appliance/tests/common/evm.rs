@@ -2,6 +2,7 @@
 //! Solidity contracts (`chain-tests/`) deployed and wired through the Controller.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,7 +48,10 @@ impl Hardhat {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("port");
+        // npx starts hardhat as a child of its own: the pair gets a process group, and the
+        // whole group is killed on drop.
         let child = Command::new("npx")
+            .process_group(0)
             .args([
                 "hardhat",
                 "node",
@@ -70,8 +74,7 @@ impl Hardhat {
 
 impl Drop for Hardhat {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::kill_group(&mut self.child);
     }
 }
 

@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Kills a child started with `process_group(0)` and everything it started, then reaps it.
+pub fn kill_group(child: &mut Child) {
+    // SAFETY: kill(2) with a negative pid signals the child's own process group only.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
 /// The `name=value` part of a reply's `Set-Cookie` for the session.
 pub fn session_cookie(r: &Reply) -> Option<String> {
     r.headers
