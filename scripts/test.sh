@@ -13,5 +13,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 export EDGE_SUITE_RUN="suite-$$-$(date +%s%N)"
 status=0
 cargo test --workspace || status=$?
+# Every benchmark in its smoke mode, so none can rot.
+for bench in bench/transcode.sh bench/control.sh bench/tickets.sh; do
+  echo "== $bench (smoke)"
+  BENCH_SMOKE=1 "$bench" || { echo "$bench failed" >&2; status=1; }
+done
 ./scripts/leftovers.sh "$EDGE_SUITE_RUN" || status=1
 exit "$status"
