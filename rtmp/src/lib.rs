@@ -12,6 +12,7 @@
 
 pub mod amf0;
 pub mod chunk;
+pub mod fuzzing;
 mod handshake;
 mod session;
 
