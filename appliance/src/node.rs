@@ -39,6 +39,10 @@ pub enum Command {
     RestartStream {
         id: String,
     },
+    /// A new stream key for an RTMP stream; the old one stops working at once.
+    RotateStreamKey {
+        id: String,
+    },
     /// Setup, sessions, users and API tokens.
     Auth(crate::control::auth::AuthCommand),
     /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
@@ -108,7 +112,9 @@ pub enum CommandError {
     Chain(#[from] crate::chain::ChainError),
 }
 
-/// A stream as the API shows it. Secrets (RTSP passwords) are never included.
+/// A stream as the API and MQTT show it. Secrets (RTSP passwords, RTMP stream keys) are
+/// never included, except the stream key in the answer to the admin who created the
+/// stream or rotated its key.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamView {
     pub id: String,
@@ -120,8 +126,11 @@ pub struct StreamView {
     pub status: StreamStatus,
     pub hls_url: String,
     pub snapshot_url: String,
-    /// For RTMP sources: the path part to publish to (`/live/<key>`).
-    pub rtmp_path: Option<String>,
+    /// For RTMP sources: the application path publishers use (`/live`).
+    pub rtmp_app: Option<String>,
+    /// The stream key, only in the answer to its creation or rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_key: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -285,7 +294,7 @@ impl Node {
                 if spec.enabled {
                     self.media.start(&id, &spec).await;
                 }
-                self.view(&id).map(|v| Outcome::Stream(Box::new(v)))
+                self.view_with_key(&id)
             }
             Command::ReplaceStream { id, spec } => {
                 let old = self.get(&id)?;
@@ -324,6 +333,19 @@ impl Node {
                 self.media.stop(&id).await;
                 self.media.start(&id, &s.spec).await;
                 self.view(&id).map(|v| Outcome::Stream(Box::new(v)))
+            }
+            Command::RotateStreamKey { id } => {
+                let old = self.get(&id)?;
+                let mut spec = old.spec;
+                let SourceSpec::Rtmp { stream_key } = &mut spec.source else {
+                    return Err(CommandError::Conflict {
+                        field: Some("source.kind".into()),
+                        message: format!("stream '{id}' is not an RTMP input"),
+                    });
+                };
+                *stream_key = new_stream_key();
+                self.apply(&id, spec).await?;
+                self.view_with_key(&id)
             }
             Command::ApplyDesired(doc) => self.apply_desired(doc).await,
             Command::Funding(f) => {
@@ -472,16 +494,6 @@ impl Node {
                 })?;
                 if let Ok(old) = self.get(&id) {
                     self.keep_secrets(&old.spec, &mut spec);
-                    if let (
-                        SourceSpec::Rtmp {
-                            stream_key: old_key,
-                        },
-                        SourceSpec::Rtmp { stream_key },
-                    ) = (&old.spec.source, &mut spec.source)
-                        && stream_key.is_empty()
-                    {
-                        stream_key.clone_from(old_key);
-                    }
                 }
                 self.complete(&mut spec);
                 spec.validate()
@@ -602,9 +614,26 @@ impl Node {
             .ok_or_else(|| CommandError::NotFound(id.to_string()))
     }
 
-    /// Fills in what the operator may leave out (a new RTMP stream key).
+    /// Fills in what the operator may leave out (a new RTMP stream key), and moves
+    /// credentials written into an RTSP URL into their own fields.
     fn complete(&self, spec: &mut StreamSpec) {
         spec.name = spec.name.trim().to_string();
+        if let SourceSpec::Rtsp {
+            url,
+            username,
+            password,
+            ..
+        } = &mut spec.source
+            && let Some((bare, user, pass)) = crate::media::spec::split_credentials(url)
+        {
+            *url = bare;
+            if username.is_none() {
+                *username = user;
+            }
+            if password.is_none() {
+                *password = pass;
+            }
+        }
         spec.fit_default_ladder();
         if let SourceSpec::Rtmp { stream_key } = &mut spec.source
             && stream_key.is_empty()
@@ -613,19 +642,26 @@ impl Node {
         }
     }
 
-    /// An update that omits the RTSP password keeps the stored one (the API never shows it).
+    /// An update that omits a secret keeps the stored one (views never show secrets): the
+    /// RTSP password and the RTMP stream key. One rule for PUT, PATCH and the fleet's
+    /// desired configuration.
     fn keep_secrets(&self, old: &StreamSpec, new: &mut StreamSpec) {
-        if let (
-            SourceSpec::Rtsp {
-                password: old_pw, ..
-            },
-            SourceSpec::Rtsp {
-                password: new_pw, ..
-            },
-        ) = (&old.source, &mut new.source)
-            && new_pw.is_none()
-        {
-            new_pw.clone_from(old_pw);
+        match (&old.source, &mut new.source) {
+            (
+                SourceSpec::Rtsp {
+                    password: old_pw, ..
+                },
+                SourceSpec::Rtsp {
+                    password: new_pw, ..
+                },
+            ) if new_pw.is_none() => new_pw.clone_from(old_pw),
+            (
+                SourceSpec::Rtmp {
+                    stream_key: old_key,
+                },
+                SourceSpec::Rtmp { stream_key },
+            ) if stream_key.is_empty() => stream_key.clone_from(old_key),
+            _ => {}
         }
     }
 
@@ -673,6 +709,16 @@ impl Node {
         Ok(self.render(&s))
     }
 
+    /// The view with the stream key: for the answer to a creation or a rotation only.
+    fn view_with_key(&self, id: &str) -> Result<Outcome, CommandError> {
+        let s = self.get(id)?;
+        let mut v = self.render(&s);
+        if let SourceSpec::Rtmp { stream_key } = &s.spec.source {
+            v.stream_key = Some(stream_key.clone());
+        }
+        Ok(Outcome::Stream(Box::new(v)))
+    }
+
     pub fn list(&self) -> Result<Vec<StreamView>, CommandError> {
         let (all, bad) = self.store.list_streams()?;
         for e in bad {
@@ -683,19 +729,19 @@ impl Node {
 
     fn render(&self, s: &StoredStream) -> StreamView {
         let mut source = serde_json::to_value(&s.spec.source).unwrap_or_default();
-        if let Some(obj) = source.as_object_mut()
-            && obj.contains_key("password")
-        {
-            let has = obj.get("password").is_some_and(|p| !p.is_null());
-            obj.remove("password");
-            obj.insert("has_password".into(), has.into());
-        }
-        let rtmp_path = match &s.spec.source {
-            SourceSpec::Rtmp { stream_key } => {
-                Some(format!("/{}/{stream_key}", crate::media::rtmp::APP_NAME))
+        if let Some(obj) = source.as_object_mut() {
+            for (secret, flag) in [
+                ("password", "has_password"),
+                ("stream_key", "has_stream_key"),
+            ] {
+                if let Some(v) = obj.remove(secret) {
+                    let has = v.as_str().is_some_and(|v| !v.is_empty());
+                    obj.insert(flag.into(), has.into());
+                }
             }
-            _ => None,
-        };
+        }
+        let rtmp_app = matches!(s.spec.source, SourceSpec::Rtmp { .. })
+            .then(|| format!("/{}", crate::media::rtmp::APP_NAME));
         let mut status = self.media.status(&s.id);
         if !s.spec.enabled {
             status.state = StreamState::Stopped;
@@ -710,7 +756,8 @@ impl Node {
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
-            rtmp_path,
+            rtmp_app,
+            stream_key: None,
             created_ms: s.created_ms,
             updated_ms: s.updated_ms,
         }

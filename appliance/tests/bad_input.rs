@@ -679,3 +679,67 @@ fn hls_serves_nothing_through_a_symbolic_link() {
         assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
     }
 }
+
+#[test]
+fn stream_secrets_are_kept_on_edit_and_never_shown_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({"name": "obs", "source": {"kind": "rtmp"}, "enabled": true}));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key once").to_string();
+
+    // An edit that leaves the key out (as every client must, never having seen it) keeps it.
+    let (status, v) = node.send(
+        "PUT",
+        &format!("/api/streams/{id}"),
+        Some(&json!({"name": "obs renamed", "source": {"kind": "rtmp"}}).to_string()),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("stream_key").is_none(), "{v}");
+    assert!(
+        RawPublisher::publish(node.rtmp, "live", &key).is_ok(),
+        "the key changed on PUT"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Rotation: a new key, shown once; the old one is refused.
+    let (status, r) = node.send("POST", &format!("/api/streams/{id}/stream-key"), None);
+    assert_eq!(status, 200, "{r}");
+    let new_key = r["stream_key"].as_str().expect("new key").to_string();
+    assert_ne!(new_key, key);
+    assert!(
+        r["rtmp_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&new_key)),
+        "{r}"
+    );
+    assert!(
+        RawPublisher::publish(node.rtmp, "live", &key).is_err(),
+        "old key still works"
+    );
+    assert!(RawPublisher::publish(node.rtmp, "live", &new_key).is_ok());
+
+    // Credentials written into an RTSP URL are moved out of it and never echoed.
+    let cam = node.create(json!({"name": "cam", "enabled": false,
+        "source": {"kind": "rtsp", "url": "rtsp://admin:s3cret%21@127.0.0.1:9/stream"}}));
+    let text = cam.to_string();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(cam["source"]["url"], "rtsp://127.0.0.1:9/stream");
+    assert_eq!(cam["source"]["username"], "admin");
+    assert_eq!(cam["source"]["has_password"], true);
+    // A merge patch of the name changes the name only.
+    let cam_id = cam["id"].as_str().expect("id");
+    let (status, patched) = node.send(
+        "PATCH",
+        &format!("/api/streams/{cam_id}"),
+        Some(r#"{"name":"cam 2"}"#),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["name"], "cam 2");
+    for field in ["source", "ladder", "encoder", "enabled"] {
+        assert_eq!(patched[field], cam[field], "{field} changed on PATCH");
+    }
+    let (_, all) = node.get("/api/streams");
+    let all = all.to_string();
+    assert!(!all.contains("s3cret") && !all.contains(&new_key), "{all}");
+}

@@ -68,10 +68,9 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
     let node = NodeProc::start(dir.path());
     let s = node.create(json!({"name": "obs", "source": {"kind": "rtmp"}}));
     let id = s["id"].as_str().expect("id").to_string();
-    let key = s["source"]["stream_key"]
-        .as_str()
-        .expect("generated key")
-        .to_string();
+    // The key is shown once, in the answer to the creation.
+    let key = s["stream_key"].as_str().expect("generated key").to_string();
+    assert!(s["source"].get("stream_key").is_none(), "{s}");
     assert_eq!(s["status"]["state"], "waiting");
     assert!(
         s["rtmp_url"]
@@ -80,6 +79,18 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
         "{s}"
     );
 
+    let (_, again) = node.get(&format!("/api/streams/{id}"));
+    assert!(
+        again.get("stream_key").is_none() && again.get("rtmp_url").is_none(),
+        "{again}"
+    );
+    assert_eq!(again["source"]["has_stream_key"], true);
+    assert!(
+        again["rtmp_server"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/live")),
+        "{again}"
+    );
     let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 14);
     let v = node.wait_state(&id, "running", Duration::from_secs(20));
     // Wait for the ladder to fill, then check it while the publisher is still live.
@@ -247,7 +258,7 @@ fn streams_persist_across_restart_and_sigterm_finalises_playlists() {
         .expect("b persisted");
     assert_eq!(b2["enabled"], false);
     assert_eq!(b2["status"]["state"], "stopped");
-    assert_eq!(b2["source"]["stream_key"], "persist-key-1");
+    assert_eq!(b2["source"]["has_stream_key"], true);
     node.wait_state(&id_a, "running", Duration::from_secs(20));
     // start/stop through the API, persisted too
     let (st, v) = node.send("POST", &format!("/api/streams/{id_a}/stop"), None);

@@ -135,11 +135,19 @@ fn desired_configuration_round_trip() {
         .collect();
     assert_eq!(ids.len(), 2, "{streams}");
     assert!(ids.contains(&"cam-a") && ids.contains(&"push"));
+    // The stream key is a secret: neither the retained state nor the API shows it.
+    let pushed = reported
+        .iter()
+        .find(|x| x["id"] == "push")
+        .expect("push reported");
+    assert_eq!(
+        pushed["source"],
+        json!({"kind": "rtmp", "has_stream_key": true})
+    );
     let (_, push) = node.get("/api/streams/push");
-    let key = push["source"]["stream_key"]
-        .as_str()
-        .expect("key")
-        .to_string();
+    assert!(push["source"].get("stream_key").is_none(), "{push}");
+    assert!(push.get("stream_key").is_none(), "{push}");
+    let key = stored_stream_key(dir.path(), "push");
 
     // An invalid version changes nothing and says which field is wrong.
     obs.clear();
@@ -195,7 +203,7 @@ fn desired_configuration_round_trip() {
     assert_eq!(node.get("/api/streams/cam-a").0, 404);
     let (_, push) = node.get("/api/streams/push");
     assert_eq!(push["name"], "OBS main");
-    assert_eq!(push["source"]["stream_key"], key.as_str());
+    assert_eq!(stored_stream_key(dir.path(), "push"), key);
 }
 
 #[test]
@@ -521,4 +529,17 @@ fn tls_with_a_client_certificate_and_a_password() {
     assert!(node.healthy());
     let (_, mqtt) = node.get("/api/mqtt");
     assert_eq!(mqtt["connected"], false, "{mqtt}");
+}
+
+/// A stream's key as stored: the only place a test can read it after creation.
+fn stored_stream_key(dir: &std::path::Path, id: &str) -> String {
+    let db = rusqlite::Connection::open(dir.join("node.db")).expect("database");
+    let spec: String = db
+        .query_row("SELECT spec FROM streams WHERE id = ?1", [id], |r| r.get(0))
+        .expect("stream row");
+    let spec: Value = serde_json::from_str(&spec).expect("spec");
+    spec["source"]["stream_key"]
+        .as_str()
+        .expect("key")
+        .to_string()
 }

@@ -251,6 +251,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(start_stream))
         .routes(routes!(stop_stream))
+        .routes(routes!(rotate_stream_key))
         .routes(routes!(snapshot))
         .routes(routes!(device))
         .routes(routes!(device_history))
@@ -513,16 +514,19 @@ async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> 
     }))
 }
 
-/// A stream as returned by the API: the node's view plus the push URL for RTMP sources.
+/// A stream as returned by the API: the node's view plus, for RTMP sources, the server URL
+/// publishers use (OBS's "Server") and, in the answer that shows the key, the full push URL.
 #[derive(Serialize)]
 struct StreamOut {
     #[serde(flatten)]
     view: crate::node::StreamView,
+    rtmp_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     rtmp_url: Option<String>,
 }
 
-fn push_url(node: &Node, headers: &HeaderMap, path: &Option<String>) -> Option<String> {
-    let path = path.as_ref()?;
+fn push_server(node: &Node, headers: &HeaderMap, app: &Option<String>) -> Option<String> {
+    let app = app.as_ref()?;
     let host = if !node.cfg.rtmp.public_host.is_empty() {
         node.cfg.rtmp.public_host.clone()
     } else {
@@ -539,14 +543,22 @@ fn push_url(node: &Node, headers: &HeaderMap, path: &Option<String>) -> Option<S
             .unwrap_or_else(|| node.cfg.rtmp.listen.ip().to_string())
     };
     Some(format!(
-        "rtmp://{host}:{}{path}",
+        "rtmp://{host}:{}{app}",
         node.cfg.rtmp.listen.port()
     ))
 }
 
 fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> StreamOut {
-    let rtmp_url = push_url(node, headers, &view.rtmp_path);
-    StreamOut { view, rtmp_url }
+    let rtmp_server = push_server(node, headers, &view.rtmp_app);
+    let rtmp_url = rtmp_server
+        .as_ref()
+        .zip(view.stream_key.as_ref())
+        .map(|(server, key)| format!("{server}/{key}"));
+    StreamOut {
+        view,
+        rtmp_server,
+        rtmp_url,
+    }
 }
 
 fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
@@ -681,6 +693,26 @@ async fn start_stream(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let o = node.execute(Command::StartStream { id }).await?;
+    Ok(outcome(&node, &headers, o))
+}
+
+/// A new stream key for an RTMP input, shown in this answer only; the old key stops working
+/// and a publisher using it is refused from its next connection.
+#[utoipa::path(
+    post,
+    path = "/api/streams/{id}/stream-key",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
+async fn rotate_stream_key(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let o = node.execute(Command::RotateStreamKey { id }).await?;
     Ok(outcome(&node, &headers, o))
 }
 

@@ -216,6 +216,25 @@ fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Splits `user:password@` out of a URL: the URL without it, and the decoded user name and
+/// password. `None` when the URL carries no credentials (or is no URL).
+pub fn split_credentials(raw: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let mut url = url::Url::parse(raw).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = (!url.username().is_empty()).then(|| decode(url.username()));
+    let pass = url.password().map(decode);
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    Some((url.to_string(), user, pass))
+}
+
 pub fn is_stream_key(s: &str) -> bool {
     (8..=64).contains(&s.len())
         && s.chars()
@@ -606,5 +625,16 @@ mod tests {
         assert_eq!(out[0].gop_frames, 50);
         assert_eq!((out[1].width, out[1].height), (1280, 720));
         assert_eq!((out[3].width, out[3].height), (640, 360));
+    }
+
+    #[test]
+    fn credentials_are_split_out_of_urls() {
+        let (url, user, pass) =
+            split_credentials("rtsp://admin:p%40ss:w@10.0.0.9:554/stream1").expect("split");
+        assert_eq!(url, "rtsp://10.0.0.9:554/stream1");
+        assert_eq!(user.as_deref(), Some("admin"));
+        assert_eq!(pass.as_deref(), Some("p@ss:w"));
+        assert!(split_credentials("rtsp://10.0.0.9/stream").is_none());
+        assert!(split_credentials("not a url").is_none());
     }
 }
