@@ -61,6 +61,8 @@ export interface Rendition {
   height: number;
   bitrate_kbps: number;
   fps?: number | null;
+  gop_frames?: number | null;
+  profile?: "baseline" | "main" | "high";
 }
 export interface RenditionStatus {
   name: string;
@@ -79,7 +81,11 @@ export interface Stream {
   encoder: string | null;
   hls_url: string;
   snapshot_url: string;
-  rtmp_url: string | null;
+  /// For RTMP inputs: OBS's "Server" field.
+  rtmp_server: string | null;
+  /// Only in the answer to a creation or a key rotation: the key is shown once.
+  stream_key?: string;
+  rtmp_url?: string;
   status: {
     state: string;
     detail: string | null;

@@ -1,5 +1,6 @@
 // Walks the operator's first hour in headless Chromium: first-boot setup → sign out → sign in
 // (by keyboard) → add an RTMP stream (the ladder editor flags a bad size as it is typed) →
+// edit a stream of every kind in the editor and check nothing else changed →
 // push to the shown URL with ffmpeg → the preview plays → device charts render → phone-sized
 // layout → sign out. Every request must go to the box itself. Screenshots go to $ARTIFACTS.
 //
@@ -74,6 +75,46 @@ try {
   const key = (await page.locator("[data-testid=rtmp-key]").first().textContent()).trim();
   if (!server.startsWith("rtmp://") || key.length < 8) throw new Error(`bad push URL: ${server} ${key}`);
   await shot("stream-added");
+
+  // Every kind of stream, edited in the UI, keeps every field the edit did not touch.
+  const call = (method, path, body) =>
+    page.evaluate(async ([method, path, body]) => {
+      const me = await (await fetch("/api/auth/me")).json();
+      const r = await fetch(path, {
+        method,
+        headers: { "content-type": "application/json", "x-csrf-token": me.csrf_token },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: r.status, body: await r.json().catch(() => null) };
+    }, [method, path, body]);
+  const inventory = (await call("GET", "/api/encoders")).body;
+  const encoder = inventory.encoders.find((e) => e.works).element;
+  const kinds = [
+    { name: "Kind test", enabled: false, encoder, source: { kind: "test", width: 640, height: 360, fps: 25, pattern: "ball" },
+      ladder: [{ name: "a", height: 240, bitrate_kbps: 300, profile: "main", gop_frames: 50, fps: 25 }] },
+    { name: "Kind rtsp", enabled: false, source: { kind: "rtsp", url: "rtsp://127.0.0.1:9/cam", username: "u", password: "p4ss", transport: "udp", latency_ms: 500 },
+      ladder: [{ name: "b", bitrate_kbps: 800, profile: "baseline" }] },
+    { name: "Kind uri", enabled: false, source: { kind: "uri", uri: "/srv/clips/loop.mp4" },
+      ladder: [{ name: "c", height: 360, bitrate_kbps: 600, gop_frames: 30 }] },
+    { name: "Kind rtmp", enabled: false, source: { kind: "rtmp" },
+      ladder: [{ name: "d", height: 480, bitrate_kbps: 900, profile: "main", gop_frames: 60 }] },
+  ];
+  const kept = (s) => JSON.stringify({ source: s.source, ladder: s.ladder, encoder: s.encoder, enabled: s.enabled });
+  await page.reload();
+  for (const spec of kinds) {
+    const created = await call("POST", "/api/streams", spec);
+    if (created.status !== 201) throw new Error(`create ${spec.name}: ${JSON.stringify(created.body)}`);
+    const before = (await call("GET", `/api/streams/${created.body.id}`)).body;
+    const row = page.locator(`[data-testid=row-${created.body.id}]`);
+    await row.getByRole("button", { name: "Edit" }).click();
+    await page.fill("input[name=name]", `${spec.name} edited`);
+    await page.click("form button[type=submit]");
+    await page.locator("form.editor").waitFor({ state: "detached" });
+    const after = (await call("GET", `/api/streams/${created.body.id}`)).body;
+    if (after.name !== `${spec.name} edited`) throw new Error(`${spec.name}: the name was not saved`);
+    if (kept(after) !== kept(before)) throw new Error(`${spec.name} changed on edit:\n${kept(before)}\n${kept(after)}`);
+  }
+  await shot("every-kind-edited");
 
   // Push with ffmpeg to exactly what the UI shows.
   ffmpeg = spawn(

@@ -2,7 +2,7 @@ import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, get } from "../api";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
-type Kind = "test" | "rtmp" | "rtsp" | "v4l2";
+type Kind = "test" | "rtmp" | "rtsp" | "v4l2" | "uri";
 interface Draft {
   id?: string;
   name: string;
@@ -10,12 +10,20 @@ interface Draft {
   url: string;
   username: string;
   password: string;
+  transport: "tcp" | "udp";
+  latency_ms: number;
   device: string;
   width: number;
   height: number;
   fps: number;
+  pattern: string;
+  uri: string;
+  /// Empty: the encoder the node probed.
+  encoder: string;
   ladder: Rendition[];
   enabled: boolean;
+  /// The stream as stored, so that an edit changes only what the editor shows.
+  original?: Stream;
 }
 
 const DEFAULT_LADDER: Rendition[] = [
@@ -25,7 +33,11 @@ const DEFAULT_LADDER: Rendition[] = [
 ];
 
 function blank(): Draft {
-  return { name: "", kind: "rtmp", url: "", username: "", password: "", device: "", width: 1280, height: 720, fps: 30, ladder: DEFAULT_LADDER.map((r) => ({ ...r })), enabled: true };
+  return {
+    name: "", kind: "rtmp", url: "", username: "", password: "", transport: "tcp", latency_ms: 200, device: "",
+    width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
+    ladder: DEFAULT_LADDER.map((r) => ({ ...r })), enabled: true,
+  };
 }
 
 function fromStream(s: Stream): Draft {
@@ -37,12 +49,18 @@ function fromStream(s: Stream): Draft {
     url: src.url ?? "",
     username: src.username ?? "",
     password: "",
+    transport: src.transport ?? "tcp",
+    latency_ms: src.latency_ms ?? 200,
     device: src.device ?? "",
     width: src.width ?? 1280,
     height: src.height ?? 720,
     fps: src.fps ?? 30,
-    ladder: s.ladder.map((r) => ({ name: r.name, width: r.width ?? 0, height: r.height ?? 0, bitrate_kbps: r.bitrate_kbps, fps: r.fps ?? null })),
+    pattern: src.pattern ?? "smpte",
+    uri: src.uri ?? "",
+    encoder: s.encoder ?? "",
+    ladder: s.ladder.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })),
     enabled: s.enabled,
+    original: s,
   };
 }
 
@@ -67,29 +85,38 @@ export function ladderErrors(ladder: Rendition[]): Record<string, string> {
   return errs;
 }
 
-function toSpec(d: Draft) {
-  const source: any = { kind: d.kind };
+/// The body of a create or a PUT. An edit starts from the stored stream, so fields the
+/// editor does not show survive; secrets are left out, which keeps the stored ones.
+export function toSpec(d: Draft) {
+  const kept = d.original && d.original.source.kind === d.kind ? { ...d.original.source } : {};
+  delete kept.has_password;
+  delete kept.has_stream_key;
+  const source: any = { ...kept, kind: d.kind };
   if (d.kind === "rtsp") {
-    source.url = d.url;
+    Object.assign(source, { url: d.url, transport: d.transport, latency_ms: d.latency_ms });
     if (d.username) source.username = d.username;
+    else delete source.username;
     if (d.password) source.password = d.password;
   }
   if (d.kind === "v4l2") Object.assign(source, { device: d.device, width: d.width, height: d.height, fps: d.fps });
-  if (d.kind === "test") Object.assign(source, { width: d.width, height: d.height, fps: d.fps });
+  if (d.kind === "test") Object.assign(source, { width: d.width, height: d.height, fps: d.fps, pattern: d.pattern });
+  if (d.kind === "uri") source.uri = d.uri;
   const ladder = d.ladder.map((r) => {
-    const o: any = { name: r.name, bitrate_kbps: r.bitrate_kbps };
-    if (r.height) o.height = r.height;
-    if (r.width) o.width = r.width;
-    if (r.fps) o.fps = r.fps;
+    const o: any = { ...r };
+    for (const k of ["width", "height", "fps", "gop_frames"] as const) if (!o[k]) delete o[k];
+    if (!o.profile) delete o.profile;
     return o;
   });
-  return { name: d.name, source, ladder, enabled: d.enabled };
+  const spec: any = { name: d.name, source, ladder, enabled: d.enabled };
+  if (d.encoder) spec.encoder = d.encoder;
+  return spec;
 }
 
-function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) => void }) {
+function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, created?: Stream) => void }) {
   const [d, setD] = useState<Draft>(draft);
   const [err, setErr] = useState<ApiError | null>(null);
   const cameras = usePoll(() => get<{ path: string; name: string }[]>("/api/cameras"), 60000);
+  const encoders = usePoll(() => get<{ preferred: string; encoders: { element: string; hardware: boolean; works: boolean }[] }>("/api/encoders"), 60000);
   const errs = ladderErrors(d.ladder);
   const set = (k: keyof Draft, num = false) => (e: Event) => {
     const v = (e.target as HTMLInputElement).value;
@@ -105,9 +132,12 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
     e.preventDefault();
     if (Object.keys(errs).length) return;
     try {
-      if (d.id) await api("PUT", `/api/streams/${d.id}`, toSpec(d));
-      else await api("POST", "/api/streams", toSpec(d));
-      onClose(true);
+      if (d.id) {
+        await api("PUT", `/api/streams/${d.id}`, toSpec(d));
+        onClose(true);
+      } else {
+        onClose(true, await api<Stream>("POST", "/api/streams", toSpec(d)));
+      }
     } catch (e) {
       setErr(e as ApiError);
     }
@@ -123,9 +153,24 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
           <option value="rtmp">RTMP push (OBS, encoders)</option>
           <option value="rtsp">RTSP camera</option>
           <option value="v4l2">USB / CSI camera</option>
+          <option value="uri">File or URL</option>
           <option value="test">Test pattern</option>
         </select>
       </Field>
+      {d.kind === "uri" && (
+        <Field label="File or URL" error={server("source.uri")}>
+          <input name="uri" required placeholder="/srv/video/loop.mp4 or https://…" value={d.uri} onInput={set("uri")} />
+        </Field>
+      )}
+      {d.kind === "test" && (
+        <Field label="Pattern" error={server("source.pattern")}>
+          <select name="pattern" value={d.pattern} onChange={set("pattern")}>
+            {["smpte", "ball", "snow", "black"].map((p) => (
+              <option value={p}>{p}</option>
+            ))}
+          </select>
+        </Field>
+      )}
       {d.kind === "rtsp" && (
         <>
           <Field label="RTSP URL" error={server("source.url")}>
@@ -137,6 +182,17 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
           <Field label="Password" hint={d.id ? "leave empty to keep the stored one" : undefined}>
             <input name="rtsp-password" type="password" value={d.password} onInput={set("password")} autocomplete="new-password" />
           </Field>
+          <div class="row">
+            <Field label="Transport" error={server("source.transport")}>
+              <select name="transport" value={d.transport} onChange={set("transport")}>
+                <option value="tcp">TCP</option>
+                <option value="udp">UDP</option>
+              </select>
+            </Field>
+            <Field label="Latency (ms)" error={server("source.latency_ms")}>
+              <input name="latency" type="number" value={d.latency_ms} onInput={set("latency_ms", true)} />
+            </Field>
+          </div>
         </>
       )}
       {d.kind === "v4l2" && (
@@ -164,6 +220,19 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
           </Field>
         </div>
       )}
+      <Field label="Encoder" error={server("encoder")}>
+        <select name="encoder" value={d.encoder} onChange={set("encoder")}>
+          <option value="">Automatic ({encoders.value?.preferred ?? "probed"})</option>
+          {(encoders.value?.encoders ?? [])
+            .filter((e) => e.works || e.element === d.encoder)
+            .map((e) => (
+              <option value={e.element}>
+                {e.element}
+                {e.hardware ? " (hardware)" : ""}
+              </option>
+            ))}
+        </select>
+      </Field>
       <fieldset class="ladder">
         <legend>Ladder {errs["ladder"] && <small class="error">{errs["ladder"]}</small>}</legend>
         <table>
@@ -173,6 +242,8 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
               <th>Width</th>
               <th>Height</th>
               <th>kbit/s</th>
+              <th>Profile</th>
+              <th>GOP</th>
               <th></th>
             </tr>
           </thead>
@@ -196,6 +267,24 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean) =>
                       {e(k) && <small class="error">{e(k)}</small>}
                     </td>
                   ))}
+                  <td>
+                    <select aria-label={`rendition ${i + 1} profile`} value={r.profile ?? "high"} onChange={setR(i, "profile")}>
+                      {["baseline", "main", "high"].map((p) => (
+                        <option value={p}>{p}</option>
+                      ))}
+                    </select>
+                  </td>
+                  <td>
+                    <input
+                      aria-label={`rendition ${i + 1} gop_frames`}
+                      type="number"
+                      value={r.gop_frames || ""}
+                      placeholder="per segment"
+                      onInput={setR(i, "gop_frames", true)}
+                      title={e("gop_frames") ?? undefined}
+                    />
+                    {e("gop_frames") && <small class="error">{e("gop_frames")}</small>}
+                  </td>
                   <td>
                     <button type="button" class="link" aria-label={`remove rendition ${r.name}`} onClick={() => setD({ ...d, ladder: d.ladder.filter((_, j) => j !== i) })}>
                       ✕
@@ -234,6 +323,18 @@ export function Streams({ admin }: { admin: boolean }) {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 3000);
   const [editing, setEditing] = useState<Draft | null>(null);
   const [err, setErr] = useState<unknown>(null);
+  // A stream key as the node showed it, once: after a creation or a rotation.
+  const [shownKey, setShownKey] = useState<{ id: string; key: string } | null>(null);
+  const rotate = async (s: Stream) => {
+    if (!confirm(`Give '${s.name}' a new stream key? Encoders using the old key are refused from their next connection.`)) return;
+    try {
+      const r = await api<Stream>("POST", `/api/streams/${s.id}/stream-key`);
+      if (r.stream_key) setShownKey({ id: s.id, key: r.stream_key });
+      streams.setValue(await get<Stream[]>("/api/streams"));
+    } catch (e) {
+      setErr(e);
+    }
+  };
   const act = async (method: string, path: string) => {
     try {
       await api(method, path);
@@ -242,8 +343,9 @@ export function Streams({ admin }: { admin: boolean }) {
       setErr(e);
     }
   };
-  const closed = async (saved: boolean) => {
+  const closed = async (saved: boolean, created?: Stream) => {
     setEditing(null);
+    if (created?.stream_key) setShownKey({ id: created.id, key: created.stream_key });
     if (saved) streams.setValue(await get<Stream[]>("/api/streams"));
   };
   return (
@@ -268,18 +370,32 @@ export function Streams({ admin }: { admin: boolean }) {
               {s.source.url ? ` · ${s.source.url}` : ""} · {s.ladder.map((r) => r.name).join(", ")}
             </p>
             {s.status.last_error && <p class="error">{s.status.last_error}</p>}
-            {s.rtmp_url && (
+            {s.rtmp_server && (
               <div class="push">
                 <span>OBS server</span>
-                <code data-testid="rtmp-server">{s.rtmp_url.replace(/\/[^/]+$/, "")}</code>
-                <button class="link" onClick={() => copy(s.rtmp_url!.replace(/\/[^/]+$/, ""))}>
+                <code data-testid="rtmp-server">{s.rtmp_server}</code>
+                <button class="link" onClick={() => copy(s.rtmp_server!)}>
                   copy
                 </button>
                 <span>Stream key</span>
-                <code data-testid="rtmp-key">{s.source.stream_key}</code>
-                <button class="link" onClick={() => copy(s.source.stream_key)}>
-                  copy
-                </button>
+                {shownKey?.id === s.id ? (
+                  <>
+                    <code data-testid="rtmp-key">{shownKey.key}</code>
+                    <button class="link" onClick={() => copy(shownKey.key)}>
+                      copy
+                    </button>
+                    <small class="muted">Copy it now: the node does not show it again.</small>
+                  </>
+                ) : (
+                  <>
+                    <span class="muted">hidden</span>
+                    {admin && (
+                      <button class="link" data-testid="rotate-key" onClick={() => rotate(s)}>
+                        new key
+                      </button>
+                    )}
+                  </>
+                )}
               </div>
             )}
             {admin && (
