@@ -118,6 +118,13 @@ pub struct HttpConfig {
     /// Serve HTTPS: `<data_dir>/tls/cert.pem` and `key.pem`, made (self-signed) at first start
     /// when absent.
     pub tls: bool,
+    /// Simultaneous HTTP connections; more are closed at once.
+    pub max_connections: u32,
+    /// Simultaneous HTTP connections from one IP address.
+    pub max_connections_per_address: u32,
+    /// Seconds a connection may take to send a request's headers, and may sit idle between
+    /// requests.
+    pub header_timeout_seconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +176,9 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 ui_dir: String::new(),
                 tls: false,
+                max_connections: 256,
+                max_connections_per_address: 64,
+                header_timeout_seconds: 20,
             },
             rtmp: RtmpConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
@@ -347,6 +357,24 @@ impl Config {
             self.hls.max_megabytes_per_stream,
             1,
             1_000_000,
+        )?;
+        range(
+            "http.max_connections",
+            self.http.max_connections,
+            1,
+            100_000,
+        )?;
+        range(
+            "http.max_connections_per_address",
+            self.http.max_connections_per_address,
+            1,
+            100_000,
+        )?;
+        range(
+            "http.header_timeout_seconds",
+            self.http.header_timeout_seconds,
+            1,
+            3600,
         )?;
         range("rtmp.max_connections", self.rtmp.max_connections, 1, 10_000)?;
         range(

@@ -3,6 +3,7 @@
 //!
 //! The binary (`main.rs`) is thin glue over [`run`]; see `ARCHITECTURE.md` for the map.
 
+pub mod admission;
 pub mod chain;
 pub mod config;
 pub mod control;
@@ -191,27 +192,25 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         Err(e) => tracing::error!("cannot issue a setup code: {e}"),
     }
 
-    let app = control::api::router(Arc::clone(&node))
-        .into_make_service_with_connect_info::<control::tls::PeerAddr>();
+    let app = control::api::router(Arc::clone(&node));
     let mut rx = shutdown_rx.clone();
     let stop = async move {
         let _ = rx.wait_for(|v| *v).await;
+    };
+    let limits = control::http_server::Limits {
+        connections: admission::ConnectionLimits {
+            total: cfg.http.max_connections,
+            per_address: cfg.http.max_connections_per_address,
+        },
+        header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout_seconds.into()),
     };
     let served = if cfg.http.tls {
         let tls =
             control::tls::server_config(&cfg.data_dir, cfg.http.listen).map_err(StartError::Tls)?;
         let listener = control::tls::TlsListener::new(http, tls).map_err(StartError::Serve)?;
-        tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        )
+        tokio::spawn(control::http_server::serve(listener, app, limits, stop))
     } else {
-        tokio::spawn(
-            axum::serve(http, app)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        )
+        tokio::spawn(control::http_server::serve(http, app, limits, stop))
     };
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
@@ -219,8 +218,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     });
     let result = served
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        .map_err(StartError::Serve)
+        .map_err(|e| StartError::Serve(std::io::Error::other(e)))
         .map(|()| {
             if node.restart.load(std::sync::atomic::Ordering::SeqCst) {
                 RunEnd::Restart

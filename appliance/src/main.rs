@@ -315,6 +315,23 @@ fn return_freed_memory() {
     }
 }
 
+/// Raises the soft limit on open files to the hard one: every connection, pipeline and
+/// segment is a descriptor, and the usual soft limit of 1024 is reached long before the
+/// node's own connection caps.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Everything the node writes (database, keystore, keys, recordings) is its own: files
     // 0600, directories 0700.
@@ -322,6 +339,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    raise_open_file_limit();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => {

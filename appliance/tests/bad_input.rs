@@ -743,3 +743,100 @@ fn stream_secrets_are_kept_on_edit_and_never_shown_again() {
     let all = all.to_string();
     assert!(!all.contains("s3cret") && !all.contains(&new_key), "{all}");
 }
+
+fn http_port(node: &NodeProc) -> u16 {
+    node.url("/")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("port")
+}
+
+/// `GET /api/health` from a given local address; the status, or 0 when refused.
+fn health_from(source: &str, port: u16) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(["--interface", source])
+        .arg(format!("http://127.0.0.1:{port}/api/health"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+#[test]
+fn slow_idle_and_unauthenticated_http_clients_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start_with(
+        dir.path(),
+        &[
+            ("LPE_HTTP_MAX_CONNECTIONS", "40"),
+            ("LPE_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "20"),
+            ("LPE_HTTP_HEADER_TIMEOUT_SECONDS", "3"),
+        ],
+    );
+    let port = http_port(&node);
+    // 30 slowloris connections from one address: 20 are held until the header timeout,
+    // the rest are closed at once; another address is still served.
+    let mut slow: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let _ = s.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\nx-slow: ");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        health_from("127.0.0.2", port),
+        200,
+        "another address was locked out"
+    );
+    let started = Instant::now();
+    let closed = slow
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_secs(6)))
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(closed, 30, "slow connections left open");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An idle keep-alive connection is closed after the same time.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    idle.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .expect("request");
+    let mut buf = [0u8; 4096];
+    assert!(idle.read(&mut buf).expect("response") > 0);
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(6)),
+        "idle connection kept"
+    );
+
+    // A refused request's body is not waited for: the answer comes before the body.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(
+        b"POST /api/streams HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 1000000\r\n\r\n",
+    )
+    .expect("headers");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let n = s.read(&mut buf).expect("an answer before the body");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(node.healthy());
+}

@@ -328,6 +328,7 @@ pub fn router(node: Arc<Node>) -> Router {
         }
     };
     api.layer(axum::middleware::from_fn(ui_headers))
+        .layer(axum::middleware::from_fn(read_whole_body))
         .layer(axum::middleware::from_fn_with_state(
             guard,
             super::auth_api::authorize,
@@ -340,19 +341,26 @@ pub fn router(node: Arc<Node>) -> Router {
             Arc::clone(&node),
             count_requests,
         ))
-        .layer(axum::middleware::from_fn(read_whole_body))
         .with_state(node)
 }
 
-/// The largest request body the API takes.
+/// The largest request body a signed-in caller may send.
 const MAX_BODY: usize = 1 << 20;
+/// The largest body of a public route (login, setup, a peer's payment): whoever sends it has
+/// proven nothing yet.
+const MAX_PUBLIC_BODY: usize = 64 << 10;
 
-/// Reads every request body before routing. A body is then never left half-read on the
-/// connection (whether a handler wanted it or the guard refused the request), so keep-alive
-/// connections stay usable; and an oversized body is refused once, here.
+/// Reads the whole request body once the guard has let the request through (its refusals
+/// close the connection instead), so a body is never left half-read on a keep-alive
+/// connection whether or not the handler wanted it; an oversized body is refused once, here.
 async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response {
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY).await {
+    let limit = if parts.extensions.get::<super::auth::Principal>().is_some() {
+        MAX_BODY
+    } else {
+        MAX_PUBLIC_BODY
+    };
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
@@ -361,7 +369,7 @@ async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response
             let mut res = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("request bodies are limited to {MAX_BODY} bytes"),
+                format!("request bodies are limited to {limit} bytes"),
             )
             .into_response();
             res.headers_mut()

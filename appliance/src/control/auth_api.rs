@@ -163,13 +163,39 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The access guard: resolves the caller, checks the route's role and, for cookie sessions,
-/// the CSRF token on unsafe methods; hands the [`Principal`] to the handler.
+/// the CSRF token on unsafe methods; hands the [`Principal`] to the handler. It runs before
+/// any body is read: a refused request's body is never buffered, and the connection it came
+/// on is closed rather than drained.
 pub async fn authorize(
     State(guard): State<Guard>,
     matched: Option<MatchedPath>,
-    mut req: Request,
+    req: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    match admit(&guard, matched, req) {
+        Ok(Admitted::Public(req)) => next.run(req).await,
+        Ok(Admitted::Caller(req)) => next.run(req).await,
+        Err(refusal) => {
+            let mut res = refusal.into_response();
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
+    }
+}
+
+enum Admitted {
+    /// A public route: no caller looked up.
+    Public(Request),
+    /// The request, carrying its [`Principal`].
+    Caller(Request),
+}
+
+fn admit(
+    guard: &Guard,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+) -> Result<Admitted, ApiError> {
     let access = guard.access(
         req.method(),
         matched.as_ref().map(|m| m.as_str()),
@@ -178,7 +204,7 @@ pub async fn authorize(
     // Public routes (the HLS output, the UI's files, login, peers' payments) act on no one's
     // authority: the caller is not looked up for them.
     if access == Access::Public {
-        return next.run(req).await;
+        return Ok(Admitted::Public(req));
     }
     let found = match Auth::principal(
         &guard.node.store,
@@ -186,15 +212,14 @@ pub async fn authorize(
         cookie(req.headers(), SESSION_COOKIE),
     ) {
         Ok(p) => p,
-        Err(e) => return ApiError::from(CommandError::Storage(e)).into_response(),
+        Err(e) => return Err(ApiError::from(CommandError::Storage(e))),
     };
     let Some(p) = found else {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "sign in, or send an API token as 'Authorization: Bearer <token>'",
-        )
-        .into_response();
+        ));
     };
     if !access.allows(p.role) {
         let role = if access == Access::Admin {
@@ -202,12 +227,11 @@ pub async fn authorize(
         } else {
             "viewer"
         };
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("this needs the {role} role"),
-        )
-        .into_response();
+        ));
     }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && let Some(expected) = &p.csrf {
@@ -217,16 +241,15 @@ pub async fn authorize(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !same_secret(sent, expected) {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "csrf",
                 "missing or wrong X-CSRF-Token header for a cookie session",
-            )
-            .into_response();
+            ));
         }
     }
     req.extensions_mut().insert(p);
-    next.run(req).await
+    Ok(Admitted::Caller(req))
 }
 
 fn caller(principal: Option<Extension<Principal>>) -> Result<Principal, ApiError> {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod auth_api;
 pub mod device;
+pub mod http_server;
 pub mod metrics;
 pub mod mqtt;
 pub mod tls;

@@ -7,7 +7,7 @@
 //! connection's task failing, however it fails, ends that connection only.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::admission::Admissions;
+pub use crate::admission::ConnectionLimits;
 use crate::events::{EventBus, EventKind};
 
 /// Time to finish the handshake.
@@ -112,84 +114,36 @@ impl Drop for BusyGuard {
     }
 }
 
-/// How many connections are open, in all and per address; a connection's share is returned
-/// when its [`Admission`] drops, however its task ends.
+/// Bytes held in unfinished messages by all connections together; a connection's share is
+/// returned when its [`Held`] drops.
 #[derive(Default)]
-struct Admissions {
-    per_address: Mutex<HashMap<IpAddr, u32>>,
-    total: AtomicUsize,
-    /// Bytes held in unfinished messages, all connections together.
-    buffered: AtomicUsize,
+struct Buffered(AtomicUsize);
+
+struct Held {
+    all: Arc<Buffered>,
+    mine: usize,
 }
 
-struct Admission {
-    admissions: Arc<Admissions>,
-    ip: IpAddr,
-    /// This connection's part of `Admissions::buffered`.
-    buffered: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub total: u32,
-    pub per_address: u32,
-}
-
-impl Admissions {
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: ConnectionLimits) -> Result<Admission, String> {
-        let mut per = self
-            .per_address
-            .lock()
-            .map_err(|_| "poisoned".to_string())?;
-        if self.total.load(Ordering::SeqCst) >= limits.total as usize {
-            return Err(format!("{} connections open", limits.total));
-        }
-        let n = per.entry(ip).or_insert(0);
-        if *n >= limits.per_address {
-            return Err(format!(
-                "{} connections open from this address",
-                limits.per_address
-            ));
-        }
-        *n += 1;
-        self.total.fetch_add(1, Ordering::SeqCst);
-        Ok(Admission {
-            admissions: Arc::clone(self),
-            ip,
-            buffered: 0,
-        })
-    }
-}
-
-impl Admission {
+impl Held {
     /// Records how many bytes the connection holds now; false when all connections together
     /// hold more than the node allows.
     fn hold(&mut self, bytes: usize) -> bool {
-        let all = &self.admissions.buffered;
-        if bytes >= self.buffered {
-            let grown = bytes - self.buffered;
-            self.buffered = bytes;
+        let all = &self.all.0;
+        if bytes >= self.mine {
+            let grown = bytes - self.mine;
+            self.mine = bytes;
             all.fetch_add(grown, Ordering::SeqCst) + grown <= TOTAL_BUFFERED
         } else {
-            all.fetch_sub(self.buffered - bytes, Ordering::SeqCst);
-            self.buffered = bytes;
+            all.fetch_sub(self.mine - bytes, Ordering::SeqCst);
+            self.mine = bytes;
             true
         }
     }
 }
 
-impl Drop for Admission {
+impl Drop for Held {
     fn drop(&mut self) {
         self.hold(0);
-        self.admissions.total.fetch_sub(1, Ordering::SeqCst);
-        if let Ok(mut per) = self.admissions.per_address.lock()
-            && let Some(n) = per.get_mut(&self.ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -202,6 +156,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let admissions = Arc::new(Admissions::default());
+    let buffered = Arc::new(Buffered::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -215,7 +170,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let admission = match admissions.admit(peer.ip(), limits) {
+        let slot = match admissions.admit(peer.ip(), limits) {
             Ok(a) => a,
             Err(why) => {
                 tracing::warn!(%peer, "rtmp connection refused: {why}");
@@ -225,10 +180,15 @@ pub async fn serve(
         let registry = registry.clone();
         let events = events.clone();
         let shutdown = shutdown.clone();
+        let held = Held {
+            all: Arc::clone(&buffered),
+            mine: 0,
+        };
         // The connection runs in a task of its own: should it panic, the runtime ends that
-        // task only, and the admission's drop still returns its share.
+        // task only, and the slot and the held bytes are returned as they drop.
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, peer, registry, &events, admission, shutdown).await {
+            let _slot = slot;
+            if let Err(e) = connection(sock, peer, registry, &events, held, shutdown).await {
                 tracing::info!(%peer, "rtmp connection closed: {e}");
             }
         });
@@ -266,7 +226,7 @@ async fn connection(
     peer: SocketAddr,
     registry: PublishRegistry,
     events: &EventBus,
-    mut admission: Admission,
+    mut held: Held,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let _ = sock.set_nodelay(true);
@@ -298,7 +258,7 @@ async fn connection(
             return Ok(());
         }
         let read = session.read(&buf[..n], &mut happened);
-        if !admission.hold(session.buffered()) {
+        if !held.hold(session.buffered()) {
             return Err(ConnError::Memory);
         }
         if session.messages() != progress.1 {
