@@ -840,3 +840,28 @@ fn slow_idle_and_unauthenticated_http_clients_are_bounded() {
     );
     assert!(node.healthy());
 }
+
+#[test]
+fn health_reports_each_subsystem_and_503_when_the_node_cannot_work() {
+    // A broker that is not there: the node works, MQTT needs attention.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start_with(dir.path(), &[("LPE_MQTT_URL", "mqtt://127.0.0.1:9")]);
+    let (status, h) = node.get("/api/health");
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["checks"]["mqtt"]["status"], "degraded", "{h}");
+    for ok in ["store", "encoders", "chain", "media"] {
+        assert_eq!(h["checks"][ok]["status"], "ok", "{ok}: {h}");
+    }
+    drop(node);
+
+    // Only an encoder this machine lacks: the node cannot transcode, and says so with 503.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(&cfg, "[media]\nencoder_candidates = [\"nvv4l2h264enc\"]\n").expect("write");
+    let node = NodeProc::start_with(dir.path(), &[("LPE_CONFIG", cfg.to_str().expect("utf-8"))]);
+    let (status, h) = node.get("/api/health");
+    assert_eq!(status, 503, "{h}");
+    assert_eq!(h["status"], "down", "{h}");
+    assert_eq!(h["checks"]["encoders"]["status"], "down", "{h}");
+}

@@ -472,14 +472,64 @@ async fn hls_headers(req: Request, next: axum::middleware::Next) -> Response {
     res
 }
 
+/// The node's health: `ok`, `degraded` (it works, but a part needs attention) or `down` (it
+/// cannot do its job: no store or no working encoder), which answers 503.
 #[derive(Serialize, utoipa::ToSchema)]
 struct Health {
-    status: &'static str,
+    status: HealthState,
     version: &'static str,
     uptime_s: u64,
     streams: StreamCounts,
     encoder: String,
     hardware_encoder: bool,
+    /// Each subsystem on its own.
+    checks: HealthChecks,
+}
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum HealthState {
+    Ok,
+    Degraded,
+    Down,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Check {
+    status: HealthState,
+    detail: String,
+}
+
+fn check(status: HealthState, detail: impl Into<String>) -> Check {
+    Check {
+        status,
+        detail: detail.into(),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct HealthChecks {
+    store: Check,
+    media: Check,
+    encoders: Check,
+    mqtt: Check,
+    chain: Check,
+}
+
+impl HealthChecks {
+    fn worst(&self) -> HealthState {
+        [
+            &self.store,
+            &self.media,
+            &self.encoders,
+            &self.mqtt,
+            &self.chain,
+        ]
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(HealthState::Ok)
+    }
 }
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -494,32 +544,96 @@ struct StreamCounts {
     get,
     path = "/api/health",
     tag = "node",
-    responses((status = 200, body = Health))
+    responses((status = 200, body = Health), (status = 503, body = Health))
 )]
-async fn health(State(node): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let streams = node.list()?;
+async fn health(State(node): State<AppState>) -> Response {
+    let (streams, store) = match node.list() {
+        Ok(s) => (s, check(HealthState::Ok, "readable")),
+        Err(e) => (
+            Vec::new(),
+            check(
+                HealthState::Down,
+                format!("the database cannot be read: {e}"),
+            ),
+        ),
+    };
     let mut counts = StreamCounts {
         total: streams.len(),
         ..Default::default()
     };
     for s in &streams {
-        use crate::media::runner::StreamState::*;
+        use crate::media::runner::StreamState;
         match s.status.state {
-            Running => counts.running += 1,
-            Reconnecting => counts.reconnecting += 1,
-            Failed => counts.failed += 1,
+            StreamState::Running => counts.running += 1,
+            StreamState::Reconnecting => counts.reconnecting += 1,
+            StreamState::Failed => counts.failed += 1,
             _ => {}
         }
     }
+    let media = if counts.failed + counts.reconnecting > 0 {
+        check(
+            HealthState::Degraded,
+            format!(
+                "{} failed, {} reconnecting of {} streams",
+                counts.failed, counts.reconnecting, counts.total
+            ),
+        )
+    } else {
+        check(
+            HealthState::Ok,
+            format!("{} of {} streams running", counts.running, counts.total),
+        )
+    };
     let inv = node.media.inventory();
-    Ok(Json(Health {
-        status: "ok",
+    let encoders = match inv.working().len() {
+        0 => check(HealthState::Down, "no encoder works"),
+        n => check(
+            HealthState::Ok,
+            format!("{n} working; streams use {}", inv.preferred),
+        ),
+    };
+    let mqtt = if node.cfg.mqtt.url.is_empty() {
+        check(HealthState::Ok, "not configured")
+    } else if node
+        .counters
+        .mqtt_connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 1
+    {
+        check(HealthState::Ok, "connected")
+    } else {
+        check(HealthState::Degraded, "not connected to the broker")
+    };
+    let chain = if node.cfg.pm.role == "off" {
+        check(HealthState::Ok, "payments off")
+    } else if node.chain.get().is_some() {
+        check(HealthState::Ok, "connected")
+    } else {
+        check(HealthState::Degraded, "the chain is not reachable yet")
+    };
+    let checks = HealthChecks {
+        store,
+        media,
+        encoders,
+        mqtt,
+        chain,
+    };
+    let status = checks.worst();
+    let body = Health {
+        status,
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: node.started.elapsed().as_secs(),
         streams: counts,
         encoder: inv.preferred.clone(),
         hardware_encoder: inv.has_hardware(),
-    }))
+        checks,
+    };
+    let code = if status == HealthState::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(body)).into_response()
 }
 
 /// A stream as returned by the API: the node's view plus, for RTMP sources, the server URL

@@ -152,7 +152,8 @@ impl NodeProc {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut node = node;
         loop {
-            if let Ok((200, _)) = node.try_get("/api/health") {
+            // Up: it answers, healthy (200) or not able to work (503).
+            if let Ok((200 | 503, _)) = node.try_get("/api/health") {
                 if setup {
                     node.auth = format!("Bearer {}", node.admin_token());
                 }
@@ -160,7 +161,7 @@ impl NodeProc {
             }
             assert!(
                 Instant::now() < deadline,
-                "node did not become healthy: {}",
+                "node did not come up: {}",
                 node.log()
             );
             std::thread::sleep(Duration::from_millis(100));
