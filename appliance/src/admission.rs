@@ -88,3 +88,56 @@ mod tests {
         assert!(a.admit(one, limits).is_ok());
     }
 }
+
+/// Requests per second allowed from one address, with a burst: a token bucket per address.
+/// Only the addresses seen most recently are remembered, so a flood of addresses costs a
+/// bounded table (a forgotten address starts with a full bucket again).
+pub struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<lru::LruCache<IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(16_384).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// Takes one request's token for `ip`; `Err` carries the seconds until one is available.
+    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let (tokens, at) = buckets.get_or_insert_mut(ip, || (self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let r = RateLimit::new(1, 3);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        assert!((0..3).all(|_| r.take(ip).is_ok()));
+        assert_eq!(r.take(ip), Err(1));
+        assert!(r.take([10, 0, 0, 2].into()).is_ok(), "addresses are apart");
+    }
+}

@@ -100,7 +100,7 @@ impl Orchestrator {
         let head = self.watcher.head().map_err(chain_err)?;
         let info = self.watcher.sender_info(sender).await.map_err(chain_err)?;
         let claimable = self
-            .chain()
+            .watcher
             .claimable_reserve(sender, self.address())
             .await
             .map_err(chain_err)?;
@@ -160,24 +160,42 @@ impl Orchestrator {
         // No RPC here: the head and the sender's state come from the block watcher.
         let head = self.watcher.head().map_err(chain_err)?;
         let l1 = head.l1_block;
-        let info = self
-            .watcher
-            .sender_info(decoded.sender)
-            .await
-            .map_err(chain_err)?;
-        let sender_check = if !info.withdraw_round.is_zero()
-            && info.withdraw_round <= head.last_initialized_round.saturating_add(U256::from(1u8))
-        {
-            Err(format!("sender {} is set to unlock soon", decoded.sender))
-        } else {
-            Ok(())
-        };
         let ctx = TicketContext {
             seed: params.seed,
             expiration_block: params.expiration_block,
             price,
         };
+        // What costs nothing is checked before the sender is looked up: a payment whose first
+        // ticket was not made from this node's params is refused without touching the chain
+        // or the sender cache (the same check refuses it below).
+        let made_here = match decoded.tickets.first() {
+            Some((t, _)) => self
+                .recipient
+                .lock()
+                .map_err(|_| PaymentError::Chain("state poisoned".into()))?
+                .made_from_our_params(t, &ctx),
+            None => false,
+        };
+        let sender_check = if made_here {
+            let info = self
+                .watcher
+                .sender_info(decoded.sender)
+                .await
+                .map_err(chain_err)?;
+            if !info.withdraw_round.is_zero()
+                && info.withdraw_round
+                    <= head.last_initialized_round.saturating_add(U256::from(1u8))
+            {
+                Err(format!("sender {} is set to unlock soon", decoded.sender))
+            } else {
+                Ok(())
+            }
+        } else {
+            Ok(())
+        };
         let mut wins = Vec::new();
+        // Tickets taken: a refused ticket (a replay, a bad signature) is not counted.
+        let mut accepted = 0u64;
         let mut credited = BigRational::from_integer(0.into());
         let mut refusal = None;
         {
@@ -198,6 +216,7 @@ impl Orchestrator {
                             });
                         }
                         credited += ticket.ev();
+                        accepted += 1;
                     }
                     Err(e) => {
                         // A winner refused only for crediting (expired params) is still owed.
@@ -226,7 +245,7 @@ impl Orchestrator {
             }
         }
         // Durability before acknowledgement.
-        store.record_tickets(decoded.tickets.len() as u64, &wins, now_ms())?;
+        store.record_tickets(accepted, &wins, now_ms())?;
         if let Some(e) = refusal {
             return Err(e);
         }

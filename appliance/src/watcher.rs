@@ -1,13 +1,15 @@
 //! The block watcher: one task polls the chain for new blocks and keeps what payments need —
 //! the L1 block, the last initialized round and its block hash, the gas price — so that
-//! receiving a payment makes no RPC call. Sender deposit/reserve/unlock state is cached per
-//! sender and dropped when a TicketBroker event names that sender, so the cache is never more
-//! than one poll behind the chain.
+//! receiving a payment makes no RPC call. Sender deposit/reserve/unlock state, and the reserve
+//! this node may claim from each sender, are cached per sender and dropped when a
+//! TicketBroker event names that sender (the claimable reserve also at each new round), so
+//! the cache is never more than one poll behind the chain. The cache is bounded: the senders
+//! used least recently are forgotten first.
 //!
 //! An RPC outage is retried with backoff and reported on the event bus (once when it starts,
 //! once when it ends); the last head seen stays in use meanwhile.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +26,16 @@ use crate::events::{EventBus, EventKind, now_ms};
 /// Beyond this many unseen blocks (after an outage) the sender cache is dropped whole rather
 /// than reconciled from logs.
 const MAX_LOG_SPAN: u64 = 10_000;
+/// Senders whose state is kept.
+const CACHED_SENDERS: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+
+/// What is cached of one sender.
+#[derive(Clone, Copy)]
+struct SenderState {
+    info: Option<SenderInfo>,
+    /// The reserve this node may claim, and the round it was read in.
+    claimable: Option<(U256, U256)>,
+}
 
 /// What the watcher last saw of the chain.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +68,7 @@ pub struct HeadView {
 pub struct BlockWatcher {
     chain: ChainClient,
     head: watch::Sender<Option<ChainHead>>,
-    senders: Mutex<HashMap<Address, SenderInfo>>,
+    senders: Mutex<lru::LruCache<Address, SenderState>>,
     /// Bumped whenever cached sender state is dropped, so a lookup that raced with the drop
     /// does not put stale state back.
     invalidations: AtomicU64,
@@ -68,7 +80,7 @@ impl BlockWatcher {
         Self {
             chain,
             head: watch::Sender::new(None),
-            senders: Mutex::new(HashMap::new()),
+            senders: Mutex::new(lru::LruCache::new(CACHED_SENDERS)),
             invalidations: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
         }
@@ -100,19 +112,54 @@ impl BlockWatcher {
     /// A sender's deposit, reserve and withdraw round: from the cache, or read once and cached
     /// until a TicketBroker event names the sender.
     pub async fn sender_info(&self, sender: Address) -> Result<SenderInfo, ChainError> {
-        if let Some(info) = self.lock_senders().get(&sender) {
-            return Ok(*info);
+        if let Some(info) = self.lock_senders().get(&sender).and_then(|s| s.info) {
+            return Ok(info);
         }
         let generation = self.invalidations.load(Ordering::Acquire);
         let info = self.chain.sender_info(sender).await?;
-        let mut cache = self.lock_senders();
-        if self.invalidations.load(Ordering::Acquire) == generation {
-            cache.insert(sender, info);
-        }
+        self.remember(sender, generation, |s| s.info = Some(info));
         Ok(info)
     }
 
-    fn lock_senders(&self) -> std::sync::MutexGuard<'_, HashMap<Address, SenderInfo>> {
+    /// The reserve `claimant` may claim from `sender` in the current round: from the cache, or
+    /// read once per round and cached until a TicketBroker event names the sender.
+    pub async fn claimable_reserve(
+        &self,
+        sender: Address,
+        claimant: Address,
+    ) -> Result<U256, ChainError> {
+        let round = self.head()?.last_initialized_round;
+        let cached = self.lock_senders().get(&sender).and_then(|s| s.claimable);
+        if let Some((amount, at)) = cached
+            && at == round
+        {
+            return Ok(amount);
+        }
+        let generation = self.invalidations.load(Ordering::Acquire);
+        let amount = self.chain.claimable_reserve(sender, claimant).await?;
+        self.remember(sender, generation, |s| s.claimable = Some((amount, round)));
+        Ok(amount)
+    }
+
+    /// Caches what was read, unless the sender's state was dropped while it was being read.
+    fn remember(&self, sender: Address, generation: u64, set: impl FnOnce(&mut SenderState)) {
+        let mut cache = self.lock_senders();
+        if self.invalidations.load(Ordering::Acquire) != generation {
+            return;
+        }
+        let state = cache.get_or_insert_mut(sender, || SenderState {
+            info: None,
+            claimable: None,
+        });
+        set(state);
+    }
+
+    /// How many senders are cached.
+    pub fn cached_senders(&self) -> usize {
+        self.lock_senders().len()
+    }
+
+    fn lock_senders(&self) -> std::sync::MutexGuard<'_, lru::LruCache<Address, SenderState>> {
         // The map holds plain data; a panic elsewhere cannot leave it half-updated.
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -121,7 +168,7 @@ impl BlockWatcher {
         let mut cache = self.lock_senders();
         match which {
             Some(list) => list.iter().for_each(|a| {
-                cache.remove(a);
+                cache.pop(a);
             }),
             None => cache.clear(),
         }

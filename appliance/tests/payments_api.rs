@@ -364,6 +364,55 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
         during.iter().all(|m| m == "eth_getBlockByNumber"),
         "RPC calls made while receiving payments: {during:?}"
     );
+    // What costs nothing is checked first: payments from strangers who copied another
+    // sender's params are refused without a sender lookup, and asking for params again
+    // reads nothing from the chain.
+    let (_, v) = node.send(
+        "POST",
+        "/api/pm/ticket-params",
+        Some(&json!({"sender": p.sender.address().to_string()}).to_string()),
+    );
+    let wire: lpe_pm::wire::TicketParams = prost::Message::decode(
+        base64::engine::general_purpose::STANDARD
+            .decode(v["ticket_params"].as_str().expect("params"))
+            .expect("base64")
+            .as_slice(),
+    )
+    .expect("protobuf");
+    let copied = params_from_wire(&wire).expect("params");
+    let before = proxy.methods().len();
+    for i in 0..40u8 {
+        let mut stranger =
+            Sender::new(SigningKey::from_slice(&[i + 1; 32]).expect("a stranger's key"));
+        let session = stranger.start_session(copied.clone(), price_from_info(1, 1).expect("price"));
+        let b = stranger.create_batch(&session, 1).expect("batch");
+        let (st, v) = pay(
+            &node,
+            &encode_payment_header(&payment_for_batch(&b, &PRICE)),
+        );
+        assert_eq!(st, 400, "{v}");
+    }
+    for _ in 0..5 {
+        let _ = params(&node, &mut p.sender);
+    }
+    let during = proxy.methods()[before..].to_vec();
+    assert!(
+        during.iter().all(|m| m == "eth_getBlockByNumber"),
+        "RPC calls for strangers' payments or repeated params: {during:?}"
+    );
+    // A replayed payment is refused, and its tickets are not counted as received.
+    let received = node.get("/api/pm/tickets").1["counts"]["received"].clone();
+    let b = p.sender.create_batch(&p.session, 1).expect("batch");
+    let header = encode_payment_header(&payment_for_batch(&b, &PRICE));
+    assert_eq!(pay(&node, &header).0, 200);
+    assert_eq!(pay(&node, &header).0, 400, "a replay was accepted");
+    let after = node.get("/api/pm/tickets").1["counts"]["received"].clone();
+    assert_eq!(
+        after.as_u64(),
+        received.as_u64().map(|r| r + 1),
+        "{received} then {after}"
+    );
+
     let (st, v) = node.get("/api/pm/chain");
     assert_eq!((st, v["reachable"].as_bool()), (200, Some(true)), "{v}");
     assert!(v["head"]["block"].as_u64().is_some_and(|b| b > 0), "{v}");

@@ -251,6 +251,22 @@ impl Recipient {
         )
     }
 
+    /// Whether `ticket` names this recipient and carries the recipientRandHash this recipient
+    /// derives for it from `ctx`: the checks that cost no signature recovery and no chain
+    /// state. A ticket failing them is refused by [`Recipient::receive`] whatever the sender's
+    /// state, so a caller may skip looking that state up.
+    pub fn made_from_our_params(&self, ticket: &Ticket, ctx: &TicketContext) -> bool {
+        ticket.recipient == self.address
+            && ticket.sender != Address::ZERO
+            && recipient_rand_hash(self.recipient_rand(
+                ticket.sender,
+                ticket.face_value,
+                ticket.win_prob,
+                ctx,
+                &ticket.expiration,
+            )) == ticket.recipient_rand_hash
+    }
+
     /// Receives a payment's tickets in order, each exactly as [`Recipient::receive`] would,
     /// and stops after the first refusal (the last entry is then that refusal). The
     /// signatures of a known sender are checked together first.

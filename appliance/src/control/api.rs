@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+
+use super::tls::PeerAddr;
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
@@ -291,6 +293,39 @@ pub fn ui_dir(cfg: &crate::config::Config) -> Option<std::path::PathBuf> {
         .find(|d| d.join("index.html").is_file())
 }
 
+/// Per-address request rates of the peer-facing routes, which anyone may call.
+struct PeerLimits {
+    payments: crate::admission::RateLimit,
+    params: crate::admission::RateLimit,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        Self {
+            // A gateway pays once per segment and session: 50 a second is many streams.
+            payments: crate::admission::RateLimit::new(50, 100),
+            params: crate::admission::RateLimit::new(10, 20),
+        }
+    }
+}
+
+impl PeerLimits {
+    fn admit(
+        &self,
+        limit: &crate::admission::RateLimit,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), ApiError> {
+        limit.take(peer.ip()).map_err(|wait| ApiError {
+            retry_after_s: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this address",
+            )
+        })
+    }
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     let hls = ServeDir::new(node.media.hls_root());
     let (api, doc) = routes();
@@ -336,6 +371,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::Extension(Arc::new(super::auth_api::DocJson::new(
             &doc,
         ))))
+        .layer(axum::Extension(Arc::new(PeerLimits::default())))
         .layer(axum::middleware::from_fn(hls_headers))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&node),
@@ -1146,9 +1182,12 @@ async fn chain_head(
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
 async fn payment(
     State(node): State<AppState>,
+    Extension(peers): Extension<Arc<PeerLimits>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Result<Json<crate::payments::PaymentReceipt>, ApiError> {
     use crate::payments::PaymentError;
+    peers.admit(&peers.payments, peer)?;
     let orch = orchestrator(&node)?;
     let header = headers
         .get("Livepeer-Payment")
@@ -1221,9 +1260,12 @@ struct ParamsResponse {
 )]
 async fn ticket_params(
     State(node): State<AppState>,
+    Extension(peers): Extension<Arc<PeerLimits>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<ParamsRequest>,
 ) -> Result<Json<ParamsResponse>, ApiError> {
     use base64::Engine;
+    peers.admit(&peers.params, peer)?;
     let orch = orchestrator(&node)?;
     let sender: lpe_pm::Address = req
         .sender
