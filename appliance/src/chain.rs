@@ -53,6 +53,7 @@ sol! {
             uint256 claimedInCurrentRound;
         }
         event WinningTicketRedeemed(address indexed sender, address indexed recipient, uint256 faceValue, uint256 winProb, uint256 senderNonce, uint256 recipientRand, bytes auxData);
+        event WinningTicketTransfer(address indexed sender, address indexed recipient, uint256 amount);
 
         function fundDepositAndReserve(uint256 _depositAmount, uint256 _reserveAmount) external payable;
         function redeemWinningTicket(Ticket memory _ticket, bytes memory _sig, uint256 _recipientRand) external;
@@ -63,6 +64,7 @@ sol! {
         function usedTickets(bytes32 _hash) external view returns (bool);
         function claimableReserve(address _reserveHolder, address _claimant) external view returns (uint256);
         function getTicketHash(Ticket memory _ticket) external pure returns (bytes32);
+        function ticketValidityPeriod() external view returns (uint256);
     }
 }
 
@@ -103,6 +105,41 @@ fn unavailable(e: impl std::fmt::Display) -> ChainError {
     ChainError::Unavailable(e.to_string())
 }
 
+/// Gas limit headroom over `eth_estimateGas`, in percent: a redemption's gas use varies with
+/// state that can change between the estimate and the block (go-livepeer adds a margin too).
+const GAS_MARGIN_PERCENT: u64 = 20;
+
+/// The reverts of `redeemWinningTicket` that no retry can change: the ticket itself is bad,
+/// used or too old. Anything else (a paused system, an uninitialized round, an unregistered
+/// transcoder, an unlocked or empty sender) may pass later and is retried.
+pub fn revert_is_permanent(reason: &str) -> bool {
+    const PERMANENT: &[&str] = &[
+        "ticket is used",
+        "ticket is expired",
+        "ticket did not win",
+        "recipientRand does not match recipientRandHash",
+        "invalid signature over ticket hash",
+        "INVALID_SIGNATURE_LENGTH",
+        "ECDSA:",
+        "ticket recipient is null address",
+        "ticket sender is null address",
+        "invalid length for ticket auxData",
+        "ticket creationRoundBlockHash invalid for creationRound",
+        "ticket creationRound does not have a block hash",
+        // Mined and reverted: go-livepeer does not retry these either.
+        "transaction failed",
+    ];
+    PERMANENT.iter().any(|p| reason.contains(p))
+}
+
+/// A redemption that was mined: its transaction and what the broker actually transferred
+/// (`WinningTicketTransfer`; zero when the sender had nothing left to pay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    pub mined: Mined,
+    pub paid: U256,
+}
+
 /// A transaction that made it into a block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mined {
@@ -119,6 +156,13 @@ pub struct ChainClient {
     pub ticket_broker: Address,
     pub rounds_manager: Address,
     pub bonding_manager: Address,
+}
+
+fn mined(receipt: &alloy::rpc::types::TransactionReceipt) -> Mined {
+    Mined {
+        tx_hash: receipt.transaction_hash,
+        block: receipt.block_number.unwrap_or(0),
+    }
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -319,7 +363,7 @@ impl ChainClient {
         t: &Ticket,
         sig: &[u8],
         recipient_rand: U256,
-    ) -> Result<Mined, ChainError> {
+    ) -> Result<Redemption, ChainError> {
         let broker = ITicketBroker::new(self.ticket_broker, &self.provider);
         let call = broker.redeemWinningTicket(
             ITicketBroker::Ticket {
@@ -334,7 +378,62 @@ impl ChainClient {
             Bytes::copy_from_slice(sig),
             recipient_rand,
         );
-        self.transact(call).await
+        let receipt = self.transact_receipt(call).await?;
+        Ok(Redemption {
+            paid: self.transferred(&receipt, t.sender, t.recipient),
+            mined: mined(&receipt),
+        })
+    }
+
+    /// What `WinningTicketTransfer` events in `receipt` paid `recipient` from `sender`.
+    fn transferred(
+        &self,
+        receipt: &alloy::rpc::types::TransactionReceipt,
+        sender: Address,
+        recipient: Address,
+    ) -> U256 {
+        use alloy::sol_types::SolEvent;
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.address() == self.ticket_broker)
+            .filter_map(|l| ITicketBroker::WinningTicketTransfer::decode_log(&l.inner).ok())
+            .filter(|e| e.sender == sender && e.recipient == recipient)
+            .fold(U256::ZERO, |sum, e| sum.saturating_add(e.amount))
+    }
+
+    /// What the transaction `tx` paid `recipient` from `sender` (for a redemption sent before
+    /// a crash and found mined afterwards).
+    pub async fn transferred_in(
+        &self,
+        tx: B256,
+        sender: Address,
+        recipient: Address,
+    ) -> Result<U256, ChainError> {
+        let receipt = self
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| ChainError::Unavailable(format!("no receipt for {tx:#x}")))?;
+        Ok(self.transferred(&receipt, sender, recipient))
+    }
+
+    pub async fn ticket_validity_period(&self) -> Result<U256, ChainError> {
+        ITicketBroker::new(self.ticket_broker, &self.provider)
+            .ticketValidityPeriod()
+            .call()
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn is_active_transcoder(&self, who: Address) -> Result<bool, ChainError> {
+        IBondingManager::new(self.bonding_manager, &self.provider)
+            .isActiveTranscoder(who)
+            .call()
+            .await
+            .map_err(classify)
     }
 
     /// Simulates a call (a revert comes back with its reason and costs no gas), then sends it
@@ -343,17 +442,23 @@ impl ChainClient {
         &self,
         call: alloy::contract::CallBuilder<&&DynProvider, D>,
     ) -> Result<Mined, ChainError> {
+        Ok(mined(&self.transact_receipt(call).await?))
+    }
+
+    async fn transact_receipt<D: alloy::contract::CallDecoder>(
+        &self,
+        call: alloy::contract::CallBuilder<&&DynProvider, D>,
+    ) -> Result<alloy::rpc::types::TransactionReceipt, ChainError> {
         self.from.ok_or(ChainError::NoSigner)?;
         call.call_raw().await.map_err(classify)?;
+        let estimate = call.estimate_gas().await.map_err(classify)?;
+        let call = call.gas(estimate.saturating_add(estimate * GAS_MARGIN_PERCENT / 100));
         let pending = call.send().await.map_err(classify)?;
         let receipt = pending.get_receipt().await.map_err(unavailable)?;
         if !receipt.status() {
             return Err(ChainError::Reverted("transaction failed".into()));
         }
-        Ok(Mined {
-            tx_hash: receipt.transaction_hash,
-            block: receipt.block_number.unwrap_or(0),
-        })
+        Ok(receipt)
     }
 
     /// Funds deposit and reserve in one transaction (the sender's own account).

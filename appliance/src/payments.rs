@@ -13,7 +13,7 @@ use lpe_pm::{Address, BigRational, U256};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::chain::{ChainClient, ChainError};
+use crate::chain::{ChainClient, ChainError, revert_is_permanent};
 use crate::events::{EventBus, EventKind, now_ms};
 use crate::watcher::BlockWatcher;
 
@@ -286,8 +286,23 @@ pub async fn run_redemptions(
     poll: Duration,
 ) {
     let mut backoff = poll;
+    let mut validity = None;
     loop {
-        let result = redeem_due(&node.store, &watcher, &node.events).await;
+        let result = async {
+            let period = match validity {
+                Some(v) => v,
+                None => *validity.insert(watcher.chain().ticket_validity_period().await?),
+            };
+            redeem_due(
+                &node.store,
+                &watcher,
+                &node.events,
+                period,
+                Waits::from_poll(poll),
+            )
+            .await
+        }
+        .await;
         let wait = match result {
             Ok(()) => {
                 backoff = poll;
@@ -307,13 +322,42 @@ pub async fn run_redemptions(
     }
 }
 
+/// How long a ticket that must wait is left alone, in multiples of the queue's poll interval
+/// (2 s by default: a minute, and at most an hour).
+#[derive(Clone, Copy)]
+struct Waits {
+    /// Gas, funds, an inactive recipient; and the first retry after a transient revert.
+    base_ms: u64,
+    /// Transient reverts double the wait each time, up to this.
+    max_ms: u64,
+}
+
+impl Waits {
+    fn from_poll(poll: Duration) -> Self {
+        let poll = poll.as_millis() as u64;
+        Self {
+            base_ms: poll * 30,
+            max_ms: poll * 1800,
+        }
+    }
+
+    /// The wait after the `previous`-th failed submission.
+    fn retry_ms(self, previous: u32) -> u64 {
+        (self.base_ms << previous.min(10)).min(self.max_ms)
+    }
+}
+
+/// One pass over the tickets that are due. `validity` is the broker's ticketValidityPeriod in
+/// rounds: a ticket created in round r is redeemable while r + validity > the current round.
 async fn redeem_due(
     store: &Store,
     watcher: &BlockWatcher,
     events: &EventBus,
+    validity: U256,
+    waits: Waits,
 ) -> Result<(), ChainError> {
     let tickets = store
-        .unredeemed_tickets()
+        .unredeemed_tickets(now_ms())
         .map_err(|e| ChainError::Unavailable(e.to_string()))?;
     if tickets.is_empty() {
         return Ok(());
@@ -322,11 +366,19 @@ async fn redeem_due(
     let head = watcher.head()?;
     let l1 = head.l1_block;
     let tx_cost = head.gas_price.saturating_mul(U256::from(REDEEM_GAS));
-    let set = |hash: &str, state, tx: Option<&str>, amount: Option<&str>, reason: Option<&str>| {
-        if let Err(e) = store.set_ticket_state(hash, state, tx, amount, reason, now_ms()) {
+    let logged = |r: Result<(), StoreError>| {
+        if let Err(e) = r {
             tracing::error!("cannot record ticket state: {e}");
         }
     };
+    let set = |hash: &str, state, tx: Option<&str>, amount: Option<&str>, reason: Option<&str>| {
+        logged(store.set_ticket_state(hash, state, tx, amount, reason, now_ms()));
+    };
+    let defer = |hash: &str, reason: &str, wait_ms: u64| {
+        let now = now_ms();
+        logged(store.defer_ticket(hash, reason, now, now + wait_ms));
+    };
+    let mut active: Option<bool> = None;
     for rec in tickets {
         let Some(w) = rec.winning.clone() else {
             set(
@@ -342,10 +394,25 @@ async fn redeem_due(
         if w.params_expiration_block > l1 {
             continue;
         }
+        let creation = U256::from(w.ticket.expiration.creation_round.max(0) as u64);
+        let expired = creation.saturating_add(validity) <= head.last_initialized_round;
+        if expired && rec.state == TicketState::Pending {
+            set(
+                &rec.ticket_hash,
+                TicketState::Expired,
+                None,
+                None,
+                Some(&format!(
+                    "created in round {creation}, redeemable for {validity} rounds; round {} now",
+                    head.last_initialized_round
+                )),
+            );
+            continue;
+        }
         let hash = w.ticket.hash();
         if chain.is_used(hash).await? {
             if rec.state == TicketState::Submitted {
-                // Sent before a crash and mined: find the transaction and record it.
+                // Sent before a crash and mined: find the transaction and what it paid.
                 let since = match rec.submitted_block {
                     Some(b) => b,
                     None => head.block.saturating_sub(RECOVERY_LOOKBACK_BLOCKS),
@@ -354,12 +421,21 @@ async fn redeem_due(
                 let tx = events_found
                     .iter()
                     .find(|e| e.0 == w.ticket.sender && e.2 == U256::from(w.ticket.sender_nonce))
-                    .map(|e| format!("{:#x}", e.3));
+                    .map(|e| e.3);
+                let paid = match tx {
+                    Some(tx) => Some(
+                        chain
+                            .transferred_in(tx, w.ticket.sender, w.ticket.recipient)
+                            .await?
+                            .to_string(),
+                    ),
+                    None => None,
+                };
                 set(
                     &rec.ticket_hash,
                     TicketState::Redeemed,
-                    tx.as_deref(),
-                    Some(&w.ticket.face_value.to_string()),
+                    tx.map(|t| format!("{t:#x}")).as_deref(),
+                    paid.as_deref(),
                     None,
                 );
             } else {
@@ -373,13 +449,22 @@ async fn redeem_due(
             }
             continue;
         }
-        if w.ticket.face_value <= tx_cost {
+        if expired {
+            // Submitted, not mined, and now too old: the contract will refuse it.
             set(
                 &rec.ticket_hash,
-                TicketState::Pending,
+                TicketState::Expired,
                 None,
                 None,
-                Some("face value does not cover the gas cost; waiting for cheaper gas"),
+                Some("past the ticket validity period before its redemption was mined"),
+            );
+            continue;
+        }
+        if w.ticket.face_value <= tx_cost {
+            defer(
+                &rec.ticket_hash,
+                "face value does not cover the gas cost; waiting for cheaper gas",
+                waits.base_ms,
             );
             continue;
         }
@@ -388,12 +473,24 @@ async fn redeem_due(
             .claimable_reserve(w.ticket.sender, w.ticket.recipient)
             .await?;
         if info.deposit.saturating_add(claimable) <= tx_cost {
-            set(
+            defer(
                 &rec.ticket_hash,
-                TicketState::Pending,
-                None,
-                None,
-                Some("sender funds do not cover the gas cost"),
+                "sender funds do not cover the gas cost",
+                waits.base_ms,
+            );
+            continue;
+        }
+        // Fees are only credited to an active transcoder; an inactive one waits (go-livepeer
+        // does the same), asked once per pass.
+        let is_active = match active {
+            Some(a) => a,
+            None => *active.insert(chain.is_active_transcoder(w.ticket.recipient).await?),
+        };
+        if !is_active {
+            defer(
+                &rec.ticket_hash,
+                "this node is not an active transcoder this round; waiting",
+                waits.base_ms,
             );
             continue;
         }
@@ -403,22 +500,25 @@ async fn redeem_due(
             continue;
         }
         match chain.redeem(&w.ticket, &w.sig, w.recipient_rand).await {
-            Ok(mined) => {
-                let tx = format!("{:#x}", mined.tx_hash);
+            Ok(r) => {
+                let tx = format!("{:#x}", r.mined.tx_hash);
                 set(
                     &rec.ticket_hash,
                     TicketState::Redeemed,
                     Some(&tx),
-                    Some(&w.ticket.face_value.to_string()),
+                    Some(&r.paid.to_string()),
                     None,
                 );
                 events.emit(
                     None,
                     EventKind::TicketRedeemed,
-                    format!("ticket {} redeemed in {tx}", rec.ticket_hash),
+                    format!(
+                        "ticket {} redeemed in {tx}: {} wei paid of {} face value",
+                        rec.ticket_hash, r.paid, w.ticket.face_value
+                    ),
                 );
             }
-            Err(ChainError::Reverted(reason)) => {
+            Err(ChainError::Reverted(reason)) if revert_is_permanent(&reason) => {
                 set(
                     &rec.ticket_hash,
                     TicketState::Failed,
@@ -430,6 +530,13 @@ async fn redeem_due(
                     None,
                     EventKind::TicketFailed,
                     format!("ticket {} failed: {reason}", rec.ticket_hash),
+                );
+            }
+            Err(ChainError::Reverted(reason)) => {
+                defer(
+                    &rec.ticket_hash,
+                    &format!("will retry: {reason}"),
+                    waits.retry_ms(rec.attempts),
                 );
             }
             Err(e) => {

@@ -114,6 +114,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE api_tokens ADD COLUMN owner TEXT REFERENCES users(name) ON DELETE CASCADE;
      UPDATE api_tokens SET owner =
         (SELECT name FROM users WHERE role = 'admin' ORDER BY created_ms, name LIMIT 1);",
+    // 7: a ticket that must wait (a transient revert, gas, an inactive recipient) is not
+    // looked at again before its next attempt
+    "ALTER TABLE winning_tickets ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Events kept in the database; older ones are pruned.
@@ -459,7 +462,10 @@ pub enum TicketState {
     /// A redemption transaction was sent (recorded before sending, so a crash is noticed).
     Submitted,
     Redeemed,
+    /// Refused for good by the contract (used, not a winner, a bad signature).
     Failed,
+    /// Past its validity period: the contract will never accept it.
+    Expired,
 }
 
 impl TicketState {
@@ -469,6 +475,7 @@ impl TicketState {
             Self::Submitted => "submitted",
             Self::Redeemed => "redeemed",
             Self::Failed => "failed",
+            Self::Expired => "expired",
         }
     }
     fn parse(s: &str) -> Self {
@@ -476,6 +483,7 @@ impl TicketState {
             "submitted" => Self::Submitted,
             "redeemed" => Self::Redeemed,
             "failed" => Self::Failed,
+            "expired" => Self::Expired,
             _ => Self::Pending,
         }
     }
@@ -517,6 +525,7 @@ pub struct TicketCounts {
     pub won: u64,
     pub redeemed: u64,
     pub failed: u64,
+    pub expired: u64,
     pub pending: u64,
 }
 
@@ -629,14 +638,16 @@ impl Store {
         created_ms, updated_ms, submitted_block";
 
     /// Tickets still to redeem (pending or submitted), oldest first.
-    pub fn unredeemed_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
+    /// Tickets not yet redeemed whose next attempt is due at `now_ms`.
+    pub fn unredeemed_tickets(&self, now_ms: u64) -> Result<Vec<TicketRecord>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM winning_tickets WHERE state IN ('pending', 'submitted')
+               AND next_attempt_ms <= ?1
              ORDER BY created_ms, ticket_hash",
             Self::TICKET_COLUMNS
         ))?;
-        let rows = stmt.query_map([], Self::ticket_row)?;
+        let rows = stmt.query_map(params![now_ms as i64], Self::ticket_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -678,6 +689,24 @@ impl Store {
     }
 
     /// Records that a redemption is about to be sent at chain block `block`.
+    /// Leaves a ticket pending with the reason it waits, not to be looked at before
+    /// `next_attempt_ms`.
+    pub fn defer_ticket(
+        &self,
+        ticket_hash: &str,
+        reason: &str,
+        now_ms: u64,
+        next_attempt_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = 'pending', reason = ?2, updated_ms = ?3,
+               next_attempt_ms = ?4
+             WHERE ticket_hash = ?1",
+            params![ticket_hash, reason, now_ms as i64, next_attempt_ms as i64],
+        )?;
+        Ok(())
+    }
+
     pub fn mark_submitted(
         &self,
         ticket_hash: &str,
@@ -717,6 +746,7 @@ impl Store {
             won: counter("won")?,
             redeemed: state("redeemed")?,
             failed: state("failed")?,
+            expired: state("expired")?,
             pending: state("pending")? + state("submitted")?,
         })
     }
@@ -991,7 +1021,7 @@ mod tests {
                 .expect("record again");
         }
         let s = Store::open(&path).expect("reopen");
-        let pending = s.unredeemed_tickets().expect("pending");
+        let pending = s.unredeemed_tickets(u64::MAX).expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].winning.as_ref(), Some(&w));
         let hash = pending[0].ticket_hash.clone();
@@ -1006,7 +1036,7 @@ mod tests {
             4,
         )
         .expect("state");
-        assert!(s.unredeemed_tickets().expect("pending").is_empty());
+        assert!(s.unredeemed_tickets(u64::MAX).expect("pending").is_empty());
         let counts = s.ticket_counts().expect("counts");
         assert_eq!(
             counts,
@@ -1015,6 +1045,7 @@ mod tests {
                 won: 1,
                 redeemed: 1,
                 failed: 0,
+                expired: 0,
                 pending: 0
             }
         );

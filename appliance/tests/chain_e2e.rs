@@ -79,7 +79,7 @@ async fn issue_params(p: &Parties, seed: u64) -> (TicketParams, TicketContext) {
     (params, ctx)
 }
 
-fn reverted(r: Result<livepeer_edge::chain::Mined, ChainError>) -> String {
+fn reverted<T: std::fmt::Debug>(r: Result<T, ChainError>) -> String {
     match r {
         Err(ChainError::Reverted(s)) => s,
         other => panic!("expected a revert, got {other:?}"),
@@ -125,9 +125,11 @@ async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
             .redeem(&t.ticket, &t.sig, r.recipient_rand)
             .await
             .expect("redeemed");
-        assert!(mined.block > 0);
+        assert!(mined.mined.block > 0);
         let after = fees.fees(p.orch.address).call().await.expect("fees");
         assert_eq!(after - before, params.face_value);
+        // What the broker transferred, read from the receipt.
+        assert_eq!(mined.paid, params.face_value);
         assert!(p.orch_chain.is_used(t.ticket.hash()).await.expect("used"));
         redeemed.push((t.clone(), r.recipient_rand));
     }
@@ -264,6 +266,10 @@ async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
         ),
         "sender is unlocked"
     );
+    // A sender may lock again by funding: that revert is retried, not final.
+    assert!(!livepeer_edge::chain::revert_is_permanent(
+        "sender is unlocked"
+    ));
 
     // The gateway takes its money back.
     next_round(&w).await;

@@ -17,7 +17,10 @@ use alloy::sol_types::SolValue;
 
 sol! {
     #[sol(rpc)]
-    contract Controller { function setContractInfo(bytes32 _id, address _addr) external; }
+    contract Controller {
+        function setContractInfo(bytes32 _id, address _addr) external;
+        function setPaused(bool _paused) external;
+    }
     #[sol(rpc)]
     contract RoundsManager { function initializeRound() external; function currentRound() external view returns (uint256); }
     #[sol(rpc)]
@@ -107,6 +110,18 @@ pub async fn deploy(p: &DynProvider, name: &str, args: Vec<u8>) -> Address {
         .await
         .expect("receipt");
     receipt.contract_address.expect("contract address")
+}
+
+/// Pauses or unpauses the whole protocol (the Controller owner's switch).
+pub async fn set_paused(w: &World, paused: bool) {
+    Controller::new(w.controller, &w.admin)
+        .setPaused(paused)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("setPaused");
 }
 
 pub async fn mine(p: &DynProvider, blocks: u64) {

@@ -10,7 +10,7 @@ interface Wallet {
   withdraw_round: string;
 }
 interface Tickets {
-  counts: { received: number; won: number; redeemed: number; failed: number; pending: number };
+  counts: { received: number; won: number; redeemed: number; failed: number; expired: number; pending: number };
   tickets: { ticket_hash: string; sender: string; face_value: string; state: string; tx_hash: string | null; amount: string | null; reason: string | null; created_ms: number }[];
 }
 
@@ -94,6 +94,7 @@ function Queue({ tickets }: { tickets: Tickets | null }) {
         <span>won {c.won}</span>
         <span>redeemed {c.redeemed}</span>
         <span>failed {c.failed}</span>
+        <span>expired {c.expired}</span>
         <span>pending {c.pending}</span>
       </p>
       {tickets.tickets.length > 0 && (

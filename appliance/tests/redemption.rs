@@ -1,0 +1,171 @@
+//! The redemption queue against a real EVM, driven through the node's own payment route: a
+//! revert that can pass later (a paused protocol) leaves the ticket waiting and it is
+//! redeemed once the cause is gone; the amount recorded is what the broker transferred, not
+//! the face value; a ticket past the broker's validity period is marked expired.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::NodeProc;
+use common::evm::{
+    GATEWAY, ORCHESTRATOR, World, import_key, key, mine, next_round, set_paused,
+    start_payment_node, world,
+};
+use k256::ecdsa::SigningKey;
+use livepeer_edge::chain::ChainClient;
+use lpe_pm::U256;
+use lpe_pm::recipient::price_from_info;
+use lpe_pm::sender::Sender;
+use lpe_pm::wire::{PriceInfo, encode_payment_header, params_from_wire, payment_for_batch};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "redeem-pass";
+
+/// Pays the node `n` winning tickets from the gateway on fresh params.
+fn pay_winners(node: &NodeProc, sender: &mut Sender, n: u32) {
+    let (st, v) = node.send(
+        "POST",
+        "/api/pm/ticket-params",
+        Some(&json!({"sender": sender.address().to_string()}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["ticket_params"].as_str().expect("params"))
+        .expect("base64");
+    let wire: lpe_pm::wire::TicketParams =
+        prost::Message::decode(bytes.as_slice()).expect("protobuf");
+    let params = params_from_wire(&wire).expect("params");
+    assert_eq!(params.win_prob, U256::MAX, "every ticket wins");
+    let session = sender.start_session(params, price_from_info(1, 1).expect("price"));
+    let batch = sender.create_batch(&session, n).expect("batch");
+    let header = encode_payment_header(&payment_for_batch(
+        &batch,
+        &PriceInfo {
+            price_per_unit: 1,
+            pixels_per_unit: 1,
+            ..Default::default()
+        },
+    ));
+    let mut res = ureq::post(&node.url("/payment"))
+        .header("Livepeer-Payment", &header)
+        .send_empty()
+        .expect("payment");
+    let v: Value = res.body_mut().read_json().expect("receipt");
+    assert_eq!(v["won"].as_u64(), Some(u64::from(n)), "{v}");
+}
+
+fn tickets(node: &NodeProc) -> Value {
+    node.get("/api/pm/tickets?limit=100").1
+}
+
+async fn wait_for(node: &NodeProc, what: &str, mut ok: impl FnMut(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = tickets(node);
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: {v}\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn expire_params(w: &World) {
+    // Params live a few blocks (the L1 block is the block number here).
+    mine(&w.admin, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_tickets() {
+    let w = world(10_000).await;
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    let milli = eth / U256::from(1000u32);
+    let gateway = ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway");
+    // A deposit of 15 milli-ETH for tickets of 10: the second winner finds only 5 left.
+    gateway
+        .fund_deposit_and_reserve(milli * U256::from(15u8), U256::ZERO)
+        .await
+        .expect("fund");
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let node = start_payment_node(
+        dir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        "orchestrator",
+        PASSWORD,
+    );
+    let mut sender =
+        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
+    pay_winners(&node, &mut sender, 2);
+
+    // Paused: "system is paused" is not final; the tickets wait.
+    set_paused(&w, true).await;
+    expire_params(&w).await;
+    let v = wait_for(&node, "tickets never deferred", |v| {
+        v["tickets"].as_array().is_some_and(|t| {
+            t.len() == 2
+                && t.iter().all(|t| {
+                    t["state"] == "pending"
+                        && t["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("system is paused"))
+                })
+        })
+    })
+    .await;
+    assert_eq!(v["counts"]["failed"], 0, "{v}");
+
+    // Unpaused: both are redeemed, each recorded with what the broker transferred.
+    set_paused(&w, false).await;
+    let v = wait_for(&node, "tickets never redeemed", |v| {
+        v["counts"]["redeemed"] == 2
+    })
+    .await;
+    let mut amounts: Vec<String> = v["tickets"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .map(|t| t["amount"].as_str().unwrap_or("none").to_string())
+        .collect();
+    amounts.sort();
+    assert_eq!(
+        amounts,
+        vec![
+            (milli * U256::from(10u8)).to_string(),
+            (milli * U256::from(5u8)).to_string()
+        ],
+        "{v}"
+    );
+
+    // A ticket that waits past the broker's validity period (2 rounds) is marked expired.
+    gateway
+        .fund_deposit_and_reserve(milli * U256::from(20u8), U256::ZERO)
+        .await
+        .expect("fund");
+    pay_winners(&node, &mut sender, 1);
+    set_paused(&w, true).await;
+    expire_params(&w).await;
+    wait_for(&node, "third ticket never deferred", |v| {
+        v["tickets"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["state"] == "pending"
+                    && t["reason"].as_str().is_some_and(|r| r.contains("paused"))
+            })
+        })
+    })
+    .await;
+    set_paused(&w, false).await;
+    next_round(&w).await;
+    next_round(&w).await;
+    let v = wait_for(&node, "ticket never expired", |v| {
+        v["counts"]["expired"] == 1
+    })
+    .await;
+    assert_eq!(v["counts"]["failed"], 0, "{v}");
+    assert_eq!(v["counts"]["redeemed"], 2, "{v}");
+}
