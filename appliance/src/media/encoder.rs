@@ -225,6 +225,10 @@ pub fn configure(
                 set("bframes", 0u32.to_value());
                 set("cabac", false.to_value());
             }
+            // No keyframes at scene cuts: every rendition then cuts its segments on the same
+            // frames (players switch renditions at segment boundaries), and the encoder skips
+            // the scene-change analysis it would spend on every frame.
+            set("option-string", "scenecut=0".to_value());
         }
         EncoderKind::JetsonV4l2 => {
             set("bitrate", bitrate_kbps.saturating_mul(1000).to_value());
@@ -303,6 +307,50 @@ pub fn encoder_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keyframes only every GOP, even on content that is all scene changes (snow), so that
+    /// every rendition of a ladder cuts its segments on the same frames.
+    #[test]
+    fn x264_keyframes_follow_the_gop_only() {
+        use gstreamer_app as gst_app;
+        gst::init().expect("gstreamer");
+        let pipeline = gst::parse::launch(
+            "videotestsrc pattern=snow num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 \
+             ! x264enc name=enc ! appsink name=out sync=false",
+        )
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let enc = pipeline.by_name("enc").expect("enc");
+        configure(
+            &enc,
+            EncoderKind::X264,
+            500,
+            30,
+            H264Profile::High,
+            "veryfast",
+            "zerolatency",
+        );
+        let sink = pipeline
+            .by_name("out")
+            .expect("out")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        let mut keyframes = 0;
+        let mut frames = 0;
+        while let Ok(sample) = sink.pull_sample() {
+            frames += 1;
+            if let Some(b) = sample.buffer()
+                && !b.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            {
+                keyframes += 1;
+            }
+        }
+        pipeline.set_state(gst::State::Null).expect("stop");
+        assert_eq!(frames, 90);
+        assert_eq!(keyframes, 3, "keyframes outside the GOP");
+    }
 
     #[test]
     fn software_encoder_is_found_and_works() {
