@@ -7,19 +7,18 @@ mod common;
 
 use std::process::Command;
 
-use base64::Engine;
 use std::time::{Duration, Instant};
 
 use common::RpcProxy;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, import_key, key, next_round, pm_env, start_payment_node,
+    GATEWAY, ORCHESTRATOR, import_key, issued_params, key, next_round, pm_env, start_payment_node,
     start_payment_node_wrapped, world,
 };
 use k256::ecdsa::SigningKey;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
 use lpe_pm::sender::Sender;
-use lpe_pm::wire::{PriceInfo, encode_payment_header, params_from_wire, payment_for_batch};
+use lpe_pm::wire::{PriceInfo, encode_payment_header, payment_for_batch};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "pw-for-tests";
@@ -136,18 +135,7 @@ struct Paying {
 }
 
 fn params(node: &common::NodeProc, sender: &mut Sender) -> String {
-    let (st, v) = node.send(
-        "POST",
-        "/api/pm/ticket-params",
-        Some(&json!({"sender": sender.address().to_string()}).to_string()),
-    );
-    assert_eq!(st, 200, "{v}");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(v["ticket_params"].as_str().expect("params"))
-        .expect("base64");
-    let wire: lpe_pm::wire::TicketParams =
-        prost::Message::decode(bytes.as_slice()).expect("protobuf");
-    let p = params_from_wire(&wire).expect("params");
+    let p = issued_params(node, sender.address());
     sender.start_session(p, price_from_info(1, 1).expect("price"))
 }
 
@@ -367,19 +355,7 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     // What costs nothing is checked first: payments from strangers who copied another
     // sender's params are refused without a sender lookup, and asking for params again
     // reads nothing from the chain.
-    let (_, v) = node.send(
-        "POST",
-        "/api/pm/ticket-params",
-        Some(&json!({"sender": p.sender.address().to_string()}).to_string()),
-    );
-    let wire: lpe_pm::wire::TicketParams = prost::Message::decode(
-        base64::engine::general_purpose::STANDARD
-            .decode(v["ticket_params"].as_str().expect("params"))
-            .expect("base64")
-            .as_slice(),
-    )
-    .expect("protobuf");
-    let copied = params_from_wire(&wire).expect("params");
+    let copied = issued_params(&node, p.sender.address());
     let before = proxy.methods().len();
     for i in 0..40u8 {
         let mut stranger =

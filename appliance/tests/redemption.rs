@@ -7,10 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::NodeProc;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, World, import_key, key, mine, next_round, set_paused,
+    GATEWAY, ORCHESTRATOR, World, import_key, issued_params, key, mine, next_round, set_paused,
     start_payment_node, world,
 };
 use k256::ecdsa::SigningKey;
@@ -18,25 +17,14 @@ use livepeer_edge::chain::ChainClient;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
 use lpe_pm::sender::Sender;
-use lpe_pm::wire::{PriceInfo, encode_payment_header, params_from_wire, payment_for_batch};
-use serde_json::{Value, json};
+use lpe_pm::wire::{PriceInfo, encode_payment_header, payment_for_batch};
+use serde_json::Value;
 
 const PASSWORD: &str = "redeem-pass";
 
 /// Pays the node `n` winning tickets from the gateway on fresh params.
 fn pay_winners(node: &NodeProc, sender: &mut Sender, n: u32) {
-    let (st, v) = node.send(
-        "POST",
-        "/api/pm/ticket-params",
-        Some(&json!({"sender": sender.address().to_string()}).to_string()),
-    );
-    assert_eq!(st, 200, "{v}");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(v["ticket_params"].as_str().expect("params"))
-        .expect("base64");
-    let wire: lpe_pm::wire::TicketParams =
-        prost::Message::decode(bytes.as_slice()).expect("protobuf");
-    let params = params_from_wire(&wire).expect("params");
+    let params = issued_params(node, sender.address());
     assert_eq!(params.win_prob, U256::MAX, "every ticket wins");
     let session = sender.start_session(params, price_from_info(1, 1).expect("price"));
     let batch = sender.create_batch(&session, n).expect("batch");

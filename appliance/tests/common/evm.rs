@@ -316,3 +316,20 @@ pub fn start_payment_node_wrapped(
     }
     node
 }
+
+/// Ticket params the node issues to `sender` (`POST /api/pm/ticket-params`), decoded.
+pub fn issued_params(node: &super::NodeProc, sender: Address) -> lpe_pm::params::TicketParams {
+    use base64::Engine;
+    let (st, v) = node.send(
+        "POST",
+        "/api/pm/ticket-params",
+        Some(&serde_json::json!({"sender": sender.to_string()}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["ticket_params"].as_str().expect("params"))
+        .expect("base64");
+    let wire: lpe_pm::wire::TicketParams =
+        prost::Message::decode(bytes.as_slice()).expect("protobuf");
+    lpe_pm::wire::params_from_wire(&wire).expect("params")
+}
