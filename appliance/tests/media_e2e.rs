@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{FfmpegPush, NodeProc, probe_video, segments};
 use serde_json::json;
@@ -272,4 +272,51 @@ fn streams_persist_across_restart_and_sigterm_finalises_playlists() {
     assert!(!node.dir.join("hls").join(&id_a).exists());
     let (st, _) = node.get(&format!("/api/streams/{id_a}"));
     assert_eq!(st, 404);
+}
+
+/// A file is transcoded as fast as the machine allows and its end is reported at once
+/// ("source ended"), not after the stall timeout.
+#[test]
+fn a_file_source_reports_its_end_promptly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=640x360:rate=30", "-t", "3"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    let node = NodeProc::start(dir.path());
+    let started = Instant::now();
+    let s = node.create(
+        json!({"name": "file", "source": {"kind": "uri", "uri": clip.to_str().expect("utf-8")},
+        "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300}]}),
+    );
+    let id = s["id"].as_str().expect("id").to_string();
+    loop {
+        let (_, events) = node.get(&format!("/api/events?stream_id={id}&limit=20"));
+        let ended = events.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|e| e["kind"] == "stream_down" && e["message"] == "source ended")
+        });
+        if ended {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "the end of a 3 s file was not reported: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

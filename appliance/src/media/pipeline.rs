@@ -45,7 +45,8 @@ pub struct Counters {
     pub renditions: Mutex<Vec<Arc<RenditionCounters>>>,
     /// Renditions skipped because they would exceed the source, with the reason.
     pub skipped: Mutex<Vec<(String, String)>>,
-    pub snapshot: Mutex<Option<gst_app::AppSink>>,
+    /// The snapshot branch's sink; its `last-sample` is the newest JPEG.
+    pub snapshot: Mutex<Option<gst::Element>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -964,18 +965,15 @@ fn snapshot_branch(
     );
     let enc = make("jpegenc", "snapshot-enc")?;
     enc.set_property("quality", 80i32);
-    let sink = gst_app::AppSink::builder()
-        .name("snapshot-sink")
-        .sync(false)
-        .max_buffers(1)
-        .drop(true)
-        .build();
-    sink.set_property("enable-last-sample", true);
+    // A fakesink keeping its last sample, not an appsink: an appsink nobody pulls from holds
+    // back its end-of-stream, and the pipeline would never report that a file ended.
+    let sink = make("fakesink", "snapshot-sink")?;
+    sink.set_property("sync", false);
     sink.set_property("async", false);
-    let sink_el: gst::Element = sink.clone().upcast();
+    sink.set_property("enable-last-sample", true);
     add_linked(
         pipeline,
-        &[&queue, &rate, &scale, &convert, &filter, &enc, &sink_el],
+        &[&queue, &rate, &scale, &convert, &filter, &enc, &sink],
     )?;
     tee.link(&queue)
         .map_err(|e| BuildError::Link(format!("tee → snapshot: {e}")))?;
