@@ -527,6 +527,9 @@ pub struct TicketCounts {
     pub failed: u64,
     pub expired: u64,
     pub pending: u64,
+    /// Wei the broker transferred for redeemed tickets (decimal): what arrived, which can
+    /// be less than their face value.
+    pub earned: String,
 }
 
 fn u256(s: &str) -> lpe_pm::U256 {
@@ -647,7 +650,8 @@ impl Store {
              ORDER BY created_ms, ticket_hash",
             Self::TICKET_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![now_ms as i64], Self::ticket_row)?;
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![now], Self::ticket_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -741,7 +745,13 @@ impl Store {
                 |r| r.get::<_, i64>(0),
             )? as u64)
         };
+        let mut earned = lpe_pm::U256::ZERO;
+        let mut st = conn.prepare("SELECT amount FROM winning_tickets WHERE state = 'redeemed'")?;
+        for amount in st.query_map([], |r| r.get::<_, Option<String>>(0))? {
+            earned = earned.saturating_add(u256(&amount?.unwrap_or_default()));
+        }
         Ok(TicketCounts {
+            earned: earned.to_string(),
             received: counter("received")?,
             won: counter("won")?,
             redeemed: state("redeemed")?,
@@ -1046,7 +1056,8 @@ mod tests {
                 redeemed: 1,
                 failed: 0,
                 expired: 0,
-                pending: 0
+                pending: 0,
+                earned: "100".into(),
             }
         );
         let recent = s.recent_tickets(10).expect("recent");

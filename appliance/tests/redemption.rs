@@ -130,6 +130,12 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         "{v}"
     );
 
+    assert_eq!(
+        v["counts"]["earned"],
+        (milli * U256::from(15u8)).to_string(),
+        "earnings are what arrived: {v}"
+    );
+
     // A ticket that waits past the broker's validity period (2 rounds) is marked expired.
     gateway
         .fund_deposit_and_reserve(milli * U256::from(20u8), U256::ZERO)

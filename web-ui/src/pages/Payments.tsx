@@ -10,7 +10,7 @@ interface Wallet {
   withdraw_round: string;
 }
 interface Tickets {
-  counts: { received: number; won: number; redeemed: number; failed: number; expired: number; pending: number };
+  counts: { received: number; won: number; redeemed: number; failed: number; expired: number; pending: number; earned: string };
   tickets: { ticket_hash: string; sender: string; face_value: string; state: string; tx_hash: string | null; amount: string | null; reason: string | null; created_ms: number }[];
 }
 
@@ -96,6 +96,7 @@ function Queue({ tickets }: { tickets: Tickets | null }) {
         <span>failed {c.failed}</span>
         <span>expired {c.expired}</span>
         <span>pending {c.pending}</span>
+        <span data-testid="earned">earned {eth(c.earned)}</span>
       </p>
       {tickets.tickets.length > 0 && (
         <table class="table">
@@ -103,6 +104,7 @@ function Queue({ tickets }: { tickets: Tickets | null }) {
             <tr>
               <th>Ticket</th>
               <th>Face value</th>
+              <th>Paid</th>
               <th>State</th>
               <th>Detail</th>
             </tr>
@@ -114,6 +116,7 @@ function Queue({ tickets }: { tickets: Tickets | null }) {
                   <code>{t.ticket_hash.slice(0, 12)}…</code>
                 </td>
                 <td>{eth(t.face_value)}</td>
+                <td>{t.amount ? eth(t.amount) : "—"}</td>
                 <td>
                   <StateBadge state={t.state} />
                 </td>
