@@ -1,7 +1,8 @@
 //! The redemption queue against a real EVM, driven through the node's own payment route: a
 //! revert that can pass later (a paused protocol) leaves the ticket waiting and it is
 //! redeemed once the cause is gone; the amount recorded is what the broker transferred, not
-//! the face value; a ticket past the broker's validity period is marked expired.
+//! the face value; a node outside the active set waits; a ticket past the broker's validity
+//! period is marked expired.
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::NodeProc;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, World, import_key, issued_params, key, mine, next_round, set_paused,
-    start_payment_node, world,
+    GATEWAY, ORCHESTRATOR, World, import_key, issued_params, key, mine, next_round, set_active,
+    set_paused, start_payment_node, world,
 };
 use k256::ecdsa::SigningKey;
 use livepeer_edge::chain::ChainClient;
@@ -136,6 +137,32 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         "earnings are what arrived: {v}"
     );
 
+    // Out of the active set, the node waits rather than redeem (the reserve would pay it
+    // nothing); back in, the ticket is redeemed.
+    gateway
+        .fund_deposit_and_reserve(milli * U256::from(10u8), U256::ZERO)
+        .await
+        .expect("fund");
+    set_active(&w, key(ORCHESTRATOR).address(), false).await;
+    pay_winners(&node, &mut sender, 1);
+    expire_params(&w).await;
+    wait_for(&node, "an inactive recipient did not wait", |v| {
+        v["tickets"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["state"] == "pending"
+                    && t["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("not an active transcoder"))
+            })
+        })
+    })
+    .await;
+    set_active(&w, key(ORCHESTRATOR).address(), true).await;
+    wait_for(&node, "never redeemed once active", |v| {
+        v["counts"]["redeemed"] == 3
+    })
+    .await;
+
     // A ticket that waits past the broker's validity period (2 rounds) is marked expired.
     gateway
         .fund_deposit_and_reserve(milli * U256::from(20u8), U256::ZERO)
@@ -161,5 +188,5 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
     })
     .await;
     assert_eq!(v["counts"]["failed"], 0, "{v}");
-    assert_eq!(v["counts"]["redeemed"], 2, "{v}");
+    assert_eq!(v["counts"]["redeemed"], 3, "{v}");
 }

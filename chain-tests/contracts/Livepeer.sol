@@ -93,8 +93,16 @@ contract BondingManager {
         }
     }
 
+    // A registered transcoder outside the active set (tests switch it in and out).
+    mapping(address => bool) public inactive;
+
+    function setActive(address _transcoder, bool _active) external {
+        require(msg.sender == owner, "caller must be owner");
+        inactive[_transcoder] = !_active;
+    }
+
     function isActiveTranscoder(address _transcoder) external view returns (bool) {
-        return registered[_transcoder];
+        return registered[_transcoder] && !inactive[_transcoder];
     }
 
     function getTranscoderPoolSize() external view returns (uint256) {

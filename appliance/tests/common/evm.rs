@@ -27,6 +27,7 @@ sol! {
     contract BondingManager {
         function setTicketBroker(address _broker) external;
         function register(address _transcoder) external;
+        function setActive(address _transcoder, bool _active) external;
         function fees(address _transcoder) external view returns (uint256);
     }
 }
@@ -110,6 +111,18 @@ pub async fn deploy(p: &DynProvider, name: &str, args: Vec<u8>) -> Address {
         .await
         .expect("receipt");
     receipt.contract_address.expect("contract address")
+}
+
+/// Puts a registered transcoder in or out of the active set.
+pub async fn set_active(w: &World, transcoder: Address, active: bool) {
+    BondingManager::new(w.bonding, &w.admin)
+        .setActive(transcoder, active)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("setActive");
 }
 
 /// Pauses or unpauses the whole protocol (the Controller owner's switch).
