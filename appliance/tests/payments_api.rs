@@ -399,7 +399,9 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
         node.get("/api/pm/chain").1["reachable"] == false
     });
     assert!(has_event(&node, "chain_unavailable"));
-    assert_eq!(node.get("/api/health").0, 200);
+    let (st, h) = node.get("/api/health");
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["checks"]["chain"]["status"], "degraded", "{h}");
     let b = p.sender.create_batch(&p.session, 1).expect("batch");
     let (st, v) = pay(
         &node,

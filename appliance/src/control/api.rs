@@ -640,12 +640,18 @@ async fn health(State(node): State<AppState>) -> Response {
     } else {
         check(HealthState::Degraded, "not connected to the broker")
     };
+    let watcher_reachable = node.orchestrator.get().map(|o| o.watcher().reachable());
     let chain = if node.cfg.pm.role == "off" {
         check(HealthState::Ok, "payments off")
-    } else if node.chain.get().is_some() {
-        check(HealthState::Ok, "connected")
-    } else {
+    } else if node.chain.get().is_none() {
         check(HealthState::Degraded, "the chain is not reachable yet")
+    } else if watcher_reachable == Some(false) {
+        check(
+            HealthState::Degraded,
+            "the chain is out of reach; payments use the last head seen",
+        )
+    } else {
+        check(HealthState::Ok, "connected")
     };
     let checks = HealthChecks {
         store,
