@@ -406,8 +406,9 @@ impl Auth {
         Ok(now)
     }
 
-    /// Takes back a successful attempt: it does not count against the address or the name.
-    fn succeeded(&self, keys: &[(String, usize)], at: Instant) {
+    /// Takes back an attempt that succeeded or was never checked: it does not count against
+    /// the address or the name.
+    fn take_back(&self, keys: &[(String, usize)], at: Instant) {
         if let Ok(mut t) = self.throttle.lock() {
             for (k, _) in keys {
                 t.forgive(k, at);
@@ -467,12 +468,17 @@ impl Auth {
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
-        let ok = self
-            .hashing(move || verify_password(&password, &phc))
-            .await?;
+        let ok = match self.hashing(move || verify_password(&password, &phc)).await {
+            // Not checked at all: the attempt does not count.
+            Err(AuthError::Busy) => {
+                self.take_back(&keys, at);
+                return Err(AuthError::Busy);
+            }
+            other => other?,
+        };
         match user {
             Some(u) if ok => {
-                self.succeeded(&keys, at);
+                self.take_back(&keys, at);
                 Ok(u)
             }
             _ => Err(AuthError::BadCredentials),
@@ -528,7 +534,7 @@ impl Auth {
                 store.set_meta(META_DEVICE_NAME, &device_name)?;
                 store.set_meta(META_DEVICE_ROLE, &req.role)?;
                 store.delete_meta(META_SETUP_HASH)?;
-                self.succeeded(&keys, at);
+                self.take_back(&keys, at);
                 self.new_session(store, &username, Role::Admin)
             }
             AuthCommand::Login {

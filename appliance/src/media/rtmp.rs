@@ -157,6 +157,7 @@ pub async fn serve(
 ) {
     let admissions = Arc::new(Admissions::default());
     let buffered = Arc::new(Buffered::default());
+    let mut refused_logged = false;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -173,10 +174,15 @@ pub async fn serve(
         let slot = match admissions.admit(peer.ip(), limits) {
             Ok(a) => a,
             Err(why) => {
-                tracing::warn!(%peer, "rtmp connection refused: {why}");
+                // Logged once per burst: a flood must not become a flood of log lines too.
+                if !refused_logged {
+                    tracing::warn!(%peer, "rtmp connection refused: {why}");
+                    refused_logged = true;
+                }
                 continue;
             }
         };
+        refused_logged = false;
         let registry = registry.clone();
         let events = events.clone();
         let shutdown = shutdown.clone();
