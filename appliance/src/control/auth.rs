@@ -441,6 +441,22 @@ impl Auth {
         .map_err(|_| AuthError::Hash)
     }
 
+    /// Verifies `secret` against `phc` for an attempt counted on `keys` at `at`. An attempt
+    /// refused as busy was never checked, so it does not count.
+    async fn verify_attempt(
+        &self,
+        keys: &[(String, usize)],
+        at: Instant,
+        secret: String,
+        phc: String,
+    ) -> Result<bool, AuthError> {
+        let checked = self.hashing(move || verify_password(&secret, &phc)).await;
+        if matches!(checked, Err(AuthError::Busy)) {
+            self.take_back(keys, at);
+        }
+        checked
+    }
+
     /// Checks a user's password under the login limits.
     async fn check_login(
         &self,
@@ -468,14 +484,7 @@ impl Auth {
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
-        let ok = match self.hashing(move || verify_password(&password, &phc)).await {
-            // Not checked at all: the attempt does not count.
-            Err(AuthError::Busy) => {
-                self.take_back(&keys, at);
-                return Err(AuthError::Busy);
-            }
-            other => other?,
-        };
+        let ok = self.verify_attempt(&keys, at, password, phc).await?;
         match user {
             Some(u) if ok => {
                 self.take_back(&keys, at);
@@ -516,10 +525,7 @@ impl Auth {
                 let stored = store.get_meta(META_SETUP_HASH)?.unwrap_or_default();
                 let code = req.code.trim().to_ascii_uppercase();
                 // The code first: a wrong one costs one check, never a password hash too.
-                if !self
-                    .hashing(move || verify_password(&code, &stored))
-                    .await?
-                {
+                if !self.verify_attempt(&keys, at, code, stored).await? {
                     return Err(AuthError::BadSetupCode);
                 }
                 let password = req.password.clone();
