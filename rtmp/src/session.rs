@@ -214,14 +214,14 @@ impl Session {
             return Err(Error::Protocol("command without a name"));
         };
         let txn = values.next().and_then(|v| v.as_number()).unwrap_or(0.0);
-        let _command_object = values.next();
+        let command_object = values.next();
         let args: Vec<Amf0> = values.collect();
         match name.as_str() {
             "connect" => {
                 if self.app.is_some() {
                     return Err(Error::Protocol("connect sent twice"));
                 }
-                let app = _command_object
+                let app = command_object
                     .as_ref()
                     .and_then(|o| o.get("app"))
                     .and_then(Amf0::as_str)
