@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::RpcProxy;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, import_key, issued_params, key, next_round, pm_env, start_payment_node,
-    start_payment_node_wrapped, world,
+    GATEWAY, ORCHESTRATOR, gateway_sender, import_key, issued_params, key, next_round, pm_env,
+    start_orchestrator, start_payment_node, start_payment_node_wrapped, world,
 };
 use k256::ecdsa::SigningKey;
 use lpe_pm::U256;
@@ -164,16 +164,8 @@ async fn bad_payments_and_storage_failures_are_refused() {
         .await
         .expect("fund");
     let dir = tempfile::tempdir().expect("tempdir");
-    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
-    let node = start_payment_node(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-    );
-    let mut sender =
-        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
+    let node = start_orchestrator(dir.path(), &w.node.url, w.controller, PASSWORD);
+    let mut sender = gateway_sender();
     let sid = params(&node, &mut sender);
     let mut p = Paying {
         sender,

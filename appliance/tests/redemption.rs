@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::NodeProc;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, World, import_key, issued_params, key, mine, next_round, set_active,
-    set_paused, start_payment_node, world,
+    GATEWAY, ORCHESTRATOR, World, gateway_sender, issued_params, key, mine, next_round, set_active,
+    set_paused, start_orchestrator, world,
 };
-use k256::ecdsa::SigningKey;
 use livepeer_edge::chain::ChainClient;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
@@ -80,16 +79,8 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         .await
         .expect("fund");
     let dir = tempfile::tempdir().expect("tempdir");
-    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
-    let node = start_payment_node(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-    );
-    let mut sender =
-        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
+    let node = start_orchestrator(dir.path(), &w.node.url, w.controller, PASSWORD);
+    let mut sender = gateway_sender();
     pay_winners(&node, &mut sender, 2);
 
     // Paused: "system is paused" is not final; the tickets wait.

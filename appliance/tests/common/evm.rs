@@ -346,3 +346,22 @@ pub fn issued_params(node: &super::NodeProc, sender: Address) -> lpe_pm::params:
         prost::Message::decode(bytes.as_slice()).expect("protobuf");
     lpe_pm::wire::params_from_wire(&wire).expect("params")
 }
+
+/// An orchestrator node in `dir` holding the orchestrator account's key, on the chain at
+/// `url`.
+pub fn start_orchestrator(
+    dir: &std::path::Path,
+    url: &str,
+    controller: Address,
+    password: &str,
+) -> super::NodeProc {
+    import_key(dir, ORCHESTRATOR, password);
+    start_payment_node(dir, url, &controller.to_string(), "orchestrator", password)
+}
+
+/// The gateway account's ticket sender.
+pub fn gateway_sender() -> lpe_pm::sender::Sender {
+    lpe_pm::sender::Sender::new(
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"),
+    )
+}
