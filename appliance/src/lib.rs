@@ -3,18 +3,12 @@
 //!
 //! The binary (`main.rs`) is thin glue over [`run`]; see `ARCHITECTURE.md` for the map.
 
-pub mod admission;
-pub mod chain;
-pub mod config;
-pub mod control;
-pub mod events;
-pub mod logs;
-pub mod media;
-pub mod node;
-pub mod payments;
-pub mod store;
-pub mod wallet;
-pub mod watcher;
+use lpe_control as control;
+use lpe_core::admission;
+use lpe_media as media;
+use lpe_money::{chain, payments, wallet, watcher};
+use lpe_node::{self as node, config, logs};
+use lpe_store as store;
 
 use std::sync::Arc;
 
@@ -22,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use config::Config;
-use events::{EventBus, EventKind};
+use lpe_core::events::{EventBus, EventKind};
 
 /// Why the node could not start (exit code 1; configuration errors exit earlier with 2).
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +132,12 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     tracing::info!("streams encode with {}", inventory.preferred);
 
     let events = EventBus::new();
-    let engine = media::MediaEngine::new(&cfg, inventory, events.clone());
+    let engine = media::MediaEngine::new(cfg.media_engine(), inventory, events.clone());
     let registry = engine.registry();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let node = node::Node::new(
         cfg.clone(),
-        store,
+        Arc::new(store),
         engine,
         events.clone(),
         logs,
@@ -162,8 +156,14 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         shutdown_rx.clone(),
     ));
 
-    let mqtt_task = (!cfg.mqtt.url.is_empty())
-        .then(|| tokio::spawn(control::mqtt::run(Arc::clone(&node), shutdown_rx.clone())));
+    let counters = Arc::new(control::metrics::Counters::default());
+    let mqtt_task = (!cfg.mqtt.url.is_empty()).then(|| {
+        tokio::spawn(control::mqtt::run(
+            Arc::clone(&node),
+            Arc::clone(&counters),
+            shutdown_rx.clone(),
+        ))
+    });
     let device_task =
         tokio::spawn(Arc::clone(&node.device).run(cfg.data_dir.clone(), shutdown_rx.clone()));
     let pm_task = (cfg.pm.role != "off")
@@ -183,7 +183,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         ),
     );
 
-    match control::auth::Auth::issue_setup_code(&node.store) {
+    match node::auth::Auth::issue_setup_code(&node.store) {
         Ok(Some(code)) => tracing::warn!(
             "first-boot setup: open http://{}/ and enter the setup code {code}",
             cfg.http.listen
@@ -192,7 +192,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         Err(e) => tracing::error!("cannot issue a setup code: {e}"),
     }
 
-    let app = control::api::router(Arc::clone(&node));
+    let app = control::api::router(Arc::clone(&node), counters);
     let mut rx = shutdown_rx.clone();
     let stop = async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -247,7 +247,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
 /// The role picked at first-boot setup applies when the configuration leaves `pm.role` off and
 /// names a chain to use; the configuration wins otherwise.
 fn adopt_setup_role(cfg: &mut Config, store: &store::Store) {
-    let Ok(device) = control::auth::Auth::device(store) else {
+    let Ok(device) = node::auth::Auth::device(store) else {
         return;
     };
     if cfg.pm.role != "off" || device.role == "off" {
@@ -348,7 +348,8 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     );
     let _ = node.orchestrator.set(Arc::new(orchestrator));
     payments::run_redemptions(
-        node,
+        Arc::clone(&node.store),
+        node.events.clone(),
         watcher,
         shutdown,
         std::time::Duration::from_millis(u64::from(pm.redeem_poll_ms)),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use livepeer_edge::config::{Config, Overrides};
+use lpe_node::config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(name = "livepeer-edge", version, about = "Livepeer Edge node")]
@@ -66,7 +66,7 @@ enum PmCmd {
 }
 
 fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
-    use livepeer_edge::chain::ChainClient;
+    use lpe_money::chain::ChainClient;
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("livepeer-edge: {e}");
         ExitCode::FAILURE
@@ -150,7 +150,7 @@ enum WalletCmd {
 }
 
 fn wallet(cmd: WalletCmd, cfg: &Config, password_file: Option<&std::path::Path>) -> ExitCode {
-    use livepeer_edge::wallet::{Keystore, PASSWORD_ENV, WalletError, password};
+    use lpe_money::wallet::{Keystore, PASSWORD_ENV, WalletError, password};
     let ks = Keystore::new(cfg.data_dir.join("keystore"));
     let pw = || password(password_file, std::env::var(PASSWORD_ENV).ok());
     let result: Result<String, WalletError> = match cmd {
@@ -264,8 +264,8 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
         .or_else(|| env.remove("LPE_CONFIG").map(PathBuf::from));
     env.remove("LPE_CONFIG");
     // Secrets, not settings: read where they are used, never part of the configuration.
-    env.remove(livepeer_edge::wallet::PASSWORD_ENV);
-    env.remove(livepeer_edge::control::mqtt::PASSWORD_ENV);
+    env.remove(lpe_money::wallet::PASSWORD_ENV);
+    env.remove(lpe_control::mqtt::PASSWORD_ENV);
     let flags = Overrides {
         data_dir: args.data_dir,
         http_listen: args.http_listen,
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let logs = livepeer_edge::logs::LogControl::init(&cfg.log_level);
+            let logs = lpe_node::logs::LogControl::init(&cfg.log_level);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -390,13 +390,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if let Err(e) = livepeer_edge::media::init() {
+            if let Err(e) = lpe_media::init() {
                 eprintln!("livepeer-edge: {e}");
                 return ExitCode::FAILURE;
             }
-            print_json(&livepeer_edge::media::encoder::probe(
-                &cfg.media.encoder_candidates,
-            ))
+            print_json(&lpe_media::encoder::probe(&cfg.media.encoder_candidates))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
         Cmd::Pm { command, config } => match load(config) {

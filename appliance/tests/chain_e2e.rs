@@ -9,7 +9,7 @@ use alloy::primitives::U256;
 use alloy::providers::Provider;
 use common::evm::{BondingManager, GATEWAY, ORCHESTRATOR, World, key, next_round, world};
 use k256::ecdsa::SigningKey;
-use livepeer_edge::chain::{ChainClient, ChainError};
+use lpe_money::chain::{ChainClient, ChainError};
 use lpe_pm::params::{RecipientPolicy, TicketParams};
 use lpe_pm::recipient::{Recipient, TicketContext, price_from_info};
 use lpe_pm::sender::Sender;
@@ -267,9 +267,7 @@ async fn tickets_redeem_on_a_real_evm_and_failures_carry_revert_strings() {
         "sender is unlocked"
     );
     // A sender may lock again by funding: that revert is retried, not final.
-    assert!(!livepeer_edge::chain::revert_is_permanent(
-        "sender is unlocked"
-    ));
+    assert!(!lpe_money::chain::revert_is_permanent("sender is unlocked"));
 
     // The gateway takes its money back.
     next_round(&w).await;

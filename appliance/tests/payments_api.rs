@@ -157,7 +157,7 @@ fn pay(node: &common::NodeProc, header: &str) -> (u16, Value) {
 async fn bad_payments_and_storage_failures_are_refused() {
     let w = world(10_000).await;
     let eth = U256::from(10u64).pow(U256::from(18u8));
-    livepeer_edge::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
         .await
         .expect("gateway")
         .fund_deposit_and_reserve(eth, eth)
@@ -261,12 +261,11 @@ async fn bad_payments_and_storage_failures_are_refused() {
     assert_eq!(st, 200, "{v}");
 }
 
-async fn funded_gateway(w: &common::evm::World) -> livepeer_edge::chain::ChainClient {
+async fn funded_gateway(w: &common::evm::World) -> lpe_money::chain::ChainClient {
     let eth = U256::from(10u64).pow(U256::from(18u8));
-    let c =
-        livepeer_edge::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-            .await
-            .expect("gateway");
+    let c = lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway");
     c.fund_deposit_and_reserve(eth, eth).await.expect("fund");
     c
 }

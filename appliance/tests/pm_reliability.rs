@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, mine, start_payment_node, world};
 use k256::ecdsa::SigningKey;
-use livepeer_edge::chain::ChainClient;
+use lpe_money::chain::ChainClient;
 use lpe_pm::recipient::price_from_info;
 use lpe_pm::sender::Sender;
 use lpe_pm::wire::{PriceInfo, encode_payment_header, params_from_wire, payment_for_batch};

@@ -13,7 +13,7 @@ use common::evm::{
     GATEWAY, ORCHESTRATOR, World, gateway_sender, issued_params, key, mine, next_round, set_active,
     set_paused, start_orchestrator, world,
 };
-use livepeer_edge::chain::ChainClient;
+use lpe_money::chain::ChainClient;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
 use lpe_pm::sender::Sender;

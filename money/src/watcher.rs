@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::chain::{ChainClient, ChainError};
-use crate::events::{EventBus, EventKind, now_ms};
+use lpe_core::events::{EventBus, EventKind, now_ms};
 
 /// Beyond this many unseen blocks (after an outage) the sender cache is dropped whole rather
 /// than reconciled from logs.

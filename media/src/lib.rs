@@ -1,15 +1,17 @@
 //! The data plane: sources, the encoder probe, ladders, HLS output, snapshots and the
 //! supervision of every stream's pipeline.
 //!
-//! Invariant: this module knows nothing of payments, MQTT or the store. It takes stream
-//! specs and reports status and events; persistence is the caller's business.
+//! Invariant: this crate knows nothing of payments, MQTT or the store (its dependencies say
+//! so). It takes stream specs and its own [`MediaConfig`], and reports status and events;
+//! persistence is the caller's business.
 
 pub mod encoder;
 pub mod hls;
 pub mod pipeline;
 pub mod rtmp;
 pub mod runner;
-pub mod spec;
+
+use lpe_core::spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,17 +23,30 @@ use gstreamer::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::events::EventBus;
 use encoder::EncoderInventory;
+use lpe_core::events::EventBus;
 use rtmp::PublishRegistry;
 use runner::{StreamRuntime, StreamStatus};
 use spec::StreamSpec;
 
+/// What the engine is told by whoever wires it (the node, from its configuration).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Each stream's HLS output goes to `<hls_root>/<stream id>/`.
+    pub hls_root: PathBuf,
+    /// Target segment duration; encoders place a keyframe at each boundary.
+    pub segment_seconds: u32,
+    /// Segments kept per rendition (the ring).
+    pub max_segments: u32,
+    /// Upper bound for one stream's segments, all renditions together.
+    pub max_bytes_per_stream: u64,
+    pub x264_preset: String,
+    pub x264_tune: String,
+}
+
 /// What every stream runner shares.
 pub struct EngineShared {
-    pub cfg: Config,
-    pub hls_root: PathBuf,
+    pub cfg: MediaConfig,
     pub inventory: EncoderInventory,
     pub events: EventBus,
 }
@@ -54,11 +69,10 @@ pub fn init() -> Result<(), String> {
 }
 
 impl MediaEngine {
-    pub fn new(cfg: &Config, inventory: EncoderInventory, events: EventBus) -> Self {
+    pub fn new(cfg: MediaConfig, inventory: EncoderInventory, events: EventBus) -> Self {
         Self {
             shared: Arc::new(EngineShared {
-                cfg: cfg.clone(),
-                hls_root: cfg.data_dir.join("hls"),
+                cfg,
                 inventory,
                 events,
             }),
@@ -76,7 +90,7 @@ impl MediaEngine {
     }
 
     pub fn hls_root(&self) -> &std::path::Path {
-        &self.shared.hls_root
+        &self.shared.cfg.hls_root
     }
 
     /// (Re)starts a stream with `spec`.
@@ -143,8 +157,10 @@ impl MediaEngine {
         if let Ok(mut m) = self.streams.lock() {
             m.remove(id);
         }
-        let dir = self.shared.hls_root.join(id);
-        if dir.starts_with(&self.shared.hls_root) && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        let dir = self.shared.cfg.hls_root.join(id);
+        if dir.starts_with(&self.shared.cfg.hls_root)
+            && id.chars().all(|c| c.is_ascii_alphanumeric())
+        {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

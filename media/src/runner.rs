@@ -17,7 +17,7 @@ use super::encoder::{self, EncoderKind};
 use super::pipeline::{self, BuildContext, Counters, Input, SourceInfo};
 use super::rtmp::{self, Publisher, RtmpMedia, VideoCodec};
 use super::spec::{SourceSpec, StreamSpec};
-use crate::events::EventKind;
+use lpe_core::events::EventKind;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -222,14 +222,14 @@ pub(super) async fn run(
                 .unwrap_or_else(|| shared.inventory.preferred.clone())
         };
         let ctx = BuildContext {
-            hls_dir: shared.hls_root.join(&id),
-            run_id: format!("{:x}", crate::events::now_ms()),
-            segment_seconds: shared.cfg.hls.segment_seconds,
-            max_segments: shared.cfg.hls.max_segments,
-            max_bytes: u64::from(shared.cfg.hls.max_megabytes_per_stream) * 1_000_000,
+            hls_dir: shared.cfg.hls_root.join(&id),
+            run_id: format!("{:x}", lpe_core::events::now_ms()),
+            segment_seconds: shared.cfg.segment_seconds,
+            max_segments: shared.cfg.max_segments,
+            max_bytes: shared.cfg.max_bytes_per_stream,
             encoder: encoder_name.clone(),
-            x264_preset: shared.cfg.media.x264_preset.clone(),
-            x264_tune: shared.cfg.media.x264_tune.clone(),
+            x264_preset: shared.cfg.x264_preset.clone(),
+            x264_tune: shared.cfg.x264_tune.clone(),
         };
         let input = if publisher.is_some() {
             Input::Flv
@@ -464,7 +464,7 @@ async fn watch_run(
                         rt.update(|s| {
                             s.state = StreamState::Running;
                             s.detail = None;
-                            s.running_since_ms = Some(crate::events::now_ms());
+                            s.running_since_ms = Some(lpe_core::events::now_ms());
                         });
                     }
                 } else if up && last_progress.elapsed() >= STALL {

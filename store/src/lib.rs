@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::events::NodeEvent;
-use crate::media::spec::StreamSpec;
+use lpe_core::events::NodeEvent;
+use lpe_core::spec::StreamSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -765,7 +765,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::spec::{SourceSpec, default_ladder};
+    use lpe_core::spec::{SourceSpec, default_ladder};
 
     fn spec(name: &str) -> StreamSpec {
         StreamSpec {
@@ -810,7 +810,7 @@ mod tests {
         NodeEvent {
             ts_ms: i,
             stream_id: None,
-            kind: crate::events::EventKind::SettingsChanged,
+            kind: lpe_core::events::EventKind::SettingsChanged,
             message: format!("event {i}"),
         }
     }

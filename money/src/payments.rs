@@ -14,10 +14,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::chain::{ChainClient, ChainError, revert_is_permanent};
-use crate::events::{EventBus, EventKind, now_ms};
 use crate::watcher::BlockWatcher;
+use lpe_core::events::{EventBus, EventKind, now_ms};
 
-use crate::store::{Store, StoreError, TicketState, WinningTicket};
+use lpe_store::{Store, StoreError, TicketState, WinningTicket};
 
 /// Gas one redemption costs on Arbitrum (go-livepeer's value).
 pub const REDEEM_GAS: u64 = 1_200_000;
@@ -280,7 +280,8 @@ pub fn rand_bytes() -> [u8; 32] {
 /// outcome (redeemed with tx hash and amount, or failed with the contract's revert string).
 /// Transient failures are retried with backoff; a restart resumes where it stopped.
 pub async fn run_redemptions(
-    node: Arc<crate::node::Node>,
+    store: Arc<Store>,
+    events: EventBus,
     watcher: Arc<BlockWatcher>,
     mut shutdown: watch::Receiver<bool>,
     poll: Duration,
@@ -293,14 +294,7 @@ pub async fn run_redemptions(
                 Some(v) => v,
                 None => *validity.insert(watcher.chain().ticket_validity_period().await?),
             };
-            redeem_due(
-                &node.store,
-                &watcher,
-                &node.events,
-                period,
-                Waits::from_poll(poll),
-            )
-            .await
+            redeem_due(&store, &watcher, &events, period, Waits::from_poll(poll)).await
         }
         .await;
         let wait = match result {

@@ -19,9 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::admission::Admissions;
-pub use crate::admission::ConnectionLimits;
-use crate::events::{EventBus, EventKind};
+use lpe_core::admission::Admissions;
+pub use lpe_core::admission::ConnectionLimits;
+use lpe_core::events::{EventBus, EventKind};
 
 /// Time to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

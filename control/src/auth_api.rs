@@ -1,4 +1,4 @@
-//! The HTTP face of [`super::auth`]: the access guard in front of every route, and the setup,
+//! The HTTP face of [`lpe_node::auth`]: the access guard in front of every route, and the setup,
 //! login, user and token routes.
 //!
 //! The guard reads what each route needs from the OpenAPI document itself (its security
@@ -14,14 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::api::{ApiError, ApiJson, AppState, ErrorBody};
-use super::auth::{
+use super::tls::PeerAddr;
+use crate::http::{ApiError, ApiJson, AppState, ErrorBody};
+use lpe_node::auth::{
     Access, Auth, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal,
     Role, SESSION_COOKIE, SetupRequest, same_secret,
 };
-use super::tls::PeerAddr;
-use crate::node::{Command, CommandError, Node, Outcome};
-use crate::store::TokenRecord;
+use lpe_node::store::TokenRecord;
+use lpe_node::{Command, CommandError, Node, Outcome};
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::events::now_ms;
-use crate::store::{Store, StoreError, TokenRecord, UserRecord};
+use lpe_core::events::now_ms;
+use lpe_store::{Store, StoreError, TokenRecord, UserRecord};
 
 /// What a caller may do. `Metrics` is a token that can only scrape `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -208,7 +208,7 @@ pub struct SetupRequest {
     pub role: String,
 }
 
-/// Changes of credentials, executed through [`crate::node::Node::execute`].
+/// Changes of credentials, executed through [`crate::Node::execute`].
 #[derive(Debug, Clone)]
 pub enum AuthCommand {
     Setup {
@@ -381,7 +381,7 @@ impl Auth {
             store.delete_meta(META_SETUP_HASH)?;
             return Ok(None);
         }
-        let raw = crate::node::random_string(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 10);
+        let raw = lpe_core::ids::random_string(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 10);
         let code = format!("{}-{}", &raw[..5], &raw[5..]);
         store.set_meta(META_SETUP_HASH, &hash_password(&code)?)?;
         Ok(Some(code))

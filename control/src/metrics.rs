@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::node::Node;
+use lpe_node::Node;
 
 /// Counters kept by the transports. Everything else is read when scraped.
 #[derive(Default)]
@@ -93,7 +93,7 @@ impl Out {
 }
 
 /// The whole exposition.
-pub fn render(node: &Node) -> String {
+pub fn render(node: &Node, c: &Counters) -> String {
     let mut o = Out(String::with_capacity(8192));
     o.family("lpe_build_info", "gauge", "The node's version.");
     o.sample(
@@ -111,7 +111,7 @@ pub fn render(node: &Node) -> String {
     let streams = node.list().unwrap_or_default();
     o.family("lpe_stream_up", "gauge", "1 when the stream is running.");
     for s in &streams {
-        let up = u8::from(s.status.state == crate::media::runner::StreamState::Running);
+        let up = u8::from(s.status.state == lpe_node::media::runner::StreamState::Running);
         o.sample("lpe_stream_up", &[("stream", &s.id), ("name", &s.name)], up);
     }
     o.family(
@@ -277,7 +277,6 @@ pub fn render(node: &Node) -> String {
         }
     }
 
-    let c = &node.counters;
     o.family(
         "lpe_http_requests_total",
         "counter",

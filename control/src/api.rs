@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
@@ -14,139 +13,12 @@ use super::tls::PeerAddr;
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
-use crate::events::EventKind;
-use crate::node::{Command, CommandError, Funding, Node, Outcome};
+use crate::http::{ApiError, ApiJson, AppState, ErrorBody, chain_error};
+use crate::metrics::Counters;
+use lpe_core::events::EventKind;
+use lpe_node::{Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
-    /// For 429: when to try again.
-    pub retry_after_s: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            retry_after_s: None,
-        }
-    }
-
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: Some(field.into()),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-}
-
-/// Every error the API returns has this shape.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ErrorDetail {
-    /// Stable, machine-readable (`not_found`, `invalid`, `unauthorized`, …).
-    code: String,
-    message: String,
-    /// The offending field, when one is to blame.
-    field: Option<String>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-                field: self.field,
-            },
-        };
-        let mut res = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"livepeer-edge\""),
-            );
-        }
-        if let Some(s) = self.retry_after_s {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        res
-    }
-}
-
-impl From<CommandError> for ApiError {
-    fn from(e: CommandError) -> Self {
-        match e {
-            CommandError::NotFound(_) => Self::not_found(e.to_string()),
-            CommandError::Invalid(s) => Self::invalid(s.field, s.message),
-            CommandError::Conflict { field, message } => Self {
-                field,
-                ..Self::new(StatusCode::CONFLICT, "conflict", message)
-            },
-            CommandError::Auth(e) => e.into(),
-            CommandError::PaymentsOff => {
-                Self::new(StatusCode::CONFLICT, "payments_off", e.to_string())
-            }
-            CommandError::ChainNotReady => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payments_unavailable",
-                e.to_string(),
-            ),
-            CommandError::Chain(c) => chain_error(c),
-            CommandError::Storage(e) => {
-                tracing::error!("storage failure: {e}");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage",
-                    "the node could not record the change; nothing was applied",
-                )
-            }
-        }
-    }
-}
-
-/// JSON body extractor whose failures are API errors, not axum's plain-text rejections.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = match rejection {
-                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-                    _ => "invalid_json",
-                };
-                Err(ApiError::new(status, code, rejection.body_text()))
-            }
-        }
-    }
-}
-
-pub(crate) type AppState = Arc<Node>;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -171,7 +43,7 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme(
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                crate::control::auth::SESSION_COOKIE,
+                lpe_node::auth::SESSION_COOKIE,
                 "Session cookie from /api/auth/login; unsafe methods also need the \
                  X-CSRF-Token header",
             ))),
@@ -280,7 +152,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// Where the web UI's files are: configured, installed beside the binary, or the build output
 /// of a source checkout.
-pub fn ui_dir(cfg: &crate::config::Config) -> Option<std::path::PathBuf> {
+pub fn ui_dir(cfg: &lpe_node::config::Config) -> Option<std::path::PathBuf> {
     if !cfg.http.ui_dir.is_empty() {
         return Some(cfg.http.ui_dir.clone().into());
     }
@@ -295,16 +167,16 @@ pub fn ui_dir(cfg: &crate::config::Config) -> Option<std::path::PathBuf> {
 
 /// Per-address request rates of the peer-facing routes, which anyone may call.
 struct PeerLimits {
-    payments: crate::admission::RateLimit,
-    params: crate::admission::RateLimit,
+    payments: lpe_core::admission::RateLimit,
+    params: lpe_core::admission::RateLimit,
 }
 
 impl Default for PeerLimits {
     fn default() -> Self {
         Self {
             // A gateway pays once per segment and session: 50 a second is many streams.
-            payments: crate::admission::RateLimit::new(50, 100),
-            params: crate::admission::RateLimit::new(10, 20),
+            payments: lpe_core::admission::RateLimit::new(50, 100),
+            params: lpe_core::admission::RateLimit::new(10, 20),
         }
     }
 }
@@ -312,7 +184,7 @@ impl Default for PeerLimits {
 impl PeerLimits {
     fn admit(
         &self,
-        limit: &crate::admission::RateLimit,
+        limit: &lpe_core::admission::RateLimit,
         peer: std::net::SocketAddr,
     ) -> Result<(), ApiError> {
         limit.take(peer.ip()).map_err(|wait| ApiError {
@@ -326,7 +198,7 @@ impl PeerLimits {
     }
 }
 
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
     let hls = ServeDir::new(node.media.hls_root());
     let (api, doc) = routes();
     let guard = super::auth_api::Guard::new(Arc::clone(&node), &doc);
@@ -374,10 +246,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::Extension(Arc::new(PeerLimits::default())))
         .layer(axum::middleware::from_fn(hls_headers))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&node),
+            Arc::clone(&counters),
             count_requests,
         ))
-        .with_state(node)
+        .with_state(AppState { node, counters })
 }
 
 /// The largest request body a signed-in caller may send.
@@ -391,7 +263,11 @@ const MAX_PUBLIC_BODY: usize = 64 << 10;
 /// connection whether or not the handler wanted it; an oversized body is refused once, here.
 async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response {
     let (parts, body) = req.into_parts();
-    let limit = if parts.extensions.get::<super::auth::Principal>().is_some() {
+    let limit = if parts
+        .extensions
+        .get::<lpe_node::auth::Principal>()
+        .is_some()
+    {
         MAX_BODY
     } else {
         MAX_PUBLIC_BODY
@@ -417,7 +293,7 @@ async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response
 
 /// Counts every request by route template (bounded cardinality) and status.
 async fn count_requests(
-    State(node): State<AppState>,
+    State(counters): State<Arc<Counters>>,
     matched: Option<axum::extract::MatchedPath>,
     req: Request,
     next: axum::middleware::Next,
@@ -429,8 +305,7 @@ async fn count_requests(
         None => "unmatched".to_string(),
     };
     let res = next.run(req).await;
-    node.counters
-        .http_request(&method, &route, res.status().as_u16());
+    counters.http_request(&method, &route, res.status().as_u16());
     res
 }
 
@@ -598,7 +473,7 @@ async fn health(State(node): State<AppState>) -> Response {
         ..Default::default()
     };
     for s in &streams {
-        use crate::media::runner::StreamState;
+        use lpe_node::media::runner::StreamState;
         match s.status.state {
             StreamState::Running => counts.running += 1,
             StreamState::Reconnecting => counts.reconnecting += 1,
@@ -683,7 +558,7 @@ async fn health(State(node): State<AppState>) -> Response {
 #[derive(Serialize)]
 struct StreamOut {
     #[serde(flatten)]
-    view: crate::node::StreamView,
+    view: lpe_node::StreamView,
     rtmp_server: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtmp_url: Option<String>,
@@ -712,7 +587,7 @@ fn push_server(node: &Node, headers: &HeaderMap, app: &Option<String>) -> Option
     ))
 }
 
-fn out(node: &Node, headers: &HeaderMap, view: crate::node::StreamView) -> StreamOut {
+fn out(node: &Node, headers: &HeaderMap, view: lpe_node::StreamView) -> StreamOut {
     let rtmp_server = push_server(node, headers, &view.rtmp_app);
     let rtmp_url = rtmp_server
         .as_ref()
@@ -931,7 +806,7 @@ async fn snapshot(
 #[derive(Serialize, utoipa::ToSchema)]
 struct DeviceView {
     #[schema(value_type = Object)]
-    identity: crate::control::auth::DeviceIdentity,
+    identity: lpe_node::auth::DeviceIdentity,
     version: &'static str,
     node_uptime_s: u64,
     /// `null` until the first sample (a few seconds after start).
@@ -947,7 +822,7 @@ struct DeviceView {
 async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiError> {
     let inv = node.media.inventory();
     Ok(Json(DeviceView {
-        identity: crate::control::auth::Auth::device(&node.store).map_err(CommandError::from)?,
+        identity: lpe_node::auth::Auth::device(&node.store).map_err(CommandError::from)?,
         version: env!("CARGO_PKG_VERSION"),
         node_uptime_s: node.started.elapsed().as_secs(),
         stats: node.device.latest(),
@@ -958,11 +833,9 @@ async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiErr
 
 /// The last hour of device health, one point every 5 s.
 #[utoipa::path(get, path = "/api/device/history", tag = "device",
-    responses((status = 200, body = [crate::control::device::DevicePoint])),
+    responses((status = 200, body = [lpe_node::device::DevicePoint])),
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
-async fn device_history(
-    State(node): State<AppState>,
-) -> Json<Vec<crate::control::device::DevicePoint>> {
+async fn device_history(State(node): State<AppState>) -> Json<Vec<lpe_node::device::DevicePoint>> {
     Json(node.device.points())
 }
 
@@ -971,8 +844,7 @@ async fn device_history(
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)),
     security(("session" = ["metrics"]), ("token" = ["metrics"])))]
 async fn metrics(State(node): State<AppState>) -> Response {
-    let node2 = Arc::clone(&node);
-    let text = tokio::task::spawn_blocking(move || crate::control::metrics::render(&node2))
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&node, &node.counters))
         .await
         .unwrap_or_default();
     (
@@ -1006,7 +878,9 @@ async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     responses((status = 200, body = serde_json::Value)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
-async fn encoders(State(node): State<AppState>) -> Json<crate::media::encoder::EncoderInventory> {
+async fn encoders(
+    State(node): State<AppState>,
+) -> Json<lpe_node::media::encoder::EncoderInventory> {
     Json(node.media.inventory().clone())
 }
 
@@ -1027,7 +901,7 @@ struct EventQuery {
 async fn events(
     State(node): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
+) -> Result<Json<Vec<lpe_node::store::StoredEvent>>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -1130,7 +1004,7 @@ struct MqttView {
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     let m = &node.cfg.mqtt;
-    let device_id = crate::control::mqtt::known_device_id(&node);
+    let device_id = crate::mqtt::known_device_id(&node);
     Json(MqttView {
         enabled: !m.url.is_empty(),
         url: m.url.clone(),
@@ -1149,7 +1023,7 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
 
 /// The orchestrator's side of payments; refused with the node's own errors: payments off
 /// (409, configuration), not an orchestrator (409), chain not reached yet (503).
-fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiError> {
+fn orchestrator(node: &Node) -> Result<Arc<lpe_node::money::payments::Orchestrator>, ApiError> {
     chain(node)?;
     if !node.cfg.pm.earns() {
         return Err(ApiError::new(
@@ -1175,7 +1049,7 @@ fn orchestrator(node: &Node) -> Result<Arc<crate::payments::Orchestrator>, ApiEr
 )]
 async fn chain_head(
     State(node): State<AppState>,
-) -> Result<Json<crate::watcher::HeadView>, ApiError> {
+) -> Result<Json<lpe_node::money::watcher::HeadView>, ApiError> {
     Ok(Json(orchestrator(&node)?.watcher().view()))
 }
 
@@ -1191,8 +1065,8 @@ async fn payment(
     Extension(peers): Extension<Arc<PeerLimits>>,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
-) -> Result<Json<crate::payments::PaymentReceipt>, ApiError> {
-    use crate::payments::PaymentError;
+) -> Result<Json<lpe_node::money::payments::PaymentReceipt>, ApiError> {
+    use lpe_node::money::payments::PaymentError;
     peers.admit(&peers.payments, peer)?;
     let orch = orchestrator(&node)?;
     let header = headers
@@ -1301,8 +1175,8 @@ struct TicketQuery {
 
 #[derive(Serialize)]
 struct TicketsResponse {
-    counts: crate::store::TicketCounts,
-    tickets: Vec<crate::store::TicketRecord>,
+    counts: lpe_node::store::TicketCounts,
+    tickets: Vec<lpe_node::store::TicketRecord>,
 }
 
 #[utoipa::path(
@@ -1327,7 +1201,7 @@ async fn tickets(
     Ok(Json(TicketsResponse { counts, tickets }))
 }
 
-fn chain(node: &Node) -> Result<crate::chain::ChainClient, ApiError> {
+fn chain(node: &Node) -> Result<lpe_node::money::chain::ChainClient, ApiError> {
     if node.cfg.pm.role == "off" {
         return Err(CommandError::PaymentsOff.into());
     }
@@ -1336,15 +1210,6 @@ fn chain(node: &Node) -> Result<crate::chain::ChainClient, ApiError> {
         .get()
         .cloned()
         .ok_or(CommandError::ChainNotReady)?)
-}
-
-fn chain_error(e: crate::chain::ChainError) -> ApiError {
-    match e {
-        crate::chain::ChainError::Reverted(reason) => {
-            ApiError::new(StatusCode::CONFLICT, "reverted", reason)
-        }
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", other.to_string()),
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -1396,7 +1261,7 @@ struct TxView {
     block: u64,
 }
 
-fn tx_view(m: crate::chain::Mined) -> Json<TxView> {
+fn tx_view(m: lpe_node::money::chain::Mined) -> Json<TxView> {
     Json(TxView {
         tx_hash: format!("{:#x}", m.tx_hash),
         block: m.block,

@@ -2,18 +2,28 @@
 //! of state as a [`Command`] in one place. The HTTP API (and later MQTT and the CLI) are thin
 //! adapters that build commands and render outcomes.
 
+pub mod auth;
+pub mod config;
+pub mod device;
+pub mod logs;
+
+// The other planes, as the transports see them through the node.
+pub use lpe_media as media;
+pub use lpe_money as money;
+pub use lpe_store as store;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::Rng;
+use lpe_core::ids::{ID_ALPHABET, random_string};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::events::{EventBus, EventKind, NodeEvent, now_ms};
-use crate::media::MediaEngine;
-use crate::media::runner::{StreamState, StreamStatus};
-use crate::media::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
-use crate::store::{Store, StoreError, StoredStream};
+use lpe_core::events::{EventBus, EventKind, NodeEvent, now_ms};
+use lpe_core::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
+use lpe_media::MediaEngine;
+use lpe_media::runner::{StreamState, StreamStatus};
+use lpe_store::{Store, StoreError, StoredStream};
 
 /// A change of state.
 #[derive(Debug, Clone)]
@@ -44,7 +54,7 @@ pub enum Command {
         id: String,
     },
     /// Setup, sessions, users and API tokens.
-    Auth(crate::control::auth::AuthCommand),
+    Auth(crate::auth::AuthCommand),
     /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
     ApplyDesired(serde_json::Value),
     SetLogLevel(String),
@@ -81,9 +91,9 @@ pub struct DesiredReport {
 pub enum Outcome {
     Stream(Box<StreamView>),
     Deleted,
-    Auth(crate::control::auth::AuthOutcome),
+    Auth(crate::auth::AuthOutcome),
     Desired(DesiredReport),
-    Mined(crate::chain::Mined),
+    Mined(lpe_money::chain::Mined),
     Done,
 }
 
@@ -101,7 +111,7 @@ pub enum CommandError {
     #[error("storage failed: {0}")]
     Storage(#[from] StoreError),
     #[error("{0}")]
-    Auth(#[from] crate::control::auth::AuthError),
+    Auth(#[from] crate::auth::AuthError),
     /// Payments are off in the configuration (not a failure).
     #[error("payments are off on this node (pm.role = off)")]
     PaymentsOff,
@@ -109,7 +119,7 @@ pub enum CommandError {
     #[error("the chain is not reachable yet")]
     ChainNotReady,
     #[error("{0}")]
-    Chain(#[from] crate::chain::ChainError),
+    Chain(#[from] lpe_money::chain::ChainError),
 }
 
 /// A stream as the API and MQTT show it. Secrets (RTSP passwords, RTMP stream keys) are
@@ -120,7 +130,7 @@ pub struct StreamView {
     pub id: String,
     pub name: String,
     pub source: serde_json::Value,
-    pub ladder: Vec<crate::media::spec::RenditionSpec>,
+    pub ladder: Vec<lpe_core::spec::RenditionSpec>,
     pub encoder: Option<String>,
     pub enabled: bool,
     pub status: StreamStatus,
@@ -137,19 +147,17 @@ pub struct StreamView {
 
 pub struct Node {
     pub cfg: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub media: MediaEngine,
     pub events: EventBus,
     pub started: Instant,
     /// Set once the chain is reachable when the node runs as an orchestrator.
-    pub orchestrator: tokio::sync::OnceCell<Arc<crate::payments::Orchestrator>>,
+    pub orchestrator: tokio::sync::OnceCell<Arc<lpe_money::payments::Orchestrator>>,
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
-    pub chain: tokio::sync::OnceCell<crate::chain::ChainClient>,
-    pub auth: crate::control::auth::Auth,
+    pub chain: tokio::sync::OnceCell<lpe_money::chain::ChainClient>,
+    pub auth: crate::auth::Auth,
     /// Device health: the latest sample and the last hour.
-    pub device: Arc<crate::control::device::DeviceHistory>,
-    /// Transport counters for `/metrics`.
-    pub counters: crate::control::metrics::Counters,
+    pub device: Arc<crate::device::DeviceHistory>,
     pub logs: Arc<crate::logs::LogControl>,
     /// Sending `true` stops the node gracefully.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -178,17 +186,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// Lower-case letters and digits without look-alikes (no l, o, 0, 1): ids people read out.
-pub const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-
-/// `len` characters drawn uniformly from `alphabet`.
-pub fn random_string(alphabet: &[u8], len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
 }
 
 fn new_id() -> String {
@@ -241,7 +238,7 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
 impl Node {
     pub fn new(
         cfg: Config,
-        store: Store,
+        store: Arc<Store>,
         media: MediaEngine,
         events: EventBus,
         logs: Arc<crate::logs::LogControl>,
@@ -255,9 +252,8 @@ impl Node {
             started: Instant::now(),
             orchestrator: tokio::sync::OnceCell::new(),
             chain: tokio::sync::OnceCell::new(),
-            auth: crate::control::auth::Auth::new(),
+            auth: crate::auth::Auth::new(),
             device: Default::default(),
-            counters: Default::default(),
             logs,
             shutdown,
             restart: std::sync::atomic::AtomicBool::new(false),
@@ -624,7 +620,7 @@ impl Node {
             password,
             ..
         } = &mut spec.source
-            && let Some((bare, user, pass)) = crate::media::spec::split_credentials(url)
+            && let Some((bare, user, pass)) = lpe_core::spec::split_credentials(url)
         {
             *url = bare;
             if username.is_none() {
@@ -741,7 +737,7 @@ impl Node {
             }
         }
         let rtmp_app = matches!(s.spec.source, SourceSpec::Rtmp { .. })
-            .then(|| format!("/{}", crate::media::rtmp::APP_NAME));
+            .then(|| format!("/{}", lpe_media::rtmp::APP_NAME));
         let mut status = self.media.status(&s.id);
         if !s.spec.enabled {
             status.state = StreamState::Stopped;
@@ -911,7 +907,7 @@ impl Node {
         &self,
         stream_id: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<crate::store::StoredEvent>, StoreError> {
+    ) -> Result<Vec<lpe_store::StoredEvent>, StoreError> {
         self.flush_events().await;
         self.store.recent_events(stream_id, limit)
     }
@@ -946,6 +942,6 @@ mod tests {
     #[test]
     fn ids_and_keys_have_the_right_shape() {
         assert_eq!(new_id().len(), 10);
-        assert!(crate::media::spec::is_stream_key(&new_stream_key()));
+        assert!(lpe_core::spec::is_stream_key(&new_stream_key()));
     }
 }

@@ -9,7 +9,7 @@ use lpe_drivers::system::{DeviceMonitor, DeviceStats};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::events::now_ms;
+use lpe_core::events::now_ms;
 
 /// How often the device is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);

@@ -17,7 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
 use super::tls::PeerAddr;
-use crate::admission::{Admissions, ConnectionLimits};
+use lpe_core::admission::{Admissions, ConnectionLimits};
 
 /// How long open requests may run on after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);

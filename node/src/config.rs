@@ -74,6 +74,20 @@ pub struct MqttConfig {
 /// The node's roles on the Livepeer network.
 pub const ROLES: &[&str] = &["off", "gateway", "orchestrator", "both"];
 
+impl Config {
+    /// What the media engine is told.
+    pub fn media_engine(&self) -> lpe_media::MediaConfig {
+        lpe_media::MediaConfig {
+            hls_root: self.data_dir.join("hls"),
+            segment_seconds: self.hls.segment_seconds,
+            max_segments: self.hls.max_segments,
+            max_bytes_per_stream: u64::from(self.hls.max_megabytes_per_stream) * 1_000_000,
+            x264_preset: self.media.x264_preset.clone(),
+            x264_tune: self.media.x264_tune.clone(),
+        }
+    }
+}
+
 impl PmConfig {
     /// Earns tickets (orchestrator or both).
     pub fn earns(&self) -> bool {
@@ -195,7 +209,7 @@ impl Default for Config {
                 demo_stream: true,
                 x264_preset: "veryfast".into(),
                 x264_tune: "zerolatency".into(),
-                encoder_candidates: crate::media::encoder::DEFAULT_CANDIDATES
+                encoder_candidates: lpe_media::encoder::DEFAULT_CANDIDATES
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
@@ -413,12 +427,12 @@ impl Config {
             ));
         }
         for c in &self.media.encoder_candidates {
-            if crate::media::encoder::EncoderKind::from_element(c).is_none() {
+            if lpe_media::encoder::EncoderKind::from_element(c).is_none() {
                 return Err(ConfigError::new(
                     "media.encoder_candidates",
                     format!(
                         "'{c}' is not a supported encoder; allowed: {}",
-                        crate::media::encoder::DEFAULT_CANDIDATES.join(", ")
+                        lpe_media::encoder::DEFAULT_CANDIDATES.join(", ")
                     ),
                 ));
             }
@@ -431,8 +445,7 @@ impl Config {
     fn validate_mqtt(&self) -> Result<(), ConfigError> {
         let m = &self.mqtt;
         if !m.url.is_empty() {
-            crate::control::mqtt::BrokerAddress::parse(&m.url)
-                .map_err(|e| ConfigError::new("mqtt.url", e))?;
+            BrokerAddress::parse(&m.url).map_err(|e| ConfigError::new("mqtt.url", e))?;
         }
         let topic_part = |key: &str, v: &str| -> Result<(), ConfigError> {
             if v.contains(['+', '#', '\0']) || v.starts_with('/') || v.ends_with('/') {
@@ -736,5 +749,50 @@ mod tests {
         std::fs::write(&file, "[hls]\nsegment_seconds = \"x\"\n").expect("write");
         let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err();
         assert_eq!(err.key, "hls.segment_seconds");
+    }
+}
+
+/// A broker from `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "'{url}' is not a broker URL; use mqtt://host:1883 or mqtts://host:8883"
+            ));
+        };
+        if rest.contains('@') {
+            return Err(
+                "put credentials in mqtt.username and mqtt.password_file, not in the URL".into(),
+            );
+        }
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("'{p}' is not a port"))?;
+                (h.trim_start_matches('[').trim_end_matches(']'), port)
+            }
+            _ => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("'{url}' has no host"));
+        }
+        Ok(Self {
+            tls,
+            host: host.to_string(),
+            port,
+        })
     }
 }

@@ -17,57 +17,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::control::metrics::Counters;
-use crate::events::{EventKind, NodeEvent, now_ms};
-use crate::node::{Command, CommandError, Node, Outcome};
+use crate::metrics::Counters;
+use lpe_core::events::{EventKind, NodeEvent, now_ms};
+use lpe_node::config::BrokerAddress;
+use lpe_node::{Command, CommandError, Node, Outcome};
 
 /// Largest message either way (a snapshot result carries a JPEG).
 const MAX_PACKET: usize = 4 << 20;
-
-/// A broker from `mqtt.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddress {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl BrokerAddress {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "'{url}' is not a broker URL; use mqtt://host:1883 or mqtts://host:8883"
-            ));
-        };
-        if rest.contains('@') {
-            return Err(
-                "put credentials in mqtt.username and mqtt.password_file, not in the URL".into(),
-            );
-        }
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("'{p}' is not a port"))?;
-                (h.trim_start_matches('[').trim_end_matches(']'), port)
-            }
-            _ => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("'{url}' has no host"));
-        }
-        Ok(Self {
-            tls,
-            host: host.to_string(),
-            port,
-        })
-    }
-}
 
 /// An incoming message, whichever protocol carried it.
 struct Incoming {
@@ -381,7 +337,7 @@ fn device_id(node: &Node) -> String {
     }
     let id = format!(
         "lpe-{}",
-        crate::node::random_string(crate::node::ID_ALPHABET, 10)
+        lpe_core::ids::random_string(lpe_core::ids::ID_ALPHABET, 10)
     );
     if let Err(e) = node.store.set_meta(META_DEVICE_ID, &id) {
         tracing::warn!("cannot keep the device id: {e}");
@@ -573,7 +529,14 @@ type Outgoing = (ReplyTo, Vec<u8>, Delivery);
 type Outbox = mpsc::UnboundedSender<Outgoing>;
 
 /// Handles one `cmd/<name>` message: dedupe by request id, record, run, report.
-async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: String, out: Outbox) {
+async fn handle_command(
+    node: Arc<Node>,
+    counters: Arc<Counters>,
+    name: String,
+    msg: Incoming,
+    base: String,
+    out: Outbox,
+) {
     let reply = ReplyTo {
         topic: msg
             .response_topic
@@ -592,7 +555,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     let (request_id, args) = match parse_request(&name, &msg) {
         Ok(v) => v,
         Err(r) => {
-            node.counters.mqtt_command(&name, COMMANDS, "failed");
+            counters.mqtt_command(&name, COMMANDS, "failed");
             send(&r);
             return;
         }
@@ -641,7 +604,7 @@ async fn handle_command(node: Arc<Node>, name: String, msg: Incoming, base: Stri
     if let Err(e) = node.store.set_command_result(&request_id, &stored.json()) {
         tracing::warn!("cannot record the result of command {name}: {e}");
     }
-    node.counters.mqtt_command(&name, COMMANDS, &done.state);
+    counters.mqtt_command(&name, COMMANDS, &done.state);
     send(&done);
 }
 
@@ -678,7 +641,7 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
     json!({
         "ts_ms": now_ms(),
         "version": env!("CARGO_PKG_VERSION"),
-        "device": crate::control::auth::Auth::device(&node.store).ok(),
+        "device": lpe_node::auth::Auth::device(&node.store).ok(),
         "log_level": node.logs.level(),
         "desired": desired,
         "streams": streams,
@@ -773,7 +736,7 @@ impl Topics {
 /// Runs the bridge until shutdown: connects (MQTT 5, else 3.1.1), keeps the retained status
 /// and state current, publishes telemetry and events, and serves commands and desired
 /// configurations. Broker outages are retried with backoff and never stop the node.
-pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::Receiver<bool>) {
     let id = device_id(&node);
     let settings = match Settings::from(&node, &id) {
         Ok(s) => s,
@@ -792,7 +755,6 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
         Err(e) => tracing::warn!("cannot close unfinished commands: {e}"),
     }
     tracing::info!(broker = %node.cfg.mqtt.url, topics = %base, "MQTT fleet control");
-    let counters: &Counters = &node.counters;
     let mut events = node.events.subscribe();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
@@ -852,7 +814,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     link.subscribe(&format!("{}+", topics.cmd));
                     link.subscribe(&topics.desired);
                     if node.cfg.mqtt.homeassistant {
-                        let name = crate::control::auth::Auth::device(&node.store)
+                        let name = lpe_node::auth::Auth::device(&node.store)
                             .map(|d| d.name)
                             .unwrap_or_else(|_| id.clone());
                         for (topic, cfg) in homeassistant(&topics, &id, &name) {
@@ -874,6 +836,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
                     } else if let Some(name) = msg.topic.strip_prefix(topics.cmd.as_str()) {
                         run_command(handle_command(
                             Arc::clone(&node),
+                            Arc::clone(&counters),
                             name.to_string(),
                             msg,
                             base.clone(),
@@ -1024,7 +987,7 @@ async fn apply_desired(node: &Node, payload: &[u8]) -> Value {
 
 fn applied_version(node: &Node) -> Value {
     node.store
-        .get_meta(crate::node::META_DESIRED_VERSION)
+        .get_meta(lpe_node::META_DESIRED_VERSION)
         .ok()
         .flatten()
         .and_then(|v| serde_json::from_str(&v).ok())

@@ -1,0 +1,11 @@
+//! The control plane: the HTTP API and its OpenAPI document, the accept loop and TLS, MQTT
+//! fleet control and metrics. Transports decode a request into a node command or query and
+//! encode the answer; the state they keep is their own connection bookkeeping and counters.
+
+pub mod api;
+pub mod auth_api;
+pub mod http;
+pub mod http_server;
+pub mod metrics;
+pub mod mqtt;
+pub mod tls;
