@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use config::Config;
 use lpe_core::events::{EventBus, EventKind};
+use lpe_core::supervisor::{Restart, Supervisor};
 
 /// Why the node could not start (exit code 1; configuration errors exit earlier with 2).
 #[derive(Debug, thiserror::Error)]
@@ -141,33 +142,56 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         engine,
         events.clone(),
         logs,
+        Supervisor::new(shutdown_rx.clone()),
         shutdown_tx.clone(),
     );
     let recorder = node.spawn_event_recorder();
 
-    let rtmp_task = tokio::spawn(media::rtmp::serve(
-        rtmp,
-        registry,
-        events.clone(),
-        media::rtmp::ConnectionLimits {
-            total: cfg.rtmp.max_connections,
-            per_address: cfg.rtmp.max_connections_per_address,
-        },
-        shutdown_rx.clone(),
-    ));
-
-    let counters = Arc::new(control::metrics::Counters::default());
-    let mqtt_task = (!cfg.mqtt.url.is_empty()).then(|| {
-        tokio::spawn(control::mqtt::run(
-            Arc::clone(&node),
-            Arc::clone(&counters),
-            shutdown_rx.clone(),
-        ))
+    let subsystems = &node.subsystems;
+    let rtmp = Arc::new(rtmp);
+    let rtmp_limits = media::rtmp::ConnectionLimits {
+        total: cfg.rtmp.max_connections,
+        per_address: cfg.rtmp.max_connections_per_address,
+    };
+    let rtmp_events = events.clone();
+    subsystems.spawn("rtmp", Restart::ALWAYS, move |stop| {
+        let serving = media::rtmp::serve(
+            Arc::clone(&rtmp),
+            registry.clone(),
+            rtmp_events.clone(),
+            rtmp_limits,
+            stop,
+        );
+        async move {
+            serving.await;
+            Ok(())
+        }
     });
-    let device_task =
-        tokio::spawn(Arc::clone(&node.device).run(cfg.data_dir.clone(), shutdown_rx.clone()));
-    let pm_task = (cfg.pm.role != "off")
-        .then(|| tokio::spawn(start_payments(Arc::clone(&node), shutdown_rx.clone())));
+    let counters = Arc::new(control::metrics::Counters::default());
+    if !cfg.mqtt.url.is_empty() {
+        let (node, counters) = (Arc::clone(&node), Arc::clone(&counters));
+        subsystems.spawn("mqtt", Restart::ALWAYS, move |stop| {
+            let bridge = control::mqtt::run(Arc::clone(&node), Arc::clone(&counters), stop);
+            async move {
+                bridge.await;
+                Ok(())
+            }
+        });
+    }
+    let (device, data_dir) = (Arc::clone(&node.device), cfg.data_dir.clone());
+    subsystems.spawn("device", Restart::ALWAYS, move |stop| {
+        let sampling = Arc::clone(&device).run(data_dir.clone(), stop);
+        async move {
+            sampling.await;
+            Ok(())
+        }
+    });
+    if cfg.pm.role != "off" {
+        let node = Arc::clone(&node);
+        subsystems.spawn("payments", PAYMENTS_RESTART, move |stop| {
+            start_payments(Arc::clone(&node), stop)
+        });
+    }
 
     if let Err(e) = node.boot().await {
         tracing::error!("could not start the stored streams: {e}");
@@ -226,17 +250,12 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
                 RunEnd::Stopped
             }
         });
-    if let Some(t) = mqtt_task {
-        // The bridge says "offline" on its way out; give it a moment.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
-    }
+    // The MQTT bridge says "offline" on its way out; every subsystem gets a moment.
+    node.subsystems
+        .stop(std::time::Duration::from_secs(2))
+        .await;
     node.shutdown().await;
     signals.abort();
-    rtmp_task.abort();
-    device_task.abort();
-    if let Some(t) = pm_task {
-        t.abort();
-    }
     // The last events (the stop itself) reach the store before the task ends.
     node.flush_events().await;
     recorder.abort();
@@ -287,17 +306,21 @@ pub fn account_signer(
         .map_err(|_| wallet::WalletError::BadKey)
 }
 
+/// Payments retry slowly: a wrong password or a missing keystore stays wrong until the
+/// operator fixes it, and each attempt runs the keystore's key derivation.
+const PAYMENTS_RESTART: Restart = Restart::WithBackoff {
+    max_backoff: std::time::Duration::from_secs(300),
+};
+
 /// Unlocks the account, connects to the chain (retrying with backoff while it is down), then —
 /// as an orchestrator — accepts payments and runs the redemption queue until shutdown.
-async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<bool>) {
+async fn start_payments(
+    node: Arc<node::Node>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     let pm = node.cfg.pm.clone();
-    let signer = match account_signer(&node.cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("payments disabled: cannot unlock the account: {e}");
-            return;
-        }
-    };
+    let signer = account_signer(&node.cfg)
+        .map_err(|e| format!("payments disabled: cannot unlock the account: {e}"))?;
     let address = signer.address();
     let controller = pm.controller.parse().unwrap_or_default();
     let mut wait = std::time::Duration::from_secs(1);
@@ -311,7 +334,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => return Ok(()),
                 }
                 wait = (wait * 2).min(std::time::Duration::from_secs(30));
             }
@@ -320,7 +343,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     tracing::info!(%address, broker = %chain.ticket_broker, role = %pm.role, "payments ready");
     let _ = node.chain.set(chain.clone());
     if !pm.earns() {
-        return;
+        return Ok(());
     }
     let watcher = Arc::new(watcher::BlockWatcher::new(chain));
     let watching = {
@@ -330,7 +353,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     };
     tokio::select! {
         _ = watcher.ready() => {}
-        _ = shutdown.changed() => return,
+        _ = shutdown.changed() => return Ok(()),
     }
     let policy = lpe_pm::params::RecipientPolicy {
         ev: pm.ticket_ev.parse().unwrap_or_default(),
@@ -356,6 +379,7 @@ async fn start_payments(node: Arc<node::Node>, mut shutdown: watch::Receiver<boo
     )
     .await;
     watching.abort();
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -850,9 +850,56 @@ fn health_reports_each_subsystem_and_503_when_the_node_cannot_work() {
     assert_eq!(status, 200, "{h}");
     assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(h["checks"]["mqtt"]["status"], "degraded", "{h}");
-    for ok in ["store", "encoders", "chain", "media"] {
+    for ok in ["store", "encoders", "chain", "media", "subsystems"] {
         assert_eq!(h["checks"][ok]["status"], "ok", "{ok}: {h}");
     }
+    let tasks: Vec<(&str, &str)> = h["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("device", "running"),
+            ("mqtt", "running"),
+            ("rtmp", "running")
+        ],
+        "{h}"
+    );
+    drop(node);
+
+    // Payments that cannot start (no keystore): that subsystem fails and is retried; the rest
+    // of the node works on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start_with(
+        dir.path(),
+        &[
+            ("LPE_PM_ROLE", "orchestrator"),
+            ("LPE_PM_ETH_URL", "http://127.0.0.1:9"),
+        ],
+    );
+    let mut h = serde_json::Value::Null;
+    for _ in 0..50 {
+        h = node.get("/api/health").1;
+        if h["checks"]["subsystems"]["status"] == "degraded" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(h["status"], "degraded", "{h}");
+    let detail = h["checks"]["subsystems"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.starts_with("payments restarting: payments disabled: cannot unlock the account"),
+        "{h}"
+    );
+    assert!(node.healthy());
     drop(node);
 
     // Only an encoder this machine lacks: the node cannot transcode, and says so with 503.

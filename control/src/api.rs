@@ -16,6 +16,7 @@ use tower_http::services::ServeDir;
 use crate::http::{ApiError, ApiJson, AppState, ErrorBody, chain_error};
 use crate::metrics::Counters;
 use lpe_core::events::EventKind;
+use lpe_core::supervisor::{TaskHealth, TaskState};
 use lpe_node::{Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
@@ -395,6 +396,8 @@ struct Health {
     hardware_encoder: bool,
     /// Each subsystem on its own.
     checks: HealthChecks,
+    /// Every supervised task: state, restarts, last failure.
+    tasks: Vec<TaskHealth>,
 }
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
@@ -425,6 +428,8 @@ struct HealthChecks {
     encoders: Check,
     mqtt: Check,
     chain: Check,
+    /// The supervised tasks: degraded while one is failing.
+    subsystems: Check,
 }
 
 impl HealthChecks {
@@ -435,6 +440,7 @@ impl HealthChecks {
             &self.encoders,
             &self.mqtt,
             &self.chain,
+            &self.subsystems,
         ]
         .iter()
         .map(|c| c.status)
@@ -528,12 +534,35 @@ async fn health(State(node): State<AppState>) -> Response {
     } else {
         check(HealthState::Ok, "connected")
     };
+    let tasks = node.subsystems.health();
+    let failing: Vec<String> = tasks
+        .iter()
+        .filter(|t| matches!(t.state, TaskState::Restarting | TaskState::Failed))
+        .map(|t| {
+            format!(
+                "{} {}: {}",
+                t.name,
+                if t.state == TaskState::Failed {
+                    "failed"
+                } else {
+                    "restarting"
+                },
+                t.last_error.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    let subsystems = if failing.is_empty() {
+        check(HealthState::Ok, format!("{} supervised tasks", tasks.len()))
+    } else {
+        check(HealthState::Degraded, failing.join("; "))
+    };
     let checks = HealthChecks {
         store,
         media,
         encoders,
         mqtt,
         chain,
+        subsystems,
     };
     let status = checks.worst();
     let body = Health {
@@ -544,6 +573,7 @@ async fn health(State(node): State<AppState>) -> Response {
         encoder: inv.preferred.clone(),
         hardware_encoder: inv.has_hardware(),
         checks,
+        tasks,
     };
     let code = if status == HealthState::Down {
         StatusCode::SERVICE_UNAVAILABLE

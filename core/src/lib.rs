@@ -7,3 +7,4 @@ pub mod admission;
 pub mod events;
 pub mod ids;
 pub mod spec;
+pub mod supervisor;

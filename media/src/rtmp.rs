@@ -149,7 +149,7 @@ impl Drop for Held {
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     registry: PublishRegistry,
     events: EventBus,
     limits: ConnectionLimits,

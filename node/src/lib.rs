@@ -159,6 +159,8 @@ pub struct Node {
     /// Device health: the latest sample and the last hour.
     pub device: Arc<crate::device::DeviceHistory>,
     pub logs: Arc<crate::logs::LogControl>,
+    /// The long-lived tasks and their health.
+    pub subsystems: lpe_core::supervisor::Supervisor,
     /// Sending `true` stops the node gracefully.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when the stop is a restart.
@@ -242,6 +244,7 @@ impl Node {
         media: MediaEngine,
         events: EventBus,
         logs: Arc<crate::logs::LogControl>,
+        subsystems: lpe_core::supervisor::Supervisor,
         shutdown: tokio::sync::watch::Sender<bool>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -255,6 +258,7 @@ impl Node {
             auth: crate::auth::Auth::new(),
             device: Default::default(),
             logs,
+            subsystems,
             shutdown,
             restart: std::sync::atomic::AtomicBool::new(false),
             event_flush: std::sync::OnceLock::new(),
