@@ -104,8 +104,20 @@ impl NodeProc {
     }
 
     fn spawn(dir: &Path, env: &[(&str, &str)], wrapper: &[&str], setup: bool) -> Self {
+        // A port found free can be taken before the node binds it (another test's outgoing
+        // connection gets an ephemeral port from the same range): then try other ports.
+        for _ in 0..3 {
+            if let Some(node) = Self::try_spawn(dir, env, wrapper, setup) {
+                return node;
+            }
+        }
+        panic!("the node found its ports taken three times");
+    }
+
+    fn try_spawn(dir: &Path, env: &[(&str, &str)], wrapper: &[&str], setup: bool) -> Option<Self> {
         let http = free_port();
         let rtmp = free_port();
+        let log_start = std::fs::metadata(dir.join("node.log")).map_or(0, |m| m.len()) as usize;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,7 +169,20 @@ impl NodeProc {
                 if setup {
                     node.auth = format!("Bearer {}", node.admin_token());
                 }
-                return node;
+                return Some(node);
+            }
+            let exited = node
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited
+                && node
+                    .log()
+                    .get(log_start..)
+                    .is_some_and(|l| l.contains("Address already in use"))
+            {
+                node.child = None;
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
