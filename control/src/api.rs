@@ -13,11 +13,10 @@ use super::tls::PeerAddr;
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
-use crate::http::{ApiError, ApiJson, AppState, ErrorBody, chain_error};
+use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody, chain_error};
 use crate::metrics::Counters;
-use lpe_core::events::EventKind;
 use lpe_core::supervisor::{TaskHealth, TaskState};
-use lpe_node::{Command, CommandError, Funding, Node, Outcome};
+use lpe_node::{Actor, Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
 
@@ -633,9 +632,15 @@ fn out(node: &Node, headers: &HeaderMap, view: lpe_node::StreamView) -> StreamOu
 fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
     match o {
         Outcome::Stream(v) => Json(out(node, headers, *v)).into_response(),
-        Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => {
-            StatusCode::NO_CONTENT.into_response()
+        Outcome::Deleted
+        | Outcome::Auth(_)
+        | Outcome::Done
+        | Outcome::LogLevel(_)
+        | Outcome::Restarting => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Snapshot { jpeg, .. } => {
+            ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
         }
+        Outcome::Payment(r) => Json(r).into_response(),
         Outcome::Desired(r) => Json(r).into_response(),
         Outcome::Mined(m) => tx_view(m).into_response(),
     }
@@ -668,10 +673,11 @@ async fn list_streams(
 )]
 async fn create_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::CreateStream(body)).await?;
+    let o = node.run(actor, Command::CreateStream(body)).await?;
     let mut res = outcome(&node, &headers, o);
     *res.status_mut() = StatusCode::CREATED;
     Ok(res)
@@ -704,11 +710,12 @@ async fn get_stream(
 )]
 async fn replace_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(spec): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::ReplaceStream { id, spec }).await?;
+    let o = node.run(actor, Command::ReplaceStream { id, spec }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -723,11 +730,12 @@ async fn replace_stream(
 )]
 async fn patch_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::PatchStream { id, patch }).await?;
+    let o = node.run(actor, Command::PatchStream { id, patch }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -741,10 +749,11 @@ async fn patch_stream(
 )]
 async fn delete_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::DeleteStream { id }).await?;
+    let o = node.run(actor, Command::DeleteStream { id }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -758,10 +767,11 @@ async fn delete_stream(
 )]
 async fn start_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::StartStream { id }).await?;
+    let o = node.run(actor, Command::StartStream { id }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -778,10 +788,11 @@ async fn start_stream(
 )]
 async fn rotate_stream_key(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::RotateStreamKey { id }).await?;
+    let o = node.run(actor, Command::RotateStreamKey { id }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -795,10 +806,11 @@ async fn rotate_stream_key(
 )]
 async fn stop_stream(
     State(node): State<AppState>,
+    By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let o = node.execute(Command::StopStream { id }).await?;
+    let o = node.run(actor, Command::StopStream { id }).await?;
     Ok(outcome(&node, &headers, o))
 }
 
@@ -1009,9 +1021,10 @@ struct LogLevelRequest {
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 async fn set_log_level(
     State(node): State<AppState>,
+    By(actor): By,
     ApiJson(req): ApiJson<LogLevelRequest>,
 ) -> Result<StatusCode, ApiError> {
-    node.execute(Command::SetLogLevel(req.level)).await?;
+    node.run(actor, Command::SetLogLevel(req.level)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1054,19 +1067,7 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
 /// The orchestrator's side of payments; refused with the node's own errors: payments off
 /// (409, configuration), not an orchestrator (409), chain not reached yet (503).
 fn orchestrator(node: &Node) -> Result<Arc<lpe_node::money::payments::Orchestrator>, ApiError> {
-    chain(node)?;
-    if !node.cfg.pm.earns() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_orchestrator",
-            format!("this node is a {}, not an orchestrator", node.cfg.pm.role),
-        ));
-    }
-    Ok(node
-        .orchestrator
-        .get()
-        .cloned()
-        .ok_or(CommandError::ChainNotReady)?)
+    Ok(node.orchestrator()?)
 }
 
 /// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
@@ -1096,9 +1097,9 @@ async fn payment(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Result<Json<lpe_node::money::payments::PaymentReceipt>, ApiError> {
-    use lpe_node::money::payments::PaymentError;
     peers.admit(&peers.payments, peer)?;
-    let orch = orchestrator(&node)?;
+    // A node that takes no payments says so before asking for one.
+    node.orchestrator()?;
     let header = headers
         .get("Livepeer-Payment")
         .and_then(|v| v.to_str().ok())
@@ -1108,42 +1109,19 @@ async fn payment(
                 "no_payment",
                 "missing Livepeer-Payment header",
             )
-        })?;
-    orch.receive(&node.store, header)
-        .await
-        .inspect(|r| {
-            if r.won > 0 {
-                node.events.emit(
-                    None,
-                    EventKind::TicketWon,
-                    format!("{} winning ticket(s) from {:#x} recorded", r.won, r.sender),
-                );
-            }
-        })
-        .map(Json)
-        .map_err(|e| match e {
-            PaymentError::Malformed(m) => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", m)
-            }
-            PaymentError::Rejected { message, fatal } => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                if fatal {
-                    "ticket_rejected_fatal"
-                } else {
-                    "ticket_rejected"
-                },
-                message,
-            ),
-            PaymentError::Storage(e) => {
-                tracing::error!("payment refused, storage failed: {e}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage",
-                    "the payment could not be recorded and was not accepted",
-                )
-            }
-            PaymentError::Chain(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", m),
-        })
+        })?
+        .to_string();
+    let actor = Actor::Peer {
+        address: peer.ip().to_string(),
+    };
+    match node.run(actor, Command::ReceivePayment { header }).await? {
+        Outcome::Payment(receipt) => Ok(Json(receipt)),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected outcome",
+        )),
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1308,6 +1286,7 @@ fn tx_view(m: lpe_node::money::chain::Mined) -> Json<TxView> {
 )]
 async fn fund(
     State(node): State<AppState>,
+    By(actor): By,
     ApiJson(req): ApiJson<FundRequest>,
 ) -> Result<Json<TxView>, ApiError> {
     let amount = |field: &str, v: &str| -> Result<lpe_pm::U256, ApiError> {
@@ -1320,11 +1299,16 @@ async fn fund(
     };
     let deposit = amount("deposit", &req.deposit)?;
     let reserve = amount("reserve", &req.reserve)?;
-    funding(&node, Funding::DepositAndReserve { deposit, reserve }).await
+    funding(
+        &node,
+        actor,
+        Funding::DepositAndReserve { deposit, reserve },
+    )
+    .await
 }
 
-async fn funding(node: &Node, f: Funding) -> Result<Json<TxView>, ApiError> {
-    match node.execute(Command::Funding(f)).await? {
+async fn funding(node: &AppState, actor: Actor, f: Funding) -> Result<Json<TxView>, ApiError> {
+    match node.run(actor, Command::Funding(f)).await? {
         Outcome::Mined(m) => Ok(tx_view(m)),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1341,8 +1325,8 @@ async fn funding(node: &Node, f: Funding) -> Result<Json<TxView>, ApiError> {
     responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
-async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    funding(&node, Funding::Unlock).await
+async fn unlock(State(node): State<AppState>, By(actor): By) -> Result<Json<TxView>, ApiError> {
+    funding(&node, actor, Funding::Unlock).await
 }
 
 #[utoipa::path(
@@ -1352,8 +1336,11 @@ async fn unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> 
     responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
-async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    funding(&node, Funding::CancelUnlock).await
+async fn cancel_unlock(
+    State(node): State<AppState>,
+    By(actor): By,
+) -> Result<Json<TxView>, ApiError> {
+    funding(&node, actor, Funding::CancelUnlock).await
 }
 
 #[utoipa::path(
@@ -1363,6 +1350,6 @@ async fn cancel_unlock(State(node): State<AppState>) -> Result<Json<TxView>, Api
     responses((status = 200, body = TxView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
-async fn withdraw(State(node): State<AppState>) -> Result<Json<TxView>, ApiError> {
-    funding(&node, Funding::Withdraw).await
+async fn withdraw(State(node): State<AppState>, By(actor): By) -> Result<Json<TxView>, ApiError> {
+    funding(&node, actor, Funding::Withdraw).await
 }

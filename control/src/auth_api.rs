@@ -15,7 +15,8 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::tls::PeerAddr;
-use crate::http::{ApiError, ApiJson, AppState, ErrorBody};
+use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody};
+use lpe_node::Actor;
 use lpe_node::auth::{
     Access, Auth, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal,
     Role, SESSION_COOKIE, SetupRequest, same_secret,
@@ -258,8 +259,8 @@ fn caller(principal: Option<Extension<Principal>>) -> Result<Principal, ApiError
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first"))
 }
 
-async fn run(node: &Node, cmd: AuthCommand) -> Result<AuthOutcome, ApiError> {
-    match node.execute(Command::Auth(cmd)).await? {
+async fn run(node: &AppState, actor: Actor, cmd: AuthCommand) -> Result<AuthOutcome, ApiError> {
+    match node.run(actor, Command::Auth(cmd)).await? {
         Outcome::Auth(o) => Ok(o),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -350,11 +351,13 @@ pub async fn setup_status(State(node): State<AppState>) -> Result<Json<SetupStat
         (status = 429, body = ErrorBody)))]
 pub async fn setup(
     State(node): State<AppState>,
+    By(actor): By,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> Result<Response, ApiError> {
     let o = run(
         &node,
+        actor.clone(),
         AuthCommand::Setup {
             req,
             ip: Some(peer.ip()),
@@ -376,12 +379,14 @@ pub struct LoginRequest {
         (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(node): State<AppState>,
+    By(actor): By,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let name = req.username.clone();
     let o = run(
         &node,
+        actor.clone(),
         AuthCommand::Login {
             username: req.username,
             password: req.password,
@@ -403,11 +408,12 @@ pub async fn login(
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 pub async fn logout(
     State(node): State<AppState>,
+    By(actor): By,
     principal: Option<Extension<Principal>>,
 ) -> Result<Response, ApiError> {
     let p = caller(principal)?;
     if let Some(session) = p.session {
-        run(&node, AuthCommand::Logout { session }).await?;
+        run(&node, actor.clone(), AuthCommand::Logout { session }).await?;
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
@@ -459,6 +465,7 @@ pub struct ChangePasswordRequest {
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 pub async fn change_own_password(
     State(node): State<AppState>,
+    By(actor): By,
     principal: Option<Extension<Principal>>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
@@ -473,6 +480,7 @@ pub async fn change_own_password(
     }
     run(
         &node,
+        actor.clone(),
         AuthCommand::ChangeOwnPassword {
             name: p.name,
             current: req.current_password,
@@ -524,10 +532,12 @@ pub struct NewUser {
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn create_user(
     State(node): State<AppState>,
+    By(actor): By,
     ApiJson(req): ApiJson<NewUser>,
 ) -> Result<StatusCode, ApiError> {
     run(
         &node,
+        actor.clone(),
         AuthCommand::CreateUser {
             name: req.name,
             password: req.password,
@@ -545,9 +555,10 @@ pub async fn create_user(
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn delete_user(
     State(node): State<AppState>,
+    By(actor): By,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    run(&node, AuthCommand::DeleteUser { name }).await?;
+    run(&node, actor.clone(), AuthCommand::DeleteUser { name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -558,11 +569,13 @@ pub async fn delete_user(
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn set_user_password(
     State(node): State<AppState>,
+    By(actor): By,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<PasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     run(
         &node,
+        actor.clone(),
         AuthCommand::SetPassword {
             name,
             password: req.password,
@@ -602,12 +615,14 @@ pub struct CreatedToken {
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn create_token(
     State(node): State<AppState>,
+    By(actor): By,
     principal: Option<Extension<Principal>>,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
     let owner = caller(principal)?.user;
     match run(
         &node,
+        actor.clone(),
         AuthCommand::CreateToken {
             name: req.name,
             role: req.role,
@@ -634,8 +649,9 @@ pub async fn create_token(
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn delete_token(
     State(node): State<AppState>,
+    By(actor): By,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    run(&node, AuthCommand::DeleteToken { id }).await?;
+    run(&node, actor.clone(), AuthCommand::DeleteToken { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::metrics::Counters;
-use lpe_node::{CommandError, Node};
+use lpe_node::auth::Principal;
+use lpe_node::{Actor, Command, CommandError, Envelope, Node, Outcome, Reply};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -105,6 +106,11 @@ impl From<CommandError> for ApiError {
                 e.to_string(),
             ),
             CommandError::Chain(c) => chain_error(c),
+            CommandError::NotOrchestrator(_) => {
+                Self::new(StatusCode::CONFLICT, "not_orchestrator", e.to_string())
+            }
+            CommandError::Unavailable(m) => Self::new(StatusCode::NOT_FOUND, "unavailable", m),
+            CommandError::Payment(p) => payment_error(p),
             CommandError::Storage(e) => {
                 tracing::error!("storage failure: {e}");
                 Self::new(
@@ -150,6 +156,47 @@ pub struct AppState {
     pub(crate) counters: Arc<Counters>,
 }
 
+impl AppState {
+    /// Runs one command for `actor`. HTTP requests carry no request id: each runs once.
+    pub(crate) async fn run(
+        &self,
+        actor: Actor,
+        command: Command,
+    ) -> Result<Outcome, CommandError> {
+        match self
+            .node
+            .submit(Envelope::once(actor, command), |_| {})
+            .await?
+        {
+            Reply::Ran(result) => result,
+            Reply::Repeat(entry) => Err(CommandError::Conflict {
+                field: None,
+                message: format!("request {:?} was handled already", entry.request_id),
+            }),
+        }
+    }
+}
+
+/// Who sends a request's commands: the signed-in operator (or the owner of the token used),
+/// else whoever is setting the node up.
+pub struct By(pub Actor);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for By {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(By(match parts.extensions.get::<Principal>() {
+            Some(p) => Actor::Operator {
+                user: p.user.clone(),
+            },
+            None => Actor::Setup,
+        }))
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Node;
     fn deref(&self) -> &Node {
@@ -163,5 +210,30 @@ pub(crate) fn chain_error(e: lpe_node::money::chain::ChainError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "reverted", reason)
         }
         other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", other.to_string()),
+    }
+}
+
+fn payment_error(e: lpe_node::money::payments::PaymentError) -> ApiError {
+    use lpe_node::money::payments::PaymentError;
+    match e {
+        PaymentError::Malformed(m) => ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", m),
+        PaymentError::Rejected { message, fatal } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            if fatal {
+                "ticket_rejected_fatal"
+            } else {
+                "ticket_rejected"
+            },
+            message,
+        ),
+        PaymentError::Storage(e) => {
+            tracing::error!("payment refused, storage failed: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+                "the payment could not be recorded and was not accepted",
+            )
+        }
+        PaymentError::Chain(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", m),
     }
 }

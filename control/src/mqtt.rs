@@ -13,14 +13,14 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{LastWillProperties, Packet as Packet5, PublishProperties};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::metrics::Counters;
 use lpe_core::events::{EventKind, NodeEvent, now_ms};
+use lpe_node::command::JournalState;
 use lpe_node::config::BrokerAddress;
-use lpe_node::{Command, CommandError, Node, Outcome};
+use lpe_node::{Actor, Command, CommandError, Envelope, JournalEntry, Node, Outcome, Reply};
 
 /// Largest message either way (a snapshot result carries a JPEG).
 const MAX_PACKET: usize = 4 << 20;
@@ -345,44 +345,6 @@ fn device_id(node: &Node) -> String {
     id
 }
 
-/// A command result as published.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct CommandResult {
-    request_id: Option<String>,
-    command: String,
-    /// `accepted`, `in_progress`, `succeeded` or `failed`.
-    state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<Value>,
-    ts_ms: u64,
-}
-
-impl CommandResult {
-    fn new(request_id: Option<&str>, command: &str, state: &str) -> Self {
-        Self {
-            request_id: request_id.map(str::to_string),
-            command: command.to_string(),
-            state: state.to_string(),
-            reason: None,
-            result: None,
-            ts_ms: now_ms(),
-        }
-    }
-
-    fn failed(request_id: Option<&str>, command: &str, reason: impl Into<String>) -> Self {
-        Self {
-            reason: Some(reason.into()),
-            ..Self::new(request_id, command, "failed")
-        }
-    }
-
-    fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 /// The environment variable holding the broker password when `mqtt.password_file` is empty.
 pub const PASSWORD_ENV: &str = "LPE_MQTT_PASSWORD";
 
@@ -399,7 +361,7 @@ const COMMANDS: &[&str] = &[
 fn parse_request(
     name: &str,
     msg: &Incoming,
-) -> Result<(String, serde_json::Map<String, Value>), Box<CommandResult>> {
+) -> Result<(String, serde_json::Map<String, Value>), Box<JournalEntry>> {
     let correlation = msg
         .correlation
         .as_ref()
@@ -415,14 +377,14 @@ fn parse_request(
     let body = match body {
         Ok(Value::Object(o)) => o,
         Ok(_) => {
-            return Err(Box::new(CommandResult::failed(
+            return Err(Box::new(JournalEntry::failed(
                 correlation.as_deref(),
                 name,
                 "the request must be a JSON object",
             )));
         }
         Err(e) => {
-            return Err(Box::new(CommandResult::failed(
+            return Err(Box::new(JournalEntry::failed(
                 correlation.as_deref(),
                 name,
                 format!("malformed JSON: {e}"),
@@ -433,14 +395,14 @@ fn parse_request(
         (Some(c), _) => c,
         (None, Some(Value::String(s))) if !s.is_empty() && s.len() <= 200 => s.clone(),
         (None, Some(_)) => {
-            return Err(Box::new(CommandResult::failed(
+            return Err(Box::new(JournalEntry::failed(
                 None,
                 name,
                 "request_id must be a string of 1 to 200 characters",
             )));
         }
         (None, None) => {
-            return Err(Box::new(CommandResult::failed(
+            return Err(Box::new(JournalEntry::failed(
                 None,
                 name,
                 "a request id is required (MQTT 5 correlation data, or a request_id field)",
@@ -458,68 +420,30 @@ fn string_arg(args: &serde_json::Map<String, Value>, key: &str) -> Result<String
     }
 }
 
-fn command_error(e: CommandError) -> String {
-    match e {
-        CommandError::Invalid(s) => format!("{}: {}", s.field, s.message),
-        other => other.to_string(),
-    }
-}
-
-/// Runs one command through the node; `Ok(result)` or `Err(reason)`.
-async fn execute(
-    node: &Node,
-    name: &str,
-    args: &serde_json::Map<String, Value>,
-) -> Result<Value, String> {
-    let stream_view = |o: Outcome| match o {
-        Outcome::Stream(v) => json!({"stream_id": v.id, "state": v.status.state}),
-        _ => Value::Null,
-    };
-    match name {
-        "stream_start" | "stream_stop" | "stream_restart" => {
-            let id = string_arg(args, "stream_id")?;
-            let cmd = match name {
-                "stream_start" => Command::StartStream { id },
-                "stream_stop" => Command::StopStream { id },
-                _ => Command::RestartStream { id },
-            };
-            node.execute(cmd)
-                .await
-                .map(stream_view)
-                .map_err(command_error)
+/// The fleet's command `name` with its arguments, as a node command.
+fn decode(name: &str, args: &serde_json::Map<String, Value>) -> Result<Command, String> {
+    Ok(match name {
+        "stream_start" => Command::StartStream {
+            id: string_arg(args, "stream_id")?,
+        },
+        "stream_stop" => Command::StopStream {
+            id: string_arg(args, "stream_id")?,
+        },
+        "stream_restart" => Command::RestartStream {
+            id: string_arg(args, "stream_id")?,
+        },
+        "snapshot" => Command::Snapshot {
+            id: string_arg(args, "stream_id")?,
+        },
+        "log_level" => Command::SetLogLevel(string_arg(args, "level")?),
+        "restart" => Command::RestartNode,
+        other => {
+            return Err(format!(
+                "unknown command '{other}'; known: {}",
+                COMMANDS.join(", ")
+            ));
         }
-        "snapshot" => {
-            let id = string_arg(args, "stream_id")?;
-            node.view(&id).map_err(command_error)?;
-            let jpeg = node.media.snapshot(&id).ok_or_else(|| {
-                "the stream has no picture yet; it is not running or has not produced a frame"
-                    .to_string()
-            })?;
-            Ok(json!({
-                "stream_id": id,
-                "content_type": "image/jpeg",
-                "bytes": jpeg.len(),
-                "data_base64": base64::engine::general_purpose::STANDARD.encode(&jpeg),
-            }))
-        }
-        "log_level" => {
-            let level = string_arg(args, "level")?;
-            node.execute(Command::SetLogLevel(level.clone()))
-                .await
-                .map_err(command_error)?;
-            Ok(json!({"level": level}))
-        }
-        "restart" => {
-            node.execute(Command::RestartNode)
-                .await
-                .map_err(command_error)?;
-            Ok(json!({"restarting": true}))
-        }
-        other => Err(format!(
-            "unknown command '{other}'; known: {}",
-            COMMANDS.join(", ")
-        )),
-    }
+    })
 }
 
 /// A command's result on its way out: where, what, how hard.
@@ -544,14 +468,13 @@ async fn handle_command(
             .unwrap_or_else(|| format!("{base}/cmd/{name}/result")),
         correlation: msg.correlation.clone(),
     };
-    let send_json = |state: &str, json: String| {
-        let delivery = match state {
-            "accepted" | "in_progress" => Delivery::BestEffort,
+    let send = |r: &JournalEntry| {
+        let delivery = match r.state {
+            JournalState::Accepted | JournalState::InProgress => Delivery::BestEffort,
             _ => Delivery::AtLeastOnce,
         };
-        let _ = out.send((reply.clone(), json.into_bytes(), delivery));
+        let _ = out.send((reply.clone(), r.json().into_bytes(), delivery));
     };
-    let send = |r: &CommandResult| send_json(&r.state, r.json());
     let (request_id, args) = match parse_request(&name, &msg) {
         Ok(v) => v,
         Err(r) => {
@@ -561,51 +484,61 @@ async fn handle_command(
         }
     };
     let rid = Some(request_id.as_str());
-    // Claim the id durably before saying "accepted"; a repeat gets the stored result.
-    let accepted = CommandResult::new(rid, &name, "accepted").json();
-    match node
-        .store
-        .claim_command(&request_id, &name, &accepted, now_ms())
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            if let Ok(Some(stored)) = node.store.command_result(&request_id)
-                && let Ok(r) = serde_json::from_str::<CommandResult>(&stored)
-            {
-                send(&r);
-            }
+    let command = match decode(&name, &args) {
+        Ok(c) => c,
+        Err(reason) => {
+            counters.mqtt_command(&name, COMMANDS, "failed");
+            send(&JournalEntry::failed(rid, &name, reason));
             return;
         }
-        Err(e) => {
-            send(&CommandResult::failed(
-                rid,
-                &name,
-                format!("the node could not record the command: {e}"),
-            ));
-            return;
-        }
-    }
-    send_json("accepted", accepted);
-    // Only "accepted" (the claim) and the final state are written: a command cut short by a
-    // crash is marked failed at the next start (`Store::fail_unfinished_commands`).
-    send(&CommandResult::new(rid, &name, "in_progress"));
-    let done = match execute(&node, &name, &args).await {
-        Ok(result) => CommandResult {
-            result: (!result.is_null()).then_some(result),
-            ..CommandResult::new(rid, &name, "succeeded")
-        },
-        Err(reason) => CommandResult::failed(rid, &name, reason),
     };
-    // The stored copy of a snapshot result omits the picture.
-    let mut stored = done.clone();
-    if let Some(Value::Object(o)) = &mut stored.result {
-        o.remove("data_base64");
-    }
-    if let Err(e) = node.store.set_command_result(&request_id, &stored.json()) {
-        tracing::warn!("cannot record the result of command {name}: {e}");
-    }
-    counters.mqtt_command(&name, COMMANDS, &done.state);
+    let envelope = Envelope {
+        actor: Actor::Fleet,
+        request_id: Some(request_id.clone()),
+        command,
+    };
+    // The node journals the id before the command runs; "accepted" goes out once it has.
+    let accepted = |entry: &JournalEntry| {
+        send(entry);
+        send(&JournalEntry::new(rid, &name, JournalState::InProgress));
+    };
+    let done = match node.submit(envelope, accepted).await {
+        Ok(Reply::Repeat(entry)) => {
+            send(&entry);
+            return;
+        }
+        Ok(Reply::Ran(result)) => {
+            let mut done = JournalEntry::finished(rid, &name, &result);
+            // The picture goes to the fleet, not into the journal.
+            if let (Ok(Outcome::Snapshot { jpeg, .. }), Some(Value::Object(o))) =
+                (&result, &mut done.result)
+            {
+                o.insert(
+                    "data_base64".into(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(jpeg)
+                        .into(),
+                );
+            }
+            done
+        }
+        Err(e) => JournalEntry::failed(
+            rid,
+            &name,
+            format!("the node could not record the command: {e}"),
+        ),
+    };
+    counters.mqtt_command(&name, COMMANDS, state_name(done.state));
     send(&done);
+}
+
+fn state_name(s: JournalState) -> &'static str {
+    match s {
+        JournalState::Accepted => "accepted",
+        JournalState::InProgress => "in_progress",
+        JournalState::Succeeded => "succeeded",
+        JournalState::Failed => "failed",
+    }
 }
 
 /// Runs a command as far as it goes without waiting, here on the bridge's task, and hands
@@ -965,7 +898,13 @@ async fn apply_desired(node: &Node, payload: &[u8]) -> Value {
         }
     };
     let version = doc.get("version").cloned().unwrap_or(Value::Null);
-    match node.execute(Command::ApplyDesired(doc)).await {
+    let envelope = Envelope::once(Actor::Fleet, Command::ApplyDesired(doc));
+    let result = match node.submit(envelope, |_| {}).await {
+        Ok(Reply::Ran(result)) => result,
+        Ok(Reply::Repeat(_)) => return json!(null),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(Outcome::Desired(r)) => {
             tracing::info!(version = %r.version, created = r.created.len(), updated = r.updated.len(),
                 deleted = r.deleted.len(), "desired configuration applied");
@@ -1073,7 +1012,7 @@ mod tests {
         let e = parse_request("x", &msg("{nope", None)).expect_err("bad json");
         assert!(e.reason.unwrap_or_default().contains("malformed JSON"));
         let e = parse_request("x", &msg("[1]", None)).expect_err("not an object");
-        assert_eq!(e.state, "failed");
+        assert_eq!(e.state, JournalState::Failed);
         let e = parse_request("x", &msg(r#"{"request_id":5}"#, None)).expect_err("number");
         assert!(e.reason.unwrap_or_default().contains("request_id"));
     }

@@ -3,9 +3,15 @@
 //! adapters that build commands and render outcomes.
 
 pub mod auth;
+pub mod command;
 pub mod config;
 pub mod device;
 pub mod logs;
+
+use command::JournalState;
+pub use command::{
+    Actor, Command, CommandError, DesiredReport, Envelope, Funding, JournalEntry, Outcome, Reply,
+};
 
 // The other planes, as the transports see them through the node.
 pub use lpe_media as media;
@@ -24,103 +30,6 @@ use lpe_core::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_lad
 use lpe_media::MediaEngine;
 use lpe_media::runner::{StreamState, StreamStatus};
 use lpe_store::{Store, StoreError, StoredStream};
-
-/// A change of state.
-#[derive(Debug, Clone)]
-pub enum Command {
-    CreateStream(serde_json::Value),
-    ReplaceStream {
-        id: String,
-        spec: serde_json::Value,
-    },
-    PatchStream {
-        id: String,
-        patch: serde_json::Value,
-    },
-    DeleteStream {
-        id: String,
-    },
-    StartStream {
-        id: String,
-    },
-    StopStream {
-        id: String,
-    },
-    RestartStream {
-        id: String,
-    },
-    /// A new stream key for an RTMP stream; the old one stops working at once.
-    RotateStreamKey {
-        id: String,
-    },
-    /// Setup, sessions, users and API tokens.
-    Auth(crate::auth::AuthCommand),
-    /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
-    ApplyDesired(serde_json::Value),
-    SetLogLevel(String),
-    /// Stops gracefully and starts again (the process re-executes itself).
-    RestartNode,
-    /// A gateway's TicketBroker funding, sent from the node's account.
-    Funding(Funding),
-}
-
-/// TicketBroker funding transactions.
-#[derive(Debug, Clone)]
-pub enum Funding {
-    DepositAndReserve {
-        deposit: lpe_pm::U256,
-        reserve: lpe_pm::U256,
-    },
-    Unlock,
-    CancelUnlock,
-    Withdraw,
-}
-
-/// What applying a desired configuration did.
-#[derive(Debug, Clone, Serialize)]
-pub struct DesiredReport {
-    pub version: serde_json::Value,
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub deleted: Vec<String>,
-    /// True when this version was already applied (a retained message seen again).
-    pub unchanged: bool,
-}
-
-#[derive(Debug)]
-pub enum Outcome {
-    Stream(Box<StreamView>),
-    Deleted,
-    Auth(crate::auth::AuthOutcome),
-    Desired(DesiredReport),
-    Mined(lpe_money::chain::Mined),
-    Done,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("no stream with id '{0}'")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(SpecError),
-    #[error("{message}")]
-    Conflict {
-        field: Option<String>,
-        message: String,
-    },
-    #[error("storage failed: {0}")]
-    Storage(#[from] StoreError),
-    #[error("{0}")]
-    Auth(#[from] crate::auth::AuthError),
-    /// Payments are off in the configuration (not a failure).
-    #[error("payments are off on this node (pm.role = off)")]
-    PaymentsOff,
-    /// Payments are on, but the chain has not been reached yet.
-    #[error("the chain is not reachable yet")]
-    ChainNotReady,
-    #[error("{0}")]
-    Chain(#[from] lpe_money::chain::ChainError),
-}
 
 /// A stream as the API and MQTT show it. Secrets (RTSP passwords, RTMP stream keys) are
 /// never included, except the stream key in the answer to the admin who created the
@@ -265,9 +174,55 @@ impl Node {
         })
     }
 
+    /// Executes one envelope — the only way in for every transport. With a request id, the
+    /// id is journalled before the command runs (`on_accepted` is told once it is) and its
+    /// final entry after; a request id seen before is answered from the journal and the
+    /// command does not run again.
+    pub async fn submit(
+        &self,
+        envelope: Envelope,
+        on_accepted: impl FnOnce(&JournalEntry),
+    ) -> Result<Reply, CommandError> {
+        let Envelope {
+            actor,
+            request_id,
+            command,
+        } = envelope;
+        let name = command.name();
+        tracing::debug!(
+            command = name,
+            ?actor,
+            request_id = request_id.as_deref(),
+            "command"
+        );
+        let Some(rid) = request_id else {
+            return Ok(Reply::Ran(self.execute(command).await));
+        };
+        let accepted = JournalEntry::new(Some(&rid), name, JournalState::Accepted);
+        if !self
+            .store
+            .claim_command(&rid, name, &accepted.json(), now_ms())?
+        {
+            let stored = self.store.command_result(&rid)?.unwrap_or_default();
+            let entry = serde_json::from_str(&stored).unwrap_or_else(|_| {
+                JournalEntry::failed(Some(&rid), name, "the recorded result is unreadable")
+            });
+            return Ok(Reply::Repeat(entry));
+        }
+        on_accepted(&accepted);
+        let result = self.execute(command).await;
+        // Only "accepted" (the claim) and the final state are written: a command cut short
+        // by a crash is marked failed at the next start (`Store::fail_unfinished_commands`).
+        let done = JournalEntry::finished(Some(&rid), name, &result);
+        if let Err(e) = self.store.set_command_result(&rid, &done.json()) {
+            tracing::warn!("cannot record the result of command {name}: {e}");
+        }
+        Ok(Reply::Ran(result))
+    }
+
     /// Executes one command: validate, persist, then act. Nothing is acted on that was not
     /// committed first.
-    pub async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
+    async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
         match cmd {
             Command::Auth(c) => Ok(Outcome::Auth(self.auth.execute(&self.store, c).await?)),
             Command::CreateStream(body) => {
@@ -377,7 +332,7 @@ impl Node {
             Command::SetLogLevel(level) => {
                 if self.logs.level() == level {
                     // Nothing changes: no filter rebuild, no event.
-                    return Ok(Outcome::Done);
+                    return Ok(Outcome::LogLevel(level));
                 }
                 self.logs
                     .set_level(&level)
@@ -387,7 +342,7 @@ impl Node {
                     EventKind::SettingsChanged,
                     format!("log level set to {level}"),
                 );
-                Ok(Outcome::Done)
+                Ok(Outcome::LogLevel(level))
             }
             Command::RestartNode => {
                 self.restart
@@ -400,9 +355,54 @@ impl Node {
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                     let _ = tx.send(true);
                 });
-                Ok(Outcome::Done)
+                Ok(Outcome::Restarting)
+            }
+            Command::Snapshot { id } => {
+                self.get(&id)?;
+                let jpeg = self.media.snapshot(&id).ok_or_else(|| {
+                    CommandError::Unavailable(
+                        "the stream has no picture yet; it is not running or has not produced a frame"
+                            .into(),
+                    )
+                })?;
+                Ok(Outcome::Snapshot {
+                    stream_id: id,
+                    jpeg,
+                })
+            }
+            Command::ReceivePayment { header } => {
+                let orchestrator = self.orchestrator()?;
+                let receipt = orchestrator.receive(&self.store, &header).await?;
+                if receipt.won > 0 {
+                    self.events.emit(
+                        None,
+                        EventKind::TicketWon,
+                        format!(
+                            "{} winning ticket(s) from {:#x} recorded",
+                            receipt.won, receipt.sender
+                        ),
+                    );
+                }
+                Ok(Outcome::Payment(receipt))
             }
         }
+    }
+
+    /// The orchestrator's payment handling, once payments run and the chain was reached.
+    pub fn orchestrator(&self) -> Result<Arc<lpe_money::payments::Orchestrator>, CommandError> {
+        if self.cfg.pm.role == "off" {
+            return Err(CommandError::PaymentsOff);
+        }
+        if self.chain.get().is_none() {
+            return Err(CommandError::ChainNotReady);
+        }
+        if !self.cfg.pm.earns() {
+            return Err(CommandError::NotOrchestrator(self.cfg.pm.role.clone()));
+        }
+        self.orchestrator
+            .get()
+            .cloned()
+            .ok_or(CommandError::ChainNotReady)
     }
 
     /// Validates a whole desired configuration, then converges the streams to it. Nothing is

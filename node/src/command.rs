@@ -1,0 +1,300 @@
+//! The command model: every change of state is a [`Command`] in an [`Envelope`] that says
+//! who sent it and, when the sender may repeat it, under which request id. [`crate::Node`]
+//! executes envelopes in one place ([`crate::Node::submit`]): a request id is journalled
+//! before the command runs and answered from the journal when it comes again.
+
+use serde::{Deserialize, Serialize};
+
+use crate::StreamView;
+use lpe_core::events::now_ms;
+use lpe_core::spec::SpecError;
+use lpe_store::StoreError;
+
+/// Who sent a command: for the journal, the logs and the events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A signed-in operator, or an API token acting for its owner.
+    Operator { user: String },
+    /// Whoever set the node up (before any operator exists).
+    Setup,
+    /// The fleet, over MQTT.
+    Fleet,
+    /// The command line on the box.
+    Cli,
+    /// A peer on the Livepeer network (a gateway paying this orchestrator).
+    Peer { address: String },
+    /// The node itself (first start, the fleet's desired configuration).
+    Node,
+}
+
+/// A command with its sender and, for senders that retry, its request id.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub actor: Actor,
+    /// Unique per command from this sender; a repeat is answered from the journal.
+    pub request_id: Option<String>,
+    pub command: Command,
+}
+
+impl Envelope {
+    /// A command no one will repeat (an HTTP request, a payment).
+    pub fn once(actor: Actor, command: Command) -> Self {
+        Self {
+            actor,
+            request_id: None,
+            command,
+        }
+    }
+}
+
+/// Where a journalled command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalState {
+    Accepted,
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+/// A journalled command's record, as kept under its request id and as the fleet sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub request_id: Option<String>,
+    pub command: String,
+    pub state: JournalState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    pub ts_ms: u64,
+}
+
+impl JournalEntry {
+    pub fn new(request_id: Option<&str>, command: &str, state: JournalState) -> Self {
+        Self {
+            request_id: request_id.map(str::to_string),
+            command: command.to_string(),
+            state,
+            reason: None,
+            result: None,
+            ts_ms: now_ms(),
+        }
+    }
+
+    pub fn failed(request_id: Option<&str>, command: &str, reason: impl Into<String>) -> Self {
+        Self {
+            reason: Some(reason.into()),
+            ..Self::new(request_id, command, JournalState::Failed)
+        }
+    }
+
+    /// The final record of a command that ran.
+    pub fn finished(
+        request_id: Option<&str>,
+        command: &str,
+        result: &Result<Outcome, CommandError>,
+    ) -> Self {
+        match result {
+            Ok(o) => {
+                let summary = o.summary();
+                Self {
+                    result: (!summary.is_null()).then_some(summary),
+                    ..Self::new(request_id, command, JournalState::Succeeded)
+                }
+            }
+            Err(e) => Self::failed(request_id, command, e.reason()),
+        }
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The answer to a submitted envelope.
+#[derive(Debug)]
+pub enum Reply {
+    /// The command ran now.
+    Ran(Result<Outcome, CommandError>),
+    /// The request id was seen before: its journal entry, the command not run again.
+    Repeat(JournalEntry),
+}
+
+/// A change of state.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateStream(serde_json::Value),
+    ReplaceStream {
+        id: String,
+        spec: serde_json::Value,
+    },
+    PatchStream {
+        id: String,
+        patch: serde_json::Value,
+    },
+    DeleteStream {
+        id: String,
+    },
+    StartStream {
+        id: String,
+    },
+    StopStream {
+        id: String,
+    },
+    RestartStream {
+        id: String,
+    },
+    /// A new stream key for an RTMP stream; the old one stops working at once.
+    RotateStreamKey {
+        id: String,
+    },
+    /// Setup, sessions, users and API tokens.
+    Auth(crate::auth::AuthCommand),
+    /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
+    ApplyDesired(serde_json::Value),
+    SetLogLevel(String),
+    /// Stops gracefully and starts again (the process re-executes itself).
+    RestartNode,
+    /// A gateway's TicketBroker funding, sent from the node's account.
+    Funding(Funding),
+    /// A fleet's request for a stream's current picture (a read, journalled like the fleet's
+    /// other commands so a repeated request id is answered, not run twice).
+    Snapshot {
+        id: String,
+    },
+    /// A gateway's `Livepeer-Payment` header (base64 protobuf), as an orchestrator receives it.
+    ReceivePayment {
+        header: String,
+    },
+}
+
+impl Command {
+    /// The command's name in journals, logs and fleet topics (`cmd/<name>`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateStream(_) => "stream_create",
+            Command::ReplaceStream { .. } => "stream_replace",
+            Command::PatchStream { .. } => "stream_patch",
+            Command::DeleteStream { .. } => "stream_delete",
+            Command::StartStream { .. } => "stream_start",
+            Command::StopStream { .. } => "stream_stop",
+            Command::RestartStream { .. } => "stream_restart",
+            Command::RotateStreamKey { .. } => "stream_key_rotate",
+            Command::Auth(_) => "auth",
+            Command::ApplyDesired(_) => "config_desired",
+            Command::SetLogLevel(_) => "log_level",
+            Command::RestartNode => "restart",
+            Command::Funding(_) => "funding",
+            Command::Snapshot { .. } => "snapshot",
+            Command::ReceivePayment { .. } => "payment",
+        }
+    }
+}
+
+/// TicketBroker funding transactions.
+#[derive(Debug, Clone)]
+pub enum Funding {
+    DepositAndReserve {
+        deposit: lpe_pm::U256,
+        reserve: lpe_pm::U256,
+    },
+    Unlock,
+    CancelUnlock,
+    Withdraw,
+}
+
+/// What applying a desired configuration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredReport {
+    pub version: serde_json::Value,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    /// True when this version was already applied (a retained message seen again).
+    pub unchanged: bool,
+}
+
+/// What a command did, typed per command family.
+#[derive(Debug)]
+pub enum Outcome {
+    Stream(Box<StreamView>),
+    Deleted,
+    Auth(crate::auth::AuthOutcome),
+    Desired(DesiredReport),
+    Mined(lpe_money::chain::Mined),
+    LogLevel(String),
+    /// The node stops and starts again shortly after answering.
+    Restarting,
+    Snapshot {
+        stream_id: String,
+        jpeg: Vec<u8>,
+    },
+    Payment(lpe_money::payments::PaymentReceipt),
+    Done,
+}
+
+impl Outcome {
+    /// The outcome as a journal (and a fleet) records it: small, no secrets, no picture.
+    pub fn summary(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Outcome::Stream(v) => json!({"stream_id": v.id, "state": v.status.state}),
+            Outcome::Desired(r) => serde_json::to_value(r).unwrap_or_default(),
+            Outcome::Mined(m) => json!({"tx_hash": format!("{:#x}", m.tx_hash), "block": m.block}),
+            Outcome::LogLevel(level) => json!({"level": level}),
+            Outcome::Restarting => json!({"restarting": true}),
+            Outcome::Snapshot { stream_id, jpeg } => json!({
+                "stream_id": stream_id,
+                "content_type": "image/jpeg",
+                "bytes": jpeg.len(),
+            }),
+            Outcome::Payment(r) => serde_json::to_value(r).unwrap_or_default(),
+            Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => serde_json::Value::Null,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no stream with id '{0}'")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(SpecError),
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("storage failed: {0}")]
+    Storage(#[from] StoreError),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// Payments are off in the configuration (not a failure).
+    #[error("payments are off on this node (pm.role = off)")]
+    PaymentsOff,
+    /// Payments are on, but the chain has not been reached yet.
+    #[error("the chain is not reachable yet")]
+    ChainNotReady,
+    #[error("{0}")]
+    Chain(#[from] lpe_money::chain::ChainError),
+    /// Payments are on, but this node only pays (`pm.role`).
+    #[error("this node is a {0}, not an orchestrator")]
+    NotOrchestrator(String),
+    #[error("{0}")]
+    Payment(#[from] lpe_money::payments::PaymentError),
+    /// A read found nothing to show (a stream without a picture yet).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl CommandError {
+    /// One line for a journal or a fleet: the field first when there is one.
+    pub fn reason(&self) -> String {
+        match self {
+            CommandError::Invalid(s) => format!("{}: {}", s.field, s.message),
+            other => other.to_string(),
+        }
+    }
+}
