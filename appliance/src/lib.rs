@@ -186,7 +186,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             Ok(())
         }
     });
-    if cfg.pm.role != "off" {
+    if !cfg.pm.role.is_off() {
         let node = Arc::clone(&node);
         subsystems.spawn("payments", PAYMENTS_RESTART, move |stop| {
             start_payments(Arc::clone(&node), stop)
@@ -269,7 +269,7 @@ fn adopt_setup_role(cfg: &mut Config, store: &store::Store) {
     let Ok(device) = node::auth::Auth::device(store) else {
         return;
     };
-    if cfg.pm.role != "off" || device.role == "off" {
+    if !cfg.pm.role.is_off() || device.role.is_off() {
         return;
     }
     if cfg.pm.eth_url.is_empty() {

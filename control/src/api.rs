@@ -521,7 +521,7 @@ async fn health(State(node): State<AppState>) -> Response {
         check(HealthState::Degraded, "not connected to the broker")
     };
     let watcher_reachable = node.orchestrator.get().map(|o| o.watcher().reachable());
-    let chain = if node.cfg.pm.role == "off" {
+    let chain = if node.cfg.pm.role.is_off() {
         check(HealthState::Ok, "payments off")
     } else if node.chain.get().is_none() {
         check(HealthState::Degraded, "the chain is not reachable yet")
@@ -1210,7 +1210,7 @@ async fn tickets(
 }
 
 fn chain(node: &Node) -> Result<lpe_node::money::chain::ChainClient, ApiError> {
-    if node.cfg.pm.role == "off" {
+    if node.cfg.pm.role.is_off() {
         return Err(CommandError::PaymentsOff.into());
     }
     Ok(node
@@ -1222,7 +1222,7 @@ fn chain(node: &Node) -> Result<lpe_node::money::chain::ChainClient, ApiError> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct WalletView {
-    role: String,
+    role: lpe_core::role::NetworkRole,
     #[schema(value_type = Option<String>)]
     address: Option<lpe_pm::Address>,
     /// Wei, decimal strings.
@@ -1247,7 +1247,7 @@ async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, A
     let balance = c.balance(address).await.map_err(chain_error)?;
     let info = c.sender_info(address).await.map_err(chain_error)?;
     Ok(Json(WalletView {
-        role: node.cfg.pm.role.clone(),
+        role: node.cfg.pm.role,
         address: Some(address),
         balance: balance.to_string(),
         deposit: info.deposit.to_string(),

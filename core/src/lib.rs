@@ -6,5 +6,6 @@
 pub mod admission;
 pub mod events;
 pub mod ids;
+pub mod role;
 pub mod spec;
 pub mod supervisor;

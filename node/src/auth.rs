@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
+use lpe_core::role::NetworkRole;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -191,8 +192,7 @@ impl Throttle {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceIdentity {
     pub name: String,
-    /// `gateway`, `orchestrator`, `both` or `off`.
-    pub role: String,
+    pub role: NetworkRole,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -394,7 +394,8 @@ impl Auth {
                 .unwrap_or_else(|| "livepeer-edge".into()),
             role: store
                 .get_meta(META_DEVICE_ROLE)?
-                .unwrap_or_else(|| "off".into()),
+                .and_then(|r| r.parse().ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -515,12 +516,10 @@ impl Auth {
                         "device_name",
                     ));
                 }
-                if !["gateway", "orchestrator", "both", "off"].contains(&req.role.as_str()) {
-                    return Err(AuthError::Invalid(
-                        "role must be one of gateway, orchestrator, both, off".into(),
-                        "role",
-                    ));
-                }
+                let role: NetworkRole = req
+                    .role
+                    .parse()
+                    .map_err(|m: String| AuthError::Invalid(m, "role"))?;
                 let at = self.attempt(&keys)?;
                 let stored = store.get_meta(META_SETUP_HASH)?.unwrap_or_default();
                 let code = req.code.trim().to_ascii_uppercase();
@@ -538,7 +537,7 @@ impl Auth {
                 };
                 store.insert_user(&user)?;
                 store.set_meta(META_DEVICE_NAME, &device_name)?;
-                store.set_meta(META_DEVICE_ROLE, &req.role)?;
+                store.set_meta(META_DEVICE_ROLE, role.as_str())?;
                 store.delete_meta(META_SETUP_HASH)?;
                 self.take_back(&keys, at);
                 self.new_session(store, &username, Role::Admin)

@@ -281,7 +281,7 @@ pub enum CommandError {
     Chain(#[from] lpe_money::chain::ChainError),
     /// Payments are on, but this node only pays (`pm.role`).
     #[error("this node is a {0}, not an orchestrator")]
-    NotOrchestrator(String),
+    NotOrchestrator(lpe_core::role::NetworkRole),
     #[error("{0}")]
     Payment(#[from] lpe_money::payments::PaymentError),
     /// A read found nothing to show (a stream without a picture yet).

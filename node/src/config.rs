@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use lpe_core::role::NetworkRole;
 use serde::{Deserialize, Serialize};
 
 /// A configuration that cannot be used. The node refuses to start (exit code 2).
@@ -71,9 +72,6 @@ pub struct MqttConfig {
     pub protocol: String,
 }
 
-/// The node's roles on the Livepeer network.
-pub const ROLES: &[&str] = &["off", "gateway", "orchestrator", "both"];
-
 impl Config {
     /// What the media engine is told.
     pub fn media_engine(&self) -> lpe_media::MediaConfig {
@@ -91,7 +89,7 @@ impl Config {
 impl PmConfig {
     /// Earns tickets (orchestrator or both).
     pub fn earns(&self) -> bool {
-        self.role == "orchestrator" || self.role == "both"
+        self.role.earns()
     }
 }
 
@@ -102,7 +100,7 @@ pub struct PmConfig {
     /// `off`, `gateway` (fund deposit/reserve, pay), `orchestrator` (earn tickets) or `both`;
     /// all but `off` need a keystore and `eth_url`. `off` here defers to the role chosen at
     /// first-boot setup, when `eth_url` is set.
-    pub role: String,
+    pub role: NetworkRole,
     /// JSON-RPC endpoint of the chain (Arbitrum One in production).
     pub eth_url: String,
     /// The Livepeer Controller; every other contract is resolved from it.
@@ -216,7 +214,7 @@ impl Default for Config {
                 max_streams: 16,
             },
             pm: PmConfig {
-                role: "off".into(),
+                role: NetworkRole::Off,
                 eth_url: String::new(),
                 controller: "0xD8E8328501E9645d16Cf49539efC04f734606ee4".into(),
                 ticket_ev: "8000000000".into(),
@@ -498,12 +496,6 @@ impl Config {
 
     fn validate_pm(&self) -> Result<(), ConfigError> {
         let pm = &self.pm;
-        if !ROLES.contains(&pm.role.as_str()) {
-            return Err(ConfigError::new(
-                "pm.role",
-                format!("'{}' is not a role; allowed: {}", pm.role, ROLES.join(", ")),
-            ));
-        }
         let wei = |key: &str, v: &str| -> Result<(), ConfigError> {
             v.parse::<lpe_pm::U256>().map(|_| ()).map_err(|_| {
                 ConfigError::new(
@@ -538,9 +530,8 @@ impl Config {
         if !(50..=60_000).contains(&pm.block_poll_ms) {
             return Err(ConfigError::new("pm.block_poll_ms", "allowed: 50 to 60000"));
         }
-        if pm.role != "off"
-            && !(pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://"))
-        {
+        let http_url = pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://");
+        if !pm.role.is_off() && !http_url {
             return Err(ConfigError::new(
                 "pm.eth_url",
                 "a gateway or orchestrator needs the chain's JSON-RPC URL (http:// or https://)",

@@ -304,7 +304,7 @@ impl Node {
             }
             Command::ApplyDesired(doc) => self.apply_desired(doc).await,
             Command::Funding(f) => {
-                if self.cfg.pm.role == "off" {
+                if self.cfg.pm.role.is_off() {
                     return Err(CommandError::PaymentsOff);
                 }
                 let chain = self.chain.get().ok_or(CommandError::ChainNotReady)?;
@@ -390,14 +390,14 @@ impl Node {
 
     /// The orchestrator's payment handling, once payments run and the chain was reached.
     pub fn orchestrator(&self) -> Result<Arc<lpe_money::payments::Orchestrator>, CommandError> {
-        if self.cfg.pm.role == "off" {
+        if self.cfg.pm.role.is_off() {
             return Err(CommandError::PaymentsOff);
         }
         if self.chain.get().is_none() {
             return Err(CommandError::ChainNotReady);
         }
         if !self.cfg.pm.earns() {
-            return Err(CommandError::NotOrchestrator(self.cfg.pm.role.clone()));
+            return Err(CommandError::NotOrchestrator(self.cfg.pm.role));
         }
         self.orchestrator
             .get()
