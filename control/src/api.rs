@@ -15,6 +15,7 @@ use tower_http::services::ServeDir;
 
 use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody, chain_error};
 use crate::metrics::Counters;
+use lpe_core::spec::StreamSpec;
 use lpe_core::supervisor::{TaskHealth, TaskState};
 use lpe_node::{Actor, Command, CommandError, Funding, Node, Outcome};
 
@@ -677,7 +678,8 @@ async fn create_stream(
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let o = node.run(actor, Command::CreateStream(body)).await?;
+    let spec = StreamSpec::from_json(body).map_err(CommandError::Invalid)?;
+    let o = node.run(actor, Command::CreateStream(spec)).await?;
     let mut res = outcome(&node, &headers, o);
     *res.status_mut() = StatusCode::CREATED;
     Ok(res)
@@ -713,8 +715,9 @@ async fn replace_stream(
     By(actor): By,
     headers: HeaderMap,
     Path(id): Path<String>,
-    ApiJson(spec): ApiJson<serde_json::Value>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    let spec = StreamSpec::from_json(body).map_err(CommandError::Invalid)?;
     let o = node.run(actor, Command::ReplaceStream { id, spec }).await?;
     Ok(outcome(&node, &headers, o))
 }
@@ -735,6 +738,12 @@ async fn patch_stream(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    let serde_json::Value::Object(patch) = patch else {
+        return Err(ApiError::invalid(
+            "body",
+            "a patch is a JSON object (RFC 7386)",
+        ));
+    };
     let o = node.run(actor, Command::PatchStream { id, patch }).await?;
     Ok(outcome(&node, &headers, o))
 }

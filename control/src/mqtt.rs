@@ -20,7 +20,9 @@ use crate::metrics::Counters;
 use lpe_core::events::{EventKind, NodeEvent, now_ms};
 use lpe_node::command::JournalState;
 use lpe_node::config::BrokerAddress;
-use lpe_node::{Actor, Command, CommandError, Envelope, JournalEntry, Node, Outcome, Reply};
+use lpe_node::{
+    Actor, Command, CommandError, DesiredConfig, Envelope, JournalEntry, Node, Outcome, Reply,
+};
 
 /// Largest message either way (a snapshot result carries a JPEG).
 const MAX_PACKET: usize = 4 << 20;
@@ -898,11 +900,16 @@ async fn apply_desired(node: &Node, payload: &[u8]) -> Value {
         }
     };
     let version = doc.get("version").cloned().unwrap_or(Value::Null);
-    let envelope = Envelope::once(Actor::Fleet, Command::ApplyDesired(doc));
-    let result = match node.submit(envelope, |_| {}).await {
-        Ok(Reply::Ran(result)) => result,
-        Ok(Reply::Repeat(_)) => return json!(null),
-        Err(e) => Err(e),
+    let result = match DesiredConfig::from_json(doc) {
+        Err(e) => Err(CommandError::Invalid(e)),
+        Ok(desired) => {
+            let envelope = Envelope::once(Actor::Fleet, Command::ApplyDesired(desired));
+            match node.submit(envelope, |_| {}).await {
+                Ok(Reply::Ran(result)) => result,
+                Ok(Reply::Repeat(_)) => return json!(null),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(Outcome::Desired(r)) => {

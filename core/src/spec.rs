@@ -20,8 +20,11 @@ impl SpecError {
     }
 }
 
+/// A JSON merge patch (RFC 7386) of a stream spec.
+pub type SpecPatch = serde_json::Map<String, serde_json::Value>;
+
 /// A stream as the operator defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSpec {
     pub name: String,
@@ -41,7 +44,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RtspTransport {
     #[default]
@@ -50,7 +53,7 @@ pub enum RtspTransport {
 }
 
 /// Where a stream's pictures come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceSpec {
     /// A generated test pattern.
@@ -96,7 +99,7 @@ pub enum SourceSpec {
     Uri { uri: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestPattern {
     #[default]
@@ -130,7 +133,7 @@ fn latency200() -> u32 {
     200
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum H264Profile {
     Baseline,
@@ -161,7 +164,7 @@ impl H264Profile {
 /// One rung of the ladder. A rendition without a height is the *source* rendition: it keeps
 /// the source size and, when the source is already H.264 and no fps is forced, it is passed
 /// through untouched.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenditionSpec {
     pub name: String,
@@ -242,6 +245,31 @@ pub fn is_stream_key(s: &str) -> bool {
 }
 
 impl StreamSpec {
+    /// Reads a spec from JSON with the failing field named (`ladder[1].height`; `body` when
+    /// the whole value is wrong): the one decoding every transport uses.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, SpecError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            SpecError::new(
+                if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                },
+                e.inner().to_string(),
+            )
+        })
+    }
+
+    /// This spec with a JSON merge patch (RFC 7386) applied, secrets included: the spec a
+    /// PATCH asks for.
+    pub fn patched(&self, patch: SpecPatch) -> Result<Self, SpecError> {
+        let mut value =
+            serde_json::to_value(self).map_err(|e| SpecError::new("body", e.to_string()))?;
+        merge_patch(&mut value, serde_json::Value::Object(patch));
+        Self::from_json(value)
+    }
+
     /// Fits the default ladder to a source of declared size: rungs taller than the source
     /// are left out (an explicit ladder is kept as given, and validated).
     pub fn fit_default_ladder(&mut self) {
@@ -544,6 +572,27 @@ fn gop_for(fps: (i32, i32), segment_seconds: u32) -> u32 {
     ((per_sec * f64::from(segment_seconds)) as u32).clamp(1, 1000)
 }
 
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match patch {
+        serde_json::Value::Object(p) => {
+            if !target.is_object() {
+                *target = serde_json::Value::Object(Default::default());
+            }
+            if let serde_json::Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(&k);
+                    } else {
+                        merge_patch(t.entry(k).or_insert(serde_json::Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,5 +685,18 @@ mod tests {
         assert_eq!(pass.as_deref(), Some("p@ss:w"));
         assert!(split_credentials("rtsp://10.0.0.9/stream").is_none());
         assert!(split_credentials("not a url").is_none());
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(
+            &mut t,
+            serde_json::json!({"b": {"c": null, "e": 4}, "f": 5}),
+        );
+        assert_eq!(
+            t,
+            serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5})
+        );
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::StreamView;
 use lpe_core::events::now_ms;
-use lpe_core::spec::SpecError;
+use lpe_core::spec::{SpecError, SpecPatch, StreamSpec};
 use lpe_store::StoreError;
 
 /// Who sent a command: for the journal, the logs and the events.
@@ -125,14 +125,15 @@ pub enum Reply {
 /// A change of state.
 #[derive(Debug, Clone)]
 pub enum Command {
-    CreateStream(serde_json::Value),
+    CreateStream(StreamSpec),
+    /// A whole new spec; secrets it leaves out are kept.
     ReplaceStream {
         id: String,
-        spec: serde_json::Value,
+        spec: StreamSpec,
     },
     PatchStream {
         id: String,
-        patch: serde_json::Value,
+        patch: SpecPatch,
     },
     DeleteStream {
         id: String,
@@ -153,7 +154,7 @@ pub enum Command {
     /// Setup, sessions, users and API tokens.
     Auth(crate::auth::AuthCommand),
     /// A fleet's desired configuration (`config/desired`), applied whole or not at all.
-    ApplyDesired(serde_json::Value),
+    ApplyDesired(DesiredConfig),
     SetLogLevel(String),
     /// Stops gracefully and starts again (the process re-executes itself).
     RestartNode,
@@ -297,4 +298,92 @@ impl CommandError {
             other => other.to_string(),
         }
     }
+}
+
+/// A fleet's desired configuration, decoded: which streams exist (by the fleet's ids), and
+/// the log level. Whether it can be applied is the node's to check.
+#[derive(Debug, Clone)]
+pub struct DesiredConfig {
+    /// A non-negative integer or a non-empty string; the same version is applied once.
+    pub version: serde_json::Value,
+    /// `None` leaves the streams alone; `Some` is the whole list.
+    pub streams: Option<Vec<(String, StreamSpec)>>,
+    pub log_level: Option<String>,
+}
+
+impl DesiredConfig {
+    /// Decodes `{version, streams: [{id, ...spec}], log_level}`, naming the failing field
+    /// (`streams[2].source.url`).
+    pub fn from_json(doc: serde_json::Value) -> Result<Self, SpecError> {
+        let serde_json::Value::Object(mut doc) = doc else {
+            return Err(SpecError::new(
+                "body",
+                "a desired configuration is a JSON object",
+            ));
+        };
+        let version = doc.remove("version").unwrap_or(serde_json::Value::Null);
+        if !(version.is_u64()
+            || version
+                .as_str()
+                .is_some_and(|v| !v.is_empty() && v.len() <= 128))
+        {
+            return Err(SpecError::new(
+                "version",
+                "required: a non-negative integer or a non-empty string",
+            ));
+        }
+        let streams = doc.remove("streams");
+        let log_level = match doc.remove("log_level") {
+            None => None,
+            Some(serde_json::Value::String(l)) => Some(l),
+            Some(_) => return Err(SpecError::new("log_level", "must be a string")),
+        };
+        if let Some(k) = doc.keys().next() {
+            return Err(SpecError::new(
+                k.clone(),
+                "unknown key; allowed: version, streams, log_level",
+            ));
+        }
+        let streams = match streams {
+            None => None,
+            Some(serde_json::Value::Array(list)) => {
+                let mut out: Vec<(String, StreamSpec)> = Vec::with_capacity(list.len());
+                for (i, mut item) in list.into_iter().enumerate() {
+                    let at =
+                        |f: &str| format!("streams[{i}]{}{f}", if f.is_empty() { "" } else { "." });
+                    let id = match item.as_object_mut().and_then(|o| o.remove("id")) {
+                        Some(serde_json::Value::String(id)) if valid_id(&id) => id,
+                        _ => {
+                            return Err(SpecError::new(
+                                at("id"),
+                                "required: 1 to 64 of a-z, 0-9, '-' and '_'",
+                            ));
+                        }
+                    };
+                    if out.iter().any(|(w, _)| *w == id) {
+                        return Err(SpecError::new(at("id"), format!("'{id}' is listed twice")));
+                    }
+                    let spec = StreamSpec::from_json(item)
+                        .map_err(|s| SpecError::new(at(&s.field), s.message))?;
+                    out.push((id, spec));
+                }
+                Some(out)
+            }
+            Some(_) => return Err(SpecError::new("streams", "must be an array of streams")),
+        };
+        Ok(Self {
+            version,
+            streams,
+            log_level,
+        })
+    }
+}
+
+/// A fleet's stream id: 1 to 64 of a-z, 0-9, '-' and '_'.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }

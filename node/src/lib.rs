@@ -10,7 +10,8 @@ pub mod logs;
 
 use command::JournalState;
 pub use command::{
-    Actor, Command, CommandError, DesiredReport, Envelope, Funding, JournalEntry, Outcome, Reply,
+    Actor, Command, CommandError, DesiredConfig, DesiredReport, Envelope, Funding, JournalEntry,
+    Outcome, Reply,
 };
 
 // The other planes, as the transports see them through the node.
@@ -91,14 +92,6 @@ type FlushRequest = tokio::sync::oneshot::Sender<()>;
 /// The desired-configuration version last applied (its JSON text).
 pub const META_DESIRED_VERSION: &str = "desired_version";
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 fn new_id() -> String {
     random_string(ID_ALPHABET, 10)
 }
@@ -108,42 +101,6 @@ fn new_stream_key() -> String {
         b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789",
         24,
     )
-}
-
-/// Parses a spec from JSON with the failing field named.
-fn parse_spec(value: serde_json::Value) -> Result<StreamSpec, CommandError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        CommandError::Invalid(SpecError::new(
-            if path == "." {
-                "body".to_string()
-            } else {
-                path
-            },
-            e.inner().to_string(),
-        ))
-    })
-}
-
-/// RFC 7386 JSON merge patch.
-fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
-    match patch {
-        serde_json::Value::Object(p) => {
-            if !target.is_object() {
-                *target = serde_json::Value::Object(Default::default());
-            }
-            if let serde_json::Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(&k);
-                    } else {
-                        merge_patch(t.entry(k).or_insert(serde_json::Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other,
-    }
 }
 
 impl Node {
@@ -225,8 +182,7 @@ impl Node {
     async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
         match cmd {
             Command::Auth(c) => Ok(Outcome::Auth(self.auth.execute(&self.store, c).await?)),
-            Command::CreateStream(body) => {
-                let mut spec = parse_spec(body)?;
+            Command::CreateStream(mut spec) => {
                 self.complete(&mut spec);
                 self.check(None, &spec)?;
                 let (existing, _) = self.store.list_streams()?;
@@ -251,19 +207,15 @@ impl Node {
                 }
                 self.view_with_key(&id)
             }
-            Command::ReplaceStream { id, spec } => {
+            Command::ReplaceStream { id, mut spec } => {
                 let old = self.get(&id)?;
-                let mut spec = parse_spec(spec)?;
                 self.keep_secrets(&old.spec, &mut spec);
                 self.complete(&mut spec);
                 self.apply(&id, spec).await
             }
             Command::PatchStream { id, patch } => {
                 let old = self.get(&id)?;
-                let mut value = serde_json::to_value(&old.spec)
-                    .map_err(|e| CommandError::Invalid(SpecError::new("body", e.to_string())))?;
-                merge_patch(&mut value, patch);
-                let mut spec = parse_spec(value)?;
+                let mut spec = old.spec.patched(patch).map_err(CommandError::Invalid)?;
                 self.complete(&mut spec);
                 self.apply(&id, spec).await
             }
@@ -408,34 +360,14 @@ impl Node {
     /// Validates a whole desired configuration, then converges the streams to it. Nothing is
     /// changed when any part is invalid; the error names the failing field
     /// (`streams[2].ladder[0].height`).
-    async fn apply_desired(&self, doc: serde_json::Value) -> Result<Outcome, CommandError> {
+    async fn apply_desired(&self, desired: DesiredConfig) -> Result<Outcome, CommandError> {
         let invalid =
             |field: String, msg: String| CommandError::Invalid(SpecError::new(field, msg));
-        let serde_json::Value::Object(mut doc) = doc else {
-            return Err(invalid(
-                "body".into(),
-                "a desired configuration is a JSON object".into(),
-            ));
-        };
-        let version = doc.remove("version").unwrap_or(serde_json::Value::Null);
-        if !(version.is_u64()
-            || version
-                .as_str()
-                .is_some_and(|v| !v.is_empty() && v.len() <= 128))
-        {
-            return Err(invalid(
-                "version".into(),
-                "required: a non-negative integer or a non-empty string".into(),
-            ));
-        }
-        let streams = doc.remove("streams");
-        let log_level = doc.remove("log_level");
-        if let Some(k) = doc.keys().next() {
-            return Err(invalid(
-                k.clone(),
-                "unknown key; allowed: version, streams, log_level".into(),
-            ));
-        }
+        let DesiredConfig {
+            version,
+            streams,
+            log_level: level,
+        } = desired;
         let applied = self.store.get_meta(META_DESIRED_VERSION)?;
         if applied.as_deref() == Some(version.to_string().as_str()) {
             return Ok(Outcome::Desired(DesiredReport {
@@ -446,23 +378,13 @@ impl Node {
                 unchanged: true,
             }));
         }
-        let level = match log_level {
-            None => None,
-            Some(serde_json::Value::String(l)) => {
-                crate::logs::parse_level(&l).map_err(|m| invalid("log_level".into(), m))?;
-                Some(l)
-            }
-            Some(_) => return Err(invalid("log_level".into(), "must be a string".into())),
-        };
-        // Validate every stream before touching any.
+        if let Some(l) = &level {
+            crate::logs::parse_level(l).map_err(|m| invalid("log_level".into(), m))?;
+        }
+        // Validate every stream before touching any: the rules PUT uses, field names
+        // prefixed with the stream's place in the list.
         let mut wanted: Vec<(String, StreamSpec)> = Vec::new();
-        if let Some(streams) = &streams {
-            let Some(list) = streams.as_array() else {
-                return Err(invalid(
-                    "streams".into(),
-                    "must be an array of streams".into(),
-                ));
-            };
+        if let Some(list) = &streams {
             if list.len() > self.cfg.media.max_streams as usize {
                 return Err(invalid(
                     "streams".into(),
@@ -472,40 +394,17 @@ impl Node {
                     ),
                 ));
             }
-            for (i, item) in list.iter().enumerate() {
-                let at =
-                    |f: &str| format!("streams[{i}]{}{f}", if f.is_empty() { "" } else { "." });
-                let mut item = item.clone();
-                let id = match item.as_object_mut().and_then(|o| o.remove("id")) {
-                    Some(serde_json::Value::String(id)) if valid_id(&id) => id,
-                    _ => {
-                        return Err(invalid(
-                            at("id"),
-                            "required: 1 to 64 of a-z, 0-9, '-' and '_'".into(),
-                        ));
-                    }
-                };
-                if wanted.iter().any(|(w, _)| *w == id) {
-                    return Err(invalid(at("id"), format!("'{id}' is listed twice")));
-                }
-                let mut spec = parse_spec(item).map_err(|e| match e {
-                    CommandError::Invalid(s) => invalid(at(&s.field), s.message),
-                    other => other,
-                })?;
-                if let Ok(old) = self.get(&id) {
+            for (i, (id, spec)) in list.iter().enumerate() {
+                let at = |f: &str| format!("streams[{i}].{f}");
+                let mut spec = spec.clone();
+                if let Ok(old) = self.get(id) {
                     self.keep_secrets(&old.spec, &mut spec);
                 }
                 self.complete(&mut spec);
-                spec.validate()
-                    .map_err(|s| invalid(at(&s.field), s.message))?;
-                if let Some(enc) = &spec.encoder
-                    && !self.media.inventory().works(enc)
-                {
-                    return Err(invalid(
-                        at("encoder"),
-                        format!("encoder '{enc}' is not available on this device"),
-                    ));
-                }
+                self.check_alone(&spec).map_err(|e| match e {
+                    CommandError::Invalid(s) => invalid(at(&s.field), s.message),
+                    other => other,
+                })?;
                 let key = |s: &StreamSpec| match &s.source {
                     SourceSpec::Rtmp { stream_key } => Some(stream_key.clone()),
                     _ => None,
@@ -516,7 +415,7 @@ impl Node {
                         "another stream in this configuration uses this stream key".into(),
                     ));
                 }
-                wanted.push((id, spec));
+                wanted.push((id.clone(), spec));
             }
         }
         // Apply: the store first, then the pipelines.
@@ -668,6 +567,26 @@ impl Node {
     /// Validation that needs the node's state: spec rules, the encoder inventory, unique
     /// stream keys, device presence.
     fn check(&self, id: Option<&str>, spec: &StreamSpec) -> Result<(), CommandError> {
+        self.check_alone(spec)?;
+        if let SourceSpec::Rtmp { stream_key } = &spec.source {
+            let (all, _) = self.store.list_streams()?;
+            let clash = all.iter().any(|s| {
+                Some(s.id.as_str()) != id
+                    && matches!(&s.spec.source, SourceSpec::Rtmp { stream_key: k } if k == stream_key)
+            });
+            if clash {
+                return Err(CommandError::Conflict {
+                    field: Some("source.stream_key".into()),
+                    message: "another stream already uses this stream key".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks a spec must pass whatever else exists: spec rules, the encoder inventory,
+    /// device presence.
+    fn check_alone(&self, spec: &StreamSpec) -> Result<(), CommandError> {
         spec.validate().map_err(CommandError::Invalid)?;
         if let Some(enc) = &spec.encoder
             && !self.media.inventory().works(enc)
@@ -687,19 +606,6 @@ impl Node {
                 "source.device",
                 format!("{device} does not exist; GET /api/cameras lists the cameras found"),
             )));
-        }
-        if let SourceSpec::Rtmp { stream_key } = &spec.source {
-            let (all, _) = self.store.list_streams()?;
-            let clash = all.iter().any(|s| {
-                Some(s.id.as_str()) != id
-                    && matches!(&s.spec.source, SourceSpec::Rtmp { stream_key: k } if k == stream_key)
-            });
-            if clash {
-                return Err(CommandError::Conflict {
-                    field: Some("source.stream_key".into()),
-                    message: "another stream already uses this stream key".into(),
-                });
-            }
         }
         Ok(())
     }
@@ -929,19 +835,6 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merge_patch_follows_rfc7386() {
-        let mut t = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(
-            &mut t,
-            serde_json::json!({"b": {"c": null, "e": 4}, "f": 5}),
-        );
-        assert_eq!(
-            t,
-            serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5})
-        );
-    }
 
     #[test]
     fn ids_and_keys_have_the_right_shape() {
