@@ -24,6 +24,8 @@ enum Cmd {
     Encoders(ConfigArgs),
     /// List the V4L2 cameras found, as JSON.
     Cameras,
+    /// Print the HTTP API's OpenAPI document (what `/api/openapi.json` serves).
+    Openapi,
     /// Livepeer payment tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
@@ -397,6 +399,16 @@ fn main() -> ExitCode {
             print_json(&lpe_media::encoder::probe(&cfg.media.encoder_candidates))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::Openapi => match lpe_control::api::openapi().to_pretty_json() {
+            Ok(doc) => {
+                println!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("livepeer-edge: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Pm { command, config } => match load(config) {
             Ok(cfg) => pm_command(command, &cfg),
             Err(code) => code,

@@ -151,6 +151,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
+/// The OpenAPI document of every route, as `/api/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
 /// Where the web UI's files are: configured, installed beside the binary, or the build output
 /// of a source checkout.
 pub fn ui_dir(cfg: &lpe_node::config::Config) -> Option<std::path::PathBuf> {
@@ -585,7 +590,7 @@ async fn health(State(node): State<AppState>) -> Response {
 
 /// A stream as returned by the API: the node's view plus, for RTMP sources, the server URL
 /// publishers use (OBS's "Server") and, in the answer that shows the key, the full push URL.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StreamOut {
     #[serde(flatten)]
     view: lpe_node::StreamView,
@@ -651,7 +656,7 @@ fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
     get,
     path = "/api/streams",
     tag = "streams",
-    responses((status = 200, body = [serde_json::Value])),
+    responses((status = 200, body = [StreamOut])),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn list_streams(
@@ -668,8 +673,8 @@ async fn list_streams(
     post,
     path = "/api/streams",
     tag = "streams",
-    request_body = serde_json::Value,
-    responses((status = 201, body = serde_json::Value), (status = 422, body = ErrorBody)),
+    request_body = StreamSpec,
+    responses((status = 201, body = StreamOut), (status = 422, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn create_stream(
@@ -690,7 +695,7 @@ async fn create_stream(
     path = "/api/streams/{id}",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn get_stream(
@@ -706,8 +711,8 @@ async fn get_stream(
     path = "/api/streams/{id}",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    request_body = serde_json::Value,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body = StreamSpec,
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn replace_stream(
@@ -727,8 +732,8 @@ async fn replace_stream(
     path = "/api/streams/{id}",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    request_body = serde_json::Value,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7386) of the stream's spec: members to change, null to remove."),
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn patch_stream(
@@ -771,7 +776,7 @@ async fn delete_stream(
     path = "/api/streams/{id}/start",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn start_stream(
@@ -791,7 +796,7 @@ async fn start_stream(
     path = "/api/streams/{id}/stream-key",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody),
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
@@ -810,7 +815,7 @@ async fn rotate_stream_key(
     path = "/api/streams/{id}/stop",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = StreamOut), (status = 404, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn stop_stream(
@@ -856,12 +861,10 @@ async fn snapshot(
 /// The device: identity, version, uptime and the latest health sample.
 #[derive(Serialize, utoipa::ToSchema)]
 struct DeviceView {
-    #[schema(value_type = Object)]
     identity: lpe_node::auth::DeviceIdentity,
     version: &'static str,
     node_uptime_s: u64,
     /// `null` until the first sample (a few seconds after start).
-    #[schema(value_type = Object)]
     stats: Option<lpe_drivers::system::DeviceStats>,
     encoder: String,
     hardware_encoder: bool,
@@ -912,7 +915,7 @@ async fn metrics(State(node): State<AppState>) -> Response {
     get,
     path = "/api/cameras",
     tag = "device",
-    responses((status = 200, body = [serde_json::Value])),
+    responses((status = 200, body = [lpe_drivers::camera::CameraInfo])),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
@@ -926,7 +929,7 @@ async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     get,
     path = "/api/encoders",
     tag = "device",
-    responses((status = 200, body = serde_json::Value)),
+    responses((status = 200, body = lpe_node::media::encoder::EncoderInventory)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn encoders(
@@ -946,7 +949,7 @@ struct EventQuery {
     path = "/api/events",
     tag = "node",
     params(("stream_id" = Option<String>, Query), ("limit" = Option<u32>, Query)),
-    responses((status = 200, body = [serde_json::Value]), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = [lpe_node::store::StoredEvent]), (status = 400, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn events(
@@ -1084,7 +1087,7 @@ fn orchestrator(node: &Node) -> Result<Arc<lpe_node::money::payments::Orchestrat
     get,
     path = "/api/pm/chain",
     tag = "payments",
-    responses((status = 200, body = serde_json::Value), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = lpe_node::money::watcher::HeadView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn chain_head(
@@ -1097,7 +1100,7 @@ async fn chain_head(
     post,
     path = "/payment",
     tag = "payments",
-    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = lpe_node::money::payments::PaymentReceipt), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
 async fn payment(
@@ -1190,7 +1193,7 @@ struct TicketQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TicketsResponse {
     counts: lpe_node::store::TicketCounts,
     tickets: Vec<lpe_node::store::TicketRecord>,
@@ -1201,7 +1204,7 @@ struct TicketsResponse {
     path = "/api/pm/tickets",
     tag = "payments",
     params(("limit" = Option<u32>, Query)),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = TicketsResponse), (status = 400, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn tickets(
@@ -1361,4 +1364,23 @@ async fn cancel_unlock(
 )]
 async fn withdraw(State(node): State<AppState>, By(actor): By) -> Result<Json<TxView>, ApiError> {
     funding(&node, actor, Funding::Withdraw).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The web UI's TypeScript types are generated from `web-ui/openapi.json` when it is
+    /// built; the file must be the document this code serves. `livepeer-edge openapi >
+    /// web-ui/openapi.json` brings it up to date.
+    #[test]
+    fn the_ui_builds_from_the_current_openapi_document() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-ui/openapi.json");
+        let current = openapi().to_pretty_json().expect("document") + "\n";
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "web-ui/openapi.json is stale: run `livepeer-edge openapi > web-ui/openapi.json`"
+        );
+    }
 }

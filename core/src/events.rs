@@ -4,7 +4,7 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     NodeStarted,
@@ -56,7 +56,7 @@ impl EventKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeEvent {
     /// Milliseconds since the Unix epoch.
     pub ts_ms: u64,

@@ -80,7 +80,7 @@ pub enum SourceSpec {
     /// RTMP push to `rtmp://<host>:1935/live/<stream_key>`.
     Rtmp {
         /// Generated when absent.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         stream_key: String,
     },
     /// RTSP pull from an IP camera.
@@ -88,7 +88,7 @@ pub enum SourceSpec {
         url: String,
         #[serde(default)]
         username: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         password: Option<String>,
         #[serde(default)]
         transport: RtspTransport,

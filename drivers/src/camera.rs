@@ -29,7 +29,7 @@ pub enum CameraError {
 }
 
 /// The pixel formats the node can ingest from a camera.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PixelFormat {
     H264,
@@ -58,7 +58,7 @@ impl PixelFormat {
 }
 
 /// One frame size a format offers, with the frame rates (frames per second, as num/den).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FrameMode {
     pub width: u32,
     pub height: u32,
@@ -66,7 +66,7 @@ pub struct FrameMode {
 }
 
 /// One pixel format of a camera.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CameraFormat {
     pub fourcc: String,
     /// `None` for a format the node cannot ingest (it is still listed for the operator).
@@ -76,7 +76,7 @@ pub struct CameraFormat {
 }
 
 /// A capture device and what it offers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CameraInfo {
     pub path: String,
     pub name: String,
@@ -86,7 +86,7 @@ pub struct CameraInfo {
 }
 
 /// What the node should ask a camera for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Negotiated {
     pub format: PixelFormat,
     pub width: u32,

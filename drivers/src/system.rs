@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sysinfo::{Components, Disks, Networks, System};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DeviceStats {
     /// Busy share of all cores since the previous sample, 0–100.
     pub cpu_percent: f32,
@@ -29,20 +29,20 @@ pub struct DeviceStats {
     pub kernel: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DiskStats {
     pub mount_point: String,
     pub total_bytes: u64,
     pub available_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Temperature {
     pub label: String,
     pub celsius: f32,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Interface {
     pub name: String,
     pub addresses: Vec<String>,
@@ -51,7 +51,7 @@ pub struct Interface {
 }
 
 /// Where GPU readings come from.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GpuSource {
     Nvml,
@@ -59,7 +59,7 @@ pub enum GpuSource {
     NotPresent,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GpuStats {
     pub source: GpuSource,
     pub name: Option<String>,

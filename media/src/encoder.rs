@@ -27,7 +27,7 @@ pub const DEFAULT_CANDIDATES: &[&str] = &[
 pub const SOFTWARE: &str = "x264enc";
 
 /// The encoder families the node knows how to configure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EncoderKind {
     JetsonV4l2,
@@ -65,7 +65,7 @@ impl EncoderKind {
 }
 
 /// The outcome of probing one candidate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EncoderReport {
     pub element: String,
     pub hardware: bool,
@@ -78,7 +78,7 @@ pub struct EncoderReport {
 }
 
 /// What the probe found, in candidate order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EncoderInventory {
     pub encoders: Vec<EncoderReport>,
     /// The encoder streams use unless they override it.

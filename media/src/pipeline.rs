@@ -49,7 +49,7 @@ pub struct Counters {
     pub snapshot: Mutex<Option<gst::Element>>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SourceInfo {
     pub width: u32,
     pub height: u32,

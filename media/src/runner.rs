@@ -30,7 +30,7 @@ const FIRST_FRAME: Duration = Duration::from_secs(20);
 /// An RTMP publish must show video within this long.
 const FIRST_VIDEO: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamState {
     Stopped,
@@ -44,7 +44,7 @@ pub enum StreamState {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RenditionStatus {
     pub name: String,
     pub width: u32,
@@ -56,7 +56,7 @@ pub struct RenditionStatus {
 }
 
 /// What the API, the UI and telemetry show about a stream.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StreamStatus {
     pub state: StreamState,
     pub detail: Option<String>,
@@ -76,7 +76,7 @@ pub struct StreamStatus {
     pub running_since_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SkippedRendition {
     pub name: String,
     pub reason: String,

@@ -42,8 +42,9 @@ pub enum PaymentError {
 }
 
 /// What a good payment earned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PaymentReceipt {
+    #[schema(value_type = String)]
     pub sender: Address,
     pub tickets: usize,
     pub won: usize,

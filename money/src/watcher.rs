@@ -38,17 +38,21 @@ struct SenderState {
 }
 
 /// What the watcher last saw of the chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChainHead {
     pub block: u64,
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub l1_block: U256,
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub last_initialized_round: U256,
     #[serde(skip)]
+    #[schema(ignore)]
     pub expiration: ExpirationParams,
     /// Wei per gas.
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub gas_price: U256,
     /// When this head was read, milliseconds since the Unix epoch.
     pub seen_ms: u64,
@@ -59,7 +63,7 @@ fn as_string<S: serde::Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The current head as the API shows it, with whether the watcher can reach the chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HeadView {
     pub reachable: bool,
     pub head: Option<ChainHead>,

@@ -11,7 +11,7 @@ use lpe_core::spec::{SpecError, SpecPatch, StreamSpec};
 use lpe_store::StoreError;
 
 /// Who sent a command: for the journal, the logs and the events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Actor {
     /// A signed-in operator, or an API token acting for its owner.
@@ -49,7 +49,7 @@ impl Envelope {
 }
 
 /// Where a journalled command is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JournalState {
     Accepted,
@@ -59,7 +59,7 @@ pub enum JournalState {
 }
 
 /// A journalled command's record, as kept under its request id and as the fleet sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JournalEntry {
     pub request_id: Option<String>,
     pub command: String,
@@ -207,7 +207,7 @@ pub enum Funding {
 }
 
 /// What applying a desired configuration did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DesiredReport {
     pub version: serde_json::Value,
     pub created: Vec<String>,

@@ -35,11 +35,11 @@ use lpe_store::{Store, StoreError, StoredStream};
 /// A stream as the API and MQTT show it. Secrets (RTSP passwords, RTMP stream keys) are
 /// never included, except the stream key in the answer to the admin who created the
 /// stream or rotated its key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StreamView {
     pub id: String,
     pub name: String,
-    pub source: serde_json::Value,
+    pub source: SourceView,
     pub ladder: Vec<lpe_core::spec::RenditionSpec>,
     pub encoder: Option<String>,
     pub enabled: bool,
@@ -53,6 +53,43 @@ pub struct StreamView {
     pub stream_key: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+}
+
+/// A stream's source as views show it: the spec without its secrets, and whether each is
+/// set.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SourceView {
+    #[serde(flatten)]
+    pub spec: SourceSpec,
+    /// RTSP sources: whether a password is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_password: Option<bool>,
+    /// RTMP sources: whether a stream key is set (always, once created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_stream_key: Option<bool>,
+}
+
+impl SourceView {
+    fn of(source: &SourceSpec) -> Self {
+        let mut spec = source.clone();
+        let (mut has_password, mut has_stream_key) = (None, None);
+        match &mut spec {
+            SourceSpec::Rtsp { password, .. } => {
+                has_password = Some(password.as_deref().is_some_and(|p| !p.is_empty()));
+                *password = None;
+            }
+            SourceSpec::Rtmp { stream_key } => {
+                has_stream_key = Some(!stream_key.is_empty());
+                stream_key.clear();
+            }
+            _ => {}
+        }
+        Self {
+            spec,
+            has_password,
+            has_stream_key,
+        }
+    }
 }
 
 pub struct Node {
@@ -634,18 +671,7 @@ impl Node {
     }
 
     fn render(&self, s: &StoredStream) -> StreamView {
-        let mut source = serde_json::to_value(&s.spec.source).unwrap_or_default();
-        if let Some(obj) = source.as_object_mut() {
-            for (secret, flag) in [
-                ("password", "has_password"),
-                ("stream_key", "has_stream_key"),
-            ] {
-                if let Some(v) = obj.remove(secret) {
-                    let has = v.as_str().is_some_and(|v| !v.is_empty());
-                    obj.insert(flag.into(), has.into());
-                }
-            }
-        }
+        let source = SourceView::of(&s.spec.source);
         let rtmp_app = matches!(s.spec.source, SourceSpec::Rtmp { .. })
             .then(|| format!("/{}", lpe_media::rtmp::APP_NAME));
         let mut status = self.media.status(&s.id);

@@ -126,7 +126,7 @@ const COMMANDS_KEPT: i64 = 10_000;
 /// Command results are pruned on the first claim after opening and every this many after.
 const PRUNE_COMMANDS_EVERY: u32 = 1000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredStream {
     pub id: String,
     pub spec: StreamSpec,
@@ -134,7 +134,7 @@ pub struct StoredStream {
     pub updated_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: i64,
     pub ts_ms: u64,
@@ -454,7 +454,7 @@ impl Store {
 }
 
 /// Where a winning ticket is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     /// Recorded; waiting for its params to expire, then for redemption.
@@ -499,7 +499,7 @@ pub struct WinningTicket {
 }
 
 /// A stored winning ticket and its redemption state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketRecord {
     pub ticket_hash: String,
     pub sender: String,
@@ -519,7 +519,7 @@ pub struct TicketRecord {
 }
 
 /// Ticket counters for the UI and telemetry.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TicketCounts {
     pub received: u64,
     pub won: u64,

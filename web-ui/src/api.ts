@@ -42,63 +42,18 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   return data as T;
 }
 
+// The API's types, generated from the OpenAPI document at build time (`npm run types`).
+export type {
+  DeviceIdentity as Device,
+  SessionView as Session,
+  RenditionSpec as Rendition,
+  RenditionStatus,
+  StreamOut as Stream,
+} from "./api.gen";
+
 export const get = <T,>(p: string) => api<T>("GET", p);
 export const post = <T,>(p: string, b?: unknown) => api<T>("POST", p, b);
 
-export interface Device {
-  name: string;
-  role: string;
-}
-export interface Session {
-  user: string;
-  role: "admin" | "viewer";
-  csrf_token: string | null;
-  device: Device;
-}
-export interface Rendition {
-  name: string;
-  width: number;
-  height: number;
-  bitrate_kbps: number;
-  fps?: number | null;
-  gop_frames?: number | null;
-  profile?: "baseline" | "main" | "high";
-}
-export interface RenditionStatus {
-  name: string;
-  width: number;
-  height: number;
-  encoder: string;
-  fps: number;
-  kbps: number;
-}
-export interface Stream {
-  id: string;
-  name: string;
-  source: any;
-  ladder: Rendition[];
-  enabled: boolean;
-  encoder: string | null;
-  hls_url: string;
-  snapshot_url: string;
-  /// For RTMP inputs: OBS's "Server" field.
-  rtmp_server: string | null;
-  /// Only in the answer to a creation or a key rotation: the key is shown once.
-  stream_key?: string;
-  rtmp_url?: string;
-  status: {
-    state: string;
-    detail: string | null;
-    last_error: string | null;
-    input_fps: number;
-    input_kbps: number;
-    encoder: string | null;
-    encoder_fallback: boolean;
-    reconnects: number;
-    dropped_frames: number;
-    renditions: RenditionStatus[];
-  };
-}
 
 export function bytes(n: number | null | undefined): string {
   if (n == null) return "—";

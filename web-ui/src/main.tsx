@@ -40,7 +40,7 @@ function App() {
   const page = usePage();
 
   const signedIn = (s: Session) => {
-    setCsrf(s.csrf_token);
+    setCsrf(s.csrf_token ?? null);
     setSession(s);
     setPhase("in");
   };

@@ -1,21 +1,7 @@
 import { Stream, get } from "../api";
 import { ErrorBox, Preview, StateBadge, usePoll } from "../ui";
+import type { Health, StoredEvent as Event } from "../api.gen";
 
-interface Health {
-  status: string;
-  version: string;
-  uptime_s: number;
-  streams: { total: number; running: number; reconnecting: number; failed: number };
-  encoder: string;
-  hardware_encoder: boolean;
-}
-interface Event {
-  id: number;
-  ts_ms: number;
-  stream_id: string | null;
-  kind: string;
-  message: string;
-}
 
 const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected"];
 

@@ -1,37 +1,7 @@
 import { bytes, duration, get } from "../api";
 import { Chart, ErrorBox, usePoll } from "../ui";
+import type { DevicePoint as Point, DeviceView } from "../api.gen";
 
-interface Stats {
-  cpu_percent: number;
-  cpu_cores: number;
-  load_average: number[];
-  memory_total_bytes: number;
-  memory_used_bytes: number;
-  disk: { mount_point: string; total_bytes: number; available_bytes: number } | null;
-  temperatures: { label: string; celsius: number }[];
-  gpu: { source: string; name: string | null; utilization_percent: number | null; temperature_celsius: number | null; memory_used_bytes: number | null; memory_total_bytes: number | null };
-  network: { name: string; addresses: string[] }[];
-  system_uptime_s: number;
-  hostname: string | null;
-  os: string | null;
-  kernel: string | null;
-}
-interface DeviceView {
-  identity: { name: string; role: string };
-  version: string;
-  node_uptime_s: number;
-  stats: Stats | null;
-  encoder: string;
-  hardware_encoder: boolean;
-}
-interface Point {
-  ts_ms: number;
-  cpu_percent: number;
-  memory_used_percent: number;
-  disk_used_percent: number | null;
-  gpu_percent: number | null;
-  max_temperature_celsius: number | null;
-}
 
 export function DevicePage() {
   const dev = usePoll(() => get<DeviceView>("/api/device"), 5000);
@@ -94,9 +64,9 @@ export function DevicePage() {
       )}
       <h2>Last hour</h2>
       <div class="charts">
-        <Chart title="CPU and GPU" series={[{ label: "CPU", values: pts.map((p) => p.cpu_percent), color: "#2a7de1" }, { label: "GPU", values: pts.map((p) => p.gpu_percent), color: "#9b51e0" }]} />
-        <Chart title="Memory and disk used" series={[{ label: "memory", values: pts.map((p) => p.memory_used_percent), color: "#27ae60" }, { label: "disk", values: pts.map((p) => p.disk_used_percent), color: "#e67e22" }]} />
-        <Chart title="Hottest sensor" unit="°C" max={110} series={[{ label: "temperature", values: pts.map((p) => p.max_temperature_celsius), color: "#e74c3c" }]} />
+        <Chart title="CPU and GPU" series={[{ label: "CPU", values: pts.map((p) => p.cpu_percent ?? null), color: "#2a7de1" }, { label: "GPU", values: pts.map((p) => p.gpu_percent ?? null), color: "#9b51e0" }]} />
+        <Chart title="Memory and disk used" series={[{ label: "memory", values: pts.map((p) => p.memory_used_percent ?? null), color: "#27ae60" }, { label: "disk", values: pts.map((p) => p.disk_used_percent ?? null), color: "#e67e22" }]} />
+        <Chart title="Hottest sensor" unit="°C" max={110} series={[{ label: "temperature", values: pts.map((p) => p.max_temperature_celsius ?? null), color: "#e74c3c" }]} />
       </div>
     </section>
   );

@@ -1,18 +1,7 @@
 import { ApiError, eth, get } from "../api";
 import { ErrorBox, StateBadge, usePoll } from "../ui";
+import type { TicketsResponse as Tickets, WalletView as Wallet } from "../api.gen";
 
-interface Wallet {
-  role: string;
-  address: string | null;
-  balance: string;
-  deposit: string;
-  reserve: string;
-  withdraw_round: string;
-}
-interface Tickets {
-  counts: { received: number; won: number; redeemed: number; failed: number; expired: number; pending: number; earned: string };
-  tickets: { ticket_hash: string; sender: string; face_value: string; state: string; tx_hash: string | null; amount: string | null; reason: string | null; created_ms: number }[];
-}
 
 /// Payments off (409) or the chain not reached yet (503): the page says "not configured".
 function unavailable(e: unknown) {

@@ -1,30 +1,8 @@
 import { useState } from "preact/hooks";
 import { ApiError, api, get } from "../api";
 import { ErrorBox, Field, usePoll } from "../ui";
+import type { MqttView as Mqtt, TokenRecord as Token, UserView as User } from "../api.gen";
 
-interface Mqtt {
-  enabled: boolean;
-  url: string;
-  connected: boolean;
-  device_id: string | null;
-  topics: string | null;
-  protocol: string;
-  telemetry_seconds: number;
-  homeassistant: boolean;
-}
-interface User {
-  name: string;
-  role: string;
-  created_ms: number;
-}
-interface Token {
-  id: string;
-  name: string;
-  role: string;
-  created_ms: number;
-  last_used_ms: number | null;
-  owner: string;
-}
 
 export function Settings({ admin }: { admin: boolean }) {
   return (

@@ -1,8 +1,12 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, get } from "../api";
+import type { SourceSpec } from "../api.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
-type Kind = "test" | "rtmp" | "rtsp" | "v4l2" | "uri";
+type Kind = SourceSpec["kind"];
+/// Every kind's fields, each optional: the editor reads whichever the stream's kind has.
+type Fields<K extends Kind> = Partial<Omit<Extract<SourceSpec, { kind: K }>, "kind">>;
+type AnySource = { kind: Kind } & Fields<"test"> & Fields<"v4l2"> & Fields<"rtsp"> & Fields<"uri">;
 interface Draft {
   id?: string;
   name: string;
@@ -41,7 +45,7 @@ function blank(): Draft {
 }
 
 function fromStream(s: Stream): Draft {
-  const src = s.source;
+  const src = s.source as AnySource;
   return {
     id: s.id,
     name: s.name,
@@ -88,7 +92,8 @@ export function ladderErrors(ladder: Rendition[]): Record<string, string> {
 /// The body of a create or a PUT. An edit starts from the stored stream, so fields the
 /// editor does not show survive; secrets are left out, which keeps the stored ones.
 export function toSpec(d: Draft) {
-  const kept = d.original && d.original.source.kind === d.kind ? { ...d.original.source } : {};
+  const kept: Record<string, unknown> =
+    d.original && d.original.source.kind === d.kind ? { ...d.original.source } : {};
   delete kept.has_password;
   delete kept.has_stream_key;
   const source: any = { ...kept, kind: d.kind };
@@ -367,7 +372,7 @@ export function Streams({ admin }: { admin: boolean }) {
             </div>
             <p class="muted">
               {s.source.kind.toUpperCase()}
-              {s.source.url ? ` · ${s.source.url}` : ""} · {s.ladder.map((r) => r.name).join(", ")}
+              {s.source.kind === "rtsp" ? ` · ${s.source.url}` : ""} · {s.ladder.map((r) => r.name).join(", ")}
             </p>
             {s.status.last_error && <p class="error">{s.status.last_error}</p>}
             {s.rtmp_server && (
