@@ -704,6 +704,23 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state_due: Option<tokio::time::Instant> = None;
     let mut desired_status = json!(null);
+    // A desired configuration is applied off the bridge's loop (stopping a stream can take
+    // seconds), newest first: a version that arrives while one is applied replaces any still
+    // waiting, as the broker's retained message does.
+    let (desired_tx, mut desired_rx) = watch::channel(Bytes::new());
+    let (status_tx, mut status_rx) = watch::channel(json!(null));
+    let desired_worker = {
+        let node = Arc::clone(&node);
+        AbortOnDrop(tokio::spawn(async move {
+            while desired_rx.changed().await.is_ok() {
+                let payload = desired_rx.borrow_and_update().clone();
+                let status = apply_desired(&node, &payload).await;
+                if status_tx.send(status).is_err() {
+                    return;
+                }
+            }
+        }))
+    };
 
     let publish = |link: &Link,
                    topic: &str,
@@ -737,6 +754,10 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                 publish(&link, &reply.topic, payload, false, Some(&reply), delivery);
                 publish_results(&link, &mut out_rx);
             }
+            Ok(()) = status_rx.changed() => {
+                desired_status = status_rx.borrow_and_update().clone();
+                state_due = Some(tokio::time::Instant::now());
+            }
             net = eventloop.next() => match net {
                 Net::Connected => {
                     connected = true;
@@ -766,8 +787,7 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                 Net::Message(msg, ack) => {
                     Counters::bump(&counters.mqtt_received);
                     if msg.topic == topics.desired {
-                        desired_status = apply_desired(&node, &msg.payload).await;
-                        state_due = Some(tokio::time::Instant::now());
+                        desired_tx.send_replace(msg.payload.clone());
                     } else if let Some(name) = msg.topic.strip_prefix(topics.cmd.as_str()) {
                         run_command(handle_command(
                             Arc::clone(&node),
@@ -862,6 +882,7 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
+    drop(desired_worker);
     counters
         .mqtt_connected
         .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -884,6 +905,15 @@ fn affects_state(kind: EventKind) -> bool {
 
 fn event_json(e: &NodeEvent) -> Vec<u8> {
     serde_json::to_vec(e).unwrap_or_default()
+}
+
+/// Ends a task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Applies a desired configuration; returns what `state.desired` reports.
