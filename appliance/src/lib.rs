@@ -100,7 +100,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     })?;
     keep_private(&cfg.data_dir);
     media::init().map_err(StartError::Media)?;
-    adopt_setup_role(&mut cfg, &store);
+    cfg.adopt_setup_role(&store);
 
     let http = TcpListener::bind(cfg.http.listen)
         .await
@@ -207,15 +207,6 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         ),
     );
 
-    match node::auth::Auth::issue_setup_code(&node.store) {
-        Ok(Some(code)) => tracing::warn!(
-            "first-boot setup: open http://{}/ and enter the setup code {code}",
-            cfg.http.listen
-        ),
-        Ok(None) => {}
-        Err(e) => tracing::error!("cannot issue a setup code: {e}"),
-    }
-
     let app = control::api::router(Arc::clone(&node), counters);
     let mut rx = shutdown_rx.clone();
     let stop = async move {
@@ -261,26 +252,6 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     recorder.abort();
     tracing::info!("stopped");
     result
-}
-
-/// The role picked at first-boot setup applies when the configuration leaves `pm.role` off and
-/// names a chain to use; the configuration wins otherwise.
-fn adopt_setup_role(cfg: &mut Config, store: &store::Store) {
-    let Ok(device) = node::auth::Auth::device(store) else {
-        return;
-    };
-    if !cfg.pm.role.is_off() || device.role.is_off() {
-        return;
-    }
-    if cfg.pm.eth_url.is_empty() {
-        tracing::warn!(
-            "the role chosen at setup ({}) needs pm.eth_url (and a wallet); payments stay off",
-            device.role
-        );
-        return;
-    }
-    tracing::info!("payments role {} (chosen at setup)", device.role);
-    cfg.pm.role = device.role;
 }
 
 /// A read-only or full data directory is found at start, not at the first payment.

@@ -73,6 +73,26 @@ pub struct MqttConfig {
 }
 
 impl Config {
+    /// The role picked at first-boot setup applies when the configuration leaves `pm.role`
+    /// off and names a chain to use; the configuration wins otherwise.
+    pub fn adopt_setup_role(&mut self, store: &lpe_store::Store) {
+        let Ok(device) = crate::auth::Auth::device(store) else {
+            return;
+        };
+        if !self.pm.role.is_off() || device.role.is_off() {
+            return;
+        }
+        if self.pm.eth_url.is_empty() {
+            tracing::warn!(
+                "the role chosen at setup ({}) needs pm.eth_url (and a wallet); payments stay off",
+                device.role
+            );
+            return;
+        }
+        tracing::info!("payments role {} (chosen at setup)", device.role);
+        self.pm.role = device.role;
+    }
+
     /// What the media engine is told.
     pub fn media_engine(&self) -> lpe_media::MediaConfig {
         lpe_media::MediaConfig {

@@ -696,8 +696,18 @@ impl Node {
     }
 
     /// On first start: a stream for the first camera found, or a test-pattern demo stream
-    /// when there is no camera. Then every enabled stream is started.
+    /// when there is no camera. Then every enabled stream is started. While no admin exists,
+    /// a setup code is issued (and logged).
     pub async fn boot(&self) -> Result<(), StoreError> {
+        // Until an admin exists, whoever is at the console gets a one-time code.
+        match crate::auth::Auth::issue_setup_code(&self.store) {
+            Ok(Some(code)) => tracing::warn!(
+                "first-boot setup: open http://{}/ and enter the setup code {code}",
+                self.cfg.http.listen
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot issue a setup code: {e}"),
+        }
         if self.store.get_meta("bootstrapped")?.is_none() {
             let cameras = lpe_drivers::camera::discover();
             let first = cameras
