@@ -1,0 +1,151 @@
+//! The journal: the event log and the command journal (results by request id), written
+//! with journal durability (see [`Store::journal`]).
+
+use super::*;
+use lpe_core::events::NodeEvent;
+
+/// Events kept in the database; older ones are pruned.
+const EVENTS_KEPT: i64 = 10_000;
+/// Fleet-command results kept for deduplication by request id; older ones are pruned.
+pub(crate) const COMMANDS_KEPT: i64 = 10_000;
+/// Command results are pruned on the first claim after opening and every this many after.
+pub(crate) const PRUNE_COMMANDS_EVERY: u32 = 1000;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub ts_ms: u64,
+    pub stream_id: Option<String>,
+    pub kind: String,
+    pub message: String,
+}
+
+impl Store {
+    /// Appends events to the log in one transaction (journal durability, see
+    /// [`Store::journal`]).
+    pub fn insert_events(&self, events: &[NodeEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.journal(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (mut last, mut prune) = (0, false);
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (ts_ms, stream_id, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for e in events {
+                    insert.execute(params![
+                        e.ts_ms as i64,
+                        e.stream_id,
+                        e.kind.as_str(),
+                        e.message
+                    ])?;
+                    last = tx.last_insert_rowid();
+                    // Pruning when an id reaches a multiple of 500 keeps it off most writes.
+                    prune |= last % 500 == 0;
+                }
+            }
+            if prune {
+                tx.execute(
+                    "DELETE FROM events WHERE id <= ?1",
+                    params![last - EVENTS_KEPT],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// The newest events, newest first.
+    pub fn recent_events(
+        &self,
+        stream_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, ts_ms, stream_id, kind, message FROM events
+             WHERE ?1 IS NULL OR stream_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![stream_id, limit], |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                ts_ms: r.get::<_, i64>(1)? as u64,
+                stream_id: r.get(2)?,
+                kind: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored result of a fleet command, by request id.
+    pub fn command_result(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT result FROM command_results WHERE request_id = ?1",
+                params![request_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records a command's first result under its request id; `false` when the id is known
+    /// (the command was seen before and must not run again). Journal durability (see
+    /// [`Store::journal`]): a request id survives a crash of the node; after a power loss a
+    /// fleet's retry of one of the last commands may run it again.
+    pub fn claim_command(
+        &self,
+        request_id: &str,
+        command: &str,
+        result: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.journal(|conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO command_results
+                     (request_id, command, result, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![request_id, command, result, now_ms as i64])?;
+            // Keep the newest results; pruning (a scan of the table, a few milliseconds) on
+            // one claim in a thousand keeps the cost off the others.
+            if n == 1
+                && self
+                    .claims
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(PRUNE_COMMANDS_EVERY)
+            {
+                conn.execute(
+                    "DELETE FROM command_results WHERE created_ms < (
+                        SELECT created_ms FROM command_results
+                        ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
+                    params![COMMANDS_KEPT],
+                )?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    /// Marks commands that were accepted but never finished (the node stopped in between) as
+    /// failed with `reason`; returns how many.
+    pub fn fail_unfinished_commands(&self, reason: &str) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE command_results
+             SET result = json_set(result, '$.state', 'failed', '$.reason', ?1)
+             WHERE json_valid(result)
+               AND json_extract(result, '$.state') IN ('accepted', 'in_progress')",
+            params![reason],
+        )?)
+    }
+
+    /// Records the result of a claimed command.
+    pub fn set_command_result(&self, request_id: &str, result: &str) -> Result<(), StoreError> {
+        self.journal(|conn| {
+            conn.prepare_cached("UPDATE command_results SET result = ?2 WHERE request_id = ?1")?
+                .execute(params![request_id, result])
+        })?;
+        Ok(())
+    }
+}
