@@ -146,6 +146,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         shutdown_tx.clone(),
     );
     let recorder = node.spawn_event_recorder();
+    node.close_unfinished_commands().await;
 
     let subsystems = &node.subsystems;
     let rtmp = Arc::new(rtmp);

@@ -1059,7 +1059,7 @@ struct MqttView {
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     let m = &node.cfg.mqtt;
-    let device_id = crate::mqtt::known_device_id(&node);
+    let device_id = node.known_device_id();
     Json(MqttView {
         enabled: !m.url.is_empty(),
         url: m.url.clone(),

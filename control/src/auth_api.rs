@@ -173,7 +173,7 @@ pub async fn authorize(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match admit(&guard, matched, req) {
+    match admit(&guard, matched, req).await {
         Ok(Admitted::Public(req)) => next.run(req).await,
         Ok(Admitted::Caller(req)) => next.run(req).await,
         Err(refusal) => {
@@ -192,7 +192,7 @@ enum Admitted {
     Caller(Request),
 }
 
-fn admit(
+async fn admit(
     guard: &Guard,
     matched: Option<MatchedPath>,
     mut req: Request,
@@ -211,7 +211,9 @@ fn admit(
         &guard.node.store,
         bearer(req.headers()),
         cookie(req.headers(), SESSION_COOKIE),
-    ) {
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => return Err(ApiError::from(CommandError::Storage(e))),
     };

@@ -322,31 +322,6 @@ fn low_latency() -> rumqttc::NetworkOptions {
     n
 }
 
-/// The device id if it is known yet: configured, or made at an earlier start.
-pub fn known_device_id(node: &Node) -> Option<String> {
-    if !node.cfg.mqtt.device_id.is_empty() {
-        return Some(node.cfg.mqtt.device_id.clone());
-    }
-    node.store.get_meta(META_DEVICE_ID).ok().flatten()
-}
-
-const META_DEVICE_ID: &str = "device_id";
-
-/// The device id: configured, or made once and kept.
-fn device_id(node: &Node) -> String {
-    if let Some(id) = known_device_id(node) {
-        return id;
-    }
-    let id = format!(
-        "lpe-{}",
-        lpe_core::ids::random_string(lpe_core::ids::ID_ALPHABET, 10)
-    );
-    if let Err(e) = node.store.set_meta(META_DEVICE_ID, &id) {
-        tracing::warn!("cannot keep the device id: {e}");
-    }
-    id
-}
-
 /// The environment variable holding the broker password when `mqtt.password_file` is empty.
 pub const PASSWORD_ENV: &str = "LPE_MQTT_PASSWORD";
 
@@ -672,7 +647,7 @@ impl Topics {
 /// and state current, publishes telemetry and events, and serves commands and desired
 /// configurations. Broker outages are retried with backoff and never stop the node.
 pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::Receiver<bool>) {
-    let id = device_id(&node);
+    let id = node.device_id().await;
     let settings = match Settings::from(&node, &id) {
         Ok(s) => s,
         Err(e) => {
@@ -682,13 +657,6 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
     };
     let base = settings.base.clone();
     let topics = Topics::new(&base);
-    match node.store.fail_unfinished_commands(
-        "interrupted by a restart of the node; it may or may not have taken effect",
-    ) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!("{n} fleet command(s) were cut short by the last stop"),
-        Err(e) => tracing::warn!("cannot close unfinished commands: {e}"),
-    }
     tracing::info!(broker = %node.cfg.mqtt.url, topics = %base, "MQTT fleet control");
     let mut events = node.events.subscribe();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();

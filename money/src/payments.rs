@@ -246,7 +246,10 @@ impl Orchestrator {
             }
         }
         // Durability before acknowledgement.
-        store.record_tickets(accepted, &wins, now_ms())?;
+        let won = wins.len();
+        store
+            .write(move |w| w.record_tickets(accepted, &wins, now_ms()))
+            .await?;
         if let Some(e) = refusal {
             return Err(e);
         }
@@ -261,7 +264,7 @@ impl Orchestrator {
         Ok(PaymentReceipt {
             sender: decoded.sender,
             tickets: decoded.tickets.len(),
-            won: wins.len(),
+            won,
             credited: lpe_pm::rational_string(&credited),
             balance: lpe_pm::rational_string(&balance),
         })
@@ -367,11 +370,19 @@ async fn redeem_due(
         }
     };
     let set = |hash: &str, state, tx: Option<&str>, amount: Option<&str>, reason: Option<&str>| {
-        logged(store.set_ticket_state(hash, state, tx, amount, reason, now_ms()));
+        let hash = hash.to_string();
+        let [tx, amount, reason] = [tx, amount, reason].map(|v| v.map(str::to_string));
+        let write = store.write(move |w| {
+            let (tx, amount, reason) = (tx.as_deref(), amount.as_deref(), reason.as_deref());
+            w.set_ticket_state(&hash, state, tx, amount, reason, now_ms())
+        });
+        async move { logged(write.await) }
     };
     let defer = |hash: &str, reason: &str, wait_ms: u64| {
+        let (hash, reason) = (hash.to_string(), reason.to_string());
         let now = now_ms();
-        logged(store.defer_ticket(hash, reason, now, now + wait_ms));
+        let write = store.write(move |w| w.defer_ticket(&hash, &reason, now, now + wait_ms));
+        async move { logged(write.await) }
     };
     let mut active: Option<bool> = None;
     for rec in tickets {
@@ -382,7 +393,8 @@ async fn redeem_due(
                 None,
                 None,
                 Some("unreadable ticket record"),
-            );
+            )
+            .await;
             continue;
         };
         // A revealed recipientRand must never be usable with live params.
@@ -401,7 +413,8 @@ async fn redeem_due(
                     "created in round {creation}, redeemable for {validity} rounds; round {} now",
                     head.last_initialized_round
                 )),
-            );
+            )
+            .await;
             continue;
         }
         let hash = w.ticket.hash();
@@ -432,7 +445,8 @@ async fn redeem_due(
                     tx.map(|t| format!("{t:#x}")).as_deref(),
                     paid.as_deref(),
                     None,
-                );
+                )
+                .await;
             } else {
                 set(
                     &rec.ticket_hash,
@@ -440,7 +454,8 @@ async fn redeem_due(
                     None,
                     None,
                     Some("ticket is used"),
-                );
+                )
+                .await;
             }
             continue;
         }
@@ -452,7 +467,8 @@ async fn redeem_due(
                 None,
                 None,
                 Some("past the ticket validity period before its redemption was mined"),
-            );
+            )
+            .await;
             continue;
         }
         if w.ticket.face_value <= tx_cost {
@@ -460,7 +476,8 @@ async fn redeem_due(
                 &rec.ticket_hash,
                 "face value does not cover the gas cost; waiting for cheaper gas",
                 waits.base_ms,
-            );
+            )
+            .await;
             continue;
         }
         let info = chain.sender_info(w.ticket.sender).await?;
@@ -472,7 +489,8 @@ async fn redeem_due(
                 &rec.ticket_hash,
                 "sender funds do not cover the gas cost",
                 waits.base_ms,
-            );
+            )
+            .await;
             continue;
         }
         // Fees are only credited to an active transcoder; an inactive one waits (go-livepeer
@@ -486,10 +504,13 @@ async fn redeem_due(
                 &rec.ticket_hash,
                 "this node is not an active transcoder this round; waiting",
                 waits.base_ms,
-            );
+            )
+            .await;
             continue;
         }
-        if let Err(e) = store.mark_submitted(&rec.ticket_hash, head.block, now_ms()) {
+        let (hash, block) = (rec.ticket_hash.clone(), head.block);
+        let submitted = store.write(move |w| w.mark_submitted(&hash, block, now_ms()));
+        if let Err(e) = submitted.await {
             // Without the record a crash mid-send could not be reconciled: do not send.
             tracing::error!("cannot record ticket state: {e}");
             continue;
@@ -503,7 +524,8 @@ async fn redeem_due(
                     Some(&tx),
                     Some(&r.paid.to_string()),
                     None,
-                );
+                )
+                .await;
                 events.emit(
                     None,
                     EventKind::TicketRedeemed,
@@ -520,7 +542,8 @@ async fn redeem_due(
                     None,
                     None,
                     Some(&reason),
-                );
+                )
+                .await;
                 events.emit(
                     None,
                     EventKind::TicketFailed,
@@ -532,7 +555,8 @@ async fn redeem_due(
                     &rec.ticket_hash,
                     &format!("will retry: {reason}"),
                     waits.retry_ms(rec.attempts),
-                );
+                )
+                .await;
             }
             Err(e) => {
                 set(
@@ -541,7 +565,8 @@ async fn redeem_due(
                     None,
                     None,
                     Some(&e.to_string()),
-                );
+                )
+                .await;
                 return Err(e);
             }
         }

@@ -376,14 +376,17 @@ impl Auth {
 
     /// At start, while setup is pending: a fresh one-time code, stored only hashed. Returns the
     /// code so the caller can print it on the console; `None` when setup is done.
-    pub fn issue_setup_code(store: &Store) -> Result<Option<String>, AuthError> {
+    pub async fn issue_setup_code(store: &Store) -> Result<Option<String>, AuthError> {
         if !Self::setup_required(store)? {
-            store.delete_meta(META_SETUP_HASH)?;
+            store.write(|w| w.delete_meta(META_SETUP_HASH)).await?;
             return Ok(None);
         }
         let raw = lpe_core::ids::random_string(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 10);
         let code = format!("{}-{}", &raw[..5], &raw[5..]);
-        store.set_meta(META_SETUP_HASH, &hash_password(&code)?)?;
+        let hash = hash_password(&code)?;
+        store
+            .write(move |w| w.set_meta(META_SETUP_HASH, &hash))
+            .await?;
         Ok(Some(code))
     }
 
@@ -535,12 +538,16 @@ impl Auth {
                     role: Role::Admin.as_str().into(),
                     created_ms: now_ms(),
                 };
-                store.insert_user(&user)?;
-                store.set_meta(META_DEVICE_NAME, &device_name)?;
-                store.set_meta(META_DEVICE_ROLE, role.as_str())?;
-                store.delete_meta(META_SETUP_HASH)?;
+                store
+                    .write(move |w| {
+                        w.insert_user(&user)?;
+                        w.set_meta(META_DEVICE_NAME, &device_name)?;
+                        w.set_meta(META_DEVICE_ROLE, role.as_str())?;
+                        w.delete_meta(META_SETUP_HASH)
+                    })
+                    .await?;
                 self.take_back(&keys, at);
-                self.new_session(store, &username, Role::Admin)
+                self.new_session(store, &username, Role::Admin).await
             }
             AuthCommand::Login {
                 username,
@@ -549,7 +556,7 @@ impl Auth {
             } => {
                 let u = self.check_login(store, &username, password, ip).await?;
                 let role = Role::parse(&u.role).unwrap_or(Role::Viewer);
-                self.new_session(store, &u.name, role)
+                self.new_session(store, &u.name, role).await
             }
             AuthCommand::ChangeOwnPassword {
                 name,
@@ -561,13 +568,15 @@ impl Auth {
                 check_password(&password)?;
                 self.check_login(store, &name, current, ip).await?;
                 let hash = self.hashing(move || hash_password(&password)).await??;
-                if !store.set_password(&name, &hash, revoke_tokens)? {
+                let user = name.clone();
+                let set = store.write(move |w| w.set_password(&user, &hash, revoke_tokens));
+                if !set.await? {
                     return Err(AuthError::NotFound(format!("no user '{name}'")));
                 }
                 Ok(AuthOutcome::Done)
             }
             AuthCommand::Logout { session } => {
-                store.delete_session(&session)?;
+                store.write(move |w| w.delete_session(&session)).await?;
                 Ok(AuthOutcome::Done)
             }
             AuthCommand::CreateUser {
@@ -579,12 +588,13 @@ impl Auth {
                 check_password(&password)?;
                 let role = parse_role(&role, &[Role::Admin, Role::Viewer])?;
                 let hash = self.hashing(move || hash_password(&password)).await??;
-                let inserted = store.insert_user(&UserRecord {
+                let user = UserRecord {
                     name: name.clone(),
                     password_hash: hash,
                     role: role.as_str().into(),
                     created_ms: now_ms(),
-                })?;
+                };
+                let inserted = store.write(move |w| w.insert_user(&user)).await?;
                 if !inserted {
                     return Err(AuthError::Conflict(format!("user '{name}' exists")));
                 }
@@ -597,7 +607,9 @@ impl Auth {
             } => {
                 check_password(&password)?;
                 let hash = self.hashing(move || hash_password(&password)).await??;
-                if !store.set_password(&name, &hash, revoke_tokens)? {
+                let user = name.clone();
+                let set = store.write(move |w| w.set_password(&user, &hash, revoke_tokens));
+                if !set.await? {
                     return Err(AuthError::NotFound(format!("no user '{name}'")));
                 }
                 Ok(AuthOutcome::Done)
@@ -611,7 +623,7 @@ impl Auth {
                         "the last admin cannot be removed".into(),
                     ));
                 }
-                store.delete_user(&name)?;
+                store.write(move |w| w.delete_user(&name)).await?;
                 Ok(AuthOutcome::Done)
             }
             AuthCommand::CreateToken { name, role, owner } => {
@@ -631,11 +643,13 @@ impl Auth {
                     last_used_ms: None,
                     owner,
                 };
-                store.insert_token(&record, &secret_hash(&token))?;
+                let (stored, hash) = (record.clone(), secret_hash(&token));
+                store.write(move |w| w.insert_token(&stored, &hash)).await?;
                 Ok(AuthOutcome::Token { record, token })
             }
             AuthCommand::DeleteToken { id } => {
-                if !store.delete_token(&id)? {
+                let gone = id.clone();
+                if !store.write(move |w| w.delete_token(&gone)).await? {
                     return Err(AuthError::NotFound(format!("no token '{id}'")));
                 }
                 Ok(AuthOutcome::Done)
@@ -643,17 +657,20 @@ impl Auth {
         }
     }
 
-    fn new_session(&self, store: &Store, user: &str, role: Role) -> Result<AuthOutcome, AuthError> {
+    async fn new_session(
+        &self,
+        store: &Store,
+        user: &str,
+        role: Role,
+    ) -> Result<AuthOutcome, AuthError> {
         let session_id = random_b64(32);
         let csrf = random_b64(24);
         let now = now_ms();
-        store.insert_session(
-            &secret_hash(&session_id),
-            user,
-            &csrf,
-            now,
-            now + SESSION_TTL.as_millis() as u64,
-        )?;
+        let (hash, owner, token) = (secret_hash(&session_id), user.to_string(), csrf.clone());
+        let expires = now + SESSION_TTL.as_millis() as u64;
+        store
+            .write(move |w| w.insert_session(&hash, &owner, &token, now, expires))
+            .await?;
         Ok(AuthOutcome::Session {
             user: user.to_string(),
             role,
@@ -664,14 +681,16 @@ impl Auth {
     }
 
     /// The caller behind a bearer token or a session cookie, if any.
-    pub fn principal(
+    pub async fn principal(
         store: &Store,
         bearer: Option<&str>,
         cookie: Option<&str>,
     ) -> Result<Option<Principal>, StoreError> {
         if let Some(token) = bearer {
+            let hash = secret_hash(token);
             return Ok(store
-                .use_token(&secret_hash(token), now_ms())?
+                .write(move |w| w.use_token(&hash, now_ms()))
+                .await?
                 .and_then(|t| {
                     Some(Principal {
                         name: format!("token:{}", t.name),

@@ -126,6 +126,9 @@ const EVENT_BATCH_MAX: usize = 32;
 
 type FlushRequest = tokio::sync::oneshot::Sender<()>;
 
+/// The device id made at first start when none is configured.
+const META_DEVICE_ID: &str = "device_id";
+
 /// The desired-configuration version last applied (its JSON text).
 pub const META_DESIRED_VERSION: &str = "desired_version";
 
@@ -193,10 +196,12 @@ impl Node {
             return Ok(Reply::Ran(self.execute(command).await));
         };
         let accepted = JournalEntry::new(Some(&rid), name, JournalState::Accepted);
-        if !self
+        let (id, entry) = (rid.clone(), accepted.json());
+        let claimed = self
             .store
-            .claim_command(&rid, name, &accepted.json(), now_ms())?
-        {
+            .write(move |w| w.claim_command(&id, name, &entry, now_ms()))
+            .await?;
+        if !claimed {
             let stored = self.store.command_result(&rid)?.unwrap_or_default();
             let entry = serde_json::from_str(&stored).unwrap_or_else(|_| {
                 JournalEntry::failed(Some(&rid), name, "the recorded result is unreadable")
@@ -208,7 +213,11 @@ impl Node {
         // Only "accepted" (the claim) and the final state are written: a command cut short
         // by a crash is marked failed at the next start (`Store::fail_unfinished_commands`).
         let done = JournalEntry::finished(Some(&rid), name, &result);
-        if let Err(e) = self.store.set_command_result(&rid, &done.json()) {
+        let entry = done.json();
+        let recorded = self
+            .store
+            .write(move |w| w.set_command_result(&rid, &entry));
+        if let Err(e) = recorded.await {
             tracing::warn!("cannot record the result of command {name}: {e}");
         }
         Ok(Reply::Ran(result))
@@ -233,7 +242,12 @@ impl Node {
                     });
                 }
                 let id = new_id();
-                self.store.insert_stream(&id, &spec, now_ms())?;
+                {
+                    let (id, spec) = (id.clone(), spec.clone());
+                    self.store
+                        .write(move |w| w.insert_stream(&id, &spec, now_ms()))
+                        .await?;
+                }
                 self.events.emit(
                     Some(&id),
                     EventKind::StreamCreated,
@@ -258,7 +272,8 @@ impl Node {
             }
             Command::DeleteStream { id } => {
                 self.get(&id)?;
-                self.store.delete_stream(&id)?;
+                let gone = id.clone();
+                self.store.write(move |w| w.delete_stream(&gone)).await?;
                 self.media.remove(&id).await;
                 self.events
                     .emit(Some(&id), EventKind::StreamDeleted, "stream deleted");
@@ -377,6 +392,47 @@ impl Node {
         }
     }
 
+    /// Marks the journalled commands the last run did not finish as failed, so a repeat of
+    /// one is answered "failed", not left "accepted". Runs before any transport starts.
+    pub async fn close_unfinished_commands(&self) {
+        let closed = self.store.write(|w| {
+            w.fail_unfinished_commands(
+                "interrupted by a restart of the node; it may or may not have taken effect",
+            )
+        });
+        match closed.await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("{n} command(s) were cut short by the last stop"),
+            Err(e) => tracing::warn!("cannot close unfinished commands: {e}"),
+        }
+    }
+
+    /// The device id the fleet knows this node by, if it is known yet: configured, or made
+    /// at an earlier start.
+    pub fn known_device_id(&self) -> Option<String> {
+        if !self.cfg.mqtt.device_id.is_empty() {
+            return Some(self.cfg.mqtt.device_id.clone());
+        }
+        self.store.get_meta(META_DEVICE_ID).ok().flatten()
+    }
+
+    /// The device id: configured, or made once and kept.
+    pub async fn device_id(&self) -> String {
+        if let Some(id) = self.known_device_id() {
+            return id;
+        }
+        let id = format!("lpe-{}", random_string(ID_ALPHABET, 10));
+        let kept = id.clone();
+        if let Err(e) = self
+            .store
+            .write(move |w| w.set_meta(META_DEVICE_ID, &kept))
+            .await
+        {
+            tracing::warn!("cannot keep the device id: {e}");
+        }
+        id
+    }
+
     /// The orchestrator's payment handling, once payments run and the chain was reached.
     pub fn orchestrator(&self) -> Result<Arc<lpe_money::payments::Orchestrator>, CommandError> {
         if self.cfg.pm.role.is_off() {
@@ -467,7 +523,8 @@ impl Node {
             let (existing, _) = self.store.list_streams()?;
             for s in &existing {
                 if !wanted.iter().any(|(id, _)| *id == s.id) {
-                    self.store.delete_stream(&s.id)?;
+                    let gone = s.id.clone();
+                    self.store.write(move |w| w.delete_stream(&gone)).await?;
                     self.media.remove(&s.id).await;
                     self.events.emit(
                         Some(&s.id),
@@ -485,7 +542,12 @@ impl Node {
                         report.updated.push(id);
                     }
                     None => {
-                        self.store.insert_stream(&id, &spec, now_ms())?;
+                        {
+                            let (id, spec) = (id.clone(), spec.clone());
+                            self.store
+                                .write(move |w| w.insert_stream(&id, &spec, now_ms()))
+                                .await?;
+                        }
                         self.events.emit(
                             Some(&id),
                             EventKind::StreamCreated,
@@ -504,8 +566,10 @@ impl Node {
                 .set_level(&level)
                 .map_err(|m| invalid("log_level".into(), m))?;
         }
+        let applied = version.to_string();
         self.store
-            .set_meta(META_DESIRED_VERSION, &version.to_string())?;
+            .write(move |w| w.set_meta(META_DESIRED_VERSION, &applied))
+            .await?;
         self.events.emit(
             None,
             EventKind::SettingsChanged,
@@ -517,7 +581,10 @@ impl Node {
     async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Outcome, CommandError> {
         let mut s = self.get(id)?;
         s.spec.enabled = enabled;
-        self.store.update_stream(id, &s.spec, now_ms())?;
+        let (at, spec) = (id.to_string(), s.spec.clone());
+        self.store
+            .write(move |w| w.update_stream(&at, &spec, now_ms()))
+            .await?;
         if enabled {
             self.media.start(id, &s.spec).await;
         } else {
@@ -528,7 +595,12 @@ impl Node {
 
     async fn apply(&self, id: &str, spec: StreamSpec) -> Result<Outcome, CommandError> {
         self.check(Some(id), &spec)?;
-        if !self.store.update_stream(id, &spec, now_ms())? {
+        let (at, new) = (id.to_string(), spec.clone());
+        let updated = self
+            .store
+            .write(move |w| w.update_stream(&at, &new, now_ms()))
+            .await?;
+        if !updated {
             return Err(CommandError::NotFound(id.to_string()));
         }
         self.events.emit(
@@ -700,7 +772,7 @@ impl Node {
     /// a setup code is issued (and logged).
     pub async fn boot(&self) -> Result<(), StoreError> {
         // Until an admin exists, whoever is at the console gets a one-time code.
-        match crate::auth::Auth::issue_setup_code(&self.store) {
+        match crate::auth::Auth::issue_setup_code(&self.store).await {
             Ok(Some(code)) => tracing::warn!(
                 "first-boot setup: open http://{}/ and enter the setup code {code}",
                 self.cfg.http.listen
@@ -747,14 +819,21 @@ impl Node {
             if let Some(mut spec) = spec {
                 spec.fit_default_ladder();
                 let id = new_id();
-                self.store.insert_stream(&id, &spec, now_ms())?;
+                {
+                    let (id, spec) = (id.clone(), spec.clone());
+                    self.store
+                        .write(move |w| w.insert_stream(&id, &spec, now_ms()))
+                        .await?;
+                }
                 self.events.emit(
                     Some(&id),
                     EventKind::StreamCreated,
                     format!("first start: created stream '{}'", spec.name),
                 );
             }
-            self.store.set_meta("bootstrapped", "1")?;
+            self.store
+                .write(|w| w.set_meta("bootstrapped", "1"))
+                .await?;
         }
         let (all, bad) = self.store.list_streams()?;
         for e in bad {
@@ -778,12 +857,18 @@ impl Node {
         }
         let write = move |pending: &mut Vec<NodeEvent>| {
             // A flush can gather more than a batch; it is written a batch at a time too.
-            for batch in pending.chunks(EVENT_BATCH_MAX) {
-                if let Err(e) = node.store.insert_events(batch) {
-                    tracing::warn!("cannot record {} event(s): {e}", batch.len());
+            let batches: Vec<Vec<NodeEvent>> =
+                pending.chunks(EVENT_BATCH_MAX).map(<[_]>::to_vec).collect();
+            pending.clear();
+            let node = Arc::clone(&node);
+            async move {
+                for batch in batches {
+                    let n = batch.len();
+                    if let Err(e) = node.store.write(move |w| w.insert_events(&batch)).await {
+                        tracing::warn!("cannot record {n} event(s): {e}");
+                    }
                 }
             }
-            pending.clear();
         };
         tokio::spawn(async move {
             let mut pending = Vec::new();
@@ -801,7 +886,7 @@ impl Node {
                             pending.push(ev);
                             due.get_or_insert_with(|| tokio::time::Instant::now() + EVENT_BATCH_WINDOW);
                             if pending.len() >= EVENT_BATCH_MAX {
-                                write(&mut pending);
+                                write(&mut pending).await;
                                 due = None;
                             }
                         }
@@ -809,12 +894,12 @@ impl Node {
                             tracing::warn!("event recorder missed {n} events");
                         }
                         Err(RecvError::Closed) => {
-                            write(&mut pending);
+                            write(&mut pending).await;
                             return;
                         }
                     },
                     _ = timer => {
-                        write(&mut pending);
+                        write(&mut pending).await;
                         due = None;
                     }
                     Some(ack) = requests.recv() => {
@@ -828,7 +913,7 @@ impl Node {
                                 Err(_) => break,
                             }
                         }
-                        write(&mut pending);
+                        write(&mut pending).await;
                         due = None;
                         let _ = ack.send(());
                     }

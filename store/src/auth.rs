@@ -34,14 +34,14 @@ pub struct TokenRecord {
 impl Store {
     pub fn user_count(&self) -> Result<u64, StoreError> {
         Ok(self
-            .conn()?
+            .read()?
             .query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))?
             .max(0) as u64)
     }
 
     pub fn admin_count(&self) -> Result<u64, StoreError> {
         Ok(self
-            .conn()?
+            .read()?
             .query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", [], |r| {
                 r.get::<_, i64>(0)
             })?
@@ -50,7 +50,7 @@ impl Store {
 
     pub fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self
-            .conn()?
+            .read()?
             .query_row(
                 "SELECT name, password_hash, role, created_ms FROM users WHERE name = ?1",
                 params![name],
@@ -60,7 +60,7 @@ impl Store {
     }
 
     pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let mut st = conn.prepare(
             "SELECT name, password_hash, role, created_ms FROM users ORDER BY created_ms, name",
         )?;
@@ -68,8 +68,45 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The live session with this id hash, with its user's current role.
+    pub fn get_session(
+        &self,
+        id_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .read()?
+            .query_row(
+                "SELECT s.user, u.role, s.csrf, s.expires_ms FROM sessions s
+                 JOIN users u ON u.name = s.user
+                 WHERE s.id_hash = ?1 AND s.expires_ms >= ?2",
+                params![id_hash, now_ms as i64],
+                |r| {
+                    Ok(SessionRecord {
+                        user: r.get(0)?,
+                        role: r.get(1)?,
+                        csrf: r.get(2)?,
+                        expires_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let conn = self.read()?;
+        let mut st = conn.prepare(
+            "SELECT id, name, role, created_ms, last_used_ms, owner FROM api_tokens
+             ORDER BY created_ms",
+        )?;
+        let rows = st.query_map([], token_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Writer {
     /// Inserts a user; `false` when the name is taken.
-    pub fn insert_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+    pub fn insert_user(&mut self, u: &UserRecord) -> Result<bool, StoreError> {
         let n = self.conn()?.execute(
             "INSERT OR IGNORE INTO users (name, password_hash, role, created_ms)
              VALUES (?1, ?2, ?3, ?4)",
@@ -81,12 +118,12 @@ impl Store {
     /// Sets a password and ends the user's sessions; with `revoke_tokens`, their API tokens
     /// too.
     pub fn set_password(
-        &self,
+        &mut self,
         name: &str,
         hash: &str,
         revoke_tokens: bool,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
+        let conn = self.conn()?;
         let tx = conn.transaction()?;
         let n = tx.execute(
             "UPDATE users SET password_hash = ?2 WHERE name = ?1",
@@ -100,7 +137,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+    pub fn delete_user(&mut self, name: &str) -> Result<bool, StoreError> {
         let n = self
             .conn()?
             .execute("DELETE FROM users WHERE name = ?1", params![name])?;
@@ -108,7 +145,7 @@ impl Store {
     }
 
     pub fn insert_session(
-        &self,
+        &mut self,
         id_hash: &str,
         user: &str,
         csrf: &str,
@@ -128,38 +165,13 @@ impl Store {
         Ok(())
     }
 
-    /// The live session with this id hash, with its user's current role.
-    pub fn get_session(
-        &self,
-        id_hash: &str,
-        now_ms: u64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self
-            .conn()?
-            .query_row(
-                "SELECT s.user, u.role, s.csrf, s.expires_ms FROM sessions s
-                 JOIN users u ON u.name = s.user
-                 WHERE s.id_hash = ?1 AND s.expires_ms >= ?2",
-                params![id_hash, now_ms as i64],
-                |r| {
-                    Ok(SessionRecord {
-                        user: r.get(0)?,
-                        role: r.get(1)?,
-                        csrf: r.get(2)?,
-                        expires_ms: r.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
-    pub fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+    pub fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
         self.conn()?
             .execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
         Ok(())
     }
 
-    pub fn insert_token(&self, t: &TokenRecord, token_hash: &str) -> Result<(), StoreError> {
+    pub fn insert_token(&mut self, t: &TokenRecord, token_hash: &str) -> Result<(), StoreError> {
         self.conn()?.execute(
             "INSERT INTO api_tokens (id, name, role, token_hash, created_ms, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -178,7 +190,7 @@ impl Store {
     /// The token with this hash, marking it used — at most once a minute, so a busy script
     /// does not cost a disk write per request.
     pub fn use_token(
-        &self,
+        &mut self,
         token_hash: &str,
         now_ms: u64,
     ) -> Result<Option<TokenRecord>, StoreError> {
@@ -205,17 +217,7 @@ impl Store {
         Ok(found)
     }
 
-    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn.prepare(
-            "SELECT id, name, role, created_ms, last_used_ms, owner FROM api_tokens
-             ORDER BY created_ms",
-        )?;
-        let rows = st.query_map([], token_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn delete_token(&mut self, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn()?
             .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])?;

@@ -21,9 +21,46 @@ pub struct StoredEvent {
 }
 
 impl Store {
+    /// The newest events, newest first.
+    pub fn recent_events(
+        &self,
+        stream_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.read()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, ts_ms, stream_id, kind, message FROM events
+             WHERE ?1 IS NULL OR stream_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![stream_id, limit], |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                ts_ms: r.get::<_, i64>(1)? as u64,
+                stream_id: r.get(2)?,
+                kind: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored result of a fleet command, by request id.
+    pub fn command_result(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read()?
+            .query_row(
+                "SELECT result FROM command_results WHERE request_id = ?1",
+                params![request_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
+impl Writer {
     /// Appends events to the log in one transaction (journal durability, see
     /// [`Store::journal`]).
-    pub fn insert_events(&self, events: &[NodeEvent]) -> Result<(), StoreError> {
+    pub fn insert_events(&mut self, events: &[NodeEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -56,67 +93,28 @@ impl Store {
         })
     }
 
-    /// The newest events, newest first.
-    pub fn recent_events(
-        &self,
-        stream_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, ts_ms, stream_id, kind, message FROM events
-             WHERE ?1 IS NULL OR stream_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![stream_id, limit], |r| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                ts_ms: r.get::<_, i64>(1)? as u64,
-                stream_id: r.get(2)?,
-                kind: r.get(3)?,
-                message: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The stored result of a fleet command, by request id.
-    pub fn command_result(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()?
-            .query_row(
-                "SELECT result FROM command_results WHERE request_id = ?1",
-                params![request_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
     /// Records a command's first result under its request id; `false` when the id is known
     /// (the command was seen before and must not run again). Journal durability (see
     /// [`Store::journal`]): a request id survives a crash of the node; after a power loss a
     /// fleet's retry of one of the last commands may run it again.
     pub fn claim_command(
-        &self,
+        &mut self,
         request_id: &str,
         command: &str,
         result: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.journal(|conn| {
+        // Keep the newest results; pruning (a scan of the table, a few milliseconds) on one
+        // claim in a thousand keeps the cost off the others.
+        let prune = self.claims.is_multiple_of(PRUNE_COMMANDS_EVERY);
+        let claimed = self.journal(|conn| {
             let n = conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO command_results
                      (request_id, command, result, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![request_id, command, result, now_ms as i64])?;
-            // Keep the newest results; pruning (a scan of the table, a few milliseconds) on
-            // one claim in a thousand keeps the cost off the others.
-            if n == 1
-                && self
-                    .claims
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    .is_multiple_of(PRUNE_COMMANDS_EVERY)
-            {
+            if n == 1 && prune {
                 conn.execute(
                     "DELETE FROM command_results WHERE created_ms < (
                         SELECT created_ms FROM command_results
@@ -125,12 +123,16 @@ impl Store {
                 )?;
             }
             Ok(n == 1)
-        })
+        })?;
+        if claimed {
+            self.claims = self.claims.wrapping_add(1);
+        }
+        Ok(claimed)
     }
 
     /// Marks commands that were accepted but never finished (the node stopped in between) as
     /// failed with `reason`; returns how many.
-    pub fn fail_unfinished_commands(&self, reason: &str) -> Result<usize, StoreError> {
+    pub fn fail_unfinished_commands(&mut self, reason: &str) -> Result<usize, StoreError> {
         Ok(self.conn()?.execute(
             "UPDATE command_results
              SET result = json_set(result, '$.state', 'failed', '$.reason', ?1)
@@ -141,7 +143,7 @@ impl Store {
     }
 
     /// Records the result of a claimed command.
-    pub fn set_command_result(&self, request_id: &str, result: &str) -> Result<(), StoreError> {
+    pub fn set_command_result(&mut self, request_id: &str, result: &str) -> Result<(), StoreError> {
         self.journal(|conn| {
             conn.prepare_cached("UPDATE command_results SET result = ?2 WHERE request_id = ?1")?
                 .execute(params![request_id, result])

@@ -19,8 +19,11 @@ pub enum StoreError {
     Corrupt { id: String, message: String },
     #[error("database lock poisoned")]
     Poisoned,
-    #[error("cannot start the WAL checkpointer: {0}")]
-    Checkpointer(String),
+    #[error("cannot start a database thread: {0}")]
+    Thread(String),
+    /// The writer thread is gone (the store is being dropped).
+    #[error("the database is closed")]
+    Closed,
 }
 
 mod auth;
@@ -39,31 +42,26 @@ pub use tickets::{TicketCounts, TicketRecord, TicketState, WinningTicket};
 
 use migrations::MIGRATIONS;
 
+/// The database. Reads run on the caller's thread through a connection of their own (WAL
+/// lets them proceed while a write commits); every write runs on the store's writer thread
+/// ([`Store::write`]), so no async worker ever waits for a commit's fsync. The write methods
+/// exist only on [`Writer`], which only that thread holds: the compiler keeps writes there.
 pub struct Store {
-    conn: Mutex<Writer>,
-    /// Command claims since opening, to prune results now and then.
-    claims: std::sync::atomic::AtomicU32,
+    reader: Mutex<Connection>,
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Dropping it stops the checkpointer.
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
-/// The writing connection, and whether a journal write left it at `synchronous=NORMAL`.
-struct Writer {
+type Job = Box<dyn FnOnce(&mut Writer) + Send>;
+
+/// The writing connection, held by the writer thread alone.
+pub struct Writer {
     conn: Connection,
+    /// A journal write left the connection at `synchronous=NORMAL`.
     relaxed: bool,
-}
-
-impl std::ops::Deref for Writer {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
+    /// Command claims since opening, to prune results now and then.
+    claims: u32,
 }
 
 /// How often the checkpointer copies the WAL back into the database.
@@ -72,14 +70,67 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Self::init(Connection::open(path)?)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "foreign_keys", "ON")?;
         Ok(Self {
-            conn: Mutex::new(Writer {
+            reader: Mutex::new(reader),
+            jobs: Self::spawn_writer(Writer {
                 conn,
                 relaxed: false,
-            }),
-            claims: Default::default(),
+                claims: 0,
+            })?,
             _checkpointer: Self::spawn_checkpointer(path)?,
         })
+    }
+
+    /// Runs `write` on the writer thread and returns its result. Writes run one at a time,
+    /// in the order they were asked for.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |w| {
+                let _ = tx.send(write(w));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] for code that runs outside the async runtime (the command line,
+    /// tests): blocks the calling thread until the write is done.
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .send(Box::new(move |w| {
+                let _ = tx.send(write(w));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn spawn_writer(mut writer: Writer) -> Result<std::sync::mpsc::Sender<Job>, StoreError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                // Ends when the store (every sender) is dropped.
+                while let Ok(job) = queue.recv() {
+                    job(&mut writer);
+                }
+            })
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
+        Ok(jobs)
+    }
+
+    /// The reading connection.
+    fn read(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.reader.lock().map_err(|_| StoreError::Poisoned)
     }
 
     /// Checkpoints the WAL from a thread of its own, so no write waits for one: SQLite's
@@ -102,7 +153,7 @@ impl Store {
                     }
                 }
             })
-            .map_err(|e| StoreError::Checkpointer(e.to_string()))?;
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
         Ok(stop)
     }
 
@@ -123,17 +174,18 @@ impl Store {
         }
         Ok(conn)
     }
+}
 
+impl Writer {
     /// The connection at `synchronous=FULL`, whatever the last journal write left.
-    fn conn(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
-        let mut w = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        if w.relaxed {
-            w.conn
+    fn conn(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.relaxed {
+            self.conn
                 .prepare_cached("PRAGMA synchronous = FULL")?
                 .execute([])?;
-            w.relaxed = false;
+            self.relaxed = false;
         }
-        Ok(w)
+        Ok(&mut self.conn)
     }
 
     /// Runs a write to the node's journal (the event log and fleet-command bookkeeping) with
@@ -143,19 +195,18 @@ impl Store {
     /// configuration never go through here.
     ///
     /// The connection stays at `NORMAL` after a journal write and is set back to `FULL` by
-    /// [`Store::conn`], the only other way to it, so back-to-back journal writes (a command's
-    /// claim and result, event batches) switch nothing.
+    /// [`Writer::conn`], the only other way to it, so back-to-back journal writes (a
+    /// command's claim and result, event batches) switch nothing.
     fn journal<T>(
-        &self,
+        &mut self,
         write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut w = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        if !w.relaxed {
-            w.conn
+        if !self.relaxed {
+            self.conn
                 .prepare_cached("PRAGMA synchronous = NORMAL")?
                 .execute([])?;
-            w.relaxed = true;
+            self.relaxed = true;
         }
-        Ok(write(&w.conn)?)
+        Ok(write(&self.conn)?)
     }
 }

@@ -14,7 +14,7 @@ impl Store {
     /// All streams in creation order. A row that does not parse is reported in the second
     /// value and skipped, so one damaged row never hides the others.
     pub fn list_streams(&self) -> Result<(Vec<StoredStream>, Vec<StoreError>), StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let mut stmt = conn.prepare(
             "SELECT id, spec, created_ms, updated_ms FROM streams ORDER BY created_ms, id",
         )?;
@@ -47,7 +47,7 @@ impl Store {
     }
 
     pub fn get_stream(&self, id: &str) -> Result<Option<StoredStream>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let row = conn
             .query_row(
                 "SELECT spec, created_ms, updated_ms FROM streams WHERE id = ?1",
@@ -75,9 +75,11 @@ impl Store {
             updated_ms: u as u64,
         }))
     }
+}
 
+impl Writer {
     pub fn insert_stream(
-        &self,
+        &mut self,
         id: &str,
         spec: &StreamSpec,
         now_ms: u64,
@@ -95,7 +97,7 @@ impl Store {
 
     /// Replaces a stream's spec; false when there is no such stream.
     pub fn update_stream(
-        &self,
+        &mut self,
         id: &str,
         spec: &StreamSpec,
         now_ms: u64,
@@ -111,7 +113,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn delete_stream(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn delete_stream(&mut self, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn()?
             .execute("DELETE FROM streams WHERE id = ?1", params![id])?;

@@ -21,11 +21,20 @@ fn streams_survive_reopen_and_bad_rows_are_isolated() {
     let path = dir.path().join("node.db");
     {
         let s = Store::open(&path).expect("open");
-        s.insert_stream("a", &spec("one"), 1).expect("insert");
-        s.insert_stream("b", &spec("two"), 2).expect("insert");
-        assert!(s.update_stream("a", &spec("uno"), 3).expect("update"));
-        assert!(!s.update_stream("zz", &spec("x"), 3).expect("update"));
-        s.set_meta("k", "v").expect("meta");
+        s.write_blocking(move |w| w.insert_stream("a", &spec("one"), 1))
+            .expect("insert");
+        s.write_blocking(move |w| w.insert_stream("b", &spec("two"), 2))
+            .expect("insert");
+        assert!(
+            s.write_blocking(move |w| w.update_stream("a", &spec("uno"), 3))
+                .expect("update")
+        );
+        assert!(
+            !s.write_blocking(move |w| w.update_stream("zz", &spec("x"), 3))
+                .expect("update")
+        );
+        s.write_blocking(move |w| w.set_meta("k", "v"))
+            .expect("meta");
     }
     {
         let conn = Connection::open(&path).expect("raw open");
@@ -38,7 +47,10 @@ fn streams_survive_reopen_and_bad_rows_are_isolated() {
     assert_eq!(ok[0].spec.name, "uno");
     assert_eq!(bad.len(), 1);
     assert_eq!(s.get_meta("k").expect("meta").as_deref(), Some("v"));
-    assert!(s.delete_stream("a").expect("delete"));
+    assert!(
+        s.write_blocking(move |w| w.delete_stream("a"))
+            .expect("delete")
+    );
     assert!(s.get_stream("a").expect("get").is_none());
 }
 
@@ -56,33 +68,41 @@ fn journal_writes_leave_full_durability_for_everything_else() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("node.db")).expect("store");
     let synchronous = |s: &Store| -> i64 {
-        s.conn()
-            .expect("conn")
-            .pragma_query_value(None, "synchronous", |r| r.get(0))
-            .expect("pragma")
+        s.write_blocking(|w| {
+            Ok(w.conn()?
+                .pragma_query_value(None, "synchronous", |r| r.get(0))?)
+        })
+        .expect("pragma")
     };
     let left_by_journal = |s: &Store| -> i64 {
-        s.conn
-            .lock()
-            .expect("lock")
-            .pragma_query_value(None, "synchronous", |r| r.get(0))
-            .expect("pragma")
+        s.write_blocking(|w| {
+            Ok(w.conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))?)
+        })
+        .expect("pragma")
     };
     assert_eq!(synchronous(&s), 2, "FULL");
     let batch: Vec<NodeEvent> = (1..=1200).map(event).collect();
-    s.insert_events(&batch).expect("events");
-    assert!(s.claim_command("r1", "log_level", "{}", 1).expect("claim"));
-    s.set_command_result("r1", "{}").expect("result");
+    s.write_blocking(move |w| w.insert_events(&batch))
+        .expect("events");
+    assert!(
+        s.write_blocking(move |w| w.claim_command("r1", "log_level", "{}", 1))
+            .expect("claim")
+    );
+    s.write_blocking(move |w| w.set_command_result("r1", "{}"))
+        .expect("result");
     assert_eq!(left_by_journal(&s), 1, "journal writes run at NORMAL");
     assert_eq!(synchronous(&s), 2, "FULL again for everything else");
     // A failing journal write leaves nothing relaxed for others either.
-    let failed = s.journal(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []));
+    let failed =
+        s.write_blocking(|w| w.journal(|c| c.execute("INSERT INTO no_such_table VALUES (1)", [])));
     assert!(failed.is_err());
     assert_eq!(synchronous(&s), 2);
     // A durable write after journal writes commits at FULL.
-    s.journal(|c| c.execute("DELETE FROM meta WHERE key = 'none'", []))
+    s.write_blocking(|w| w.journal(|c| c.execute("DELETE FROM meta WHERE key = 'none'", [])))
         .expect("journal");
-    s.set_meta("k", "v").expect("meta");
+    s.write_blocking(move |w| w.set_meta("k", "v"))
+        .expect("meta");
     assert_eq!(left_by_journal(&s), 2);
     // One batch, in order.
     let newest = s.recent_events(None, 2).expect("recent");
@@ -97,7 +117,8 @@ fn the_checkpointer_copies_the_wal_into_the_database() {
     let s = Store::open(&path).expect("store");
     let before = std::fs::metadata(&path).expect("db").len();
     let batch: Vec<NodeEvent> = (1..=2000).map(event).collect();
-    s.insert_events(&batch).expect("events");
+    s.write_blocking(move |w| w.insert_events(&batch))
+        .expect("events");
     // The writer never checkpoints itself; the checkpointer thread does, within a period.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::fs::metadata(&path).expect("db").len() <= before {
@@ -117,20 +138,24 @@ fn commands_are_claimed_once_and_unfinished_ones_fail_at_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("node.db")).expect("store");
     assert!(
-        s.claim_command("r1", "x", r#"{"state":"accepted"}"#, 1)
+        s.write_blocking(move |w| w.claim_command("r1", "x", r#"{"state":"accepted"}"#, 1))
             .expect("claim")
     );
     assert!(
-        !s.claim_command("r1", "x", r#"{"state":"accepted"}"#, 2)
+        !s.write_blocking(move |w| w.claim_command("r1", "x", r#"{"state":"accepted"}"#, 2))
             .expect("again")
     );
     assert!(
-        s.claim_command("r2", "x", r#"{"state":"accepted"}"#, 3)
+        s.write_blocking(move |w| w.claim_command("r2", "x", r#"{"state":"accepted"}"#, 3))
             .expect("claim")
     );
-    s.set_command_result("r2", r#"{"state":"succeeded"}"#)
+    s.write_blocking(move |w| w.set_command_result("r2", r#"{"state":"succeeded"}"#))
         .expect("finish");
-    assert_eq!(s.fail_unfinished_commands("cut short").expect("fail"), 1);
+    assert_eq!(
+        s.write_blocking(move |w| w.fail_unfinished_commands("cut short"))
+            .expect("fail"),
+        1
+    );
     let r1: serde_json::Value =
         serde_json::from_str(&s.command_result("r1").expect("get").expect("r1")).expect("json");
     assert_eq!(r1["state"], "failed");
@@ -147,19 +172,20 @@ fn command_results_are_pruned_to_the_newest() {
     {
         // Fill below the claim path (one transaction), as years of commands would.
         let s = Store::open(&path).expect("store");
-        let mut conn = s.conn().expect("conn");
-        let tx = conn.transaction().expect("tx");
-        for i in 0..total {
-            tx.execute(
-                "INSERT INTO command_results VALUES (?1, 'x', '{}', ?2)",
-                params![format!("old-{i}"), i],
-            )
-            .expect("insert");
-        }
-        tx.commit().expect("commit");
+        s.write_blocking(move |w| {
+            let tx = w.conn()?.transaction()?;
+            for i in 0..total {
+                tx.execute(
+                    "INSERT INTO command_results VALUES (?1, 'x', '{}', ?2)",
+                    params![format!("old-{i}"), i],
+                )?;
+            }
+            Ok(tx.commit()?)
+        })
+        .expect("fill");
     }
     let count = |s: &Store| -> i64 {
-        s.conn()
+        s.read()
             .expect("conn")
             .query_row("SELECT count(*) FROM command_results", [], |r| r.get(0))
             .expect("count")
@@ -168,7 +194,7 @@ fn command_results_are_pruned_to_the_newest() {
     // period.
     let s = Store::open(&path).expect("reopen");
     assert!(
-        s.claim_command("new-0", "x", "{}", total as u64)
+        s.write_blocking(move |w| w.claim_command("new-0", "x", "{}", total as u64))
             .expect("claim")
     );
     assert_eq!(count(&s), COMMANDS_KEPT + 1);
@@ -178,15 +204,23 @@ fn command_results_are_pruned_to_the_newest() {
     for i in 1..PRUNE_COMMANDS_EVERY {
         let id = format!("new-{i}");
         assert!(
-            s.claim_command(&id, "x", "{}", (total + i64::from(i)) as u64)
-                .expect("claim")
+            s.write_blocking(move |w| w.claim_command(
+                &id,
+                "x",
+                "{}",
+                (total + i64::from(i)) as u64
+            ))
+            .expect("claim")
         );
     }
     assert_eq!(count(&s), COMMANDS_KEPT + i64::from(PRUNE_COMMANDS_EVERY));
     // A repeat is not a claim and does not count.
-    assert!(!s.claim_command("new-1", "x", "{}", 0).expect("repeat"));
     assert!(
-        s.claim_command("last", "x", "{}", u64::MAX >> 1)
+        !s.write_blocking(move |w| w.claim_command("new-1", "x", "{}", 0))
+            .expect("repeat")
+    );
+    assert!(
+        s.write_blocking(move |w| w.claim_command("last", "x", "{}", u64::MAX >> 1))
             .expect("claim")
     );
     assert_eq!(count(&s), COMMANDS_KEPT + 1);
@@ -225,9 +259,12 @@ fn command_results_survive_the_move_to_one_btree() {
         s.command_result("r1").expect("get").as_deref(),
         Some(r#"{"state":"succeeded"}"#)
     );
-    assert!(!s.claim_command("r1", "log_level", "{}", 8).expect("repeat"));
+    assert!(
+        !s.write_blocking(move |w| w.claim_command("r1", "log_level", "{}", 8))
+            .expect("repeat")
+    );
     let without_rowid: String = s
-        .conn()
+        .read()
         .expect("conn")
         .query_row(
             "SELECT sql FROM sqlite_schema WHERE name = 'command_results'",
@@ -261,9 +298,11 @@ fn winning_tickets_are_recorded_once_and_move_through_states() {
     };
     {
         let s = Store::open(&path).expect("open");
-        s.record_tickets(5, std::slice::from_ref(&w), 1)
+        let t = w.clone();
+        s.write_blocking(move |db| db.record_tickets(5, std::slice::from_ref(&t), 1))
             .expect("record");
-        s.record_tickets(1, std::slice::from_ref(&w), 2)
+        let t = w.clone();
+        s.write_blocking(move |db| db.record_tickets(1, std::slice::from_ref(&t), 2))
             .expect("record again");
     }
     let s = Store::open(&path).expect("reopen");
@@ -271,16 +310,19 @@ fn winning_tickets_are_recorded_once_and_move_through_states() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].winning.as_ref(), Some(&w));
     let hash = pending[0].ticket_hash.clone();
-    s.set_ticket_state(&hash, TicketState::Submitted, None, None, None, 3)
+    let h = hash.clone();
+    s.write_blocking(move |w| w.set_ticket_state(&h, TicketState::Submitted, None, None, None, 3))
         .expect("state");
-    s.set_ticket_state(
-        &hash,
-        TicketState::Redeemed,
-        Some("0xabc"),
-        Some("100"),
-        None,
-        4,
-    )
+    s.write_blocking(move |w| {
+        w.set_ticket_state(
+            &hash,
+            TicketState::Redeemed,
+            Some("0xabc"),
+            Some("100"),
+            None,
+            4,
+        )
+    })
     .expect("state");
     assert!(s.unredeemed_tickets(u64::MAX).expect("pending").is_empty());
     let counts = s.ticket_counts().expect("counts");

@@ -86,53 +86,6 @@ fn u256(s: &str) -> lpe_pm::U256 {
 }
 
 impl Store {
-    /// Records winning tickets and adds to the received counter in one transaction, durable
-    /// (`synchronous=FULL`) when this returns. Recording a ticket twice is harmless.
-    pub fn record_tickets(
-        &self,
-        received: u64,
-        wins: &[WinningTicket],
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let mut inserted = 0u64;
-        for w in wins {
-            let t = &w.ticket;
-            inserted += tx.execute(
-                "INSERT OR IGNORE INTO winning_tickets (ticket_hash, recipient, sender, face_value,
-                   win_prob, sender_nonce, recipient_rand_hash, creation_round,
-                   creation_round_block_hash, sig, recipient_rand, params_expiration_block,
-                   state, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
-                params![
-                    format!("{:#x}", t.hash()),
-                    t.recipient.to_string(),
-                    t.sender.to_string(),
-                    t.face_value.to_string(),
-                    t.win_prob.to_string(),
-                    t.sender_nonce,
-                    format!("{:#x}", t.recipient_rand_hash),
-                    t.expiration.creation_round,
-                    format!("{:#x}", t.expiration.creation_round_block_hash),
-                    w.sig,
-                    w.recipient_rand.to_string(),
-                    w.params_expiration_block.to_string(),
-                    now_ms as i64,
-                ],
-            )? as u64;
-        }
-        for (name, n) in [("received", received), ("won", inserted)] {
-            tx.execute(
-                "INSERT INTO ticket_counters (name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                params![name, n as i64],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
         let hash: String = r.get(0)?;
         let recipient: String = r.get(1)?;
@@ -192,7 +145,7 @@ impl Store {
     /// Tickets still to redeem (pending or submitted), oldest first.
     /// Tickets not yet redeemed whose next attempt is due at `now_ms`.
     pub fn unredeemed_tickets(&self, now_ms: u64) -> Result<Vec<TicketRecord>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM winning_tickets WHERE state IN ('pending', 'submitted')
                AND next_attempt_ms <= ?1
@@ -206,7 +159,7 @@ impl Store {
 
     /// The newest tickets (the redemption queue as the UI shows it).
     pub fn recent_tickets(&self, limit: u32) -> Result<Vec<TicketRecord>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM winning_tickets ORDER BY created_ms DESC, ticket_hash LIMIT ?1",
             Self::TICKET_COLUMNS
@@ -215,68 +168,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn set_ticket_state(
-        &self,
-        ticket_hash: &str,
-        state: TicketState,
-        tx_hash: Option<&str>,
-        amount: Option<&str>,
-        reason: Option<&str>,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE winning_tickets SET state = ?2, tx_hash = COALESCE(?3, tx_hash),
-               amount = COALESCE(?4, amount), reason = ?5, updated_ms = ?6,
-               attempts = attempts + (CASE WHEN ?2 = 'submitted' THEN 1 ELSE 0 END)
-             WHERE ticket_hash = ?1",
-            params![
-                ticket_hash,
-                state.as_str(),
-                tx_hash,
-                amount,
-                reason,
-                now_ms as i64
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Records that a redemption is about to be sent at chain block `block`.
-    /// Leaves a ticket pending with the reason it waits, not to be looked at before
-    /// `next_attempt_ms`.
-    pub fn defer_ticket(
-        &self,
-        ticket_hash: &str,
-        reason: &str,
-        now_ms: u64,
-        next_attempt_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE winning_tickets SET state = 'pending', reason = ?2, updated_ms = ?3,
-               next_attempt_ms = ?4
-             WHERE ticket_hash = ?1",
-            params![ticket_hash, reason, now_ms as i64, next_attempt_ms as i64],
-        )?;
-        Ok(())
-    }
-
-    pub fn mark_submitted(
-        &self,
-        ticket_hash: &str,
-        block: u64,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE winning_tickets SET state = 'submitted', reason = NULL, updated_ms = ?2,
-               attempts = attempts + 1, submitted_block = ?3
-             WHERE ticket_hash = ?1",
-            params![ticket_hash, now_ms as i64, block as i64],
-        )?;
-        Ok(())
-    }
-
     pub fn ticket_counts(&self) -> Result<TicketCounts, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.read()?;
         let counter = |name: &str| -> Result<u64, StoreError> {
             Ok(conn
                 .query_row(
@@ -308,5 +201,114 @@ impl Store {
             expired: state("expired")?,
             pending: state("pending")? + state("submitted")?,
         })
+    }
+}
+
+impl Writer {
+    /// Records winning tickets and adds to the received counter in one transaction, durable
+    /// (`synchronous=FULL`) when this returns. Recording a ticket twice is harmless.
+    pub fn record_tickets(
+        &mut self,
+        received: u64,
+        wins: &[WinningTicket],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let mut inserted = 0u64;
+        for w in wins {
+            let t = &w.ticket;
+            inserted += tx.execute(
+                "INSERT OR IGNORE INTO winning_tickets (ticket_hash, recipient, sender, face_value,
+                   win_prob, sender_nonce, recipient_rand_hash, creation_round,
+                   creation_round_block_hash, sig, recipient_rand, params_expiration_block,
+                   state, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
+                params![
+                    format!("{:#x}", t.hash()),
+                    t.recipient.to_string(),
+                    t.sender.to_string(),
+                    t.face_value.to_string(),
+                    t.win_prob.to_string(),
+                    t.sender_nonce,
+                    format!("{:#x}", t.recipient_rand_hash),
+                    t.expiration.creation_round,
+                    format!("{:#x}", t.expiration.creation_round_block_hash),
+                    w.sig,
+                    w.recipient_rand.to_string(),
+                    w.params_expiration_block.to_string(),
+                    now_ms as i64,
+                ],
+            )? as u64;
+        }
+        for (name, n) in [("received", received), ("won", inserted)] {
+            tx.execute(
+                "INSERT INTO ticket_counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                params![name, n as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_ticket_state(
+        &mut self,
+        ticket_hash: &str,
+        state: TicketState,
+        tx_hash: Option<&str>,
+        amount: Option<&str>,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = ?2, tx_hash = COALESCE(?3, tx_hash),
+               amount = COALESCE(?4, amount), reason = ?5, updated_ms = ?6,
+               attempts = attempts + (CASE WHEN ?2 = 'submitted' THEN 1 ELSE 0 END)
+             WHERE ticket_hash = ?1",
+            params![
+                ticket_hash,
+                state.as_str(),
+                tx_hash,
+                amount,
+                reason,
+                now_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a redemption is about to be sent at chain block `block`.
+    /// Leaves a ticket pending with the reason it waits, not to be looked at before
+    /// `next_attempt_ms`.
+    pub fn defer_ticket(
+        &mut self,
+        ticket_hash: &str,
+        reason: &str,
+        now_ms: u64,
+        next_attempt_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = 'pending', reason = ?2, updated_ms = ?3,
+               next_attempt_ms = ?4
+             WHERE ticket_hash = ?1",
+            params![ticket_hash, reason, now_ms as i64, next_attempt_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_submitted(
+        &mut self,
+        ticket_hash: &str,
+        block: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE winning_tickets SET state = 'submitted', reason = NULL, updated_ms = ?2,
+               attempts = attempts + 1, submitted_block = ?3
+             WHERE ticket_hash = ?1",
+            params![ticket_hash, now_ms as i64, block as i64],
+        )?;
+        Ok(())
     }
 }
