@@ -1,0 +1,223 @@
+//! The HLS ladder: a scale and encode branch per rendition, the passthrough rendition, the
+//! sinks and the master playlist.
+
+use super::*;
+
+pub(crate) fn rendition_counters(
+    b: &Builder,
+    r: &ResolvedRendition,
+    encoder: &str,
+) -> Arc<RenditionCounters> {
+    let c = Arc::new(RenditionCounters {
+        name: r.spec.name.clone(),
+        width: r.width,
+        height: r.height,
+        encoder: encoder.to_string(),
+        passthrough: r.passthrough,
+        frames: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    });
+    if let Ok(mut v) = b.counters.renditions.lock() {
+        v.push(c.clone());
+    }
+    c
+}
+
+pub(crate) fn count_output(pad: &gst::Pad, c: Arc<RenditionCounters>) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            c.frames.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(buf.size() as u64, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+pub(crate) fn passthrough_branch(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    r: &ResolvedRendition,
+) -> Result<(), BuildError> {
+    let n = &r.spec.name;
+    let queue = live_queue(b, pipeline, &format!("{n}-queue"), true)?;
+    let sink = hls_sink(b, pipeline, r)?;
+    add_linked(pipeline, &[&queue])?;
+    tee.link(&queue)
+        .map_err(|e| BuildError::Link(format!("h264 tee → {n}: {e}")))?;
+    let qsrc = queue
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?;
+    count_output(&qsrc, rendition_counters(b, r, "passthrough"));
+    link_to_hls(&queue, &sink, n)
+}
+
+pub(crate) fn hls_sink(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    r: &ResolvedRendition,
+) -> Result<gst::Element, BuildError> {
+    let n = &r.spec.name;
+    let dir = b.ctx.hls_dir.join(n);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BuildError::Source(format!("cannot create {}: {e}", dir.display())))?;
+    crate::hls::remove_stale_segments(&dir);
+    let ring = crate::hls::ring_size(
+        &b.spec.ladder,
+        b.ctx.segment_seconds,
+        b.ctx.max_segments,
+        b.ctx.max_bytes,
+    );
+    let sink = make("hlssink2", &format!("{n}-hls"))?;
+    sink.set_property(
+        "location",
+        dir.join(format!("seg-{}-%05d.ts", b.ctx.run_id))
+            .display()
+            .to_string(),
+    );
+    sink.set_property(
+        "playlist-location",
+        dir.join("index.m3u8").display().to_string(),
+    );
+    sink.set_property("target-duration", b.ctx.segment_seconds);
+    sink.set_property("max-files", ring);
+    sink.set_property("playlist-length", ring.saturating_sub(1).max(2));
+    // The sink joins a pipeline that is already playing. Without this its preroll would make
+    // the pipeline lose its state and pause the live source, while an element that holds a
+    // frame back (videorate) waits for the next one: a deadlock.
+    sink.set_property("async-handling", true);
+    // Encoders place a keyframe every segment by their GOP; asking for extra keyframes at
+    // wall-clock boundaries would split segments off-phase with the GOP.
+    sink.set_property("send-keyframe-requests", false);
+    pipeline
+        .add(&sink)
+        .map_err(|e| BuildError::Link(e.to_string()))?;
+    sink.sync_state_with_parent()
+        .map_err(|_| BuildError::Link(format!("{n}-hls cannot start")))?;
+    Ok(sink)
+}
+
+pub(crate) fn link_to_hls(
+    from: &gst::Element,
+    sink: &gst::Element,
+    n: &str,
+) -> Result<(), BuildError> {
+    let src = from
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link(format!("{n}: no src pad")))?;
+    let video = sink
+        .request_pad_simple("video")
+        .ok_or_else(|| BuildError::Link(format!("{n}: hlssink2 has no video pad")))?;
+    src.link(&video)
+        .map_err(|e| BuildError::Link(format!("{n} → hlssink2: {e:?}")))?;
+    Ok(())
+}
+
+/// Adds the encoded renditions, largest first. Each one is scaled from the smallest already
+/// scaled rendition that is larger than it (a cascade: 1080p → 720p → 480p, 360p) rather than
+/// from the source, which saves most of the scaling work of the lower rungs.
+pub(crate) fn encode_all(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    source_tee: &gst::Element,
+    renditions: &[ResolvedRendition],
+) -> Result<(), BuildError> {
+    let mut order: Vec<&ResolvedRendition> = renditions.iter().filter(|r| !r.passthrough).collect();
+    order.sort_by_key(|r| std::cmp::Reverse(r.height));
+    let mut scaled: Vec<(&ResolvedRendition, gst::Element)> = Vec::new();
+    for r in order {
+        // A parent with a forced frame rate would pass its rate on; only full-rate ones qualify.
+        let parent = scaled
+            .iter()
+            .rev()
+            .find(|(p, _)| p.spec.fps.is_none() && p.height > r.height && p.width >= r.width)
+            .map(|(_, tee)| tee.clone())
+            .unwrap_or_else(|| source_tee.clone());
+        let tee = encode_branch(b, pipeline, &parent, r)?;
+        scaled.push((r, tee));
+    }
+    Ok(())
+}
+
+/// One encoded rendition: `queue ! videoscale ! [videorate] ! videoconvert ! caps ! tee`
+/// (the scaled frames, also fed to smaller renditions) then `queue ! encoder ! h264parse !
+/// hlssink2`. Returns the tee of scaled frames.
+pub(crate) fn encode_branch(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    upstream: &gst::Element,
+    r: &ResolvedRendition,
+) -> Result<gst::Element, BuildError> {
+    let n = &r.spec.name;
+    let (enc_chain, format) =
+        encoder::encoder_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)
+            .map_err(BuildError::Source)?;
+    let queue = live_queue(b, pipeline, &format!("{n}-queue"), false)?;
+    let scale = make("videoscale", &format!("{n}-scale"))?;
+    let convert = make("videoconvert", &format!("{n}-convert"))?;
+    let mut raw_caps = gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", r.width as i32)
+        .field("height", r.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    let mut scaling: Vec<gst::Element> = vec![queue, scale];
+    if r.spec.fps.is_some() {
+        scaling.push(make("videorate", &format!("{n}-rate"))?);
+        raw_caps = raw_caps.field("framerate", gst::Fraction::new(r.fps.0, r.fps.1));
+    }
+    scaling.push(convert);
+    let filter = make("capsfilter", &format!("{n}-raw-caps"))?;
+    filter.set_property("caps", raw_caps.build());
+    scaling.push(filter);
+    let scaled_tee = make("tee", &format!("{n}-scaled"))?;
+    scaling.push(scaled_tee.clone());
+
+    let mut encoding: Vec<gst::Element> =
+        vec![live_queue(b, pipeline, &format!("{n}-enc-queue"), false)?];
+    encoding.extend(enc_chain);
+    if EncoderKind::from_element(&b.ctx.encoder) == Some(EncoderKind::X264) {
+        let profile = make("capsfilter", &format!("{n}-profile"))?;
+        profile.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("profile", profile_caps(r.spec.profile))
+                .build(),
+        );
+        encoding.push(profile);
+    }
+    let parse = make("h264parse", &format!("{n}-parse"))?;
+    encoding.push(parse.clone());
+
+    let sink = hls_sink(b, pipeline, r)?;
+    add_linked(pipeline, &encoding.iter().collect::<Vec<_>>())?;
+    link_to_hls(&parse, &sink, n)?;
+    let psrc = parse
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link("h264parse has no src pad".into()))?;
+    count_output(&psrc, rendition_counters(b, r, &b.ctx.encoder));
+    add_linked(pipeline, &scaling.iter().collect::<Vec<_>>())?;
+    scaled_tee
+        .link(&encoding[0])
+        .map_err(|e| BuildError::Link(format!("{n} scaled → encoder: {e}")))?;
+    upstream
+        .link(&scaling[0])
+        .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
+    Ok(scaled_tee)
+}
+
+pub(crate) fn profile_caps(p: H264Profile) -> &'static str {
+    p.caps_name()
+}
+
+pub(crate) fn write_master(
+    b: &Builder,
+    renditions: &[ResolvedRendition],
+    skipped: &[(String, String)],
+) {
+    for (name, why) in skipped {
+        tracing::info!(rendition = %name, "rendition skipped: {why}");
+    }
+    if let Err(e) = crate::hls::write_master(&b.ctx.hls_dir, renditions) {
+        tracing::warn!("cannot write master playlist: {e}");
+    }
+}
