@@ -31,6 +31,7 @@ pub struct StreamSpec {
     pub source: SourceSpec,
     /// The renditions to produce; absent means the default ladder.
     #[serde(default = "default_ladder")]
+    #[schema(default = default_ladder, min_items = 1, max_items = 8)]
     pub ladder: Vec<RenditionSpec>,
     /// Encoder element to use instead of the best one found by the probe.
     #[serde(default)]
@@ -167,19 +168,26 @@ impl H264Profile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenditionSpec {
+    /// 1 to 32 of A-Z, a-z, 0-9, '-' and '_'; unique in the ladder.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
-    /// Output height; absent: the source's height (the source rendition).
+    /// Output height, even; absent: the source's height (the source rendition).
     #[serde(default)]
+    #[schema(minimum = 16, maximum = 7680)]
     pub height: Option<u32>,
-    /// Output width; absent: from the height and the source's aspect ratio.
+    /// Output width, even; absent: from the height and the source's aspect ratio.
     #[serde(default)]
+    #[schema(minimum = 16, maximum = 7680)]
     pub width: Option<u32>,
     /// Output frame rate; absent: the source's.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 120)]
     pub fps: Option<u32>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub bitrate_kbps: u32,
     /// Frames between keyframes; absent: one keyframe per HLS segment.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub gop_frames: Option<u32>,
     #[serde(default)]
     pub profile: H264Profile,
@@ -698,5 +706,64 @@ mod tests {
             t,
             serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": 5})
         );
+    }
+
+    /// The limits the OpenAPI document states (and the UI checks) are the ones `validate`
+    /// enforces: each one is accepted at the bound and refused past it.
+    #[test]
+    fn the_schema_states_the_limits_validate_enforces() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(RenditionSpec::schema()).expect("schema");
+        let bound = |field: &str, which: &str| -> u32 {
+            let v = &schema["properties"][field][which];
+            v.as_u64()
+                .or_else(|| v.as_f64().map(|f| f as u64))
+                .unwrap_or_else(|| panic!("{field}.{which} missing from {schema}"))
+                as u32
+        };
+        let with = |f: &dyn Fn(&mut RenditionSpec)| {
+            let mut spec = StreamSpec {
+                name: "s".into(),
+                source: SourceSpec::Rtmp {
+                    stream_key: String::new(),
+                },
+                ladder: vec![RenditionSpec {
+                    name: "r".into(),
+                    height: Some(360),
+                    width: None,
+                    fps: None,
+                    bitrate_kbps: 700,
+                    gop_frames: None,
+                    profile: H264Profile::High,
+                }],
+                encoder: None,
+                enabled: true,
+            };
+            f(&mut spec.ladder[0]);
+            spec.validate()
+        };
+        for field in ["height", "width", "fps", "bitrate_kbps", "gop_frames"] {
+            let (lo, hi) = (bound(field, "minimum"), bound(field, "maximum"));
+            // Sizes must be even: step by two past the bounds.
+            let step = if matches!(field, "height" | "width") {
+                2
+            } else {
+                1
+            };
+            let set = |r: &mut RenditionSpec, v: u32| match field {
+                "height" => r.height = Some(v),
+                "width" => {
+                    r.height = Some(16);
+                    r.width = Some(v)
+                }
+                "fps" => r.fps = Some(v),
+                "bitrate_kbps" => r.bitrate_kbps = v,
+                _ => r.gop_frames = Some(v),
+            };
+            assert!(with(&|r| set(r, lo)).is_ok(), "{field} = {lo}");
+            assert!(with(&|r| set(r, hi)).is_ok(), "{field} = {hi}");
+            assert!(with(&|r| set(r, lo - step)).is_err(), "{field} below {lo}");
+            assert!(with(&|r| set(r, hi + step)).is_err(), "{field} above {hi}");
+        }
     }
 }

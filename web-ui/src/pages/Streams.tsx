@@ -1,6 +1,7 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, get } from "../api";
 import type { SourceSpec } from "../api.gen";
+import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
 type Kind = SourceSpec["kind"];
@@ -30,17 +31,12 @@ interface Draft {
   original?: Stream;
 }
 
-const DEFAULT_LADDER: Rendition[] = [
-  { name: "source", width: 0, height: 0, bitrate_kbps: 4000 },
-  { name: "480p", width: 0, height: 480, bitrate_kbps: 1200 },
-  { name: "360p", width: 0, height: 360, bitrate_kbps: 700 },
-];
 
 function blank(): Draft {
   return {
     name: "", kind: "rtmp", url: "", username: "", password: "", transport: "tcp", latency_ms: 200, device: "",
     width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
-    ladder: DEFAULT_LADDER.map((r) => ({ ...r })), enabled: true,
+    ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
   };
 }
 
@@ -72,18 +68,21 @@ function fromStream(s: Stream): Draft {
 export function ladderErrors(ladder: Rendition[]): Record<string, string> {
   const errs: Record<string, string> = {};
   if (ladder.length === 0) errs["ladder"] = "at least one rendition";
-  if (ladder.length > 8) errs["ladder"] = "at most 8 renditions";
+  if (ladder.length > LIMITS.renditions.max) errs["ladder"] = `at most ${LIMITS.renditions.max} renditions`;
   ladder.forEach((r, i) => {
     const f = (k: string) => `ladder[${i}].${k}`;
-    if (!/^[A-Za-z0-9_-]{1,32}$/.test(r.name)) errs[f("name")] = "1 to 32 of A-Z, a-z, 0-9, '-', '_'";
+    if (!new RegExp(LIMITS.name).test(r.name)) errs[f("name")] = "1 to 32 of A-Z, a-z, 0-9, '-', '_'";
     else if (ladder.slice(0, i).some((o) => o.name === r.name)) errs[f("name")] = `'${r.name}' is used twice`;
     for (const k of ["width", "height"] as const) {
       const v = r[k];
-      if (v && (v < 16 || v > 4320)) errs[f(k)] = "16 to 4320, or 0 for the source size";
+      const { min, max } = LIMITS[k];
+      if (v && (v < min || v > max)) errs[f(k)] = `${min} to ${max}, or 0 for the source size`;
       else if (v && v % 2) errs[f(k)] = "must be even (H.264 4:2:0)";
     }
     if (r.width && !r.height) errs[f("height")] = "needed when a width is given";
-    if (!Number.isInteger(r.bitrate_kbps) || r.bitrate_kbps < 1 || r.bitrate_kbps > 100000) errs[f("bitrate_kbps")] = "1 to 100000";
+    const kbps = LIMITS.bitrate_kbps;
+    if (!Number.isInteger(r.bitrate_kbps) || r.bitrate_kbps < kbps.min || r.bitrate_kbps > kbps.max)
+      errs[f("bitrate_kbps")] = `${kbps.min} to ${kbps.max}`;
   });
   if (ladder.filter((r) => !r.width && !r.height).length > 1) errs["ladder"] = "only one rendition may keep the source size";
   return errs;
