@@ -6,7 +6,6 @@
 use lpe_control as control;
 use lpe_core::admission;
 use lpe_media as media;
-use lpe_money::{chain, payments, wallet, watcher};
 use lpe_node::{self as node, config, logs};
 use lpe_store as store;
 
@@ -18,6 +17,7 @@ use tokio::sync::watch;
 use config::Config;
 use lpe_core::events::{EventBus, EventKind};
 use lpe_core::supervisor::{Restart, Supervisor};
+pub use lpe_node::payments::account_signer;
 
 /// Why the node could not start (exit code 1; configuration errors exit earlier with 2).
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +189,8 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     });
     if !cfg.pm.role.is_off() {
         let node = Arc::clone(&node);
-        subsystems.spawn("payments", PAYMENTS_RESTART, move |stop| {
-            start_payments(Arc::clone(&node), stop)
+        subsystems.spawn("payments", node::payments::RESTART, move |stop| {
+            node::payments::run(Arc::clone(&node), stop)
         });
     }
 
@@ -236,7 +236,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e)))
         .map(|()| {
-            if node.restart.load(std::sync::atomic::Ordering::SeqCst) {
+            if node.restart_requested() {
                 RunEnd::Restart
             } else {
                 RunEnd::Stopped
@@ -263,95 +263,6 @@ fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
     f.write_all(b"ok")?;
     f.sync_all()?;
     std::fs::remove_file(&probe)
-}
-
-/// The node's account as a transaction signer, unlocked with the configured password.
-pub fn account_signer(
-    cfg: &Config,
-) -> Result<alloy::signers::local::PrivateKeySigner, wallet::WalletError> {
-    let pm = &cfg.pm;
-    let file = (!pm.password_file.is_empty()).then(|| std::path::PathBuf::from(&pm.password_file));
-    let keystore = wallet::Keystore::new(cfg.data_dir.join("keystore"));
-    let key = wallet::password(file.as_deref(), std::env::var(wallet::PASSWORD_ENV).ok())
-        .and_then(|p| keystore.unlock(&p))?;
-    alloy::signers::local::PrivateKeySigner::from_slice(&key.to_bytes())
-        .map_err(|_| wallet::WalletError::BadKey)
-}
-
-/// Payments retry slowly: a wrong password or a missing keystore stays wrong until the
-/// operator fixes it, and each attempt runs the keystore's key derivation.
-const PAYMENTS_RESTART: Restart = Restart::WithBackoff {
-    max_backoff: std::time::Duration::from_secs(300),
-};
-
-/// Unlocks the account, connects to the chain (retrying with backoff while it is down), then —
-/// as an orchestrator — accepts payments and runs the redemption queue until shutdown.
-async fn start_payments(
-    node: Arc<node::Node>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let pm = node.cfg.pm.clone();
-    let signer = account_signer(&node.cfg)
-        .map_err(|e| format!("payments disabled: cannot unlock the account: {e}"))?;
-    let address = signer.address();
-    let controller = pm.controller.parse().unwrap_or_default();
-    let mut wait = std::time::Duration::from_secs(1);
-    let chain = loop {
-        match chain::ChainClient::connect(&pm.eth_url, controller, Some(signer.clone())).await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(
-                    "chain not reachable ({e}); retrying in {} s",
-                    wait.as_secs()
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                wait = (wait * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
-    };
-    tracing::info!(%address, broker = %chain.ticket_broker, role = %pm.role, "payments ready");
-    let _ = node.chain.set(chain.clone());
-    if !pm.earns() {
-        return Ok(());
-    }
-    let watcher = Arc::new(watcher::BlockWatcher::new(chain));
-    let watching = {
-        let (w, events, stop) = (Arc::clone(&watcher), node.events.clone(), shutdown.clone());
-        let every = std::time::Duration::from_millis(u64::from(pm.block_poll_ms));
-        tokio::spawn(async move { w.run(every, events, stop).await })
-    };
-    tokio::select! {
-        _ = watcher.ready() => {}
-        _ = shutdown.changed() => return Ok(()),
-    }
-    let policy = lpe_pm::params::RecipientPolicy {
-        ev: pm.ticket_ev.parse().unwrap_or_default(),
-        redeem_gas: lpe_pm::U256::from(payments::REDEEM_GAS),
-        tx_cost_multiplier: lpe_pm::U256::from(100u8),
-        max_face_value: pm.max_face_value.parse().unwrap_or_default(),
-    };
-    let orchestrator = payments::Orchestrator::new(
-        Arc::clone(&watcher),
-        address,
-        payments::rand_bytes(),
-        policy,
-        pm.price_per_unit,
-        pm.pixels_per_unit,
-    );
-    let _ = node.orchestrator.set(Arc::new(orchestrator));
-    payments::run_redemptions(
-        Arc::clone(&node.store),
-        node.events.clone(),
-        watcher,
-        shutdown,
-        std::time::Duration::from_millis(u64::from(pm.redeem_poll_ms)),
-    )
-    .await;
-    watching.abort();
-    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -205,10 +205,10 @@ impl PeerLimits {
 }
 
 pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
-    let hls = ServeDir::new(node.media.hls_root());
+    let hls = ServeDir::new(node.hls_root());
     let (api, doc) = routes();
     let guard = super::auth_api::Guard::new(Arc::clone(&node), &doc);
-    let root = node.media.hls_root().to_path_buf();
+    let root = node.hls_root().to_path_buf();
     let hls = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn(move |req: Request, next| {
             confine_to(root.clone(), req, next)
@@ -484,7 +484,7 @@ async fn health(State(node): State<AppState>) -> Response {
         ..Default::default()
     };
     for s in &streams {
-        use lpe_node::media::runner::StreamState;
+        use lpe_node::views::StreamState;
         match s.status.state {
             StreamState::Running => counts.running += 1,
             StreamState::Reconnecting => counts.reconnecting += 1,
@@ -506,7 +506,7 @@ async fn health(State(node): State<AppState>) -> Response {
             format!("{} of {} streams running", counts.running, counts.total),
         )
     };
-    let inv = node.media.inventory();
+    let inv = node.encoders();
     let encoders = match inv.working().len() {
         0 => check(HealthState::Down, "no encoder works"),
         n => check(
@@ -526,10 +526,10 @@ async fn health(State(node): State<AppState>) -> Response {
     } else {
         check(HealthState::Degraded, "not connected to the broker")
     };
-    let watcher_reachable = node.orchestrator.get().map(|o| o.watcher().reachable());
+    let watcher_reachable = node.orchestrator().ok().map(|o| o.watcher().reachable());
     let chain = if node.cfg.pm.role.is_off() {
         check(HealthState::Ok, "payments off")
-    } else if node.chain.get().is_none() {
+    } else if node.chain().is_err() {
         check(HealthState::Degraded, "the chain is not reachable yet")
     } else if watcher_reachable == Some(false) {
         check(
@@ -573,7 +573,7 @@ async fn health(State(node): State<AppState>) -> Response {
     let body = Health {
         status,
         version: env!("CARGO_PKG_VERSION"),
-        uptime_s: node.started.elapsed().as_secs(),
+        uptime_s: node.uptime().as_secs(),
         streams: counts,
         encoder: inv.preferred.clone(),
         hardware_encoder: inv.has_hardware(),
@@ -841,7 +841,7 @@ async fn snapshot(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     node.view(&id)?;
-    let jpeg = node.media.snapshot(&id).ok_or_else(|| {
+    let jpeg = node.snapshot(&id).ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_picture",
@@ -874,11 +874,11 @@ struct DeviceView {
     responses((status = 200, body = DeviceView)),
     security(("session" = ["viewer"]), ("token" = ["viewer"])))]
 async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiError> {
-    let inv = node.media.inventory();
+    let inv = node.encoders();
     Ok(Json(DeviceView {
-        identity: lpe_node::auth::Auth::device(&node.store).map_err(CommandError::from)?,
+        identity: node.device_identity().map_err(CommandError::from)?,
         version: env!("CARGO_PKG_VERSION"),
-        node_uptime_s: node.started.elapsed().as_secs(),
+        node_uptime_s: node.uptime().as_secs(),
         stats: node.device.latest(),
         encoder: inv.preferred.clone(),
         hardware_encoder: inv.has_hardware(),
@@ -929,13 +929,13 @@ async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     get,
     path = "/api/encoders",
     tag = "device",
-    responses((status = 200, body = lpe_node::media::encoder::EncoderInventory)),
+    responses((status = 200, body = lpe_node::views::EncoderInventory)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn encoders(
     State(node): State<AppState>,
-) -> Json<lpe_node::media::encoder::EncoderInventory> {
-    Json(node.media.inventory().clone())
+) -> Json<lpe_node::views::EncoderInventory> {
+    Json(node.encoders().clone())
 }
 
 #[derive(Deserialize)]
@@ -949,13 +949,13 @@ struct EventQuery {
     path = "/api/events",
     tag = "node",
     params(("stream_id" = Option<String>, Query), ("limit" = Option<u32>, Query)),
-    responses((status = 200, body = [lpe_node::store::StoredEvent]), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = [lpe_node::views::StoredEvent]), (status = 400, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn events(
     State(node): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<lpe_node::store::StoredEvent>>, ApiError> {
+) -> Result<Json<Vec<lpe_node::views::StoredEvent>>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -1016,8 +1016,8 @@ async fn logs(
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     Ok(Json(LogView {
-        level: node.logs.level(),
-        lines: node.logs.ring.tail(q.lines.unwrap_or(200).min(2000)),
+        level: node.log_level(),
+        lines: node.recent_log_lines(q.lines.unwrap_or(200).min(2000)),
     }))
 }
 
@@ -1078,7 +1078,7 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
 
 /// The orchestrator's side of payments; refused with the node's own errors: payments off
 /// (409, configuration), not an orchestrator (409), chain not reached yet (503).
-fn orchestrator(node: &Node) -> Result<Arc<lpe_node::money::payments::Orchestrator>, ApiError> {
+fn orchestrator(node: &Node) -> Result<Arc<lpe_node::views::Orchestrator>, ApiError> {
     Ok(node.orchestrator()?)
 }
 
@@ -1087,12 +1087,12 @@ fn orchestrator(node: &Node) -> Result<Arc<lpe_node::money::payments::Orchestrat
     get,
     path = "/api/pm/chain",
     tag = "payments",
-    responses((status = 200, body = lpe_node::money::watcher::HeadView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = lpe_node::views::HeadView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn chain_head(
     State(node): State<AppState>,
-) -> Result<Json<lpe_node::money::watcher::HeadView>, ApiError> {
+) -> Result<Json<lpe_node::views::HeadView>, ApiError> {
     Ok(Json(orchestrator(&node)?.watcher().view()))
 }
 
@@ -1100,7 +1100,7 @@ async fn chain_head(
     post,
     path = "/payment",
     tag = "payments",
-    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = lpe_node::money::payments::PaymentReceipt), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = lpe_node::views::PaymentReceipt), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 /// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
 async fn payment(
@@ -1108,7 +1108,7 @@ async fn payment(
     Extension(peers): Extension<Arc<PeerLimits>>,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
-) -> Result<Json<lpe_node::money::payments::PaymentReceipt>, ApiError> {
+) -> Result<Json<lpe_node::views::PaymentReceipt>, ApiError> {
     peers.admit(&peers.payments, peer)?;
     // A node that takes no payments says so before asking for one.
     node.orchestrator()?;
@@ -1195,8 +1195,8 @@ struct TicketQuery {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct TicketsResponse {
-    counts: lpe_node::store::TicketCounts,
-    tickets: Vec<lpe_node::store::TicketRecord>,
+    counts: lpe_node::views::TicketCounts,
+    tickets: Vec<lpe_node::views::TicketRecord>,
 }
 
 #[utoipa::path(
@@ -1213,23 +1213,15 @@ async fn tickets(
 ) -> Result<Json<TicketsResponse>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let counts = node.store.ticket_counts().map_err(CommandError::from)?;
+    let counts = node.ticket_counts().map_err(CommandError::from)?;
     let tickets = node
-        .store
         .recent_tickets(q.limit.unwrap_or(100).min(1000))
         .map_err(CommandError::from)?;
     Ok(Json(TicketsResponse { counts, tickets }))
 }
 
-fn chain(node: &Node) -> Result<lpe_node::money::chain::ChainClient, ApiError> {
-    if node.cfg.pm.role.is_off() {
-        return Err(CommandError::PaymentsOff.into());
-    }
-    Ok(node
-        .chain
-        .get()
-        .cloned()
-        .ok_or(CommandError::ChainNotReady)?)
+fn chain(node: &Node) -> Result<lpe_node::views::ChainClient, ApiError> {
+    Ok(node.chain()?)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -1281,7 +1273,7 @@ struct TxView {
     block: u64,
 }
 
-fn tx_view(m: lpe_node::money::chain::Mined) -> Json<TxView> {
+fn tx_view(m: lpe_node::views::Mined) -> Json<TxView> {
     Json(TxView {
         tx_hash: format!("{:#x}", m.tx_hash),
         block: m.block,

@@ -18,10 +18,10 @@ use super::tls::PeerAddr;
 use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody};
 use lpe_node::Actor;
 use lpe_node::auth::{
-    Access, Auth, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal,
-    Role, SESSION_COOKIE, SetupRequest, same_secret,
+    Access, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal, Role,
+    SESSION_COOKIE, SetupRequest, same_secret,
 };
-use lpe_node::store::TokenRecord;
+use lpe_node::views::TokenRecord;
 use lpe_node::{Command, CommandError, Node, Outcome};
 
 impl From<AuthError> for ApiError {
@@ -207,12 +207,10 @@ async fn admit(
     if access == Access::Public {
         return Ok(Admitted::Public(req));
     }
-    let found = match Auth::principal(
-        &guard.node.store,
-        bearer(req.headers()),
-        cookie(req.headers(), SESSION_COOKIE),
-    )
-    .await
+    let found = match guard
+        .node
+        .principal(bearer(req.headers()), cookie(req.headers(), SESSION_COOKIE))
+        .await
     {
         Ok(p) => p,
         Err(e) => return Err(ApiError::from(CommandError::Storage(e))),
@@ -301,7 +299,7 @@ fn session_response(node: &Node, o: AuthOutcome, secure: bool) -> Result<Respons
         "{SESSION_COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
     );
-    let device = Auth::device(&node.store).map_err(CommandError::from)?;
+    let device = node.device_identity().map_err(CommandError::from)?;
     let mut res = Json(SessionView {
         user,
         role,
@@ -340,8 +338,8 @@ pub struct SetupStatus {
     responses((status = 200, body = SetupStatus)))]
 pub async fn setup_status(State(node): State<AppState>) -> Result<Json<SetupStatus>, ApiError> {
     Ok(Json(SetupStatus {
-        required: Auth::setup_required(&node.store).map_err(CommandError::from)?,
-        device: Auth::device(&node.store).map_err(CommandError::from)?,
+        required: node.setup_required().map_err(CommandError::from)?,
+        device: node.device_identity().map_err(CommandError::from)?,
     }))
 }
 
@@ -437,7 +435,7 @@ pub async fn me(
         user: p.name,
         role: p.role,
         csrf_token: p.csrf,
-        device: Auth::device(&node.store).map_err(CommandError::from)?,
+        device: node.device_identity().map_err(CommandError::from)?,
     }))
 }
 
@@ -507,7 +505,7 @@ pub struct UserView {
         (status = 403, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn list_users(State(node): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
-    let users = node.store.list_users().map_err(CommandError::from)?;
+    let users = node.users().map_err(CommandError::from)?;
     Ok(Json(
         users
             .into_iter()
@@ -593,7 +591,7 @@ pub async fn set_user_password(
         (status = 403, body = ErrorBody)),
     security(("session" = ["admin"]), ("token" = ["admin"])))]
 pub async fn list_tokens(State(node): State<AppState>) -> Result<Json<Vec<TokenRecord>>, ApiError> {
-    Ok(Json(node.store.list_tokens().map_err(CommandError::from)?))
+    Ok(Json(node.tokens().map_err(CommandError::from)?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -204,17 +204,17 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub(crate) fn chain_error(e: lpe_node::money::chain::ChainError) -> ApiError {
+pub(crate) fn chain_error(e: lpe_node::views::ChainError) -> ApiError {
     match e {
-        lpe_node::money::chain::ChainError::Reverted(reason) => {
+        lpe_node::views::ChainError::Reverted(reason) => {
             ApiError::new(StatusCode::CONFLICT, "reverted", reason)
         }
         other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain", other.to_string()),
     }
 }
 
-fn payment_error(e: lpe_node::money::payments::PaymentError) -> ApiError {
-    use lpe_node::money::payments::PaymentError;
+fn payment_error(e: lpe_node::views::PaymentError) -> ApiError {
+    use lpe_node::views::PaymentError;
     match e {
         PaymentError::Malformed(m) => ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", m),
         PaymentError::Rejected { message, fatal } => ApiError::new(

@@ -106,12 +106,12 @@ pub fn render(node: &Node, c: &Counters) -> String {
         "gauge",
         "Seconds since the node started.",
     );
-    o.sample("lpe_uptime_seconds", &[], node.started.elapsed().as_secs());
+    o.sample("lpe_uptime_seconds", &[], node.uptime().as_secs());
 
     let streams = node.list().unwrap_or_default();
     o.family("lpe_stream_up", "gauge", "1 when the stream is running.");
     for s in &streams {
-        let up = u8::from(s.status.state == lpe_node::media::runner::StreamState::Running);
+        let up = u8::from(s.status.state == lpe_node::views::StreamState::Running);
         o.sample("lpe_stream_up", &[("stream", &s.id), ("name", &s.name)], up);
     }
     o.family(
@@ -210,7 +210,7 @@ pub fn render(node: &Node, c: &Counters) -> String {
         }
     }
 
-    if let Ok(t) = node.store.ticket_counts() {
+    if let Ok(t) = node.ticket_counts() {
         for (name, v, help) in [
             (
                 "lpe_tickets_received_total",

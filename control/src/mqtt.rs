@@ -551,8 +551,8 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
     json!({
         "ts_ms": now_ms(),
         "version": env!("CARGO_PKG_VERSION"),
-        "device": lpe_node::auth::Auth::device(&node.store).ok(),
-        "log_level": node.logs.level(),
+        "device": node.device_identity().ok(),
+        "log_level": node.log_level(),
         "desired": desired,
         "streams": streams,
     })
@@ -576,10 +576,10 @@ fn telemetry_doc(node: &Node) -> Value {
         .collect();
     json!({
         "ts_ms": now_ms(),
-        "uptime_s": node.started.elapsed().as_secs(),
+        "uptime_s": node.uptime().as_secs(),
         "device": node.device.latest(),
         "streams": streams,
-        "tickets": node.store.ticket_counts().ok(),
+        "tickets": node.ticket_counts().ok(),
     })
 }
 
@@ -738,7 +738,7 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                     link.subscribe(&format!("{}+", topics.cmd));
                     link.subscribe(&topics.desired);
                     if node.cfg.mqtt.homeassistant {
-                        let name = lpe_node::auth::Auth::device(&node.store)
+                        let name = node.device_identity()
                             .map(|d| d.name)
                             .unwrap_or_else(|_| id.clone());
                         for (topic, cfg) in homeassistant(&topics, &id, &name) {
@@ -930,10 +930,7 @@ async fn apply_desired(node: &Node, payload: &[u8]) -> Value {
 }
 
 fn applied_version(node: &Node) -> Value {
-    node.store
-        .get_meta(lpe_node::META_DESIRED_VERSION)
-        .ok()
-        .flatten()
+    node.desired_version()
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or(Value::Null)
 }

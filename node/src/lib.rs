@@ -7,6 +7,7 @@ pub mod command;
 pub mod config;
 pub mod device;
 pub mod logs;
+pub mod payments;
 
 use command::JournalState;
 pub use command::{
@@ -14,10 +15,15 @@ pub use command::{
     Outcome, Reply,
 };
 
-// The other planes, as the transports see them through the node.
-pub use lpe_media as media;
-pub use lpe_money as money;
-pub use lpe_store as store;
+/// The other planes' types as the transports see them: views, records and errors.
+pub mod views {
+    pub use lpe_media::encoder::EncoderInventory;
+    pub use lpe_media::runner::{StreamState, StreamStatus};
+    pub use lpe_money::chain::{ChainClient, ChainError, Mined};
+    pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
+    pub use lpe_money::watcher::HeadView;
+    pub use lpe_store::{StoredEvent, TicketCounts, TicketRecord, TokenRecord, UserRecord};
+}
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,26 +98,29 @@ impl SourceView {
     }
 }
 
+/// The node. Transports see its configuration, its event bus, the device-health history and
+/// the supervisor; everything else is reached through [`Node::submit`] (changes) and the
+/// read methods below (views), never through a handle that could change state.
 pub struct Node {
     pub cfg: Config,
-    pub store: Arc<Store>,
-    pub media: MediaEngine,
+    store: Arc<Store>,
+    media: MediaEngine,
     pub events: EventBus,
-    pub started: Instant,
+    started: Instant,
     /// Set once the chain is reachable when the node runs as an orchestrator.
-    pub orchestrator: tokio::sync::OnceCell<Arc<lpe_money::payments::Orchestrator>>,
+    orchestrator: tokio::sync::OnceCell<Arc<lpe_money::payments::Orchestrator>>,
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
-    pub chain: tokio::sync::OnceCell<lpe_money::chain::ChainClient>,
-    pub auth: crate::auth::Auth,
+    chain: tokio::sync::OnceCell<lpe_money::chain::ChainClient>,
+    auth: crate::auth::Auth,
     /// Device health: the latest sample and the last hour.
     pub device: Arc<crate::device::DeviceHistory>,
-    pub logs: Arc<crate::logs::LogControl>,
+    logs: Arc<crate::logs::LogControl>,
     /// The long-lived tasks and their health.
     pub subsystems: lpe_core::supervisor::Supervisor,
     /// Sending `true` stops the node gracefully.
-    pub shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when the stop is a restart.
-    pub restart: std::sync::atomic::AtomicBool,
+    restart: std::sync::atomic::AtomicBool,
     /// Flush requests to the event recorder, once it runs.
     event_flush: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushRequest>>,
 }
@@ -390,6 +399,83 @@ impl Node {
                 Ok(Outcome::Payment(receipt))
             }
         }
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the stop under way is a restart.
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn device_identity(&self) -> Result<crate::auth::DeviceIdentity, StoreError> {
+        crate::auth::Auth::device(&self.store)
+    }
+
+    pub fn setup_required(&self) -> Result<bool, StoreError> {
+        crate::auth::Auth::setup_required(&self.store)
+    }
+
+    /// The caller behind a bearer token or a session cookie, if any.
+    pub async fn principal(
+        &self,
+        bearer: Option<&str>,
+        cookie: Option<&str>,
+    ) -> Result<Option<crate::auth::Principal>, StoreError> {
+        crate::auth::Auth::principal(&self.store, bearer, cookie).await
+    }
+
+    pub fn users(&self) -> Result<Vec<lpe_store::UserRecord>, StoreError> {
+        self.store.list_users()
+    }
+
+    pub fn tokens(&self) -> Result<Vec<lpe_store::TokenRecord>, StoreError> {
+        self.store.list_tokens()
+    }
+
+    pub fn ticket_counts(&self) -> Result<lpe_store::TicketCounts, StoreError> {
+        self.store.ticket_counts()
+    }
+
+    pub fn recent_tickets(&self, limit: u32) -> Result<Vec<lpe_store::TicketRecord>, StoreError> {
+        self.store.recent_tickets(limit)
+    }
+
+    /// The desired-configuration version last applied (its JSON text), if any.
+    pub fn desired_version(&self) -> Option<String> {
+        self.store.get_meta(META_DESIRED_VERSION).ok().flatten()
+    }
+
+    /// Where each stream's HLS output is written.
+    pub fn hls_root(&self) -> &std::path::Path {
+        self.media.hls_root()
+    }
+
+    pub fn encoders(&self) -> &lpe_media::encoder::EncoderInventory {
+        self.media.inventory()
+    }
+
+    /// The stream's latest picture (JPEG), if it has produced one.
+    pub fn snapshot(&self, id: &str) -> Option<Vec<u8>> {
+        self.media.snapshot(id)
+    }
+
+    pub fn log_level(&self) -> String {
+        self.logs.level()
+    }
+
+    pub fn recent_log_lines(&self, n: usize) -> Vec<String> {
+        self.logs.ring.tail(n)
+    }
+
+    /// The chain client with the node's account, once payments reached the chain.
+    pub fn chain(&self) -> Result<lpe_money::chain::ChainClient, CommandError> {
+        if self.cfg.pm.role.is_off() {
+            return Err(CommandError::PaymentsOff);
+        }
+        self.chain.get().cloned().ok_or(CommandError::ChainNotReady)
     }
 
     /// Marks the journalled commands the last run did not finish as failed, so a repeat of

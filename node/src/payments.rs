@@ -1,0 +1,97 @@
+//! Payments as a subsystem of the node: unlock the account, reach the chain, and — as an
+//! orchestrator — watch the chain, take payments and run the redemption queue.
+
+use std::sync::Arc;
+
+use lpe_core::supervisor::Restart;
+use lpe_money::{chain, payments, wallet, watcher};
+use tokio::sync::watch;
+
+use crate::Node;
+use crate::config::Config;
+
+/// The node's account as a transaction signer, unlocked with the configured password.
+pub fn account_signer(
+    cfg: &Config,
+) -> Result<alloy::signers::local::PrivateKeySigner, wallet::WalletError> {
+    let pm = &cfg.pm;
+    let file = (!pm.password_file.is_empty()).then(|| std::path::PathBuf::from(&pm.password_file));
+    let keystore = wallet::Keystore::new(cfg.data_dir.join("keystore"));
+    let key = wallet::password(file.as_deref(), std::env::var(wallet::PASSWORD_ENV).ok())
+        .and_then(|p| keystore.unlock(&p))?;
+    alloy::signers::local::PrivateKeySigner::from_slice(&key.to_bytes())
+        .map_err(|_| wallet::WalletError::BadKey)
+}
+
+/// Payments retry slowly: a wrong password or a missing keystore stays wrong until the
+/// operator fixes it, and each attempt runs the keystore's key derivation.
+pub const RESTART: Restart = Restart::WithBackoff {
+    max_backoff: std::time::Duration::from_secs(300),
+};
+
+/// Unlocks the account, connects to the chain (retrying with backoff while it is down), then —
+/// as an orchestrator — accepts payments and runs the redemption queue until shutdown.
+pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
+    let pm = node.cfg.pm.clone();
+    let signer = account_signer(&node.cfg)
+        .map_err(|e| format!("payments disabled: cannot unlock the account: {e}"))?;
+    let address = signer.address();
+    let controller = pm.controller.parse().unwrap_or_default();
+    let mut wait = std::time::Duration::from_secs(1);
+    let chain = loop {
+        match chain::ChainClient::connect(&pm.eth_url, controller, Some(signer.clone())).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(
+                    "chain not reachable ({e}); retrying in {} s",
+                    wait.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    };
+    tracing::info!(%address, broker = %chain.ticket_broker, role = %pm.role, "payments ready");
+    let _ = node.chain.set(chain.clone());
+    if !pm.earns() {
+        return Ok(());
+    }
+    let watcher = Arc::new(watcher::BlockWatcher::new(chain));
+    let watching = {
+        let (w, events, stop) = (Arc::clone(&watcher), node.events.clone(), shutdown.clone());
+        let every = std::time::Duration::from_millis(u64::from(pm.block_poll_ms));
+        tokio::spawn(async move { w.run(every, events, stop).await })
+    };
+    tokio::select! {
+        _ = watcher.ready() => {}
+        _ = shutdown.changed() => return Ok(()),
+    }
+    let policy = lpe_pm::params::RecipientPolicy {
+        ev: pm.ticket_ev.parse().unwrap_or_default(),
+        redeem_gas: lpe_pm::U256::from(payments::REDEEM_GAS),
+        tx_cost_multiplier: lpe_pm::U256::from(100u8),
+        max_face_value: pm.max_face_value.parse().unwrap_or_default(),
+    };
+    let orchestrator = payments::Orchestrator::new(
+        Arc::clone(&watcher),
+        address,
+        payments::rand_bytes(),
+        policy,
+        pm.price_per_unit,
+        pm.pixels_per_unit,
+    );
+    let _ = node.orchestrator.set(Arc::new(orchestrator));
+    payments::run_redemptions(
+        Arc::clone(&node.store),
+        node.events.clone(),
+        watcher,
+        shutdown,
+        std::time::Duration::from_millis(u64::from(pm.redeem_poll_ms)),
+    )
+    .await;
+    watching.abort();
+    Ok(())
+}
