@@ -932,9 +932,7 @@ async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     responses((status = 200, body = lpe_node::views::EncoderInventory)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
-async fn encoders(
-    State(node): State<AppState>,
-) -> Json<lpe_node::views::EncoderInventory> {
+async fn encoders(State(node): State<AppState>) -> Json<lpe_node::views::EncoderInventory> {
     Json(node.encoders().clone())
 }
 

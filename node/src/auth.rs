@@ -568,11 +568,7 @@ impl Auth {
                 check_password(&password)?;
                 self.check_login(store, &name, current, ip).await?;
                 let hash = self.hashing(move || hash_password(&password)).await??;
-                let user = name.clone();
-                let set = store.write(move |w| w.set_password(&user, &hash, revoke_tokens));
-                if !set.await? {
-                    return Err(AuthError::NotFound(format!("no user '{name}'")));
-                }
+                store_password(store, name, hash, revoke_tokens).await?;
                 Ok(AuthOutcome::Done)
             }
             AuthCommand::Logout { session } => {
@@ -607,11 +603,7 @@ impl Auth {
             } => {
                 check_password(&password)?;
                 let hash = self.hashing(move || hash_password(&password)).await??;
-                let user = name.clone();
-                let set = store.write(move |w| w.set_password(&user, &hash, revoke_tokens));
-                if !set.await? {
-                    return Err(AuthError::NotFound(format!("no user '{name}'")));
-                }
+                store_password(store, name, hash, revoke_tokens).await?;
                 Ok(AuthOutcome::Done)
             }
             AuthCommand::DeleteUser { name } => {
@@ -725,6 +717,21 @@ impl Default for Auth {
 
 /// An argon2id hash of a random string nobody knows, verified against for unknown users.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2wEjXYmuxDmqqbOBRjTAMTm6ECKjsi1sBDn2YjBMyH4";
+
+/// Replaces a user's password hash (and, when asked, ends its tokens).
+async fn store_password(
+    store: &Store,
+    name: String,
+    hash: String,
+    revoke_tokens: bool,
+) -> Result<(), AuthError> {
+    let user = name.clone();
+    let set = store.write(move |w| w.set_password(&user, &hash, revoke_tokens));
+    if !set.await? {
+        return Err(AuthError::NotFound(format!("no user '{name}'")));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -251,20 +251,8 @@ impl Node {
                     });
                 }
                 let id = new_id();
-                {
-                    let (id, spec) = (id.clone(), spec.clone());
-                    self.store
-                        .write(move |w| w.insert_stream(&id, &spec, now_ms()))
-                        .await?;
-                }
-                self.events.emit(
-                    Some(&id),
-                    EventKind::StreamCreated,
-                    format!("stream '{}' created", spec.name),
-                );
-                if spec.enabled {
-                    self.media.start(&id, &spec).await;
-                }
+                let created = format!("stream '{}' created", spec.name);
+                self.add_stream(&id, spec, created).await?;
                 self.view_with_key(&id)
             }
             Command::ReplaceStream { id, mut spec } => {
@@ -628,20 +616,8 @@ impl Node {
                         report.updated.push(id);
                     }
                     None => {
-                        {
-                            let (id, spec) = (id.clone(), spec.clone());
-                            self.store
-                                .write(move |w| w.insert_stream(&id, &spec, now_ms()))
-                                .await?;
-                        }
-                        self.events.emit(
-                            Some(&id),
-                            EventKind::StreamCreated,
-                            format!("stream '{}' created by the fleet", spec.name),
-                        );
-                        if spec.enabled {
-                            self.media.start(&id, &spec).await;
-                        }
+                        let created = format!("stream '{}' created by the fleet", spec.name);
+                        self.add_stream(&id, spec, created).await?;
                         report.created.push(id);
                     }
                 }
@@ -662,6 +638,25 @@ impl Node {
             format!("desired configuration {version} applied"),
         );
         Ok(Outcome::Desired(report))
+    }
+
+    /// Stores a new stream, says so, and starts it when enabled.
+    async fn add_stream(
+        &self,
+        id: &str,
+        spec: StreamSpec,
+        created: String,
+    ) -> Result<(), CommandError> {
+        let (at, stored) = (id.to_string(), spec.clone());
+        self.store
+            .write(move |w| w.insert_stream(&at, &stored, now_ms()))
+            .await?;
+        self.events
+            .emit(Some(id), EventKind::StreamCreated, created);
+        if spec.enabled {
+            self.media.start(id, &spec).await;
+        }
+        Ok(())
     }
 
     async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Outcome, CommandError> {
