@@ -69,6 +69,7 @@ enum PmCmd {
 
 fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
     use lpe_money::chain::ChainClient;
+    use lpe_node::Funding;
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("livepeer-edge: {e}");
         ExitCode::FAILURE
@@ -97,7 +98,7 @@ fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
             v.parse::<lpe_pm::U256>()
                 .map_err(|_| format!("'{v}' is not an amount in wei"))
         };
-        let mined = match cmd {
+        let funding = match cmd {
             PmCmd::Info => {
                 let Some(addr) = chain.account() else {
                     return fail(&"no account");
@@ -116,13 +117,15 @@ fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
                 }));
             }
             PmCmd::Fund { deposit, reserve } => match (wei(&deposit), wei(&reserve)) {
-                (Ok(d), Ok(r)) => chain.fund_deposit_and_reserve(d, r).await,
+                (Ok(deposit), Ok(reserve)) => Funding::DepositAndReserve { deposit, reserve },
                 (Err(e), _) | (_, Err(e)) => return fail(&e),
             },
-            PmCmd::Unlock => chain.unlock().await,
-            PmCmd::CancelUnlock => chain.cancel_unlock().await,
-            PmCmd::Withdraw => chain.withdraw().await,
+            PmCmd::Unlock => Funding::Unlock,
+            PmCmd::CancelUnlock => Funding::CancelUnlock,
+            PmCmd::Withdraw => Funding::Withdraw,
         };
+        // The node's own funding command, carried out here: no node needs to run.
+        let mined = funding.send(&chain).await.map(|(_, mined)| mined);
         match mined {
             Ok(m) => print_json(
                 &serde_json::json!({"tx_hash": format!("{:#x}", m.tx_hash), "block": m.block}),

@@ -206,6 +206,28 @@ pub enum Funding {
     Withdraw,
 }
 
+impl Funding {
+    /// Sends the transaction from the chain client's account and says what it did: the one
+    /// place funding is carried out, for the node's command and the offline command line.
+    pub async fn send(
+        self,
+        chain: &lpe_money::chain::ChainClient,
+    ) -> Result<(String, lpe_money::chain::Mined), lpe_money::chain::ChainError> {
+        Ok(match self {
+            Funding::DepositAndReserve { deposit, reserve } => (
+                format!("funded deposit {deposit} wei and reserve {reserve} wei"),
+                chain.fund_deposit_and_reserve(deposit, reserve).await?,
+            ),
+            Funding::Unlock => ("unlock started".into(), chain.unlock().await?),
+            Funding::CancelUnlock => ("unlock cancelled".into(), chain.cancel_unlock().await?),
+            Funding::Withdraw => (
+                "deposit and reserve withdrawn".into(),
+                chain.withdraw().await?,
+            ),
+        })
+    }
+}
+
 /// What applying a desired configuration did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DesiredReport {

@@ -309,20 +309,7 @@ impl Node {
                     return Err(CommandError::PaymentsOff);
                 }
                 let chain = self.chain.get().ok_or(CommandError::ChainNotReady)?;
-                let (what, mined) = match f {
-                    Funding::DepositAndReserve { deposit, reserve } => (
-                        format!("funded deposit {deposit} wei and reserve {reserve} wei"),
-                        chain.fund_deposit_and_reserve(deposit, reserve).await?,
-                    ),
-                    Funding::Unlock => ("unlock started".into(), chain.unlock().await?),
-                    Funding::CancelUnlock => {
-                        ("unlock cancelled".into(), chain.cancel_unlock().await?)
-                    }
-                    Funding::Withdraw => (
-                        "deposit and reserve withdrawn".into(),
-                        chain.withdraw().await?,
-                    ),
-                };
+                let (what, mined) = f.send(chain).await?;
                 self.events.emit(
                     None,
                     EventKind::FundingChanged,
