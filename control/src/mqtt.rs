@@ -1,10 +1,11 @@
-//! MQTT fleet control: a thin adapter between a broker and [`Node::execute`].
+//! MQTT fleet control: a thin adapter between a broker and [`Node::submit`].
 //!
 //! Under `<prefix>/<device-id>/`: `status` (retained `online`/`offline`, the latter as Last
 //! Will), `telemetry` (periodic), `state` (retained), `config/desired` (retained, from the
 //! fleet), `cmd/<name>` → results, `events`. MQTT 5 first (correlation data and response
-//! topics), 3.1.1 when the broker refuses 5. Commands are recorded by request id before they
-//! are acknowledged, so a repeated id returns the stored result and never runs twice.
+//! topics), 3.1.1 when the broker refuses 5. The bridge decodes `cmd/<name>` into a node
+//! command under the request id; the node journals the id before "accepted" goes out, so a
+//! repeated id gets the recorded result and the command never runs twice.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -208,7 +208,7 @@ pub struct SetupRequest {
     pub role: String,
 }
 
-/// Changes of credentials, executed through [`crate::Node::execute`].
+/// Changes of credentials, submitted through [`crate::Node::submit`].
 #[derive(Debug, Clone)]
 pub enum AuthCommand {
     Setup {
