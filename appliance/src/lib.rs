@@ -209,6 +209,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     );
 
     let app = control::api::router(Arc::clone(&node), counters);
+    give_back_start_up_memory();
     let mut rx = shutdown_rx.clone();
     let stop = async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -253,6 +254,18 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     recorder.abort();
     tracing::info!("stopped");
     result
+}
+
+/// Start-up allocates and frees a lot that is never needed again (the encoder probe's test
+/// encodes, the API document and the access policy read from it); glibc keeps freed heap
+/// pages mapped until told otherwise, so a node that is idle from then on would carry them.
+fn give_back_start_up_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages to the system; it takes the allocator's
+    // own locks and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A read-only or full data directory is found at start, not at the first payment.
