@@ -1074,12 +1074,6 @@ async fn mqtt_status(State(node): State<AppState>) -> Json<MqttView> {
     })
 }
 
-/// The orchestrator's side of payments; refused with the node's own errors: payments off
-/// (409, configuration), not an orchestrator (409), chain not reached yet (503).
-fn orchestrator(node: &Node) -> Result<Arc<lpe_node::views::Orchestrator>, ApiError> {
-    Ok(node.orchestrator()?)
-}
-
 /// `GET /api/pm/chain`: the block watcher's last head and whether the chain is reachable.
 #[utoipa::path(
     get,
@@ -1091,7 +1085,7 @@ fn orchestrator(node: &Node) -> Result<Arc<lpe_node::views::Orchestrator>, ApiEr
 async fn chain_head(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::HeadView>, ApiError> {
-    Ok(Json(orchestrator(&node)?.watcher().view()))
+    Ok(Json(node.orchestrator()?.watcher().view()))
 }
 
 #[utoipa::path(
@@ -1164,7 +1158,7 @@ async fn ticket_params(
 ) -> Result<Json<ParamsResponse>, ApiError> {
     use base64::Engine;
     peers.admit(&peers.params, peer)?;
-    let orch = orchestrator(&node)?;
+    let orch = node.orchestrator()?;
     let sender: lpe_pm::Address = req
         .sender
         .parse()
@@ -1218,10 +1212,6 @@ async fn tickets(
     Ok(Json(TicketsResponse { counts, tickets }))
 }
 
-fn chain(node: &Node) -> Result<lpe_node::views::ChainClient, ApiError> {
-    Ok(node.chain()?)
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 struct WalletView {
     role: lpe_core::role::NetworkRole,
@@ -1242,7 +1232,7 @@ struct WalletView {
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn wallet_view(State(node): State<AppState>) -> Result<Json<WalletView>, ApiError> {
-    let c = chain(&node)?;
+    let c = node.chain()?;
     let address = c.account().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_account", "no account")
     })?;
