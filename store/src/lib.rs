@@ -99,9 +99,10 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// [`Store::write`] for code that runs outside the async runtime (the command line,
-    /// tests): blocks the calling thread until the write is done.
-    pub fn write_blocking<T: Send + 'static>(
+    /// [`Store::write`] for the tests, which run outside the async runtime: blocks the
+    /// calling thread until the write is done.
+    #[cfg(test)]
+    pub(crate) fn write_blocking<T: Send + 'static>(
         &self,
         write: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
