@@ -95,19 +95,16 @@ impl Supervisor {
     {
         let name = name.to_string();
         self.set(&name, TaskState::Running, None);
-        let (tasks, shutdown, this) =
-            (Arc::clone(&self.tasks), self.shutdown.clone(), self.clone());
+        let this = self.clone();
+        let shutdown = self.shutdown.clone();
         let supervise = async move {
             let mut backoff = FIRST_BACKOFF;
             let mut stop = shutdown.clone();
             loop {
                 let started = Instant::now();
                 let run = tokio::spawn(make(shutdown.clone()));
-                if let Ok(mut t) = tasks.lock()
-                    && let Some(e) = t.get_mut(&name)
-                {
-                    e.run = Some(run.abort_handle());
-                }
+                let handle = run.abort_handle();
+                this.update(&name, |e| e.run = Some(handle));
                 let failure = match run.await {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
@@ -144,11 +141,7 @@ impl Supervisor {
                     }
                 }
                 backoff = (backoff * 2).min(max_backoff);
-                if let Ok(mut t) = tasks.lock()
-                    && let Some(e) = t.get_mut(&name)
-                {
-                    e.health.restarts += 1;
-                }
+                this.update(&name, |e| e.health.restarts += 1);
                 this.set(&name, TaskState::Running, None);
             }
         };
@@ -194,6 +187,15 @@ impl Supervisor {
             for h in handles {
                 let _ = h.await;
             }
+        }
+    }
+
+    /// Changes a registered task's entry.
+    fn update(&self, name: &str, change: impl FnOnce(&mut Entry)) {
+        if let Ok(mut t) = self.tasks.lock()
+            && let Some(e) = t.get_mut(name)
+        {
+            change(e);
         }
     }
 
