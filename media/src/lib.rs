@@ -10,6 +10,7 @@ pub mod hls;
 pub mod pipeline;
 pub mod rtmp;
 pub mod runner;
+pub mod transcode;
 
 use lpe_core::spec;
 

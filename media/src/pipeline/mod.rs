@@ -22,7 +22,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::encoder::{self, EncoderKind};
-use super::spec::{self, H264Profile, ResolvedRendition, RtspTransport, SourceSpec, StreamSpec};
+use super::spec::{self, ResolvedRendition, RtspTransport, SourceSpec, StreamSpec};
 
 /// Everything a pipeline needs besides the stream's own spec.
 #[derive(Debug, Clone)]
@@ -103,6 +103,55 @@ pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, BuildError
         .name(name)
         .build()
         .map_err(|_| BuildError::MissingElement(factory.to_string()))
+}
+
+/// `videoscale ! [videorate] ! videoconvert ! caps`: raw frames at the rendition's size (and
+/// rate, when it sets one) in the encoder's input `format`.
+pub(crate) fn scale_chain(
+    r: &ResolvedRendition,
+    format: &str,
+    n: &str,
+) -> Result<Vec<gst::Element>, BuildError> {
+    let mut raw_caps = gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", r.width as i32)
+        .field("height", r.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    let mut chain = vec![make("videoscale", &format!("{n}-scale"))?];
+    if r.spec.fps.is_some() {
+        chain.push(make("videorate", &format!("{n}-rate"))?);
+        raw_caps = raw_caps.field("framerate", gst::Fraction::new(r.fps.0, r.fps.1));
+    }
+    chain.push(make("videoconvert", &format!("{n}-convert"))?);
+    let filter = make("capsfilter", &format!("{n}-raw-caps"))?;
+    filter.set_property("caps", raw_caps.build());
+    chain.push(filter);
+    Ok(chain)
+}
+
+/// `encoder ! [profile caps] ! h264parse` on the given encoder element, and the raw format
+/// that encoder takes. The last element is the parser.
+pub(crate) fn encode_chain(
+    encoder: &str,
+    r: &ResolvedRendition,
+    x264_preset: &str,
+    x264_tune: &str,
+    n: &str,
+) -> Result<(Vec<gst::Element>, &'static str), BuildError> {
+    let (mut chain, format) = encoder::encoder_chain(encoder, r, x264_preset, x264_tune, n)
+        .map_err(BuildError::Source)?;
+    if EncoderKind::from_element(encoder) == Some(EncoderKind::X264) {
+        let profile = make("capsfilter", &format!("{n}-profile"))?;
+        profile.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("profile", r.spec.profile.caps_name())
+                .build(),
+        );
+        chain.push(profile);
+    }
+    chain.push(make("h264parse", &format!("{n}-parse"))?);
+    Ok((chain, format))
 }
 
 fn link(chain: &[&gst::Element]) -> Result<(), BuildError> {

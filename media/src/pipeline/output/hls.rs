@@ -149,44 +149,21 @@ pub(crate) fn encode_branch(
     r: &ResolvedRendition,
 ) -> Result<gst::Element, BuildError> {
     let n = &r.spec.name;
-    let (enc_chain, format) =
-        encoder::encoder_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)
-            .map_err(BuildError::Source)?;
-    let queue = live_queue(b, pipeline, &format!("{n}-queue"), false)?;
-    let scale = make("videoscale", &format!("{n}-scale"))?;
-    let convert = make("videoconvert", &format!("{n}-convert"))?;
-    let mut raw_caps = gst::Caps::builder("video/x-raw")
-        .field("format", format)
-        .field("width", r.width as i32)
-        .field("height", r.height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
-    let mut scaling: Vec<gst::Element> = vec![queue, scale];
-    if r.spec.fps.is_some() {
-        scaling.push(make("videorate", &format!("{n}-rate"))?);
-        raw_caps = raw_caps.field("framerate", gst::Fraction::new(r.fps.0, r.fps.1));
-    }
-    scaling.push(convert);
-    let filter = make("capsfilter", &format!("{n}-raw-caps"))?;
-    filter.set_property("caps", raw_caps.build());
-    scaling.push(filter);
+    let (encoded, format) =
+        encode_chain(&b.ctx.encoder, r, &b.ctx.x264_preset, &b.ctx.x264_tune, n)?;
+    let mut scaling: Vec<gst::Element> =
+        vec![live_queue(b, pipeline, &format!("{n}-queue"), false)?];
+    scaling.extend(scale_chain(r, format, n)?);
     let scaled_tee = make("tee", &format!("{n}-scaled"))?;
     scaling.push(scaled_tee.clone());
 
     let mut encoding: Vec<gst::Element> =
         vec![live_queue(b, pipeline, &format!("{n}-enc-queue"), false)?];
-    encoding.extend(enc_chain);
-    if EncoderKind::from_element(&b.ctx.encoder) == Some(EncoderKind::X264) {
-        let profile = make("capsfilter", &format!("{n}-profile"))?;
-        profile.set_property(
-            "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("profile", profile_caps(r.spec.profile))
-                .build(),
-        );
-        encoding.push(profile);
-    }
-    let parse = make("h264parse", &format!("{n}-parse"))?;
-    encoding.push(parse.clone());
+    encoding.extend(encoded);
+    let parse = encoding
+        .last()
+        .cloned()
+        .ok_or_else(|| BuildError::Link(format!("{n}: empty encoder chain")))?;
 
     let sink = hls_sink(b, pipeline, r)?;
     add_linked(pipeline, &encoding.iter().collect::<Vec<_>>())?;
@@ -203,10 +180,6 @@ pub(crate) fn encode_branch(
         .link(&scaling[0])
         .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
     Ok(scaled_tee)
-}
-
-pub(crate) fn profile_caps(p: H264Profile) -> &'static str {
-    p.caps_name()
 }
 
 pub(crate) fn write_master(

@@ -1,0 +1,505 @@
+//! One segment in, its renditions out: what an orchestrator does with a gateway's MPEG-TS
+//! segment. The segment is demuxed and decoded once; each profile is scaled, encoded on the
+//! node's encoder and muxed to MPEG-TS in memory.
+//!
+//! The pixel count of a rendition is what a go-livepeer gateway recomputes by decoding it
+//! (frames × width × height): frames are counted at the encoder's output, which is exactly what
+//! the muxer writes. A segment that is not H.264 in MPEG-TS, or that the decoder refuses, is an
+//! error for that segment alone.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::pipeline::{BuildError, make};
+use lpe_core::spec::{H264Profile, RenditionSpec, ResolvedRendition};
+
+/// Largest rendition kept in memory; more is an encoder gone wrong (go-livepeer's own cap on a
+/// whole segment is 300 MB; a rendition of a 2 s segment is a few megabytes).
+const MAX_RENDITION_BYTES: usize = 64 * 1024 * 1024;
+/// Largest frame a profile may ask for (8K).
+pub const MAX_DIMENSION: u32 = 7680;
+
+/// One output a gateway asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputProfile {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_bps: u32,
+    /// Frames per second as num/den; `None` keeps the source's rate.
+    pub fps: Option<(u32, u32)>,
+    /// Keyframe interval; `None`: one keyframe a second.
+    pub gop: Option<Duration>,
+    pub profile: H264Profile,
+}
+
+/// One encoded rendition.
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    /// MPEG-TS bytes.
+    pub data: Vec<u8>,
+    pub frames: u64,
+    /// frames × width × height: what a gateway verifies by decoding.
+    pub pixels: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    #[error("{0}")]
+    Profile(String),
+    #[error("the segment has no H.264 video")]
+    NoVideo,
+    #[error("{0}")]
+    Pipeline(String),
+    #[error("the segment could not be decoded: {0}")]
+    Input(String),
+    #[error("transcoding took longer than {0} s")]
+    Timeout(u64),
+}
+
+impl From<BuildError> for TranscodeError {
+    fn from(e: BuildError) -> Self {
+        TranscodeError::Pipeline(e.to_string())
+    }
+}
+
+/// How segments are transcoded: the encoder (the probe's best working one) and x264's speed.
+#[derive(Debug, Clone)]
+pub struct SegmentTranscoder {
+    pub encoder: String,
+    pub x264_preset: String,
+    pub timeout: Duration,
+}
+
+impl OutputProfile {
+    fn check(&self) -> Result<(), TranscodeError> {
+        let bad = |why: String| Err(TranscodeError::Profile(format!("{}: {why}", self.name)));
+        if self.width < 2 || self.height < 2 {
+            return bad(format!("{}x{} is too small", self.width, self.height));
+        }
+        if self.width > MAX_DIMENSION || self.height > MAX_DIMENSION {
+            return bad(format!("{}x{} is too large", self.width, self.height));
+        }
+        if let Some((n, d)) = self.fps
+            && (n == 0 || d == 0 || n / d > 240)
+        {
+            return bad(format!("frame rate {n}/{d}"));
+        }
+        Ok(())
+    }
+
+    fn resolved(&self, gop_frames: u32) -> ResolvedRendition {
+        let (n, d) = self.fps.unwrap_or((30, 1));
+        ResolvedRendition {
+            spec: RenditionSpec {
+                name: self.name.clone(),
+                width: Some(self.width),
+                height: Some(self.height),
+                bitrate_kbps: (self.bitrate_bps / 1000).max(1),
+                fps: self.fps.map(|(n, d)| n / d.max(1)),
+                gop_frames: Some(gop_frames),
+                profile: self.profile,
+            },
+            width: self.width,
+            height: self.height,
+            fps: (n as i32, d as i32),
+            passthrough: false,
+            gop_frames,
+        }
+    }
+}
+
+struct Output {
+    data: Arc<Mutex<Vec<u8>>>,
+    frames: Arc<AtomicU64>,
+    overflow: Arc<std::sync::atomic::AtomicBool>,
+    area: u64,
+}
+
+impl SegmentTranscoder {
+    /// Transcodes `segment` (MPEG-TS) to every profile, in profile order. Blocking: run it on a
+    /// blocking thread.
+    pub fn transcode(
+        &self,
+        segment: &[u8],
+        profiles: &[OutputProfile],
+    ) -> Result<Vec<Rendition>, TranscodeError> {
+        for p in profiles {
+            p.check()?;
+        }
+        if profiles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = gst::Pipeline::with_name("segment");
+        let src = make("appsrc", "segment-src")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| TranscodeError::Pipeline("appsrc is not an AppSrc".into()))?;
+        src.set_caps(Some(
+            &gst::Caps::builder("video/mpegts")
+                .field("systemstream", true)
+                .build(),
+        ));
+        src.set_format(gst::Format::Bytes);
+        let demux = make("tsdemux", "segment-demux")?;
+        let parse = make("h264parse", "segment-parse")?;
+        let decode = make("avdec_h264", "segment-decode")?;
+        let tee = make("tee", "segment-raw")?;
+        let elements = [
+            src.upcast_ref::<gst::Element>(),
+            &demux,
+            &parse,
+            &decode,
+            &tee,
+        ];
+        pipeline
+            .add_many(elements)
+            .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+        src.link(&demux)
+            .map_err(|e| TranscodeError::Pipeline(format!("appsrc → tsdemux: {e}")))?;
+        gst::Element::link_many([&parse, &decode, &tee])
+            .map_err(|e| TranscodeError::Pipeline(format!("h264parse → decoder: {e}")))?;
+        let linked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (parse, linked) = (parse.downgrade(), linked.clone());
+            demux.connect_pad_added(move |_, pad| {
+                let is_h264 = pad
+                    .current_caps()
+                    .and_then(|c| c.structure(0).map(|s| s.name() == "video/x-h264"))
+                    .unwrap_or(false);
+                if !is_h264 || linked.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(parse) = parse.upgrade()
+                    && let Some(sink) = parse.static_pad("sink")
+                    && pad.link(&sink).is_ok()
+                {
+                    linked.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        // A segment without H.264 ends at the demuxer: nothing downstream would see its end.
+        let ended_without_video = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(pad) = demux.static_pad("sink") {
+            let (ended, linked) = (ended_without_video.clone(), linked.clone());
+            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data
+                    && e.type_() == gst::EventType::Eos
+                    && !linked.load(Ordering::SeqCst)
+                {
+                    ended.store(true, Ordering::SeqCst);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let mut outputs = Vec::with_capacity(profiles.len());
+        for (i, p) in profiles.iter().enumerate() {
+            outputs.push(self.branch(&pipeline, &tee, i, p)?);
+        }
+
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| TranscodeError::Pipeline("pipeline without a bus".into()))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| TranscodeError::Pipeline("the segment pipeline cannot start".into()))?;
+        let pushed = src
+            .push_buffer(gst::Buffer::from_slice(segment.to_vec()))
+            .and_then(|_| src.end_of_stream());
+        let result = match pushed {
+            Err(e) => Err(TranscodeError::Input(format!("{e:?}"))),
+            Ok(_) => wait(&bus, self.timeout, &ended_without_video),
+        };
+        let _ = pipeline.set_state(gst::State::Null);
+        result?;
+        if !linked.load(Ordering::SeqCst) {
+            return Err(TranscodeError::NoVideo);
+        }
+        outputs
+            .into_iter()
+            .map(|o| {
+                if o.overflow.load(Ordering::SeqCst) {
+                    return Err(TranscodeError::Pipeline(format!(
+                        "a rendition exceeded {MAX_RENDITION_BYTES} bytes"
+                    )));
+                }
+                let frames = o.frames.load(Ordering::SeqCst);
+                let data =
+                    std::mem::take(&mut *o.data.lock().map_err(|_| {
+                        TranscodeError::Pipeline("rendition buffer poisoned".into())
+                    })?);
+                Ok(Rendition {
+                    data,
+                    frames,
+                    pixels: frames.saturating_mul(o.area),
+                })
+            })
+            .collect()
+    }
+
+    /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
+    /// mpegtsmux ! appsink`, frames counted at the encoder's output.
+    fn branch(
+        &self,
+        pipeline: &gst::Pipeline,
+        tee: &gst::Element,
+        i: usize,
+        p: &OutputProfile,
+    ) -> Result<Output, TranscodeError> {
+        let n = format!("out{i}");
+        let rate = p.fps.unwrap_or((30, 1));
+        let gop_frames = match p.gop {
+            Some(g) => ((g.as_millis() as u64 * u64::from(rate.0)) / (1000 * u64::from(rate.1)))
+                .clamp(1, 600) as u32,
+            None => (rate.0 / rate.1.max(1)).max(1),
+        };
+        let r = p.resolved(gop_frames);
+        let (encoded, format) =
+            crate::pipeline::encode_chain(&self.encoder, &r, &self.x264_preset, "", &n)?;
+        let mut elements = vec![make("queue", &format!("{n}-queue"))?];
+        elements.extend(crate::pipeline::scale_chain(&r, format, &n)?);
+        // Frames are counted at the encoder's output: one buffer per encoded frame.
+        let enc = encoded
+            .iter()
+            .find(|e| e.name().ends_with("-enc"))
+            .cloned()
+            .ok_or_else(|| TranscodeError::Pipeline("no encoder in the chain".into()))?;
+        elements.extend(encoded);
+        elements.push(make("mpegtsmux", &format!("{n}-mux"))?);
+        let sink = make("appsink", &format!("{n}-sink"))?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| TranscodeError::Pipeline("appsink is not an AppSink".into()))?;
+        sink.set_sync(false);
+        elements.push(sink.clone().upcast());
+        pipeline
+            .add_many(&elements)
+            .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+        gst::Element::link_many(&elements)
+            .map_err(|e| TranscodeError::Pipeline(format!("{n}: {e}")))?;
+        tee.link(&elements[0])
+            .map_err(|e| TranscodeError::Pipeline(format!("tee → {n}: {e}")))?;
+
+        let frames = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = enc.static_pad("src") {
+            let frames = frames.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                frames.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let overflow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (data, overflow) = (data.clone(), overflow.clone());
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |s| {
+                        let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                        let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                        let mut out = data.lock().map_err(|_| gst::FlowError::Error)?;
+                        if out.len() + map.len() > MAX_RENDITION_BYTES {
+                            overflow.store(true, Ordering::SeqCst);
+                            return Err(gst::FlowError::Error);
+                        }
+                        out.extend_from_slice(&map);
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
+        Ok(Output {
+            data,
+            frames,
+            overflow,
+            area: u64::from(p.width) * u64::from(p.height),
+        })
+    }
+}
+
+/// Waits for end of stream; an error names the element that failed.
+fn wait(
+    bus: &gst::Bus,
+    timeout: Duration,
+    ended_without_video: &std::sync::atomic::AtomicBool,
+) -> Result<(), TranscodeError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if ended_without_video.load(Ordering::SeqCst) {
+            return Err(TranscodeError::NoVideo);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(TranscodeError::Timeout(timeout.as_secs()));
+        }
+        let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(left.min(Duration::from_millis(20)).as_millis() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => return Ok(()),
+            gst::MessageView::Error(e) => {
+                let from = e
+                    .src()
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_else(|| "pipeline".into());
+                return Err(if from.starts_with("segment") {
+                    TranscodeError::Input(format!("{from}: {}", e.error()))
+                } else {
+                    TranscodeError::Pipeline(format!("{from}: {}", e.error()))
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real 2 s H.264 MPEG-TS segment from a test pattern.
+    pub(crate) fn segment(width: u32, height: u32, frames: u32) -> Vec<u8> {
+        gst::init().expect("gstreamer");
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 \
+             ! x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mpegtsmux ! appsink name=out sync=false"
+        ))
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let sink = pipeline
+            .by_name("out")
+            .expect("out")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        let mut out = Vec::new();
+        while let Ok(s) = sink.pull_sample() {
+            out.extend_from_slice(&s.buffer().expect("buffer").map_readable().expect("map"));
+        }
+        pipeline.set_state(gst::State::Null).expect("stop");
+        out
+    }
+
+    /// Decodes an MPEG-TS rendition: (frames, width, height), as a gateway's check does.
+    fn decode(ts: &[u8]) -> (u64, u32, u32) {
+        let pipeline = gst::parse::launch(
+            "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse ! avdec_h264 \
+             ! appsink name=out sync=false",
+        )
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let src = pipeline
+            .by_name("src")
+            .expect("src")
+            .downcast::<gst_app::AppSrc>()
+            .expect("appsrc");
+        let sink = pipeline
+            .by_name("out")
+            .expect("out")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
+            .expect("push");
+        src.end_of_stream().expect("eos");
+        let (mut frames, mut w, mut h) = (0, 0, 0);
+        while let Ok(s) = sink.pull_sample() {
+            frames += 1;
+            let st = s.caps().and_then(|c| c.structure(0).map(|s| s.to_owned()));
+            if let Some(st) = st {
+                w = st.get::<i32>("width").unwrap_or(0) as u32;
+                h = st.get::<i32>("height").unwrap_or(0) as u32;
+            }
+        }
+        pipeline.set_state(gst::State::Null).expect("stop");
+        (frames, w, h)
+    }
+
+    fn transcoder() -> SegmentTranscoder {
+        gst::init().expect("gstreamer");
+        SegmentTranscoder {
+            encoder: "x264enc".into(),
+            x264_preset: "ultrafast".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn profile(name: &str, width: u32, height: u32, fps: Option<(u32, u32)>) -> OutputProfile {
+        OutputProfile {
+            name: name.into(),
+            width,
+            height,
+            bitrate_bps: 600_000,
+            fps,
+            gop: None,
+            profile: H264Profile::Main,
+        }
+    }
+
+    #[test]
+    fn reported_pixels_are_what_decoding_the_rendition_finds() {
+        let input = segment(640, 360, 60);
+        let out = transcoder()
+            .transcode(
+                &input,
+                &[
+                    profile("P240p30fps16x9", 426, 240, Some((30, 1))),
+                    profile("P144p15fps", 256, 144, Some((15, 1))),
+                ],
+            )
+            .expect("transcodes");
+        assert_eq!(out.len(), 2);
+        for (r, (w, h)) in out.iter().zip([(426, 240), (256, 144)]) {
+            let (frames, dw, dh) = decode(&r.data);
+            assert_eq!((dw, dh), (w, h));
+            assert_eq!(r.frames, frames);
+            assert_eq!(r.pixels, frames * u64::from(w) * u64::from(h));
+            assert!(frames > 0);
+        }
+        assert_eq!(out[0].frames, 60);
+        assert!(
+            out[1].frames >= 29 && out[1].frames <= 31,
+            "{}",
+            out[1].frames
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_of_the_segment() {
+        let t = transcoder();
+        let err = t
+            .transcode(&[0x47; 188 * 20], &[profile("a", 320, 240, None)])
+            .expect_err("no video");
+        assert!(
+            matches!(err, TranscodeError::NoVideo | TranscodeError::Input(_)),
+            "{err}"
+        );
+        let mut bad = segment(320, 240, 30);
+        // Keep the container, ruin the video.
+        for b in bad.iter_mut().skip(400).step_by(7) {
+            *b ^= 0x5a;
+        }
+        // Either decoded around the damage or refused; never a hang or a panic.
+        let _ = t.transcode(&bad, &[profile("a", 160, 120, None)]);
+        let err = t
+            .transcode(&[], &[profile("a", 160, 120, None)])
+            .expect_err("empty");
+        assert!(
+            matches!(err, TranscodeError::NoVideo | TranscodeError::Input(_)),
+            "{err}"
+        );
+        let err = t
+            .transcode(&bad, &[profile("huge", 10_000, 120, None)])
+            .expect_err("too large");
+        assert!(matches!(err, TranscodeError::Profile(_)), "{err}");
+    }
+}
