@@ -86,6 +86,14 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
                 &["rusqlite", "gstreamer", "alloy"][..],
             ),
         ),
+        // The peer-facing transport: the wire protocol, reaching the planes through the node.
+        (
+            "lpe-net",
+            (
+                &["lpe-core", "lpe-node", "lpe-pm"][..],
+                &["rusqlite", "gstreamer", "alloy"][..],
+            ),
+        ),
         // The binary wires everything.
         (
             "livepeer-edge",

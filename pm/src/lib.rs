@@ -15,7 +15,7 @@ pub mod sig;
 pub mod ticket;
 pub mod wire;
 
-pub use alloy_primitives::{Address, B256, U256};
+pub use alloy_primitives::{Address, B256, U256, keccak256};
 pub use num_bigint::{BigInt, BigUint};
 pub use num_rational::BigRational;
 
