@@ -214,7 +214,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     let stop = async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let limits = control::http_server::Limits {
+    let limits = lpe_http::Limits {
         connections: admission::ConnectionLimits {
             total: cfg.http.max_connections,
             per_address: cfg.http.max_connections_per_address,
@@ -222,12 +222,16 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout_seconds.into()),
     };
     let served = if cfg.http.tls {
-        let tls =
-            control::tls::server_config(&cfg.data_dir, cfg.http.listen).map_err(StartError::Tls)?;
-        let listener = control::tls::TlsListener::new(http, tls).map_err(StartError::Serve)?;
-        tokio::spawn(control::http_server::serve(listener, app, limits, stop))
+        let tls = lpe_http::tls::server_config(
+            &cfg.data_dir.join("tls"),
+            &lpe_http::tls::local_names(cfg.http.listen),
+            false,
+        )
+        .map_err(StartError::Tls)?;
+        let listener = lpe_http::TlsListener::new(http, tls).map_err(StartError::Serve)?;
+        tokio::spawn(lpe_http::serve(listener, app, limits, stop))
     } else {
-        tokio::spawn(control::http_server::serve(http, app, limits, stop))
+        tokio::spawn(lpe_http::serve(http, app, limits, stop))
     };
     let signals = tokio::spawn(async move {
         wait_for_signal().await;

@@ -82,15 +82,23 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
         (
             "lpe-control",
             (
-                &["lpe-core", "lpe-drivers", "lpe-node", "lpe-pm"][..],
+                &["lpe-core", "lpe-drivers", "lpe-http", "lpe-node", "lpe-pm"][..],
                 &["rusqlite", "gstreamer", "alloy"][..],
+            ),
+        ),
+        // Listeners: serve whatever router they are given; know no plane.
+        (
+            "lpe-http",
+            (
+                &["lpe-core"][..],
+                &["rusqlite", "gstreamer", "alloy", "rumqttc"][..],
             ),
         ),
         // The peer-facing transport: the wire protocol, reaching the planes through the node.
         (
             "lpe-net",
             (
-                &["lpe-core", "lpe-node", "lpe-pm"][..],
+                &["lpe-core", "lpe-http", "lpe-node", "lpe-pm"][..],
                 &["rusqlite", "gstreamer", "alloy"][..],
             ),
         ),
@@ -102,8 +110,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
                     "lpe-control",
                     "lpe-core",
                     "lpe-drivers",
+                    "lpe-http",
                     "lpe-media",
                     "lpe-money",
+                    "lpe-net",
                     "lpe-node",
                     "lpe-pm",
                     "lpe-store",

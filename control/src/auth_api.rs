@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::tls::PeerAddr;
 use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody};
+use lpe_http::PeerAddr;
 use lpe_node::Actor;
 use lpe_node::auth::{
     Access, AuthCommand, AuthError, AuthOutcome, CSRF_HEADER, DeviceIdentity, Principal, Role,

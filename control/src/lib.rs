@@ -5,7 +5,5 @@
 pub mod api;
 pub mod auth_api;
 pub mod http;
-pub mod http_server;
 pub mod metrics;
 pub mod mqtt;
-pub mod tls;

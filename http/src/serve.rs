@@ -16,7 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
-use super::tls::PeerAddr;
+use crate::tls::PeerAddr;
 use lpe_core::admission::{Admissions, ConnectionLimits};
 
 /// How long open requests may run on after shutdown begins.

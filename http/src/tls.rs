@@ -1,6 +1,6 @@
-//! Optional HTTPS for the UI and API: a certificate made on first start (self-signed, for the
-//! names and addresses the box answers to) or one the operator put in its place, and a
-//! listener that completes TLS handshakes concurrently so a stalled client delays no one.
+//! TLS for a listener: a certificate made on first start (self-signed, for the names and
+//! addresses the box answers to) or one the operator put in its place, and a listener that
+//! completes TLS handshakes concurrently so a stalled client delays no one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,20 +16,17 @@ use tokio_rustls::server::TlsStream;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn cert_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("tls/cert.pem")
+pub fn cert_path(dir: &Path) -> PathBuf {
+    dir.join("cert.pem")
 }
 
-pub fn key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("tls/key.pem")
+pub fn key_path(dir: &Path) -> PathBuf {
+    dir.join("key.pem")
 }
 
-/// Makes the self-signed certificate unless one is there.
-fn ensure_certificate(data_dir: &Path, listen: SocketAddr) -> Result<(), String> {
-    let (cert, key) = (cert_path(data_dir), key_path(data_dir));
-    if cert.is_file() && key.is_file() {
-        return Ok(());
-    }
+/// The names the box answers to on `listen`: localhost, its loopback addresses, its host name
+/// (also with `.local`) and the listen address when it is a specific one.
+pub fn local_names(listen: SocketAddr) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     if let Some(h) = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -42,9 +39,17 @@ fn ensure_certificate(data_dir: &Path, listen: SocketAddr) -> Result<(), String>
     if !listen.ip().is_unspecified() {
         names.push(listen.ip().to_string());
     }
-    let made = rcgen::generate_simple_self_signed(names)
+    names
+}
+
+/// Makes a self-signed certificate for `names` unless one is there (or `renew` says so).
+fn ensure_certificate(dir: &Path, names: &[String], renew: bool) -> Result<(), String> {
+    let (cert, key) = (cert_path(dir), key_path(dir));
+    if !renew && cert.is_file() && key.is_file() {
+        return Ok(());
+    }
+    let made = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|e| format!("cannot make a certificate: {e}"))?;
-    let dir = cert.parent().unwrap_or(data_dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, made.cert.pem())
@@ -68,16 +73,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// The server configuration from `<data>/tls/{cert,key}.pem`, made first when absent.
+/// The server configuration from `<dir>/{cert,key}.pem`, made first for `names` when absent
+/// (or when `renew`). ALPN offers `h2` and `http/1.1`.
 pub fn server_config(
-    data_dir: &Path,
-    listen: SocketAddr,
+    dir: &Path,
+    names: &[String],
+    renew: bool,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    ensure_certificate(data_dir, listen)?;
+    ensure_certificate(dir, names, renew)?;
     let read =
         |p: PathBuf| std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let cert_pem = read(cert_path(data_dir))?;
-    let key_pem = read(key_path(data_dir))?;
+    let cert_pem = read(cert_path(dir))?;
+    let key_pem = read(key_path(dir))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("the certificate file is not PEM: {e}"))?;
@@ -89,13 +96,17 @@ pub fn server_config(
         .map_err(|e| format!("the key file is not PEM: {e}"))?
         .ok_or("the key file holds no private key")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
-    tracing::info!("HTTPS certificate SHA-256 fingerprint {fingerprint}");
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tracing::info!(
+        "TLS certificate {} SHA-256 fingerprint {fingerprint}",
+        cert_path(dir).display()
+    );
     Ok(Arc::new(cfg))
 }
 
