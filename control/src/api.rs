@@ -137,6 +137,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(event_stream))
         .routes(routes!(logs, set_log_level))
         .routes(routes!(mqtt_status))
+        .routes(routes!(payment))
         .routes(routes!(ticket_params))
         .routes(routes!(tickets))
         .routes(routes!(chain_head))
@@ -172,6 +173,7 @@ pub fn ui_dir(cfg: &lpe_node::config::Config) -> Option<std::path::PathBuf> {
 
 /// Per-address request rates of the peer-facing routes, which anyone may call.
 struct PeerLimits {
+    payments: lpe_core::admission::RateLimit,
     params: lpe_core::admission::RateLimit,
 }
 
@@ -179,6 +181,7 @@ impl Default for PeerLimits {
     fn default() -> Self {
         Self {
             // A gateway pays once per segment and session: 50 a second is many streams.
+            payments: lpe_core::admission::RateLimit::new(50, 100),
             params: lpe_core::admission::RateLimit::new(10, 20),
         }
     }
@@ -221,7 +224,7 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
                 let files = files.clone();
                 async move {
                     let p = req.uri().path();
-                    if p.starts_with("/api/") || p.starts_with("/hls/") {
+                    if p.starts_with("/api/") || p.starts_with("/hls/") || p == "/payment" {
                         return ApiError::not_found("no such route").into_response();
                     }
                     use tower::ServiceExt;
@@ -257,7 +260,7 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
 
 /// The largest request body a signed-in caller may send.
 const MAX_BODY: usize = 1 << 20;
-/// The largest body of a public route (login, setup): whoever sends it has
+/// The largest body of a public route (login, setup, a peer's payment): whoever sends it has
 /// proven nothing yet.
 const MAX_PUBLIC_BODY: usize = 64 << 10;
 
@@ -1083,6 +1086,51 @@ async fn chain_head(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::HeadView>, ApiError> {
     Ok(Json(node.orchestrator()?.watcher().view()))
+}
+
+#[utoipa::path(
+    post,
+    path = "/payment",
+    tag = "payments",
+    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = lpe_node::views::PaymentReceipt), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+/// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
+async fn payment(
+    State(node): State<AppState>,
+    Extension(peers): Extension<Arc<PeerLimits>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+) -> Result<Json<lpe_node::views::PaymentReceipt>, ApiError> {
+    peers.admit(&peers.payments, peer)?;
+    // A node that takes no payments says so before asking for one.
+    node.orchestrator()?;
+    let header = headers
+        .get("Livepeer-Payment")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "no_payment",
+                "missing Livepeer-Payment header",
+            )
+        })?;
+    let payment = lpe_pm::wire::decode_payment_header(header)
+        .map_err(|e| ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", e.to_string()))?;
+    let actor = Actor::Peer {
+        address: peer.ip().to_string(),
+    };
+    let command = Command::ReceivePayment {
+        payment: Box::new(payment),
+        session: "default".into(),
+    };
+    match node.run(actor, command).await? {
+        Outcome::Payment(receipt) => Ok(Json(receipt)),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected outcome",
+        )),
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

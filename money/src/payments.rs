@@ -8,7 +8,8 @@ use std::time::Duration;
 use lpe_pm::balance::Balances;
 use lpe_pm::params::{RecipientPolicy, TicketParams};
 use lpe_pm::recipient::{Recipient, TicketContext, price_from_info};
-use lpe_pm::wire::{decode_payment, decode_payment_header};
+use lpe_pm::sig::SigningKey;
+use lpe_pm::wire::{Payment, decode_payment};
 use lpe_pm::{Address, BigRational, U256};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -57,28 +58,82 @@ pub struct PaymentReceipt {
 /// The orchestrator side of payments.
 pub struct Orchestrator {
     watcher: Arc<BlockWatcher>,
+    key: SigningKey,
     recipient: Mutex<Recipient>,
+    /// Credit per (sender, session): tickets received minus work done, wei, exact.
     balances: Mutex<Balances>,
+    ticket_ev: BigRational,
     price_per_unit: i64,
     pixels_per_unit: i64,
 }
 
 impl Orchestrator {
+    /// `key` is the account's: it receives the tickets and signs what this node answers.
     /// `secret` keys the recipientRand derivation; it must be fresh randomness.
     pub fn new(
         watcher: Arc<BlockWatcher>,
-        address: Address,
+        key: SigningKey,
         secret: [u8; 32],
         policy: RecipientPolicy,
         price_per_unit: i64,
         pixels_per_unit: i64,
     ) -> Self {
+        let address = lpe_pm::sig::address_of(key.verifying_key());
+        let ticket_ev = BigRational::from_integer(lpe_pm::to_bigint(policy.ev));
         Self {
             watcher,
+            key,
             recipient: Mutex::new(Recipient::new(address, secret, policy)),
             balances: Mutex::new(Balances::default()),
+            ticket_ev,
             price_per_unit,
             pixels_per_unit,
+        }
+    }
+
+    /// `personal_sign` of `msg` with the account's key.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 65] {
+        lpe_pm::sig::sign(&self.key, msg)
+    }
+
+    /// This node's price: wei per `pixels_per_unit` pixels.
+    pub fn price(&self) -> (i64, i64) {
+        (self.price_per_unit, self.pixels_per_unit)
+    }
+
+    /// The expected value of one ticket of this node's params.
+    pub fn ticket_ev(&self) -> &BigRational {
+        &self.ticket_ev
+    }
+
+    /// What `sender` has left to spend in `session`.
+    pub fn balance(&self, sender: Address, session: &str) -> BigRational {
+        self.balances
+            .lock()
+            .map(|b| b.balance(sender, session))
+            .unwrap_or_default()
+    }
+
+    /// Charges `pixels` of work at this node's own price (never at a price the sender
+    /// claims) and returns the balance left.
+    pub fn debit(&self, sender: Address, session: &str, pixels: u64) -> BigRational {
+        let Some(price) = price_from_info(self.price_per_unit, self.pixels_per_unit) else {
+            return self.balance(sender, session);
+        };
+        let fee = price * BigRational::from_integer(pixels.into());
+        match self.balances.lock() {
+            Ok(mut b) => {
+                b.debit(sender, session, &fee);
+                b.balance(sender, session)
+            }
+            Err(_) => BigRational::from_integer(0.into()),
+        }
+    }
+
+    /// Forgets a session's balance (the session ended).
+    pub fn forget(&self, sender: Address, session: &str) {
+        if let Ok(mut b) = self.balances.lock() {
+            b.remove(sender, session);
         }
     }
 
@@ -129,28 +184,28 @@ impl Orchestrator {
     }
 
     pub fn address(&self) -> Address {
-        self.recipient.lock().map(|r| r.address).unwrap_or_default()
+        lpe_pm::sig::address_of(self.key.verifying_key())
     }
 
-    /// Receives a `Livepeer-Payment` header: every ticket is checked in go-livepeer's order;
+    /// Receives a payment for `session`: every ticket is checked in go-livepeer's order;
     /// winners are committed to the store **before** this returns Ok, and only then is the
-    /// sender credited. A storage failure refuses the whole payment.
+    /// sender credited. A storage failure refuses the whole payment. A payment without
+    /// tickets credits nothing, whatever price it claims.
     pub async fn receive(
         &self,
         store: &Store,
-        header: &str,
+        payment: &Payment,
+        session: &str,
     ) -> Result<PaymentReceipt, PaymentError> {
-        let payment =
-            decode_payment_header(header).map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let decoded =
-            decode_payment(&payment).map_err(|e| PaymentError::Malformed(e.to_string()))?;
+            decode_payment(payment).map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let Some(params) = decoded.params.clone() else {
             return Ok(PaymentReceipt {
                 sender: decoded.sender,
                 tickets: 0,
                 won: 0,
                 credited: "0".into(),
-                balance: "0".into(),
+                balance: lpe_pm::rational_string(&self.balance(decoded.sender, session)),
             });
         };
         let price = decoded
@@ -258,8 +313,8 @@ impl Orchestrator {
                 .balances
                 .lock()
                 .map_err(|_| PaymentError::Chain("state poisoned".into()))?;
-            b.credit(decoded.sender, "default", &credited);
-            b.balance(decoded.sender, "default")
+            b.credit(decoded.sender, session, &credited);
+            b.balance(decoded.sender, session)
         };
         Ok(PaymentReceipt {
             sender: decoded.sender,

@@ -165,9 +165,12 @@ pub enum Command {
     Snapshot {
         id: String,
     },
-    /// A gateway's `Livepeer-Payment` header (base64 protobuf), as an orchestrator receives it.
+    /// A gateway's payment (the decoded `Livepeer-Payment` header), as an orchestrator
+    /// receives it.
     ReceivePayment {
-        header: String,
+        payment: Box<lpe_pm::wire::Payment>,
+        /// The balance it credits: the gateway's session with this node.
+        session: String,
     },
 }
 

@@ -41,7 +41,27 @@ pub struct Config {
     pub hls: HlsConfig,
     pub media: MediaConfig,
     pub pm: PmConfig,
+    pub net: NetConfig,
     pub mqtt: MqttConfig,
+}
+
+/// The orchestrator's port on the Livepeer network: gRPC and HTTP on one listener, served
+/// while `pm.role` earns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub listen: SocketAddr,
+    /// What gateways are told to call, `https://host:port` (TLS, self-signed) or
+    /// `http://host:port` (plain, HTTP/2 without TLS); empty: `https://` the listen address
+    /// (127.0.0.1 when that is unspecified) and port.
+    pub service_uri: String,
+    /// Transcoding sessions at once; a gateway asking for one more is told
+    /// `OrchestratorCapped`.
+    pub max_sessions: u32,
+    /// The largest segment accepted, megabytes.
+    pub max_segment_megabytes: u32,
+    /// Make a new TLS certificate at start instead of the one in `<data_dir>/net/`.
+    pub new_certificate: bool,
 }
 
 /// MQTT fleet control.
@@ -245,6 +265,13 @@ impl Default for Config {
                 redeem_poll_ms: 2000,
                 block_poll_ms: 1000,
             },
+            net: NetConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8935)),
+                service_uri: String::new(),
+                max_sessions: 10,
+                max_segment_megabytes: 32,
+                new_certificate: false,
+            },
             mqtt: MqttConfig {
                 url: String::new(),
                 prefix: "livepeer-edge".into(),
@@ -437,6 +464,7 @@ impl Config {
             ));
         }
         self.validate_pm()?;
+        self.validate_net()?;
         self.validate_mqtt()?;
         if self.media.encoder_candidates.is_empty() {
             return Err(ConfigError::new(
@@ -512,6 +540,48 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_net(&self) -> Result<(), ConfigError> {
+        let n = &self.net;
+        if !(1..=1000).contains(&n.max_sessions) {
+            return Err(ConfigError::new(
+                "net.max_sessions",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=300).contains(&n.max_segment_megabytes) {
+            return Err(ConfigError::new(
+                "net.max_segment_megabytes",
+                "must be between 1 and 300",
+            ));
+        }
+        if !n.service_uri.is_empty() {
+            let bad = |m: &str| ConfigError::new("net.service_uri", m);
+            let u = url::Url::parse(&n.service_uri).map_err(|e| bad(&e.to_string()))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(bad("must be http:// or https://"));
+            }
+            if u.host_str().is_none() || u.port().is_none() {
+                return Err(bad("must name a host and a port (https://host:8935)"));
+            }
+            if u.path() != "/" || n.service_uri.ends_with('/') || u.query().is_some() {
+                return Err(bad("must be scheme://host:port, without a path"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URI gateways are given, without a trailing slash (they append `/segment`).
+    pub fn service_uri(&self) -> String {
+        if !self.net.service_uri.is_empty() {
+            return self.net.service_uri.clone();
+        }
+        let ip = match self.net.listen.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        format!("https://{}", SocketAddr::new(ip, self.net.listen.port()))
     }
 
     fn validate_pm(&self) -> Result<(), ConfigError> {

@@ -19,6 +19,7 @@ pub use command::{
 pub mod views {
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::runner::{StreamState, StreamStatus};
+    pub use lpe_media::transcode::{OutputProfile, Rendition, SegmentTranscoder, TranscodeError};
     pub use lpe_money::chain::{ChainClient, ChainError, Mined};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::watcher::HeadView;
@@ -358,9 +359,11 @@ impl Node {
                     jpeg,
                 })
             }
-            Command::ReceivePayment { header } => {
+            Command::ReceivePayment { payment, session } => {
                 let orchestrator = self.orchestrator()?;
-                let receipt = orchestrator.receive(&self.store, &header).await?;
+                let receipt = orchestrator
+                    .receive(&self.store, &payment, &session)
+                    .await?;
                 if receipt.won > 0 {
                     self.events.emit(
                         None,
@@ -492,6 +495,15 @@ impl Node {
             tracing::warn!("cannot keep the device id: {e}");
         }
         id
+    }
+
+    /// How a gateway's segment is transcoded: on the encoder probe's best working encoder.
+    pub fn segment_transcoder(&self) -> lpe_media::transcode::SegmentTranscoder {
+        lpe_media::transcode::SegmentTranscoder {
+            encoder: self.media.inventory().preferred.clone(),
+            x264_preset: self.cfg.media.x264_preset.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        }
     }
 
     /// The orchestrator's payment handling, once payments run and the chain was reached.

@@ -77,7 +77,7 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) -> Result
     };
     let orchestrator = payments::Orchestrator::new(
         Arc::clone(&watcher),
-        address,
+        signer.credential().clone(),
         payments::rand_bytes(),
         policy,
         pm.price_per_unit,

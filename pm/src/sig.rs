@@ -2,7 +2,8 @@
 //! checked as go-livepeer does, with its rejection reasons.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use k256::ecdsa::{RecoveryId, SigningKey, VerifyingKey};
+pub use k256::ecdsa::SigningKey;
+use k256::ecdsa::{RecoveryId, VerifyingKey};
 
 /// secp256k1 n / 2: an `s` above it is malleable and refused.
 const HALF_N: U256 = U256::from_be_bytes([
