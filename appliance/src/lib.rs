@@ -109,6 +109,19 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             addr: cfg.http.listen,
             source,
         })?;
+    let network = if cfg.pm.earns() {
+        Some(
+            TcpListener::bind(cfg.net.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    what: "Livepeer network",
+                    addr: cfg.net.listen,
+                    source,
+                })?,
+        )
+    } else {
+        None
+    };
     let rtmp = TcpListener::bind(cfg.rtmp.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -221,6 +234,13 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         },
         header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout_seconds.into()),
     };
+    let orchestrating = match network {
+        Some(tcp) => Some(
+            lpe_net::server::start(Arc::clone(&node), tcp, shutdown_rx.clone())
+                .map_err(StartError::Tls)?,
+        ),
+        None => None,
+    };
     let served = if cfg.http.tls {
         let tls = lpe_http::tls::server_config(
             &cfg.data_dir.join("tls"),
@@ -247,6 +267,9 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
                 RunEnd::Stopped
             }
         });
+    if let Some(o) = orchestrating {
+        let _ = o.await;
+    }
     // The MQTT bridge says "offline" on its way out; every subsystem gets a moment.
     node.subsystems
         .stop(std::time::Duration::from_secs(2))

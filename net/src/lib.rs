@@ -6,4 +6,7 @@
 //!   tokens, the transcoded-data signature.
 
 pub mod creds;
+pub mod orchestrator;
 pub mod proto;
+pub mod server;
+pub mod sessions;

@@ -1,0 +1,590 @@
+//! The orchestrator's side of go-livepeer's protocol: `GetOrchestrator`, `Ping` and
+//! `EndTranscodingSession` (gRPC), `POST /segment`, `POST /payment` and rendition downloads
+//! (HTTP), with go-livepeer's checks in its order and its status codes and texts
+//! (`livepeer-wire.md` §2.3–2.6) — except where its behaviour is unsafe (§2.9): a payment
+//! without tickets credits nothing and work is charged at this node's price, not the price a
+//! gateway claims.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use lpe_node::Node;
+use lpe_node::command::{Actor, Command, CommandError, Envelope, Outcome, Reply};
+use lpe_node::views::{OutputProfile, PaymentError, SegmentTranscoder};
+use lpe_pm::Address;
+use lpe_pm::wire::{Payment, WireError, decode_payment_header};
+use prost::Message;
+
+use crate::creds::{self, TokenKey};
+use crate::proto::{
+    AuthToken, Capabilities, OrchestratorInfo, OrchestratorRequest, PaymentResult, PingPong,
+    PriceInfo, SegData, TranscodeData, TranscodeOutcome, TranscodeResult, TranscodedSegmentData,
+    VideoProfile, capability,
+};
+use crate::sessions::{self, Sessions};
+
+/// An auth token's life (go-livepeer: 30 min).
+const TOKEN_LIFE_SECONDS: i64 = 30 * 60;
+/// Largest `Livepeer-Segment` header (a SegData with a few profiles is under 1 kB).
+const MAX_SEGMENT_HEADER: usize = 16 * 1024;
+/// Profiles one segment may ask for.
+const MAX_PROFILES: usize = 8;
+/// How long a segment's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// go-livepeer's longest segment: 5 minutes.
+const MAX_DURATION_MS: i32 = 300_000;
+
+/// What this orchestrator can do for a transcoding job (`core/capabilities.go` ids): H.264 in,
+/// MPEG-TS out, fractional frame rates, the four H.264 profiles, GOP, auth tokens.
+pub const TRANSCODING: &[u32] = &[
+    capability::H264,
+    capability::MPEGTS,
+    capability::FRACTIONAL_FRAMERATES,
+    capability::PROFILE_H264_BASELINE,
+    capability::PROFILE_H264_MAIN,
+    capability::PROFILE_H264_HIGH,
+    capability::PROFILE_H264_CONSTRAINED_HIGH,
+    capability::GOP,
+    capability::AUTH_TOKEN,
+];
+
+pub struct Settings {
+    /// Without a trailing slash: gateways append `/segment`.
+    pub service_uri: String,
+    pub max_sessions: usize,
+    pub max_segment_bytes: usize,
+}
+
+pub struct OrchestratorService {
+    node: Arc<Node>,
+    settings: Settings,
+    tokens: TokenKey,
+    sessions: Sessions,
+    capabilities: Capabilities,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::fill(&mut b);
+    b
+}
+
+/// go-livepeer's `http.Error`: the text and a newline, as plain text.
+pub fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{text}\n"),
+    )
+        .into_response()
+}
+
+/// A refusal on the way to the work, with go-livepeer's status and text.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, text: impl Into<String>) -> Self {
+        Self(status, text.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        plain(self.0, &self.1)
+    }
+}
+
+/// What the header checks of `/segment` and `/payment` establish.
+struct Checked {
+    payment: Payment,
+    sender: Address,
+    seg: SegData,
+    token: AuthToken,
+    profiles: Vec<OutputProfile>,
+}
+
+impl OrchestratorService {
+    pub fn new(node: Arc<Node>, settings: Settings) -> Self {
+        let mut capabilities = Capabilities::from_ids(TRANSCODING);
+        capabilities.version = env!("CARGO_PKG_VERSION").to_string();
+        capabilities.constraints = Some(Default::default());
+        Self {
+            node,
+            settings,
+            tokens: TokenKey::new(random_bytes()),
+            sessions: Sessions::default(),
+            capabilities,
+        }
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    fn money(&self) -> Result<Arc<lpe_node::views::Orchestrator>, CommandError> {
+        self.node.orchestrator()
+    }
+
+    /// This node's info for `sender`: fresh ticket params at this node's price, the given
+    /// auth token, the capabilities; hardware only when the request asked with none.
+    async fn info(&self, sender: Address, token: AuthToken) -> Result<OrchestratorInfo, String> {
+        let money = self.money().map_err(|e| e.to_string())?;
+        let (params, (ppu, ppx)) = money
+            .ticket_params(sender)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(OrchestratorInfo {
+            transcoder: self.settings.service_uri.clone(),
+            ticket_params: Some(lpe_pm::wire::params_to_wire(&params)),
+            price_info: Some(PriceInfo {
+                price_per_unit: ppu,
+                pixels_per_unit: ppx,
+                capability: 0,
+                constraint: String::new(),
+            }),
+            address: money.address().to_vec(),
+            capabilities: Some(self.capabilities.clone()),
+            auth_token: Some(token),
+            ..Default::default()
+        })
+    }
+
+    /// `GetOrchestrator` (§2.3.1): signature, capacity, then the info with a new session.
+    pub async fn get_orchestrator(
+        &self,
+        req: OrchestratorRequest,
+    ) -> Result<OrchestratorInfo, tonic::Status> {
+        let addr = creds::request_address(&req.address);
+        if lpe_pm::sig::verify(addr, creds::request_message(addr).as_slice(), &req.sig).is_err() {
+            return Err(tonic::Status::unknown(
+                "Invalid orchestrator request: orchestrator req sig check failed",
+            ));
+        }
+        if self.sessions.live() >= self.settings.max_sessions {
+            return Err(tonic::Status::unknown(
+                "Invalid orchestrator request: OrchestratorCapped",
+            ));
+        }
+        let session = hex::encode(random_bytes::<4>());
+        let token = self.tokens.issue(session, now() + TOKEN_LIFE_SECONDS);
+        self.info(addr, token).await.map_err(tonic::Status::unknown)
+    }
+
+    /// `Ping`: the value's keccak256, signed.
+    pub fn ping(&self, req: PingPong) -> Result<PingPong, tonic::Status> {
+        let money = self
+            .money()
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        Ok(PingPong {
+            value: money
+                .sign(lpe_pm::keccak256(&req.value).as_slice())
+                .to_vec(),
+        })
+    }
+
+    /// `EndTranscodingSession`: an authentic token (expired or not) ends its session.
+    pub fn end_session(&self, token: Option<&AuthToken>) -> Result<(), tonic::Status> {
+        let t = self
+            .tokens
+            .authentic(token)
+            .map_err(|_| tonic::Status::unknown("Invalid auth token"))?;
+        self.end(&t.session_id);
+        Ok(())
+    }
+
+    fn end(&self, session: &str) {
+        if let Some(sender) = self.sessions.end(session)
+            && let Ok(money) = self.money()
+        {
+            money.forget(sender, session);
+        }
+    }
+
+    /// Ends idle sessions; run periodically.
+    pub fn sweep(&self) {
+        for (id, sender) in self.sessions.sweep(sessions::IDLE) {
+            tracing::debug!(session = %id, "transcoding session idle; ended");
+            if let Ok(money) = self.money() {
+                money.forget(sender, &id);
+            }
+        }
+    }
+
+    /// Steps 1–8 of §2.5.3, shared by `/segment` and `/payment`.
+    fn check_headers(&self, headers: &HeaderMap) -> Result<Checked, Refusal> {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        // 1. The payment: an empty header is an empty payment.
+        let payment = match text("Livepeer-Payment") {
+            "" => Payment::default(),
+            h => decode_payment_header(h).map_err(|e| {
+                let why = match e {
+                    WireError::Base64(m) => format!("base64 decode error: {m}"),
+                    WireError::Protobuf(m) => format!("protobuf unmarshal error: {m}"),
+                    other => other.to_string(),
+                };
+                Refusal::new(StatusCode::PAYMENT_REQUIRED, why)
+            })?,
+        };
+        // 2–3. The segment's credentials.
+        let seg_header = text("Livepeer-Segment");
+        if seg_header.len() > MAX_SEGMENT_HEADER {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "ErrorSegEncoding"));
+        }
+        let raw = STANDARD
+            .decode(seg_header.trim())
+            .map_err(|_| Refusal::new(StatusCode::FORBIDDEN, "ErrorSegEncoding"))?;
+        let seg = SegData::decode(raw.as_slice())
+            .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e.to_string()))?;
+        // 4. Profiles and duration.
+        let wire_profiles = if !seg.full_profiles3.is_empty() {
+            &seg.full_profiles3
+        } else if !seg.full_profiles2.is_empty() {
+            &seg.full_profiles2
+        } else {
+            &seg.full_profiles
+        };
+        if wire_profiles.len() > MAX_PROFILES {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!("too many profiles: at most {MAX_PROFILES}"),
+            ));
+        }
+        let profiles = wire_profiles
+            .iter()
+            .map(output_profile)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e))?;
+        if seg.duration < 0 || seg.duration > MAX_DURATION_MS {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "invalid duration"));
+        }
+        // 5. The signature, by the payment's sender (all zeros when there is none).
+        let sender = Address::try_from(payment.sender.as_slice()).unwrap_or(Address::ZERO);
+        let names: Vec<&str> = wire_profiles.iter().map(|p| p.name.as_str()).collect();
+        creds::verify_segment(&seg, &names, sender)
+            .map_err(|_| Refusal::new(StatusCode::FORBIDDEN, "ErrSegSig"))?;
+        // 6. Capabilities: what the gateway needs must be offered here.
+        if let Some(caps) = &seg.capabilities
+            && !caps.subset_of(&self.capabilities)
+        {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "incompatible capabilities",
+            ));
+        }
+        // 7. The auth token.
+        let token = self
+            .tokens
+            .check(seg.auth_token.as_ref(), now())
+            .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e.to_string()))?
+            .clone();
+        // 8. Room for the session.
+        if !self
+            .sessions
+            .has_room_for(&token.session_id, self.settings.max_sessions)
+        {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "OrchestratorCapped"));
+        }
+        Ok(Checked {
+            payment,
+            sender,
+            seg,
+            token,
+            profiles,
+        })
+    }
+
+    /// Step 10: the payment through the node (winners durable before it returns).
+    async fn take_payment(
+        &self,
+        peer: &str,
+        payment: Payment,
+        session: &str,
+    ) -> Result<(), Refusal> {
+        if payment.ticket_params.is_none() {
+            return Ok(());
+        }
+        let envelope = Envelope::once(
+            Actor::Peer {
+                address: peer.to_string(),
+            },
+            Command::ReceivePayment {
+                payment: Box::new(payment),
+                session: session.to_string(),
+            },
+        );
+        match self.node.submit(envelope, |_| {}).await {
+            Ok(Reply::Ran(Ok(Outcome::Payment(_)))) => Ok(()),
+            Ok(Reply::Ran(Err(e))) | Err(e) => Err(payment_refusal(e)),
+            Ok(_) => Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            )),
+        }
+    }
+
+    /// `POST /segment` (§2.5.3).
+    pub async fn segment(
+        self: Arc<Self>,
+        peer: String,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
+        let c = match self.check_headers(&headers) {
+            Ok(c) => c,
+            Err(r) => return r.into_response(),
+        };
+        let session = c.token.session_id.clone();
+        // 9. The refreshed info, before the payment is taken.
+        let info = match self.info(c.sender, c.token.clone()).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("cannot make ticket params: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        // 10. The payment.
+        if let Err(r) = self.take_payment(&peer, c.payment, &session).await {
+            return r.into_response();
+        }
+        // 11. Enough credit for one ticket's worth of work, whatever the gateway claims the
+        // price is (a ticketless payment cannot make the work free).
+        if let Ok(money) = self.money() {
+            let (ppu, _) = money.price();
+            if ppu > 0 && money.balance(c.sender, &session) < *money.ticket_ev() {
+                return plain(StatusCode::BAD_REQUEST, "Insufficient balance");
+            }
+        }
+        // 12. The body, bounded in size and time.
+        let limit = self.settings.max_segment_bytes;
+        let data = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await
+        {
+            Ok(Ok(d)) => d,
+            Ok(Err(_)) | Err(_) => {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == b"application/vnd+livepeer.uri")
+        {
+            // No external store is offered, so a gateway has no reason to send a URI.
+            return plain(StatusCode::BAD_REQUEST, "BadRequest");
+        }
+        // 14. The hash.
+        if creds::bytes_to_hash(&c.seg.hash) != *lpe_pm::keccak256(&data) {
+            return plain(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        // 15–17. 200 at once; the result follows when the work is done.
+        let seq = c.seg.seq;
+        let work = async move {
+            let result = self
+                .transcode(&session, c.sender, seq, data, c.profiles)
+                .await;
+            let reply = TranscodeResult {
+                seq,
+                result: Some(result),
+                info: Some(info),
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(reply.encode_to_vec()))
+        };
+        // A one-item body: the headers go out now, the result when the work is done.
+        Response::new(Body::from_stream(futures::stream::once(work)))
+    }
+
+    async fn transcode(
+        &self,
+        session: &str,
+        sender: Address,
+        seq: i64,
+        data: Bytes,
+        profiles: Vec<OutputProfile>,
+    ) -> TranscodeOutcome {
+        let (turn, waiting) = match self
+            .sessions
+            .open(session, sender, self.settings.max_sessions)
+        {
+            Ok(s) => s,
+            Err(_) => return TranscodeOutcome::Error("OrchestratorCapped".into()),
+        };
+        use std::sync::atomic::Ordering;
+        if waiting.fetch_add(1, Ordering::SeqCst) >= sessions::QUEUE {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return TranscodeOutcome::Error("OrchestratorBusy".into());
+        }
+        let _turn = turn.lock().await;
+        waiting.fetch_sub(1, Ordering::SeqCst);
+        let transcoder: SegmentTranscoder = self.node.segment_transcoder();
+        let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        let done =
+            tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles)).await;
+        let renditions = match done {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return TranscodeOutcome::Error(e.to_string()),
+            Err(_) => return TranscodeOutcome::Error("transcoding failed".into()),
+        };
+        let pixels: u64 = renditions.iter().map(|r| r.pixels).sum();
+        let Ok(money) = self.money() else {
+            return TranscodeOutcome::Error("payments are not running".into());
+        };
+        money.debit(sender, session, pixels);
+        if renditions.iter().any(|r| r.data.len() < 25) {
+            return TranscodeOutcome::Error("ZeroSegments".into());
+        }
+        let digest = creds::transcoded_digest(renditions.iter().map(|r| r.data.as_slice()));
+        let mut segments = Vec::with_capacity(renditions.len());
+        for (name, r) in names.iter().zip(renditions) {
+            let file = format!("{seq}.ts");
+            segments.push(TranscodedSegmentData {
+                url: format!(
+                    "{}/stream/{session}/{name}/{file}",
+                    self.settings.service_uri
+                ),
+                pixels: i64::try_from(r.pixels).unwrap_or(i64::MAX),
+                perceptual_hash_url: String::new(),
+            });
+            self.sessions.keep(session, name, file, Bytes::from(r.data));
+        }
+        TranscodeOutcome::Data(TranscodeData {
+            segments,
+            sig: money.sign(digest.as_slice()).to_vec(),
+        })
+    }
+
+    /// `POST /payment` (§2.6.1): credit without work, answered with refreshed info.
+    pub async fn payment(self: Arc<Self>, peer: String, headers: HeaderMap) -> Response {
+        let c = match self.check_headers(&headers) {
+            Ok(c) => c,
+            Err(r) => return r.into_response(),
+        };
+        let info = match self.info(c.sender, c.token.clone()).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("cannot make ticket params: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        // Credited to the manifest the gateway names, as go-livepeer does (its session id
+        // when it names none).
+        let manifest = match String::from_utf8(c.seg.manifest_id.clone()) {
+            Ok(m) if !m.is_empty() => m,
+            _ => c.token.session_id.clone(),
+        };
+        if let Err(r) = self.take_payment(&peer, c.payment, &manifest).await {
+            return r.into_response();
+        }
+        (
+            StatusCode::OK,
+            PaymentResult { info: Some(info) }.encode_to_vec(),
+        )
+            .into_response()
+    }
+
+    /// `GET /stream/{session}/{rendition}/{file}`.
+    pub fn rendition(&self, session: &str, rendition: &str, file: &str) -> Response {
+        match self.sessions.rendition(session, rendition, file) {
+            Some(data) => (
+                [
+                    (header::CONTENT_TYPE, "video/mp2t"),
+                    (header::CACHE_CONTROL, "max-age=5"),
+                ],
+                data,
+            )
+                .into_response(),
+            None => plain(StatusCode::NOT_FOUND, "ErrNotFound"),
+        }
+    }
+}
+
+fn payment_refusal(e: CommandError) -> Refusal {
+    match e {
+        CommandError::Payment(PaymentError::Rejected { message, .. })
+        | CommandError::Payment(PaymentError::Malformed(message)) => {
+            Refusal::new(StatusCode::BAD_REQUEST, message)
+        }
+        CommandError::Payment(PaymentError::Storage(e)) => {
+            tracing::error!("a payment could not be recorded: {e}");
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        other => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+/// A wire profile as the media engine's, refused with go-livepeer's texts.
+fn output_profile(p: &VideoProfile) -> Result<OutputProfile, String> {
+    if p.format != 0 {
+        return Err(if p.format == 1 {
+            "MP4 output is not offered".into()
+        } else {
+            "unrecognized profile output format".into()
+        });
+    }
+    use lpe_core::spec::H264Profile;
+    let profile = match p.profile {
+        0 | 3 => H264Profile::High,
+        1 => H264Profile::Baseline,
+        2 => H264Profile::Main,
+        4 => H264Profile::High,
+        _ => return Err("unrecognized encoder profile".into()),
+    };
+    match p.encoder {
+        0 => {}
+        1..=3 => return Err("only H.264 output is offered".into()),
+        _ => return Err("unrecognized video codec".into()),
+    }
+    let (width, height) = (
+        u32::try_from(p.width).unwrap_or(0),
+        u32::try_from(p.height).unwrap_or(0),
+    );
+    if width == 0 || height == 0 {
+        return Err(format!("profile {}: no resolution", p.name));
+    }
+    let name = if p.name.is_empty() {
+        format!("net_{}x{}_{}", p.width, p.height, p.bitrate)
+    } else {
+        p.name.clone()
+    };
+    if name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        return Err(format!("profile name {name:?} is not usable in a URL"));
+    }
+    Ok(OutputProfile {
+        name,
+        width,
+        height,
+        bitrate_bps: u32::try_from(p.bitrate).unwrap_or(0).max(1000),
+        fps: (p.fps > 0).then_some((p.fps, p.fps_den.max(1))),
+        gop: (p.gop > 0).then(|| Duration::from_millis(p.gop as u64)),
+        profile,
+    })
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service_uri: String::new(),
+            max_sessions: 10,
+            max_segment_bytes: 32 << 20,
+        }
+    }
+}
