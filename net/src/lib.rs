@@ -5,6 +5,7 @@
 //! - `creds` — what is signed and keyed: request signatures, segment credentials, auth
 //!   tokens, the transcoded-data signature.
 
+pub mod client;
 pub mod creds;
 pub mod orchestrator;
 pub mod proto;

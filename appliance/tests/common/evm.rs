@@ -296,7 +296,21 @@ pub fn start_payment_node_wrapped(
     password: &str,
     wrapper: &[&str],
 ) -> super::NodeProc {
-    let env = pm_env(url, controller, role, password);
+    start_payment_node_with(dir, url, controller, role, password, wrapper, &[])
+}
+
+/// [`start_payment_node_wrapped`] with more environment.
+pub fn start_payment_node_with(
+    dir: &std::path::Path,
+    url: &str,
+    controller: &str,
+    role: &str,
+    password: &str,
+    wrapper: &[&str],
+    extra: &[(&str, &str)],
+) -> super::NodeProc {
+    let mut env = pm_env(url, controller, role, password);
+    env.extend_from_slice(extra);
     let node = super::NodeProc::start_wrapped(dir, &env, wrapper);
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.get("/api/pm/wallet").0 != 200 {

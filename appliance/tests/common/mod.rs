@@ -53,6 +53,8 @@ pub struct NodeProc {
     child: Option<Child>,
     pub http: u16,
     pub rtmp: u16,
+    /// The Livepeer network port (served while the role earns).
+    pub net: u16,
     pub dir: PathBuf,
     agent: ureq::Agent,
     /// `Bearer <admin token>`, made through first-boot setup and kept in the data directory
@@ -117,6 +119,7 @@ impl NodeProc {
     fn try_spawn(dir: &Path, env: &[(&str, &str)], wrapper: &[&str], setup: bool) -> Option<Self> {
         let http = free_port();
         let rtmp = free_port();
+        let net = free_port();
         let log_start = std::fs::metadata(dir.join("node.log")).map_or(0, |m| m.len()) as usize;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -139,6 +142,7 @@ impl NodeProc {
             .arg(format!("127.0.0.1:{http}"))
             .arg("--rtmp-listen")
             .arg(format!("127.0.0.1:{rtmp}"))
+            .env("LPE_NET_LISTEN", format!("127.0.0.1:{net}"))
             .env("LPE_MEDIA_DEMO_STREAM", "false")
             .env("LPE_MEDIA_X264_PRESET", "ultrafast")
             .env("LPE_LOG_LEVEL", "info")
@@ -157,6 +161,7 @@ impl NodeProc {
             child: Some(child),
             http,
             rtmp,
+            net,
             dir: dir.to_path_buf(),
             agent,
             auth: String::new(),

@@ -1,0 +1,353 @@
+//! The node as a go-livepeer orchestrator on a real EVM, driven as a go-livepeer gateway
+//! drives one (`livepeer-wire.md` §2.11): GetOrchestrator over gRPC, a real H.264 segment with
+//! a ticket to `/segment`, the renditions downloaded, their pixels counted by decoding and
+//! their signature checked; then the negative cases with go-livepeer's status codes and texts.
+
+mod common;
+
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
+use lpe_net::client;
+use lpe_net::proto::{Capabilities, TranscodeOutcome, TranscodeResult, VideoProfile, capability};
+use lpe_pm::U256;
+use lpe_pm::recipient::price_from_info;
+use lpe_pm::sender::Sender;
+use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
+use prost::Message;
+
+const PASSWORD: &str = "pw-for-tests";
+
+fn gateway_key() -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
+}
+
+/// A real 2 s 640x360 H.264 MPEG-TS segment.
+fn segment(dir: &std::path::Path) -> Vec<u8> {
+    let out = dir.join("in.ts");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=30")
+        .args([
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+        ])
+        .args(["-f", "mpegts"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    std::fs::read(out).expect("segment")
+}
+
+/// Frames and size of an MPEG-TS file, by decoding it (as a gateway's check does).
+fn decoded(bytes: &[u8], dir: &std::path::Path) -> (u64, u64, u64) {
+    let f = dir.join("r.ts");
+    std::fs::write(&f, bytes).expect("write");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&f)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    assert_eq!(v.len(), 3, "ffprobe said {text:?}");
+    (v[2], v[0], v[1])
+}
+
+fn profiles() -> Vec<VideoProfile> {
+    vec![
+        VideoProfile {
+            name: "P240p30fps16x9".into(),
+            width: 426,
+            height: 240,
+            bitrate: 600_000,
+            fps: 30,
+            ..Default::default()
+        },
+        VideoProfile {
+            name: "P360p30fps16x9".into(),
+            width: 640,
+            height: 360,
+            bitrate: 1_200_000,
+            fps: 30,
+            ..Default::default()
+        },
+    ]
+}
+
+fn caps() -> Capabilities {
+    Capabilities {
+        constraints: Some(Default::default()),
+        ..Capabilities::from_ids(&[capability::H264, capability::MPEGTS, capability::AUTH_TOKEN])
+    }
+}
+
+fn post(url: &str, seg: &str, pay: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut res = agent
+        .post(url)
+        .header("Livepeer-Segment", seg)
+        .header("Livepeer-Payment", pay)
+        .header("Content-Type", "video/MP2T")
+        .send(body)
+        .expect("request");
+    let st = res.status().as_u16();
+    (st, res.body_mut().read_to_vec().unwrap_or_default())
+}
+
+/// Credentials for a 2 s segment with the two test profiles.
+fn seg_header(
+    key: &k256::ecdsa::SigningKey,
+    manifest: &str,
+    seq: i64,
+    data: &[u8],
+    token: lpe_net::proto::AuthToken,
+) -> String {
+    let info = client::SegmentInfo {
+        manifest_id: manifest.into(),
+        seq,
+        duration_ms: 2000,
+        profiles: profiles(),
+        auth_token: token,
+        capabilities: caps(),
+    };
+    client::segment_header(key, info, data)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_pays_for_a_transcoded_segment() {
+    let w = world(10_000).await;
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway")
+        .fund_deposit_and_reserve(eth, eth)
+        .await
+        .expect("fund");
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let uri = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    // The service URI is plain http (h2c): gRPC and HTTP/1.1 on one port.
+    let node = start_payment_node_with(
+        dir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        "orchestrator",
+        PASSWORD,
+        &[],
+        &[("LPE_NET_LISTEN", &listen), ("LPE_NET_SERVICE_URI", &uri)],
+    );
+    let gk = gateway_key();
+
+    // GetOrchestrator, with and without capabilities.
+    let ch = client::connect(&uri).await.expect("channel");
+    let info =
+        client::get_orchestrator(ch.clone(), client::orchestrator_request(&gk, Some(caps())))
+            .await
+            .expect("info");
+    assert_eq!(info.transcoder, uri);
+    let token = info.auth_token.clone().expect("auth token");
+    assert_eq!(token.session_id.len(), 8);
+    let price = info.price_info.clone().expect("price");
+    assert_ne!(price.pixels_per_unit, 0);
+    assert_eq!(info.address.len(), 20);
+    assert!(caps().subset_of(info.capabilities.as_ref().expect("caps")));
+    let tp = info.ticket_params.clone().expect("ticket params");
+    client::get_orchestrator(ch.clone(), client::orchestrator_request(&gk, None))
+        .await
+        .expect("info without capabilities");
+    let mut bad = client::orchestrator_request(&gk, Some(caps()));
+    bad.sig[5] ^= 1;
+    let err = client::get_orchestrator(ch.clone(), bad)
+        .await
+        .expect_err("bad signature");
+    assert!(
+        err.message().contains("orchestrator req sig check failed"),
+        "{err}"
+    );
+
+    // One segment with one ticket (a ticket's EV covers far more than its pixels here).
+    let data = segment(dir.path());
+    let mut sender = Sender::new(gk.clone());
+    let params = params_from_wire(&tp).expect("params");
+    let session = sender.start_session(
+        params,
+        price_from_info(price.price_per_unit, price.pixels_per_unit).expect("price"),
+    );
+    let batch = sender.create_batch(&session, 1).expect("batch");
+    let payment = encode_payment_header(&payment_for_batch(&batch, &price));
+    let seg = seg_header(&gk, "manifest1", 0, &data, token.clone());
+    let started = std::time::Instant::now();
+    let (st, body) = post(&format!("{uri}/segment"), &seg, &payment, &data);
+    assert_eq!(st, 200, "{}", text(&body));
+    let took = started.elapsed();
+    let result = TranscodeResult::decode(body.as_slice()).expect("TranscodeResult");
+    assert_eq!(result.seq, 0);
+    assert_eq!(
+        result.info.as_ref().and_then(|i| i.auth_token.clone()),
+        Some(token.clone()),
+        "the refreshed info keeps the token"
+    );
+    let Some(TranscodeOutcome::Data(td)) = result.result else {
+        panic!("no data: {:?}", result.result);
+    };
+    assert_eq!(td.segments.len(), 2);
+    let mut renditions = Vec::new();
+    for (s, p) in td.segments.iter().zip(profiles()) {
+        let got = ureq::get(&s.url)
+            .call()
+            .expect("rendition")
+            .body_mut()
+            .read_to_vec()
+            .expect("bytes");
+        let (frames, w, h) = decoded(&got, dir.path());
+        assert_eq!((w, h), (p.width as u64, p.height as u64));
+        assert_eq!(s.pixels as u64, frames * w * h, "{}", s.url);
+        assert_eq!(frames, 60);
+        renditions.push(got);
+    }
+    let digest = lpe_net::creds::transcoded_digest(renditions.iter().map(Vec::as_slice));
+    let signer = lpe_pm::sig::recover(digest.as_slice(), &td.sig).expect("sig");
+    assert_eq!(signer.to_vec(), info.address);
+    println!("segment transcoded and answered in {} ms", took.as_millis());
+
+    // The winning ticket is on record.
+    let (_, tickets) = node.get("/api/pm/tickets");
+    assert_eq!(tickets["counts"]["received"].as_u64(), Some(1), "{tickets}");
+
+    // Negative cases, each on a fresh request. A payment without tickets still names its
+    // sender, whose key the segment's signature is checked against.
+    let ticketless = encode_payment_header(&lpe_pm::wire::Payment {
+        sender: lpe_pm::sig::address_of(gk.verifying_key()).to_vec(),
+        expected_price: Some(price.clone()),
+        ..Default::default()
+    });
+    let url = format!("{uri}/segment");
+    let (st, b) = post(&url, &seg, "%%%", &data);
+    assert_eq!(st, 402, "{}", text(&b));
+    assert!(text(&b).starts_with("base64 decode error"), "{}", text(&b));
+    // The same payment again: its nonce was seen.
+    let (st, b) = post(&url, &seg, &payment, &data);
+    assert_eq!(
+        (st, text(&b).contains("already seen")),
+        (400, true),
+        "{}",
+        text(&b)
+    );
+    // A flipped signature byte.
+    let mut raw = STANDARD.decode(&seg).expect("b64");
+    let mut sd = lpe_net::proto::SegData::decode(raw.as_slice()).expect("segdata");
+    sd.sig[3] ^= 1;
+    raw = sd.encode_to_vec();
+    let (st, b) = post(&url, &STANDARD.encode(&raw), "", &data);
+    assert_eq!((st, text(&b)), (403, "ErrSegSig\n".to_string()));
+    // A token byte flipped, an expiry moved.
+    let mut t = token.clone();
+    t.token[0] ^= 1;
+    let s2 = seg_header(&gk, "manifest1", 1, &data, t);
+    let (st, b) = post(
+        &url,
+        &s2,
+        &encode_payment_header(&payment_for_batch(
+            &sender.create_batch(&session, 1).expect("batch"),
+            &price,
+        )),
+        &data,
+    );
+    assert_eq!((st, text(&b)), (403, "invalid auth token\n".to_string()));
+    let mut t = token.clone();
+    t.expiration += 1;
+    let s2 = seg_header(&gk, "manifest1", 1, &data, t);
+    let (st, b) = post(&url, &s2, &ticketless, &data);
+    assert_eq!((st, text(&b)), (403, "invalid auth token\n".to_string()));
+    // A body that is not what was signed.
+    let s3 = seg_header(&gk, "manifest1", 2, &data, token.clone());
+    // (Credit left from the first segment is below one ticket's worth: a gateway pays again.)
+    let mut one_ticket = || {
+        encode_payment_header(&payment_for_batch(
+            &sender.create_batch(&session, 1).expect("batch"),
+            &price,
+        ))
+    };
+    let (st, b) = post(&url, &s3, &one_ticket(), &data[..data.len() - 188]);
+    assert_eq!((st, text(&b)), (403, "Forbidden\n".to_string()));
+    // A new session with no tickets: no credit, no work.
+    let fresh =
+        client::get_orchestrator(ch.clone(), client::orchestrator_request(&gk, Some(caps())))
+            .await
+            .expect("info");
+    let s4 = seg_header(
+        &gk,
+        "manifest2",
+        0,
+        &data,
+        fresh.auth_token.clone().expect("token"),
+    );
+    let (st, b) = post(&url, &s4, &ticketless, &data);
+    assert_eq!((st, text(&b)), (400, "Insufficient balance\n".to_string()));
+    // Seed altered: the recipientRand no longer matches.
+    let mut p = lpe_pm::wire::decode_payment_header(&one_ticket()).expect("payment");
+    if let Some(tp) = p.ticket_params.as_mut() {
+        tp.seed = vec![1, 2, 3];
+    }
+    let s5 = seg_header(&gk, "manifest1", 3, &data, token.clone());
+    let (st, b) = post(&url, &s5, &encode_payment_header(&p), &data);
+    assert_eq!(st, 400, "{}", text(&b));
+    assert!(text(&b).contains("invalid recipientRand"), "{}", text(&b));
+    // Corrupt MPEG-TS: a 200 whose result is an error, and the node goes on.
+    let garbage = vec![0x47u8; 188 * 50];
+    let s6 = seg_header(&gk, "manifest1", 4, &garbage, token.clone());
+    let (st, b) = post(&url, &s6, &one_ticket(), &garbage);
+    assert_eq!(st, 200, "{}", text(&b));
+    let r = TranscodeResult::decode(b.as_slice()).expect("result");
+    assert!(
+        matches!(r.result, Some(TranscodeOutcome::Error(_))),
+        "{r:?}"
+    );
+
+    // Ending the session: the renditions go with it.
+    client::end_transcoding_session(ch.clone(), Some(token.clone()))
+        .await
+        .expect("end");
+    let gone = ureq::get(&td.segments[0].url).call();
+    assert!(gone.is_err(), "a rendition outlived its session");
+    let err = client::end_transcoding_session(ch, None)
+        .await
+        .expect_err("no token");
+    assert!(err.message().contains("Invalid auth token"), "{err}");
+    let (st, _) = node.get("/api/health");
+    assert_eq!(st, 200);
+}
