@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::RpcProxy;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, gateway_sender, import_key, issued_params, key, next_round, pm_env,
-    start_orchestrator, start_payment_node, start_payment_node_wrapped, world,
+    GATEWAY, ORCHESTRATOR, import_key, key, next_round, pm_env, start_orchestrator,
+    start_payment_node, start_payment_node_wrapped, world,
 };
+use common::wire::WireGateway;
 use k256::ecdsa::SigningKey;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
@@ -121,36 +122,17 @@ async fn gateway_funds_from_the_cli_and_the_api() {
     assert_eq!(st, 200, "{v}");
     let (_, v) = node.get("/api/pm/wallet");
     assert_eq!(v["withdraw_round"], "0");
-    // Paying is for orchestrators: a gateway has no /payment.
-    let (st, v) = node.send("POST", "/payment", None);
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (409, Some("not_orchestrator"))
+    // Paying is for orchestrators: a gateway has no network port to pay at.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", node.net)).is_err(),
+        "a gateway serves the orchestrator's port"
     );
 }
 
-struct Paying {
-    sender: Sender,
-    session: String,
-}
-
-fn params(node: &common::NodeProc, sender: &mut Sender) -> String {
-    let p = issued_params(node, sender.address());
-    sender.start_session(p, price_from_info(1, 1).expect("price"))
-}
-
-fn pay(node: &common::NodeProc, header: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut res = agent
-        .post(&node.url("/payment"))
-        .header("Livepeer-Payment", header)
-        .send_empty()
-        .expect("request");
-    let st = res.status().as_u16();
-    (st, res.body_mut().read_json().unwrap_or(Value::Null))
+/// `POST /payment` on the node's network port with `header`: the status and go-livepeer's text.
+fn pay(p: &WireGateway, header: &str) -> (u16, String) {
+    let (st, body) = p.pay_header(header);
+    (st, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,30 +147,27 @@ async fn bad_payments_and_storage_failures_are_refused() {
         .expect("fund");
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_orchestrator(dir.path(), &w.node.url, w.controller, PASSWORD);
-    let mut sender = gateway_sender();
-    let sid = params(&node, &mut sender);
-    let mut p = Paying {
-        sender,
-        session: sid,
-    };
-    let price = PriceInfo {
-        price_per_unit: 1,
-        pixels_per_unit: 1,
-        ..Default::default()
-    };
+    let mut p = paying(&node).await;
+    let price = p.price.clone();
 
-    // Not a payment at all.
-    let (st, v) = node.send("POST", "/payment", None);
-    assert_eq!((st, v["error"]["code"].as_str()), (402, Some("no_payment")));
-    assert_eq!(pay(&node, "%%%not base64").0, 402);
-    assert_eq!(pay(&node, "/////w==").0, 402);
+    // Not a payment at all: with no sender, the credentials cannot be the sender's.
+    assert_eq!(pay(&p, ""), (403, "ErrSegSig\n".into()));
+    let (st, v) = pay(&p, "%%%not base64");
+    assert_eq!(st, 402, "{v}");
+    assert!(v.starts_with("base64 decode error"), "{v}");
+    let (st, v) = pay(&p, "/////w==");
+    assert_eq!(st, 402, "{v}");
+    assert!(v.starts_with("protobuf unmarshal error"), "{v}");
 
     // A good one, then the same again: the nonces are already seen (non-fatal).
     let batch = p.sender.create_batch(&p.session, 2).expect("batch");
     let header = encode_payment_header(&payment_for_batch(&batch, &price));
-    let (st, v) = pay(&node, &header);
+    let (st, v) = pay(&p, &header);
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["won"], 2);
+    assert_eq!(
+        node.get("/api/pm/tickets").1["counts"]["received"].as_u64(),
+        Some(2)
+    );
     let (_, events) = node.get("/api/events?limit=20");
     assert!(
         events
@@ -196,16 +175,10 @@ async fn bad_payments_and_storage_failures_are_refused() {
             .is_some_and(|a| a.iter().any(|e| e["kind"] == "ticket_won")),
         "{events}"
     );
-    let (st, v) = pay(&node, &header);
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (400, Some("ticket_rejected")),
-        "{v}"
-    );
+    let (st, v) = pay(&p, &header);
+    assert_eq!(st, 400, "{v}");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("already seen")),
+        v.contains("invalid ticket senderNonce: already seen"),
         "{v}"
     );
 
@@ -215,23 +188,18 @@ async fn bad_payments_and_storage_failures_are_refused() {
     if let Some(tp) = payment.ticket_params.as_mut() {
         tp.face_value = lpe_pm::minbytes(batch.params.face_value + U256::from(1u8));
     }
-    let (st, v) = pay(&node, &encode_payment_header(&payment));
+    let (st, v) = pay(&p, &encode_payment_header(&payment));
     assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (400, Some("ticket_rejected_fatal")),
-        "{v}"
+        (st, v.as_str()),
+        (400, "invalid recipientRand for ticket recipientRandHash\n")
     );
-    // A zero sender.
+    // A zero sender: the credentials are not its.
     batch.sender = lpe_pm::Address::ZERO;
     let (st, v) = pay(
-        &node,
+        &p,
         &encode_payment_header(&payment_for_batch(&batch, &price)),
     );
-    assert_eq!(
-        (st, v["error"]["message"].as_str()),
-        (400, Some("invalid ticket sender")),
-        "{v}"
-    );
+    assert_eq!((st, v.as_str()), (403, "ErrSegSig\n"));
 
     // Storage fails (another process holds the database's write lock): the payment is
     // refused and nothing of it is recorded or credited.
@@ -240,12 +208,8 @@ async fn bad_payments_and_storage_failures_are_refused() {
     db.execute_batch("BEGIN EXCLUSIVE;").expect("lock");
     let batch = p.sender.create_batch(&p.session, 3).expect("batch");
     let header = encode_payment_header(&payment_for_batch(&batch, &price));
-    let (st, v) = pay(&node, &header);
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (503, Some("storage")),
-        "{v}"
-    );
+    let (st, v) = pay(&p, &header);
+    assert_eq!((st, v.as_str()), (503, "storage unavailable\n"));
     db.execute_batch("ROLLBACK;").expect("unlock");
     let (_, after) = node.get("/api/pm/tickets");
     assert_eq!(
@@ -255,7 +219,7 @@ async fn bad_payments_and_storage_failures_are_refused() {
     // Once storage is back, new tickets are accepted.
     let batch = p.sender.create_batch(&p.session, 1).expect("batch");
     let (st, v) = pay(
-        &node,
+        &p,
         &encode_payment_header(&payment_for_batch(&batch, &price)),
     );
     assert_eq!(st, 200, "{v}");
@@ -270,11 +234,14 @@ async fn funded_gateway(w: &common::evm::World) -> lpe_money::chain::ChainClient
     c
 }
 
-fn paying(node: &common::NodeProc) -> Paying {
-    let mut sender =
-        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
-    let session = params(node, &mut sender);
-    Paying { sender, session }
+async fn paying(node: &common::NodeProc) -> WireGateway {
+    WireGateway::open(&node.net_url(), gateway_key())
+        .await
+        .expect("the orchestrator's info")
+}
+
+fn gateway_key() -> SigningKey {
+    SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
 }
 
 const PRICE: PriceInfo = PriceInfo {
@@ -320,10 +287,10 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
         "orchestrator",
         PASSWORD,
     );
-    let mut p = paying(&node);
+    let mut p = paying(&node).await;
     let first = p.sender.create_batch(&p.session, 1).expect("batch");
     let (st, v) = pay(
-        &node,
+        &p,
         &encode_payment_header(&payment_for_batch(&first, &PRICE)),
     );
     assert_eq!(st, 200, "{v}");
@@ -332,10 +299,7 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     let before = proxy.methods().len();
     for _ in 0..20 {
         let b = p.sender.create_batch(&p.session, 1).expect("batch");
-        let (st, v) = pay(
-            &node,
-            &encode_payment_header(&payment_for_batch(&b, &PRICE)),
-        );
+        let (st, v) = pay(&p, &encode_payment_header(&payment_for_batch(&b, &PRICE)));
         assert_eq!(st, 200, "{v}");
     }
     let during = proxy.methods()[before..].to_vec();
@@ -346,21 +310,31 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     // What costs nothing is checked first: payments from strangers who copied another
     // sender's params are refused without a sender lookup, and asking for params again
     // reads nothing from the chain.
-    let copied = issued_params(&node, p.sender.address());
+    let copied = p.params();
     let before = proxy.methods().len();
     for i in 0..40u8 {
-        let mut stranger =
-            Sender::new(SigningKey::from_slice(&[i + 1; 32]).expect("a stranger's key"));
+        let key = SigningKey::from_slice(&[i + 1; 32]).expect("a stranger's key");
+        let mut stranger = Sender::new(key.clone());
         let session = stranger.start_session(copied.clone(), price_from_info(1, 1).expect("price"));
         let b = stranger.create_batch(&session, 1).expect("batch");
+        // The stranger signs its own credentials, with the gateway's session token.
+        let as_stranger = WireGateway {
+            key,
+            sender: stranger,
+            session,
+            uri: p.uri.clone(),
+            info: p.info.clone(),
+            token: p.token.clone(),
+            price: p.price.clone(),
+        };
         let (st, v) = pay(
-            &node,
+            &as_stranger,
             &encode_payment_header(&payment_for_batch(&b, &PRICE)),
         );
         assert_eq!(st, 400, "{v}");
     }
     for _ in 0..5 {
-        let _ = params(&node, &mut p.sender);
+        paying(&node).await;
     }
     let during = proxy.methods()[before..].to_vec();
     assert!(
@@ -371,8 +345,8 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     let received = node.get("/api/pm/tickets").1["counts"]["received"].clone();
     let b = p.sender.create_batch(&p.session, 1).expect("batch");
     let header = encode_payment_header(&payment_for_batch(&b, &PRICE));
-    assert_eq!(pay(&node, &header).0, 200);
-    assert_eq!(pay(&node, &header).0, 400, "a replay was accepted");
+    assert_eq!(pay(&p, &header).0, 200);
+    assert_eq!(pay(&p, &header).0, 400, "a replay was accepted");
     let after = node.get("/api/pm/tickets").1["counts"]["received"].clone();
     assert_eq!(
         after.as_u64(),
@@ -394,10 +368,7 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     assert_eq!(st, 200, "{h}");
     assert_eq!(h["checks"]["chain"]["status"], "degraded", "{h}");
     let b = p.sender.create_batch(&p.session, 1).expect("batch");
-    let (st, v) = pay(
-        &node,
-        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
-    );
+    let (st, v) = pay(&p, &encode_payment_header(&payment_for_batch(&b, &PRICE)));
     assert_eq!(st, 200, "{v}");
     proxy.set_down(false);
     wait_until("recovery never noticed", &node, || {
@@ -413,19 +384,11 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     wait_until("new round never seen", &node, || {
         node.get("/api/pm/chain").1["head"]["last_initialized_round"] != round
     });
-    let mut p = paying(&node);
+    let mut p = paying(&node).await;
     let b = p.sender.create_batch(&p.session, 1).expect("batch");
-    let (st, v) = pay(
-        &node,
-        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
-    );
+    let (st, v) = pay(&p, &encode_payment_header(&payment_for_batch(&b, &PRICE)));
     assert_eq!(st, 400, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("unlock")),
-        "{v}"
-    );
+    assert!(v.contains("unlock"), "{v}");
 }
 
 /// Runs the node in its own mount namespace with a small tmpfs as its data directory, the
@@ -475,18 +438,15 @@ async fn a_full_disk_refuses_payments_and_loses_no_acknowledged_ticket() {
         PASSWORD,
         &wrapper,
     );
-    let mut p = paying(&node);
-    let pay_batch = |p: &mut Paying| {
+    let mut p = paying(&node).await;
+    let pay_batch = |p: &mut WireGateway| {
         let b = p.sender.create_batch(&p.session, 5).expect("batch");
         let hashes: Vec<String> = b
             .tickets
             .iter()
             .map(|t| format!("{:#x}", t.ticket.hash()))
             .collect();
-        let (st, v) = pay(
-            &node,
-            &encode_payment_header(&payment_for_batch(&b, &PRICE)),
-        );
+        let (st, v) = pay(p, &encode_payment_header(&payment_for_batch(&b, &PRICE)));
         (st, v, hashes)
     };
     // Winners acknowledged before the disk fills must survive it.
@@ -511,9 +471,9 @@ async fn a_full_disk_refuses_payments_and_loses_no_acknowledged_ticket() {
     let mut refused = None;
     for _ in 0..200 {
         let (st, v, hashes) = pay_batch(&mut p);
-        match (st, v["error"]["code"].as_str()) {
+        match (st, v.as_str()) {
             (200, _) => acknowledged.extend(hashes),
-            (503, Some("storage")) => {
+            (503, "storage unavailable\n") => {
                 refused = Some(hashes);
                 break;
             }
@@ -559,10 +519,7 @@ async fn a_full_disk_refuses_payments_and_loses_no_acknowledged_ticket() {
 
     // Space is back: the refused tickets are not credited, new ones are accepted.
     let b = p.sender.create_batch(&p.session, 1).expect("batch");
-    let (st, v) = pay(
-        &node,
-        &encode_payment_header(&payment_for_batch(&b, &PRICE)),
-    );
+    let (st, v) = pay(&p, &encode_payment_header(&payment_for_batch(&b, &PRICE)));
     assert_eq!(st, 200, "{v}");
 }
 

@@ -8,15 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, mine, start_payment_node, world};
+use common::wire::WireGateway;
 use k256::ecdsa::SigningKey;
 use lpe_money::chain::ChainClient;
-use lpe_pm::recipient::price_from_info;
-use lpe_pm::sender::Sender;
-use lpe_pm::wire::{PriceInfo, encode_payment_header, params_from_wire, payment_for_batch};
 use lpe_pm::{B256, U256};
-use serde_json::json;
 
 const PASSWORD: &str = "orchestrator-pass";
 const WINNERS: usize = 200;
@@ -62,12 +58,11 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         "orchestrator",
         PASSWORD,
     );
-    let mut sender =
-        Sender::new(SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key"));
+    let gateway_key = SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key");
     let mut rng = Rng(0xdead_10cc);
     let mut acked: HashSet<B256> = HashSet::new();
     let mut kills = 0;
-    let mut session: Option<String> = None;
+    let mut session: Option<WireGateway> = None;
     let started = Instant::now();
     while acked.len() < WINNERS {
         assert!(
@@ -76,47 +71,28 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
             acked.len()
         );
         if session.is_none() {
-            let (st, v) = node.send(
-                "POST",
-                "/api/pm/ticket-params",
-                Some(&json!({"sender": sender.address().to_string()}).to_string()),
-            );
-            if st != 200 {
-                node = start_payment_node(
-                    dir.path(),
-                    &w.node.url,
-                    &controller,
-                    "orchestrator",
-                    PASSWORD,
-                );
-                continue;
+            match WireGateway::open(&node.net_url(), gateway_key.clone()).await {
+                Ok(g) => {
+                    assert_eq!(g.params().win_prob, U256::MAX, "every ticket should win");
+                    session = Some(g);
+                }
+                Err(_) => {
+                    node = start_payment_node(
+                        dir.path(),
+                        &w.node.url,
+                        &controller,
+                        "orchestrator",
+                        PASSWORD,
+                    );
+                    continue;
+                }
             }
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v["ticket_params"].as_str().expect("params"))
-                .expect("base64");
-            let wire: lpe_pm::wire::TicketParams =
-                prost::Message::decode(bytes.as_slice()).expect("protobuf");
-            let params = params_from_wire(&wire).expect("params");
-            assert_eq!(params.win_prob, U256::MAX, "every ticket should win");
-            let price = price_from_info(
-                v["price_per_unit"].as_i64().expect("ppu"),
-                v["pixels_per_unit"].as_i64().expect("pxu"),
-            )
-            .expect("price");
-            session = Some(sender.start_session(params, price));
         }
-        let sid = session.clone().expect("session");
-        let batch = sender
-            .create_batch(&sid, 1 + (rng.next() % 4) as u32)
-            .expect("batch");
-        let header = encode_payment_header(&payment_for_batch(
-            &batch,
-            &PriceInfo {
-                price_per_unit: 1,
-                pixels_per_unit: 1,
-                ..Default::default()
-            },
-        ));
+        let Some(gateway) = session.as_mut() else {
+            continue;
+        };
+        let batch = gateway.batch(1 + (rng.next() % 4) as u32);
+        let header = gateway.header(&batch);
         // Sometimes the node dies while this very request is in flight.
         let killer = rng.next().is_multiple_of(6).then(|| {
             let pid = node.pid();
@@ -126,10 +102,7 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
                 kill9(pid);
             })
         });
-        let url = node.url("/payment");
-        let result = ureq::post(&url)
-            .header("Livepeer-Payment", &header)
-            .send_empty();
+        let (status, _) = gateway.pay_header(&header);
         if let Some(k) = killer {
             let _ = k.join();
             kills += 1;
@@ -142,15 +115,13 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
             );
             session = None; // a restarted node has a new secret: fresh params
         }
-        match result {
-            Ok(mut res) => {
-                let v: serde_json::Value = res.body_mut().read_json().expect("receipt");
-                assert_eq!(v["won"].as_u64(), Some(batch.tickets.len() as u64), "{v}");
-                for t in &batch.tickets {
-                    acked.insert(t.ticket.hash());
-                }
+        // A 200 acknowledges every ticket of the batch (each one wins).
+        if status == 200 {
+            for t in &batch.tickets {
+                acked.insert(t.ticket.hash());
             }
-            Err(_) => session = None,
+        } else {
+            session = None;
         }
         // And sometimes between requests.
         if rng.next().is_multiple_of(9) {

@@ -10,38 +10,27 @@ use std::time::{Duration, Instant};
 
 use common::NodeProc;
 use common::evm::{
-    GATEWAY, ORCHESTRATOR, World, gateway_sender, issued_params, key, mine, next_round, set_active,
-    set_paused, start_orchestrator, world,
+    GATEWAY, ORCHESTRATOR, World, key, mine, next_round, set_active, set_paused,
+    start_orchestrator, world,
 };
+use common::wire::WireGateway;
 use lpe_money::chain::ChainClient;
 use lpe_pm::U256;
-use lpe_pm::recipient::price_from_info;
-use lpe_pm::sender::Sender;
-use lpe_pm::wire::{PriceInfo, encode_payment_header, payment_for_batch};
 use serde_json::Value;
 
 const PASSWORD: &str = "redeem-pass";
 
-/// Pays the node `n` winning tickets from the gateway on fresh params.
-fn pay_winners(node: &NodeProc, sender: &mut Sender, n: u32) {
-    let params = issued_params(node, sender.address());
-    assert_eq!(params.win_prob, U256::MAX, "every ticket wins");
-    let session = sender.start_session(params, price_from_info(1, 1).expect("price"));
-    let batch = sender.create_batch(&session, n).expect("batch");
-    let header = encode_payment_header(&payment_for_batch(
-        &batch,
-        &PriceInfo {
-            price_per_unit: 1,
-            pixels_per_unit: 1,
-            ..Default::default()
-        },
-    ));
-    let mut res = ureq::post(&node.url("/payment"))
-        .header("Livepeer-Payment", &header)
-        .send_empty()
-        .expect("payment");
-    let v: Value = res.body_mut().read_json().expect("receipt");
-    assert_eq!(v["won"].as_u64(), Some(u64::from(n)), "{v}");
+/// Pays the node `n` winning tickets from the gateway on fresh params, through its network
+/// port as a go-livepeer gateway would.
+async fn pay_winners(node: &NodeProc, n: u32) {
+    let key =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key");
+    let mut gateway = WireGateway::open(&node.net_url(), key)
+        .await
+        .expect("the orchestrator's info");
+    assert_eq!(gateway.params().win_prob, U256::MAX, "every ticket wins");
+    let batch = gateway.batch(n);
+    gateway.pay(&batch).expect("payment");
 }
 
 fn tickets(node: &NodeProc) -> Value {
@@ -80,8 +69,7 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         .expect("fund");
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_orchestrator(dir.path(), &w.node.url, w.controller, PASSWORD);
-    let mut sender = gateway_sender();
-    pay_winners(&node, &mut sender, 2);
+    pay_winners(&node, 2).await;
 
     // Paused: "system is paused" is not final; the tickets wait.
     set_paused(&w, true).await;
@@ -135,7 +123,7 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         .await
         .expect("fund");
     set_active(&w, key(ORCHESTRATOR).address(), false).await;
-    pay_winners(&node, &mut sender, 1);
+    pay_winners(&node, 1).await;
     expire_params(&w).await;
     wait_for(&node, "an inactive recipient did not wait", |v| {
         v["tickets"].as_array().is_some_and(|t| {
@@ -159,7 +147,7 @@ async fn waits_through_transient_reverts_records_what_arrived_and_expires_old_ti
         .fund_deposit_and_reserve(milli * U256::from(20u8), U256::ZERO)
         .await
         .expect("fund");
-    pay_winners(&node, &mut sender, 1);
+    pay_winners(&node, 1).await;
     set_paused(&w, true).await;
     expire_params(&w).await;
     wait_for(&node, "third ticket never deferred", |v| {

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 
-use lpe_http::PeerAddr;
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
@@ -137,8 +136,6 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(event_stream))
         .routes(routes!(logs, set_log_level))
         .routes(routes!(mqtt_status))
-        .routes(routes!(payment))
-        .routes(routes!(ticket_params))
         .routes(routes!(tickets))
         .routes(routes!(chain_head))
         .routes(routes!(wallet_view))
@@ -171,39 +168,6 @@ pub fn ui_dir(cfg: &lpe_node::config::Config) -> Option<std::path::PathBuf> {
         .find(|d| d.join("index.html").is_file())
 }
 
-/// Per-address request rates of the peer-facing routes, which anyone may call.
-struct PeerLimits {
-    payments: lpe_core::admission::RateLimit,
-    params: lpe_core::admission::RateLimit,
-}
-
-impl Default for PeerLimits {
-    fn default() -> Self {
-        Self {
-            // A gateway pays once per segment and session: 50 a second is many streams.
-            payments: lpe_core::admission::RateLimit::new(50, 100),
-            params: lpe_core::admission::RateLimit::new(10, 20),
-        }
-    }
-}
-
-impl PeerLimits {
-    fn admit(
-        &self,
-        limit: &lpe_core::admission::RateLimit,
-        peer: std::net::SocketAddr,
-    ) -> Result<(), ApiError> {
-        limit.take(peer.ip()).map_err(|wait| ApiError {
-            retry_after_s: Some(wait),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests from this address",
-            )
-        })
-    }
-}
-
 pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
     let hls = ServeDir::new(node.hls_root());
     let (api, doc) = routes();
@@ -224,7 +188,7 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
                 let files = files.clone();
                 async move {
                     let p = req.uri().path();
-                    if p.starts_with("/api/") || p.starts_with("/hls/") || p == "/payment" {
+                    if p.starts_with("/api/") || p.starts_with("/hls/") {
                         return ApiError::not_found("no such route").into_response();
                     }
                     use tower::ServiceExt;
@@ -249,7 +213,6 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
         .layer(axum::Extension(Arc::new(super::auth_api::DocJson::new(
             &doc,
         ))))
-        .layer(axum::Extension(Arc::new(PeerLimits::default())))
         .layer(axum::middleware::from_fn(hls_headers))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&counters),
@@ -260,7 +223,7 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
 
 /// The largest request body a signed-in caller may send.
 const MAX_BODY: usize = 1 << 20;
-/// The largest body of a public route (login, setup, a peer's payment): whoever sends it has
+/// The largest body of a public route (login, setup): whoever sends it has
 /// proven nothing yet.
 const MAX_PUBLIC_BODY: usize = 64 << 10;
 
@@ -1086,103 +1049,6 @@ async fn chain_head(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::HeadView>, ApiError> {
     Ok(Json(node.orchestrator()?.watcher().view()))
-}
-
-#[utoipa::path(
-    post,
-    path = "/payment",
-    tag = "payments",
-    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = lpe_node::views::PaymentReceipt), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 503, body = ErrorBody))
-)]
-/// `POST /payment` with a `Livepeer-Payment` header, as go-livepeer gateways send it.
-async fn payment(
-    State(node): State<AppState>,
-    Extension(peers): Extension<Arc<PeerLimits>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    headers: HeaderMap,
-) -> Result<Json<lpe_node::views::PaymentReceipt>, ApiError> {
-    peers.admit(&peers.payments, peer)?;
-    // A node that takes no payments says so before asking for one.
-    node.orchestrator()?;
-    let header = headers
-        .get("Livepeer-Payment")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "no_payment",
-                "missing Livepeer-Payment header",
-            )
-        })?;
-    let payment = lpe_pm::wire::decode_payment_header(header)
-        .map_err(|e| ApiError::new(StatusCode::PAYMENT_REQUIRED, "bad_payment", e.to_string()))?;
-    let actor = Actor::Peer {
-        address: peer.ip().to_string(),
-    };
-    let command = Command::ReceivePayment {
-        payment: Box::new(payment),
-        session: "default".into(),
-    };
-    match node.run(actor, command).await? {
-        Outcome::Payment(receipt) => Ok(Json(receipt)),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected outcome",
-        )),
-    }
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-struct ParamsRequest {
-    sender: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct ParamsResponse {
-    #[schema(value_type = String)]
-    recipient: lpe_pm::Address,
-    /// Standard base64 of the protobuf TicketParams (with expiration params), as on the wire.
-    ticket_params: String,
-    price_per_unit: i64,
-    pixels_per_unit: i64,
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/pm/ticket-params",
-    tag = "payments",
-    request_body = ParamsRequest,
-    responses((status = 409, body = ErrorBody, description = "payments are off, or this is not an orchestrator"), (status = 200, body = ParamsResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody))
-)]
-async fn ticket_params(
-    State(node): State<AppState>,
-    Extension(peers): Extension<Arc<PeerLimits>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    ApiJson(req): ApiJson<ParamsRequest>,
-) -> Result<Json<ParamsResponse>, ApiError> {
-    use base64::Engine;
-    peers.admit(&peers.params, peer)?;
-    let orch = node.orchestrator()?;
-    let sender: lpe_pm::Address = req
-        .sender
-        .parse()
-        .map_err(|_| ApiError::invalid("sender", "not an Ethereum address"))?;
-    let (params, (ppu, pxu)) = orch.ticket_params(sender).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "params_unavailable",
-            e.to_string(),
-        )
-    })?;
-    let wire = lpe_pm::wire::params_to_wire(&params);
-    Ok(Json(ParamsResponse {
-        recipient: params.recipient,
-        ticket_params: base64::engine::general_purpose::STANDARD
-            .encode(prost::Message::encode_to_vec(&wire)),
-        price_per_unit: ppu,
-        pixels_per_unit: pxu,
-    }))
 }
 
 #[derive(Deserialize)]

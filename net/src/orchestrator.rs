@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use lpe_core::admission::RateLimit;
 use lpe_node::Node;
 use lpe_node::command::{Actor, Command, CommandError, Envelope, Outcome, Reply};
 use lpe_node::views::{OutputProfile, PaymentError, SegmentTranscoder};
@@ -61,7 +62,16 @@ pub struct Settings {
     pub max_segment_bytes: usize,
 }
 
+/// Per-address request rates: anyone may call the orchestrator's routes.
+pub struct PeerRates {
+    /// A gateway asks for info at start, on refresh and every 25 minutes.
+    pub discovery: RateLimit,
+    /// A segment or payment every 2 s per stream: 50 a second is many streams.
+    pub work: RateLimit,
+}
+
 pub struct OrchestratorService {
+    pub rates: PeerRates,
     node: Arc<Node>,
     settings: Settings,
     tokens: TokenKey,
@@ -122,6 +132,10 @@ impl OrchestratorService {
         capabilities.version = env!("CARGO_PKG_VERSION").to_string();
         capabilities.constraints = Some(Default::default());
         Self {
+            rates: PeerRates {
+                discovery: RateLimit::new(10, 20),
+                work: RateLimit::new(50, 100),
+            },
             node,
             settings,
             tokens: TokenKey::new(random_bytes()),
@@ -352,7 +366,12 @@ impl OrchestratorService {
             Err(r) => return r.into_response(),
         };
         let session = c.token.session_id.clone();
-        // 9. The refreshed info, before the payment is taken.
+        // 10, then 9: the payment, then the refreshed info. go-livepeer makes the info first,
+        // which reads the sender's state from the chain; taken first, a payment not made from
+        // this node's params is refused before anything is looked up for its sender.
+        if let Err(r) = self.take_payment(&peer, c.payment, &session).await {
+            return r.into_response();
+        }
         let info = match self.info(c.sender, c.token.clone()).await {
             Ok(i) => i,
             Err(e) => {
@@ -360,10 +379,6 @@ impl OrchestratorService {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
         };
-        // 10. The payment.
-        if let Err(r) = self.take_payment(&peer, c.payment, &session).await {
-            return r.into_response();
-        }
         // 11. Enough credit for one ticket's worth of work, whatever the gateway claims the
         // price is (a ticketless payment cannot make the work free).
         if let Ok(money) = self.money() {
@@ -474,15 +489,8 @@ impl OrchestratorService {
             Ok(c) => c,
             Err(r) => return r.into_response(),
         };
-        let info = match self.info(c.sender, c.token.clone()).await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!("cannot make ticket params: {e}");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-            }
-        };
         // Credited to the manifest the gateway names, as go-livepeer does (its session id
-        // when it names none).
+        // when it names none); taken before the refreshed info is made, as on /segment.
         let manifest = match String::from_utf8(c.seg.manifest_id.clone()) {
             Ok(m) if !m.is_empty() => m,
             _ => c.token.session_id.clone(),
@@ -490,6 +498,13 @@ impl OrchestratorService {
         if let Err(r) = self.take_payment(&peer, c.payment, &manifest).await {
             return r.into_response();
         }
+        let info = match self.info(c.sender, c.token.clone()).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("cannot make ticket params: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
         (
             StatusCode::OK,
             PaymentResult { info: Some(info) }.encode_to_vec(),
@@ -520,8 +535,9 @@ fn payment_refusal(e: CommandError) -> Refusal {
             Refusal::new(StatusCode::BAD_REQUEST, message)
         }
         CommandError::Payment(PaymentError::Storage(e)) => {
-            tracing::error!("a payment could not be recorded: {e}");
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            // Nothing of the payment was taken; the gateway may pay again later.
+            tracing::error!("payment refused, storage failed: {e}");
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
         other => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
     }

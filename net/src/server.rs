@@ -24,6 +24,19 @@ use crate::proto::{
 
 type Service = Arc<OrchestratorService>;
 
+fn too_many(grpc: bool) -> Response {
+    if grpc {
+        tonic::Status::resource_exhausted("too many requests from this address")
+            .into_http::<Body>()
+            .map(Body::new)
+    } else {
+        plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this address",
+        )
+    }
+}
+
 /// Largest gRPC message taken (an OrchestratorRequest is ~100 bytes).
 const MAX_GRPC_MESSAGE: usize = 64 * 1024;
 
@@ -66,6 +79,9 @@ async fn segment(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if s.rates.work.take(peer.ip()).is_err() {
+        return too_many(false);
+    }
     s.segment(peer.ip().to_string(), headers, body).await
 }
 
@@ -74,6 +90,9 @@ async fn payment(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
+    if s.rates.work.take(peer.ip()).is_err() {
+        return too_many(false);
+    }
     s.payment(peer.ip().to_string(), headers).await
 }
 
@@ -117,7 +136,14 @@ where
     grpc.unary(Unary(s, f), req).await.map(Body::new)
 }
 
-async fn get_orchestrator(State(s): State<Service>, req: Request) -> Response {
+async fn get_orchestrator(
+    State(s): State<Service>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    req: Request,
+) -> Response {
+    if s.rates.discovery.take(peer.ip()).is_err() {
+        return too_many(true);
+    }
     unary(s, req, |s: Service, r: OrchestratorRequest| async move {
         s.get_orchestrator(r).await
     })

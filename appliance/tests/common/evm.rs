@@ -323,16 +323,8 @@ pub fn start_payment_node_with(
         std::thread::sleep(Duration::from_millis(100));
     }
     if role == "orchestrator" {
-        let sender = key(GATEWAY).address().to_string();
-        while node
-            .send(
-                "POST",
-                "/api/pm/ticket-params",
-                Some(&format!("{{\"sender\": \"{sender}\"}}")),
-            )
-            .0
-            != 200
-        {
+        // The chain head is shown once the orchestrator takes payments.
+        while node.get("/api/pm/chain").0 != 200 {
             assert!(
                 Instant::now() < deadline,
                 "orchestrator never became ready: {}",
@@ -342,23 +334,6 @@ pub fn start_payment_node_with(
         }
     }
     node
-}
-
-/// Ticket params the node issues to `sender` (`POST /api/pm/ticket-params`), decoded.
-pub fn issued_params(node: &super::NodeProc, sender: Address) -> lpe_pm::params::TicketParams {
-    use base64::Engine;
-    let (st, v) = node.send(
-        "POST",
-        "/api/pm/ticket-params",
-        Some(&serde_json::json!({"sender": sender.to_string()}).to_string()),
-    );
-    assert_eq!(st, 200, "{v}");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(v["ticket_params"].as_str().expect("params"))
-        .expect("base64");
-    let wire: lpe_pm::wire::TicketParams =
-        prost::Message::decode(bytes.as_slice()).expect("protobuf");
-    lpe_pm::wire::params_from_wire(&wire).expect("params")
 }
 
 /// An orchestrator node in `dir` holding the orchestrator account's key, on the chain at

@@ -4,6 +4,7 @@
 
 pub mod evm;
 pub mod mqtt;
+pub mod wire;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -143,6 +144,8 @@ impl NodeProc {
             .arg("--rtmp-listen")
             .arg(format!("127.0.0.1:{rtmp}"))
             .env("LPE_NET_LISTEN", format!("127.0.0.1:{net}"))
+            // Plain HTTP/2 and HTTP/1.1 (h2c) unless a test asks for TLS (an empty URI).
+            .env("LPE_NET_SERVICE_URI", format!("http://127.0.0.1:{net}"))
             .env("LPE_MEDIA_DEMO_STREAM", "false")
             .env("LPE_MEDIA_X264_PRESET", "ultrafast")
             .env("LPE_LOG_LEVEL", "info")
@@ -204,6 +207,11 @@ impl NodeProc {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// The orchestrator's service URI as the test nodes set it (h2c).
+    pub fn net_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.net)
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {

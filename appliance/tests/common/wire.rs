@@ -1,0 +1,126 @@
+//! A go-livepeer gateway's side of the wire, for tests: GetOrchestrator on the node's network
+//! port, a ticket session on the params it issued, and `POST /payment` with the empty-segment
+//! credentials go-livepeer sends (`livepeer-wire.md` §2.6.1).
+#![allow(dead_code)]
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k256::ecdsa::SigningKey;
+use lpe_net::client;
+use lpe_net::proto::{
+    AuthToken, Capabilities, OrchestratorInfo, PaymentResult, PriceInfo, SegData, capability,
+};
+use lpe_pm::recipient::price_from_info;
+use lpe_pm::sender::{Sender, TicketBatch};
+use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
+use prost::Message;
+
+/// What a go-livepeer gateway asks for a plain H.264 → MPEG-TS job.
+pub fn transcoding_caps() -> Capabilities {
+    Capabilities {
+        constraints: Some(Default::default()),
+        ..Capabilities::from_ids(&[capability::H264, capability::MPEGTS, capability::AUTH_TOKEN])
+    }
+}
+
+pub struct WireGateway {
+    pub uri: String,
+    pub key: SigningKey,
+    pub info: OrchestratorInfo,
+    pub token: AuthToken,
+    pub price: PriceInfo,
+    pub sender: Sender,
+    /// The ticket session on the params of `info`.
+    pub session: String,
+}
+
+impl WireGateway {
+    /// Asks the node at `uri` for its info and starts a ticket session on it.
+    pub async fn open(uri: &str, key: SigningKey) -> Result<Self, String> {
+        let ch = client::connect(uri).await?;
+        let info = client::get_orchestrator(
+            ch,
+            client::orchestrator_request(&key, Some(transcoding_caps())),
+        )
+        .await
+        .map_err(|e| e.message().to_string())?;
+        let token = info.auth_token.clone().ok_or("no auth token")?;
+        let price = info.price_info.clone().ok_or("no price")?;
+        let params = params_from_wire(info.ticket_params.as_ref().ok_or("no ticket params")?)
+            .map_err(|e| e.to_string())?;
+        let mut sender = Sender::new(key.clone());
+        let session = sender.start_session(
+            params,
+            price_from_info(price.price_per_unit, price.pixels_per_unit).ok_or("zero price")?,
+        );
+        Ok(Self {
+            uri: uri.to_string(),
+            key,
+            info,
+            token,
+            price,
+            sender,
+            session,
+        })
+    }
+
+    pub fn params(&self) -> lpe_pm::params::TicketParams {
+        params_from_wire(self.info.ticket_params.as_ref().expect("params")).expect("params")
+    }
+
+    pub fn batch(&mut self, n: u32) -> TicketBatch {
+        self.sender.create_batch(&self.session, n).expect("batch")
+    }
+
+    pub fn header(&self, batch: &TicketBatch) -> String {
+        encode_payment_header(&payment_for_batch(batch, &self.price))
+    }
+
+    /// `Livepeer-Segment` for a payment without work: the empty segment, this session's token.
+    pub fn empty_segment(&self) -> String {
+        let mut seg = SegData {
+            manifest_id: self.token.session_id.clone().into_bytes(),
+            seq: 0,
+            hash: lpe_pm::keccak256(b"").to_vec(),
+            capabilities: Some(transcoding_caps()),
+            auth_token: Some(self.token.clone()),
+            ..Default::default()
+        };
+        let digest = lpe_net::creds::segment_digest(&seg, &[]);
+        seg.sig = lpe_pm::sig::sign(&self.key, digest.as_slice()).to_vec();
+        STANDARD.encode(seg.encode_to_vec())
+    }
+
+    /// `POST /payment` with `payment` as the header: the status and the body (go-livepeer's
+    /// text on a refusal).
+    pub fn pay_header(&self, payment: &str) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let res = agent
+            .post(&format!("{}/payment", self.uri))
+            .header("Livepeer-Segment", &self.empty_segment())
+            .header("Livepeer-Payment", payment)
+            .send_empty();
+        match res {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_to_vec().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string().into_bytes()),
+        }
+    }
+
+    /// Pays `batch`; the refreshed info on success, the status and text otherwise.
+    pub fn pay(&self, batch: &TicketBatch) -> Result<OrchestratorInfo, (u16, String)> {
+        let (st, body) = self.pay_header(&self.header(batch));
+        if st != 200 {
+            return Err((st, String::from_utf8_lossy(&body).into_owned()));
+        }
+        PaymentResult::decode(body.as_slice())
+            .ok()
+            .and_then(|r| r.info)
+            .ok_or((st, "no PaymentResult".into()))
+    }
+}
