@@ -7,7 +7,9 @@
 
 pub mod client;
 pub mod creds;
+pub mod fuzzing;
 pub mod orchestrator;
 pub mod proto;
+pub mod request;
 pub mod server;
 pub mod sessions;

@@ -17,10 +17,11 @@ use lpe_http::PeerAddr;
 use tonic::server::{Grpc, UnaryService};
 use tonic_prost::ProstCodec;
 
-use crate::orchestrator::{OrchestratorService, plain};
+use crate::orchestrator::OrchestratorService;
 use crate::proto::{
     EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorRequest, PingPong,
 };
+use crate::request::plain;
 
 type Service = Arc<OrchestratorService>;
 
