@@ -10,6 +10,7 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
+use common::wire::WireGateway;
 use lpe_net::client;
 use lpe_net::proto::{Capabilities, TranscodeOutcome, TranscodeResult, VideoProfile, capability};
 use lpe_pm::U256;
@@ -108,15 +109,20 @@ fn post(url: &str, seg: &str, pay: &str, body: &[u8]) -> (u16, Vec<u8>) {
         .http_status_as_error(false)
         .build()
         .into();
-    let mut res = agent
+    let res = agent
         .post(url)
         .header("Livepeer-Segment", seg)
         .header("Livepeer-Payment", pay)
         .header("Content-Type", "video/MP2T")
-        .send(body)
-        .expect("request");
-    let st = res.status().as_u16();
-    (st, res.body_mut().read_to_vec().unwrap_or_default())
+        .send(body);
+    match res {
+        Ok(mut res) => {
+            let st = res.status().as_u16();
+            (st, res.body_mut().read_to_vec().unwrap_or_default())
+        }
+        // The node closed the connection before the upload ended (status 0).
+        Err(e) => (0, e.to_string().into_bytes()),
+    }
 }
 
 /// Credentials for a 2 s segment with the two test profiles.
@@ -350,4 +356,186 @@ async fn a_gateway_pays_for_a_transcoded_segment() {
     assert!(err.message().contains("Invalid auth token"), "{err}");
     let (st, _) = node.get("/api/health");
     assert_eq!(st, 200);
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A segment from `g`, paid with one ticket of its session.
+fn send_segment(g: &mut WireGateway, seq: i64, data: &[u8]) -> (u16, Vec<u8>) {
+    let batch = g.batch(1);
+    let seg = seg_header(
+        &g.key,
+        &g.token.session_id.clone(),
+        seq,
+        data,
+        g.token.clone(),
+    );
+    post(&format!("{}/segment", g.uri), &seg, &g.header(&batch), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_segment_sizes_and_slow_uploads_are_bounded() {
+    let w = world(10_000).await;
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway")
+        .fund_deposit_and_reserve(eth, eth)
+        .await
+        .expect("fund");
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let node = start_payment_node_with(
+        dir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        "orchestrator",
+        PASSWORD,
+        &[],
+        &[
+            ("LPE_NET_MAX_SESSIONS", "2"),
+            ("LPE_NET_MAX_SEGMENT_MEGABYTES", "1"),
+        ],
+    );
+    let uri = node.net_url();
+    let data = segment(dir.path());
+
+    // Two sessions run; a third is capped, at the segment and at discovery.
+    let mut one = WireGateway::open(&uri, gateway_key()).await.expect("one");
+    let mut two = WireGateway::open(&uri, gateway_key()).await.expect("two");
+    let mut three = WireGateway::open(&uri, gateway_key()).await.expect("three");
+    assert_eq!(send_segment(&mut one, 0, &data).0, 200);
+    assert_eq!(send_segment(&mut two, 0, &data).0, 200);
+    let (st, b) = send_segment(&mut three, 0, &data);
+    assert_eq!((st, text(&b)), (403, "OrchestratorCapped\n".to_string()));
+    let err = WireGateway::open(&uri, gateway_key())
+        .await
+        .err()
+        .expect("capped");
+    assert!(err.contains("OrchestratorCapped"), "{err}");
+    let ch = client::connect(&uri).await.expect("channel");
+    client::end_transcoding_session(ch.clone(), Some(one.token.clone()))
+        .await
+        .expect("end");
+    assert_eq!(send_segment(&mut three, 0, &data).0, 200, "room again");
+
+    // Oversized segments are refused without holding them: memory stays flat.
+    let pid = node.pid();
+    let before = rss_kb(pid);
+    let big = vec![0x47u8; 8 << 20];
+    for seq in 1..6 {
+        // Refused at the size limit: 500, or the connection closed under the upload.
+        let (st, b) = send_segment(&mut two, seq, &big);
+        assert!(st == 500 || st == 0, "{st} {}", text(&b));
+    }
+    let after = rss_kb(pid);
+    assert!(
+        after < before + 30_000,
+        "RSS grew from {before} kB to {after} kB on refused segments"
+    );
+
+    // A slow upload is cut off after its deadline (8 s for a 2 s segment) and disturbs
+    // no one meanwhile.
+    use std::io::{Read, Write};
+    let batch = two.batch(1);
+    let seg = seg_header(&two.key, "slow", 9, &data, two.token.clone());
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", node.net)).expect("connect");
+    write!(
+        slow,
+        "POST /segment HTTP/1.1\r\nHost: x\r\nLivepeer-Segment: {seg}\r\nLivepeer-Payment: {}\r\n\
+         Content-Type: video/MP2T\r\nContent-Length: {}\r\n\r\n",
+        two.header(&batch),
+        data.len()
+    )
+    .expect("headers");
+    slow.write_all(&data[..100]).expect("a little");
+    let started = std::time::Instant::now();
+    let quick = client::get_orchestrator(
+        ch.clone(),
+        client::orchestrator_request(&gateway_key(), None),
+    );
+    let quick = tokio::time::timeout(std::time::Duration::from_secs(3), quick).await;
+    assert!(
+        matches!(quick, Ok(Err(_)) | Ok(Ok(_))),
+        "discovery stalled behind a slow upload"
+    );
+    let mut answer = String::new();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    while let Ok(n) = slow.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if answer.contains("\r\n\r\n") {
+            break;
+        }
+    }
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+    assert!(
+        waited >= std::time::Duration::from_secs(7) && waited < std::time::Duration::from_secs(15),
+        "cut off after {waited:?}"
+    );
+    let (st, _) = node.get("/api/health");
+    assert_eq!(st, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_h2_and_a_certificate_kept_across_restarts() {
+    let w = world(10_000).await;
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway")
+        .fund_deposit_and_reserve(eth, eth)
+        .await
+        .expect("fund");
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
+    let start = |extra: &'static [(&'static str, &'static str)]| {
+        let mut env = vec![("LPE_NET_SERVICE_URI", "")];
+        env.extend_from_slice(extra);
+        let node = start_payment_node_with(
+            dir.path(),
+            &w.node.url,
+            &w.controller.to_string(),
+            "orchestrator",
+            PASSWORD,
+            &[],
+            &env,
+        );
+        (
+            node,
+            std::fs::read(dir.path().join("net/cert.pem")).expect("certificate"),
+        )
+    };
+    let (node, first) = start(&[]);
+    let uri = format!("https://127.0.0.1:{}", node.net);
+    let ch = client::connect(&uri).await.expect("TLS channel (ALPN h2)");
+    let info = client::get_orchestrator(ch, client::orchestrator_request(&gateway_key(), None))
+        .await
+        .expect("info over TLS");
+    assert_eq!(info.transcoder, uri);
+    let mode = std::fs::metadata(dir.path().join("net/key.pem"))
+        .expect("key")
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    drop(node);
+    let (node, again) = start(&[]);
+    assert_eq!(first, again, "the certificate changed on restart");
+    drop(node);
+    let (_node, renewed) = start(&[("LPE_NET_NEW_CERTIFICATE", "true")]);
+    assert_ne!(first, renewed, "a new certificate was asked for");
 }

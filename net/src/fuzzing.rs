@@ -33,7 +33,11 @@ pub fn segment_request(data: &[u8]) {
     if let Ok(c) = request::check(&payment, &segment, &tokens, &offered, 1_767_225_600) {
         // Whatever passed is within the limits the service relies on.
         assert!(c.profiles.len() <= request::MAX_PROFILES);
-        assert!(c.profiles.iter().all(|p| p.width <= 7680 && p.height <= 7680));
+        assert!(
+            c.profiles
+                .iter()
+                .all(|p| p.width <= 7680 && p.height <= 7680)
+        );
     }
 }
 

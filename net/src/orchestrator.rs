@@ -30,8 +30,6 @@ use crate::sessions::{self, Sessions};
 
 /// An auth token's life (go-livepeer: 30 min).
 const TOKEN_LIFE_SECONDS: i64 = 30 * 60;
-/// How long a segment's body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What this orchestrator can do for a transcoding job (`core/capabilities.go` ids): H.264 in,
 /// MPEG-TS out, fractional frame rates, the four H.264 profiles, GOP, auth tokens.
@@ -249,29 +247,30 @@ impl OrchestratorService {
         }
     }
 
-    /// `POST /segment` (§2.5.3).
-    pub async fn segment(
-        self: Arc<Self>,
-        peer: String,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Response {
-        let c = match self.check_headers(&headers) {
-            Ok(c) => c,
-            Err(r) => return r.into_response(),
-        };
+    /// Steps 1–11 of `/segment`: the headers, the payment, the refreshed info, the credit.
+    async fn admit(
+        &self,
+        peer: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Checked, OrchestratorInfo), Response> {
+        let c = self
+            .check_headers(headers)
+            .map_err(IntoResponse::into_response)?;
         let session = c.token.session_id.clone();
         // 10, then 9: the payment, then the refreshed info. go-livepeer makes the info first,
         // which reads the sender's state from the chain; taken first, a payment not made from
         // this node's params is refused before anything is looked up for its sender.
-        if let Err(r) = self.take_payment(&peer, c.payment, &session).await {
-            return r.into_response();
+        if let Err(r) = self.take_payment(peer, c.payment.clone(), &session).await {
+            return Err(r.into_response());
         }
         let info = match self.info(c.sender, c.token.clone()).await {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!("cannot make ticket params: {e}");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+                return Err(plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ));
             }
         };
         // 11. Enough credit for one ticket's worth of work, whatever the gateway claims the
@@ -279,13 +278,36 @@ impl OrchestratorService {
         if let Ok(money) = self.money() {
             let (ppu, _) = money.price();
             if ppu > 0 && money.balance(c.sender, &session) < *money.ticket_ev() {
-                return plain(StatusCode::BAD_REQUEST, "Insufficient balance");
+                return Err(plain(StatusCode::BAD_REQUEST, "Insufficient balance"));
             }
         }
-        // 12. The body, bounded in size and time.
+        Ok((c, info))
+    }
+
+    /// `POST /segment` (§2.5.3).
+    pub async fn segment(
+        self: Arc<Self>,
+        peer: String,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
+        let (c, info) = match self.admit(&peer, &headers).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                discard(body).await;
+                return refusal;
+            }
+        };
+        let session = c.token.session_id.clone();
+        // 12. The body, bounded in size and in time: as long as a go-livepeer gateway waits
+        // for the whole exchange (4 × the segment's duration, at least 8 s), at most 60 s.
         let limit = self.settings.max_segment_bytes;
-        let data = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await
-        {
+        let duration = match c.seg.duration {
+            d if d > 0 => Duration::from_millis(d as u64),
+            _ => Duration::from_secs(2),
+        };
+        let deadline = (duration * 4).clamp(Duration::from_secs(8), Duration::from_secs(60));
+        let data = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
             Ok(Ok(d)) => d,
             Ok(Err(_)) | Err(_) => {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
@@ -436,6 +458,26 @@ fn payment_refusal(e: CommandError) -> Refusal {
         }
         other => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
     }
+}
+
+/// Reads and drops what is left of a refused request's body (up to 1 MiB, for at most 2 s), so
+/// a gateway still writing its segment reads the refusal instead of a reset connection.
+async fn discard(body: Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut left: usize = 1 << 20;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, |d| d.len());
+                    left = left.saturating_sub(n.max(1));
+                }
+                _ => return,
+            }
+        }
+    })
+    .await;
 }
 
 impl Default for Settings {
