@@ -53,6 +53,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("HTTPS: {0}")]
     Tls(String),
+    #[error("the Livepeer network: {0}")]
+    Network(String),
 }
 
 /// The data directory holds RTSP passwords, session and CSRF tokens and the keystore: only
@@ -200,6 +202,21 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             Ok(())
         }
     });
+    if let Some(settings) = lpe_net::transcoder::settings(&node).map_err(StartError::Network)? {
+        let (node, settings) = (Arc::clone(&node), Arc::new(settings));
+        let counters = Arc::new(lpe_net::transcoder::Counters::default());
+        let restart = Restart::WithBackoff {
+            max_backoff: std::time::Duration::from_secs(60),
+        };
+        subsystems.spawn("transcoder", restart, move |stop| {
+            lpe_net::transcoder::run(
+                Arc::clone(&node),
+                Arc::clone(&settings),
+                Arc::clone(&counters),
+                stop,
+            )
+        });
+    }
     if !cfg.pm.role.is_off() {
         let node = Arc::clone(&node);
         subsystems.spawn("payments", node::payments::RESTART, move |stop| {
@@ -237,7 +254,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     let orchestrating = match network {
         Some(tcp) => Some(
             lpe_net::server::start(Arc::clone(&node), tcp, shutdown_rx.clone())
-                .map_err(StartError::Tls)?,
+                .map_err(StartError::Network)?,
         ),
         None => None,
     };

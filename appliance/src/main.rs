@@ -271,6 +271,8 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
     // Secrets, not settings: read where they are used, never part of the configuration.
     env.remove(lpe_money::wallet::PASSWORD_ENV);
     env.remove(lpe_control::mqtt::PASSWORD_ENV);
+    env.remove(lpe_net::TRANSCODER_SECRET_ENV);
+    env.remove(lpe_net::ORCHESTRATOR_SECRET_ENV);
     let flags = Overrides {
         data_dir: args.data_dir,
         http_listen: args.http_listen,

@@ -3,7 +3,8 @@
 //! 1. latency of a 2 s 1080p30 segment to 720p/480p/360p through `POST /segment` (with a
 //!    ticket each), p50/p99, beside one `ffmpeg` process doing the same work per segment;
 //! 2. the same segments paid from credit (no tickets) — the cost of validating payments;
-//! 3. concurrent gateway sessions with tiny segments: errors, p99, the node's peak RSS.
+//! 3. concurrent gateway sessions, each sending a tiny 2 s segment every 2 s: errors, p99, the
+//!    node's peak RSS.
 //!
 //! `BENCH_SEGMENTS` (default 100) and `BENCH_SESSIONS` (default 50) set the sizes;
 //! `BENCH_SMOKE=1` runs a few of each to show the procedure works.
@@ -286,12 +287,15 @@ async fn orchestrator_benchmark() {
     }];
     let per_session = if smoke() { 2 } else { 10 };
     let mut gateways = Vec::new();
-    for _ in 0..sessions {
-        gateways.push(
-            WireGateway::open(&uri, gateway_key())
-                .await
-                .expect("session"),
-        );
+    // Discovery is rate limited per address (10/s): a gateway opening many sessions waits.
+    while gateways.len() < sessions {
+        match WireGateway::open(&uri, gateway_key()).await {
+            Ok(g) => gateways.push(g),
+            Err(e) if e.contains("too many requests") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("session: {e}"),
+        }
     }
     let started = Instant::now();
     let handles: Vec<_> = gateways
@@ -299,8 +303,14 @@ async fn orchestrator_benchmark() {
         .map(|mut g| {
             let (tiny, small) = (tiny.clone(), small.clone());
             std::thread::spawn(move || {
-                (0..per_session as i64)
-                    .map(|seq| submit(&mut g, seq, &tiny, &small, true))
+                // Live pacing: one 2 s segment every 2 s per session, as a gateway sends them.
+                let start = Instant::now();
+                (0..per_session as u32)
+                    .map(|seq| {
+                        let due = Duration::from_secs(2) * seq;
+                        std::thread::sleep(due.saturating_sub(start.elapsed()));
+                        submit(&mut g, i64::from(seq), &tiny, &small, true)
+                    })
                     .collect::<Vec<_>>()
             })
         })

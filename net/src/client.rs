@@ -184,3 +184,46 @@ pub fn segment_header(key: &SigningKey, info: SegmentInfo, segment: &[u8]) -> St
     seg.sig = sig::sign(key, digest.as_slice()).to_vec();
     STANDARD.encode(seg.encode_to_vec())
 }
+
+pub use reqwest::Client as HttpClient;
+
+/// An HTTP client for an orchestrator's routes as go-livepeer's gateway makes them: TLS
+/// without certificate checks, HTTP/2 or HTTP/1.1.
+pub fn http() -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// `POST {transcoder}/segment`: the status and the body.
+pub async fn post_segment(
+    http: &reqwest::Client,
+    transcoder: &str,
+    segment_header: &str,
+    payment_header: &str,
+    data: Vec<u8>,
+) -> Result<(u16, bytes::Bytes), String> {
+    let res = http
+        .post(format!("{transcoder}/segment"))
+        .header("Livepeer-Segment", segment_header)
+        .header("Livepeer-Payment", payment_header)
+        .header("Content-Type", "video/MP2T")
+        .timeout(Duration::from_secs(30))
+        .body(data)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body = res.bytes().await.map_err(|e| e.to_string())?;
+    Ok((status, body))
+}

@@ -17,7 +17,7 @@ pub fn segment_request(data: &[u8]) {
         return;
     };
     let tokens = TokenKey::new([7; 32]);
-    let offered = Capabilities::from_ids(crate::orchestrator::TRANSCODING);
+    let offered = Capabilities::from_ids(crate::proto::capability::TRANSCODING);
     let (payment, segment) = if mode % 2 == 0 {
         (String::new(), STANDARD.encode(rest))
     } else {

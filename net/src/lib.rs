@@ -10,6 +10,15 @@ pub mod creds;
 pub mod fuzzing;
 pub mod orchestrator;
 pub mod proto;
+pub mod remote;
 pub mod request;
+pub mod results;
 pub mod server;
 pub mod sessions;
+pub mod transcoder;
+
+/// The secret remote transcoders present, when `net.transcoder_secret_file` is not set.
+pub const TRANSCODER_SECRET_ENV: &str = "LPE_NET_TRANSCODER_SECRET";
+/// The orchestrator's secret for the transcoder role, when `net.orchestrator_secret_file` is
+/// not set.
+pub const ORCHESTRATOR_SECRET_ENV: &str = "LPE_NET_ORCHESTRATOR_SECRET";

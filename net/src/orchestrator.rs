@@ -25,31 +25,20 @@ use crate::proto::{
     AuthToken, Capabilities, OrchestratorInfo, OrchestratorRequest, PaymentResult, PingPong,
     PriceInfo, TranscodeData, TranscodeOutcome, TranscodeResult, TranscodedSegmentData, capability,
 };
+use crate::remote::{RemoteRendition, RemoteTranscoders};
 use crate::request::{self, Checked, Refusal, plain};
 use crate::sessions::{self, Sessions};
 
 /// An auth token's life (go-livepeer: 30 min).
 const TOKEN_LIFE_SECONDS: i64 = 30 * 60;
 
-/// What this orchestrator can do for a transcoding job (`core/capabilities.go` ids): H.264 in,
-/// MPEG-TS out, fractional frame rates, the four H.264 profiles, GOP, auth tokens.
-pub const TRANSCODING: &[u32] = &[
-    capability::H264,
-    capability::MPEGTS,
-    capability::FRACTIONAL_FRAMERATES,
-    capability::PROFILE_H264_BASELINE,
-    capability::PROFILE_H264_MAIN,
-    capability::PROFILE_H264_HIGH,
-    capability::PROFILE_H264_CONSTRAINED_HIGH,
-    capability::GOP,
-    capability::AUTH_TOKEN,
-];
-
 pub struct Settings {
     /// Without a trailing slash: gateways append `/segment`.
     pub service_uri: String,
     pub max_sessions: usize,
     pub max_segment_bytes: usize,
+    /// What remote transcoders must present to attach; none: they are refused.
+    pub transcoder_secret: Option<String>,
 }
 
 /// Per-address request rates: anyone may call the orchestrator's routes.
@@ -62,6 +51,7 @@ pub struct PeerRates {
 
 pub struct OrchestratorService {
     pub rates: PeerRates,
+    pub remote: Arc<RemoteTranscoders>,
     node: Arc<Node>,
     settings: Settings,
     tokens: TokenKey,
@@ -84,7 +74,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 impl OrchestratorService {
     pub fn new(node: Arc<Node>, settings: Settings) -> Self {
-        let mut capabilities = Capabilities::from_ids(TRANSCODING);
+        let mut capabilities = Capabilities::from_ids(capability::TRANSCODING);
         capabilities.version = env!("CARGO_PKG_VERSION").to_string();
         capabilities.constraints = Some(Default::default());
         Self {
@@ -92,12 +82,17 @@ impl OrchestratorService {
                 discovery: RateLimit::new(10, 20),
                 work: RateLimit::new(50, 100),
             },
+            remote: Arc::new(RemoteTranscoders::new(settings.transcoder_secret.clone())),
             node,
             settings,
             tokens: TokenKey::new(random_bytes()),
             sessions: Sessions::default(),
             capabilities,
         }
+    }
+
+    pub fn max_segment_bytes(&self) -> usize {
+        self.settings.max_segment_bytes
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -176,6 +171,7 @@ impl OrchestratorService {
     }
 
     fn end(&self, session: &str) {
+        self.remote.end_session(session);
         if let Some(sender) = self.sessions.end(session)
             && let Ok(money) = self.money()
         {
@@ -187,6 +183,7 @@ impl OrchestratorService {
     pub fn sweep(&self) {
         for (id, sender) in self.sessions.sweep(sessions::IDLE) {
             tracing::debug!(session = %id, "transcoding session idle; ended");
+            self.remote.end_session(&id);
             if let Ok(money) = self.money() {
                 money.forget(sender, &id);
             }
@@ -328,7 +325,7 @@ impl OrchestratorService {
         let seq = c.seg.seq;
         let work = async move {
             let result = self
-                .transcode(&session, c.sender, seq, data, c.profiles)
+                .transcode(&session, c.sender, &c.seg, data, c.profiles, deadline)
                 .await;
             let reply = TranscodeResult {
                 seq,
@@ -345,10 +342,12 @@ impl OrchestratorService {
         &self,
         session: &str,
         sender: Address,
-        seq: i64,
+        seg: &crate::proto::SegData,
         data: Bytes,
         profiles: Vec<OutputProfile>,
+        deadline: Duration,
     ) -> TranscodeOutcome {
+        let seq = seg.seq;
         let (turn, waiting) = match self
             .sessions
             .open(session, sender, self.settings.max_sessions)
@@ -363,14 +362,29 @@ impl OrchestratorService {
         }
         let _turn = turn.lock().await;
         waiting.fetch_sub(1, Ordering::SeqCst);
-        let transcoder: SegmentTranscoder = self.node.segment_transcoder();
         let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        let done =
-            tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles)).await;
-        let renditions = match done {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return TranscodeOutcome::Error(e.to_string()),
-            Err(_) => return TranscodeOutcome::Error("transcoding failed".into()),
+        let renditions = match self
+            .remote_transcode(session, seg, data.clone(), profiles.len(), deadline)
+            .await
+        {
+            Some(r) => r,
+            None => {
+                let transcoder: SegmentTranscoder = self.node.segment_transcoder();
+                let done =
+                    tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles))
+                        .await;
+                match done {
+                    Ok(Ok(r)) => r
+                        .into_iter()
+                        .map(|r| RemoteRendition {
+                            data: Bytes::from(r.data),
+                            pixels: r.pixels,
+                        })
+                        .collect(),
+                    Ok(Err(e)) => return TranscodeOutcome::Error(e.to_string()),
+                    Err(_) => return TranscodeOutcome::Error("transcoding failed".into()),
+                }
+            }
         };
         let pixels: u64 = renditions.iter().map(|r| r.pixels).sum();
         let Ok(money) = self.money() else {
@@ -380,7 +394,7 @@ impl OrchestratorService {
         if renditions.iter().any(|r| r.data.len() < 25) {
             return TranscodeOutcome::Error("ZeroSegments".into());
         }
-        let digest = creds::transcoded_digest(renditions.iter().map(|r| r.data.as_slice()));
+        let digest = creds::transcoded_digest(renditions.iter().map(|r| r.data.as_ref()));
         let mut segments = Vec::with_capacity(renditions.len());
         for (name, r) in names.iter().zip(renditions) {
             let file = format!("{seq}.ts");
@@ -392,12 +406,60 @@ impl OrchestratorService {
                 pixels: i64::try_from(r.pixels).unwrap_or(i64::MAX),
                 perceptual_hash_url: String::new(),
             });
-            self.sessions.keep(session, name, file, Bytes::from(r.data));
+            self.sessions.keep(session, name, file, r.data);
         }
         TranscodeOutcome::Data(TranscodeData {
             segments,
             sig: money.sign(digest.as_slice()).to_vec(),
         })
+    }
+
+    /// The segment on a remote transcoder, when one is attached and answers in time with a
+    /// rendition per profile; `None`: transcode it here. The input is served to it from this
+    /// session's store at `/stream/<session>/<seq>.tempfile`.
+    async fn remote_transcode(
+        &self,
+        session: &str,
+        seg: &crate::proto::SegData,
+        data: Bytes,
+        profiles: usize,
+        deadline: Duration,
+    ) -> Option<Vec<RemoteRendition>> {
+        if self.remote.attached() == 0 {
+            return None;
+        }
+        let file = format!("{}.tempfile", seg.seq);
+        self.sessions.keep(session, "", file.clone(), data);
+        let url = format!("{}/stream/{session}/{file}", self.settings.service_uri);
+        // The transcoder sees the gateway's metadata without its hash and signature.
+        let task = crate::proto::SegData {
+            hash: vec![0; 32],
+            sig: Vec::new(),
+            duration: if seg.duration > 0 { seg.duration } else { 2000 },
+            ..seg.clone()
+        };
+        let orch_id = self
+            .money()
+            .map(|m| m.address().to_checksum(None))
+            .unwrap_or_else(|_| "offchain".into());
+        match self
+            .remote
+            .transcode(session, url, task, orch_id, deadline)
+            .await?
+        {
+            Ok(r) if r.len() == profiles => Some(r),
+            Ok(r) => {
+                tracing::warn!(
+                    "remote transcoder returned {} renditions for {profiles} profiles; transcoding here",
+                    r.len()
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!("remote transcoder failed ({e}); transcoding here");
+                None
+            }
+        }
     }
 
     /// `POST /payment` (§2.6.1): credit without work, answered with refreshed info.
@@ -486,6 +548,7 @@ impl Default for Settings {
             service_uri: String::new(),
             max_sessions: 10,
             max_segment_bytes: 32 << 20,
+            transcoder_secret: None,
         }
     }
 }

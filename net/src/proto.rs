@@ -265,6 +265,20 @@ pub mod capability {
     pub const AUTH_TOKEN: u32 = 12;
     pub const MPEG7_SIGNATURE: u32 = 14;
     pub const SEGMENT_SLICING: u32 = 26;
+
+    /// What this node can do for a transcoding job (`core/capabilities.go` ids): H.264 in,
+    /// MPEG-TS out, fractional frame rates, the four H.264 profiles, GOP, auth tokens.
+    pub const TRANSCODING: &[u32] = &[
+        H264,
+        MPEGTS,
+        FRACTIONAL_FRAMERATES,
+        PROFILE_H264_BASELINE,
+        PROFILE_H264_MAIN,
+        PROFILE_H264_HIGH,
+        PROFILE_H264_CONSTRAINED_HIGH,
+        GOP,
+        AUTH_TOKEN,
+    ];
 }
 
 impl Capabilities {
@@ -290,4 +304,30 @@ impl Capabilities {
             w & !o == 0
         })
     }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RegisterRequest {
+    #[prost(string, tag = "1")]
+    pub secret: String,
+    #[prost(int64, tag = "2")]
+    pub capacity: i64,
+    #[prost(message, optional, tag = "3")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// A task from an orchestrator to a remote transcoder; an empty `url` with a session id in
+/// `seg_data.auth_token` ends that session.
+#[derive(Clone, PartialEq, Message)]
+pub struct NotifySegment {
+    #[prost(string, tag = "1")]
+    pub url: String,
+    #[prost(message, optional, tag = "3")]
+    pub seg_data: Option<SegData>,
+    #[prost(int64, tag = "16")]
+    pub task_id: i64,
+    #[prost(bytes = "vec", tag = "17")]
+    pub profiles: Vec<u8>,
+    #[prost(string, tag = "18")]
+    pub orch_id: String,
 }

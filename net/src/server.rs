@@ -13,13 +13,15 @@ use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use lpe_http::PeerAddr;
-use tonic::server::{Grpc, UnaryService};
+use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic_prost::ProstCodec;
 
 use crate::orchestrator::OrchestratorService;
 use crate::proto::{
-    EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorRequest, PingPong,
+    EndTranscodingSessionRequest, EndTranscodingSessionResponse, NotifySegment,
+    OrchestratorRequest, PingPong, RegisterRequest,
 };
 use crate::request::plain;
 
@@ -46,6 +48,12 @@ pub fn router(service: Service) -> Router {
         .route("/segment", any(segment))
         .route("/payment", any(payment))
         .route("/stream/{session}/{rendition}/{file}", get(rendition))
+        .route("/stream/{session}/{file}", get(input))
+        .route("/transcodeResults", any(transcode_results))
+        .route(
+            "/net.Transcoder/RegisterTranscoder",
+            post(register_transcoder),
+        )
         .route("/net.Orchestrator/GetOrchestrator", post(get_orchestrator))
         .route("/net.Orchestrator/Ping", post(ping))
         .route(
@@ -102,6 +110,75 @@ async fn rendition(
     Path((session, rendition, file)): Path<(String, String, String)>,
 ) -> Response {
     s.rendition(&session, &rendition, &file)
+}
+
+/// A segment given to a remote transcoder (`<seq>.tempfile`).
+async fn input(
+    State(s): State<Service>,
+    Path((session, file)): Path<(String, String)>,
+) -> Response {
+    s.rendition(&session, "", &file)
+}
+
+async fn transcode_results(
+    State(s): State<Service>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let max = s.max_segment_bytes();
+    crate::results::transcode_results(&s.remote, peer.ip(), &headers, body, max).await
+}
+
+/// `RegisterTranscoder`: the tasks stream to the transcoder for as long as it stays.
+struct Register(Service, std::net::IpAddr);
+
+impl ServerStreamingService<RegisterRequest> for Register {
+    type Response = NotifySegment;
+    type ResponseStream = BoxStream<'static, Result<NotifySegment, tonic::Status>>;
+    type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<RegisterRequest>) -> Self::Future {
+        let (s, ip) = (self.0.clone(), self.1);
+        Box::pin(async move {
+            let (registration, tasks) = s
+                .remote
+                .register(ip, request.into_inner())
+                .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+            // The registration lives as long as the stream: when the transcoder goes, the
+            // stream is dropped and so is it.
+            let stream = futures::stream::unfold(
+                (registration, tasks),
+                |(registration, mut tasks)| async move {
+                    let task = tasks.recv().await?;
+                    Some((Ok(task), (registration, tasks)))
+                },
+            );
+            Ok(tonic::Response::new(
+                Box::pin(stream) as Self::ResponseStream
+            ))
+        })
+    }
+}
+
+async fn register_transcoder(
+    State(s): State<Service>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    req: Request,
+) -> Response {
+    if !is_grpc(&req) {
+        return plain(StatusCode::NOT_FOUND, "404 page not found");
+    }
+    if !s.remote.accepts_any() || s.rates.discovery.take(peer.ip()).is_err() {
+        return tonic::Status::unknown("invalid secret")
+            .into_http::<Body>()
+            .map(Body::new);
+    }
+    let mut grpc = Grpc::new(ProstCodec::<NotifySegment, RegisterRequest>::default())
+        .max_decoding_message_size(MAX_GRPC_MESSAGE);
+    grpc.server_streaming(Register(s, peer.ip()), req)
+        .await
+        .map(Body::new)
 }
 
 /// A unary gRPC method from an async function of the service.
@@ -195,6 +272,10 @@ pub fn start(
         service_uri: service_uri.clone(),
         max_sessions: cfg.net.max_sessions as usize,
         max_segment_bytes: (cfg.net.max_segment_megabytes as usize) << 20,
+        transcoder_secret: lpe_node::config::secret(
+            &cfg.net.transcoder_secret_file,
+            crate::TRANSCODER_SECRET_ENV,
+        )?,
     };
     let tls_config = if tls {
         let mut names = lpe_http::tls::local_names(cfg.net.listen);

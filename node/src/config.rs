@@ -62,6 +62,31 @@ pub struct NetConfig {
     pub max_segment_megabytes: u32,
     /// Make a new TLS certificate at start instead of the one in `<data_dir>/net/`.
     pub new_certificate: bool,
+    /// File with the secret remote transcoders present to attach to this orchestrator; empty:
+    /// the LPE_NET_TRANSCODER_SECRET environment variable; neither: none may attach.
+    pub transcoder_secret_file: String,
+    /// `host:port` of an orchestrator this node transcodes for (the transcoder role); empty:
+    /// none.
+    pub orchestrator_addr: String,
+    /// File with that orchestrator's secret; empty: the LPE_NET_ORCHESTRATOR_SECRET
+    /// environment variable.
+    pub orchestrator_secret_file: String,
+    /// SHA-256 of that orchestrator's certificate (hex); empty: pinned on first use and kept
+    /// in `<data_dir>/net/orchestrator.pin`.
+    pub orchestrator_fingerprint: String,
+    /// Sessions taken at once as a transcoder; 0: from the encoder probe.
+    pub transcoder_capacity: u32,
+}
+
+/// A secret from `file` (trimmed), else from the environment variable `env`; empty is none.
+pub fn secret(file: &str, env: &str) -> Result<Option<String>, String> {
+    let value = if file.is_empty() {
+        std::env::var(env).unwrap_or_default()
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
+    };
+    let value = value.trim().to_string();
+    Ok((!value.is_empty()).then_some(value))
 }
 
 /// MQTT fleet control.
@@ -271,6 +296,11 @@ impl Default for Config {
                 max_sessions: 10,
                 max_segment_megabytes: 32,
                 new_certificate: false,
+                transcoder_secret_file: String::new(),
+                orchestrator_addr: String::new(),
+                orchestrator_secret_file: String::new(),
+                orchestrator_fingerprint: String::new(),
+                transcoder_capacity: 0,
             },
             mqtt: MqttConfig {
                 url: String::new(),
@@ -554,6 +584,34 @@ impl Config {
             return Err(ConfigError::new(
                 "net.max_segment_megabytes",
                 "must be between 1 and 300",
+            ));
+        }
+        if !n.orchestrator_addr.is_empty() {
+            let bad = |m: &str| ConfigError::new("net.orchestrator_addr", m);
+            let (host, port) = n
+                .orchestrator_addr
+                .rsplit_once(':')
+                .ok_or_else(|| bad("must be host:port"))?;
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(bad("must be host:port"));
+            }
+        }
+        if !n.orchestrator_fingerprint.is_empty()
+            && (n.orchestrator_fingerprint.len() != 64
+                || !n
+                    .orchestrator_fingerprint
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::new(
+                "net.orchestrator_fingerprint",
+                "must be a SHA-256 in hex (64 characters)",
+            ));
+        }
+        if n.transcoder_capacity > 1000 {
+            return Err(ConfigError::new(
+                "net.transcoder_capacity",
+                "must be at most 1000",
             ));
         }
         if !n.service_uri.is_empty() {

@@ -1,0 +1,218 @@
+//! A node as the remote transcoder of another node's orchestrator, as go-livepeer's remote
+//! transcoders attach (`livepeer-wire-workers.md` W1): a gateway's segment is transcoded on
+//! the transcoder and billed by the pixels it reported; without it (gone, or gone mid-task)
+//! the orchestrator transcodes itself; a wrong secret is refused; the orchestrator's
+//! certificate is pinned on first use.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::NodeProc;
+use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
+use common::wire::WireGateway;
+use lpe_net::client::{self, SegmentInfo};
+use lpe_net::proto::{TranscodeOutcome, TranscodeResult, VideoProfile};
+use lpe_pm::U256;
+use prost::Message;
+
+const PASSWORD: &str = "pw-for-tests";
+const SECRET: &str = "a-long-transcoder-secret";
+
+fn gateway_key() -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
+}
+
+fn segment(dir: &std::path::Path) -> Vec<u8> {
+    let out = dir.join("in.ts");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=30")
+        .args([
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+        ])
+        .args(["-f", "mpegts"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    std::fs::read(out).expect("segment")
+}
+
+fn frames(bytes: &[u8], dir: &std::path::Path) -> u64 {
+    let f = dir.join("r.ts");
+    std::fs::write(&f, bytes).expect("write");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&f)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+        .expect("frame count")
+}
+
+fn wait_for(what: &str, node: &NodeProc, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: {}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One segment through the orchestrator: the result's renditions and their pixels, checked
+/// by decoding.
+async fn one_segment(
+    g: &mut WireGateway,
+    http: &client::HttpClient,
+    seq: i64,
+    data: &[u8],
+    dir: &std::path::Path,
+) -> Vec<i64> {
+    let profiles = vec![VideoProfile {
+        name: "P240p30fps16x9".into(),
+        width: 426,
+        height: 240,
+        bitrate: 600_000,
+        fps: 30,
+        ..Default::default()
+    }];
+    let batch = g.batch(1);
+    let seg = client::segment_header(
+        &g.key,
+        SegmentInfo {
+            manifest_id: "m".into(),
+            seq,
+            duration_ms: 2000,
+            profiles,
+            auth_token: g.token.clone(),
+            capabilities: common::wire::transcoding_caps(),
+        },
+        data,
+    );
+    let (st, body) = client::post_segment(http, &g.uri, &seg, &g.header(&batch), data.to_vec())
+        .await
+        .expect("segment");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let r = TranscodeResult::decode(body.as_ref()).expect("result");
+    let Some(TranscodeOutcome::Data(d)) = r.result else {
+        panic!("no data: {:?}", r.result);
+    };
+    let mut pixels = Vec::new();
+    for s in &d.segments {
+        let bytes = http
+            .get(&s.url)
+            .send()
+            .await
+            .expect("rendition")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(s.pixels as u64, frames(&bytes, dir) * 426 * 240);
+        pixels.push(s.pixels);
+    }
+    pixels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_transcodes_for_another_nodes_orchestrator() {
+    let w = world(10_000).await;
+    let eth = U256::from(10u64).pow(U256::from(18u8));
+    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
+        .await
+        .expect("gateway")
+        .fund_deposit_and_reserve(eth, eth)
+        .await
+        .expect("fund");
+    let odir = tempfile::tempdir().expect("tempdir");
+    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
+    // TLS (an empty service URI): go-livepeer's transcoders speak only TLS.
+    let orch = start_payment_node_with(
+        odir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        "orchestrator",
+        PASSWORD,
+        &[],
+        &[
+            ("LPE_NET_SERVICE_URI", ""),
+            ("LPE_NET_TRANSCODER_SECRET", SECRET),
+        ],
+    );
+    let addr = format!("127.0.0.1:{}", orch.net);
+    let uri = format!("https://{addr}");
+
+    // A wrong secret is refused (and said so in the transcoder's health).
+    let bad = tempfile::tempdir().expect("tempdir");
+    let intruder = NodeProc::start_with(
+        bad.path(),
+        &[
+            ("LPE_NET_ORCHESTRATOR_ADDR", &addr),
+            ("LPE_NET_ORCHESTRATOR_SECRET", "guess"),
+        ],
+    );
+    wait_for("the wrong secret was not refused", &intruder, || {
+        intruder.log().contains("invalid secret")
+    });
+    drop(intruder);
+
+    let tdir = tempfile::tempdir().expect("tempdir");
+    let transcoder = NodeProc::start_with(
+        tdir.path(),
+        &[
+            ("LPE_NET_ORCHESTRATOR_ADDR", &addr),
+            ("LPE_NET_ORCHESTRATOR_SECRET", SECRET),
+        ],
+    );
+    wait_for("the transcoder never attached", &orch, || {
+        orch.log().contains("remote transcoder attached")
+    });
+    let pin = std::fs::read_to_string(tdir.path().join("net/orchestrator.pin")).expect("pinned");
+    assert_eq!(pin.trim().len(), 64);
+
+    let data = segment(tdir.path());
+    let http = client::http().expect("client");
+    let mut g = WireGateway::open(&uri, gateway_key())
+        .await
+        .expect("session");
+    let pixels = one_segment(&mut g, &http, 0, &data, tdir.path()).await;
+    assert_eq!(pixels, vec![60 * 426 * 240]);
+    // A transcoder was attached and did not fail: the work was its.
+    assert!(
+        !orch.log().contains("transcoding here"),
+        "{}",
+        transcoder.log()
+    );
+    assert!(!transcoder.log().contains("transcoding task failed"));
+    let (_, health) = transcoder.get("/api/health");
+    assert!(health.to_string().contains("transcoder"), "{health}");
+
+    // Gone mid-task, or gone before: the orchestrator transcodes itself.
+    let pid = transcoder.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    let pixels = one_segment(&mut g, &http, 1, &data, tdir.path()).await;
+    assert_eq!(pixels, vec![60 * 426 * 240]);
+    killer.join().expect("killer");
+    drop(transcoder);
+    let pixels = one_segment(&mut g, &http, 2, &data, tdir.path()).await;
+    assert_eq!(pixels, vec![60 * 426 * 240]);
+    assert!(
+        orch.log().contains("remote transcoder detached"),
+        "{}",
+        orch.log()
+    );
+}
