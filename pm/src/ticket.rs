@@ -250,4 +250,77 @@ mod tests {
             BigRational::from_integer(0.into())
         );
     }
+
+    /// Two real mainnet winning tickets from go-livepeer's own tests (`eth/backend_test.go`
+    /// `TestNewTxLog`, `eth/helpers_test.go` `TestDecodeTxParams`): the recipientRand opens
+    /// the hash, the ticket hash is the one computed from the 232-byte preimage, the signature
+    /// recovers to the sender, and the ticket wins.
+    #[test]
+    fn the_two_mainnet_winning_tickets() {
+        let sender: Address = "0x3eE860A4abA830AF84EbBCE2b381fc11DB8493e2"
+            .parse()
+            .expect("address");
+        struct Case {
+            recipient: &'static str,
+            face_value: &'static str,
+            win_prob: &'static str,
+            nonce: u32,
+            rand_hash: &'static str,
+            round: i64,
+            block_hash: &'static str,
+            sig: &'static str,
+            rand: &'static str,
+            hash: &'static str,
+        }
+        let cases = [
+            Case {
+                recipient: "0x9C10672CEE058Fd658103d90872fE431bb6C0AFa",
+                face_value: "24703611594215916",
+                win_prob: "4687253472865791949219216447262131914283161967982656133076290000000000000000",
+                nonce: 1,
+                rand_hash: "0xd00ef48a6825d9ae93097ad55bc76057fb50afc203aa98fd4e01aa6576d71298",
+                round: 1673,
+                block_hash: "0xa9f81d59be53a90a12cb12f627aa9e87c505320bad20a98fd98d5ed23bfe9a54",
+                sig: "5ff5265992f1a6563851d085f363b16ad65416baaee090ee368b59082437df7a0237214659511fc188d6a4ef57c988bb18faa3e99826c78e9e75eb29366745891b",
+                rand: "21160157592767011607011497540409649304524524744605816319294275445072062630355",
+                hash: "0x63d432158a2a3a15bdb5a87712e5cf0d1655d018a615d2e8806346536c0154c0",
+            },
+            Case {
+                recipient: "0xa5E37e0BA14655e92DEff29F32adbc7D09b8a2cF",
+                face_value: "10000000000000000",
+                win_prob: "11579208923731619542357098500868790785326998466564056403945759000000000000",
+                nonce: 14,
+                rand_hash: "0x5309662eee5608da45aaefe60433adec052acab8683dd12d78aad8a0192b3bec",
+                round: 1619,
+                block_hash: "0xf3b1d2925fd1325a8a6ba8923fbe6de31dd93d9e85540eaf5a306f21177c3b8c",
+                sig: "90cb8a9280386cc77e9f3473bb87530cf9a1dbe5625013a9ed16675ad7607c800bf4e32ee4cc6b9c785e1c786c9965831a8216c408b251f98d6c18bf1bf4d1621c",
+                rand: "31838803992704255588716800748284438047369588248489535212488229909862636233406",
+                hash: "0xd5104bbecf755deaa03acf83486f2414d749f5e9d98b9feb9a0ad3791413f7e4",
+            },
+        ];
+        for c in cases {
+            let ticket = Ticket {
+                recipient: c.recipient.parse().expect("recipient"),
+                sender,
+                face_value: c.face_value.parse().expect("face value"),
+                win_prob: c.win_prob.parse().expect("win prob"),
+                sender_nonce: c.nonce,
+                recipient_rand_hash: h(c.rand_hash),
+                expiration: ExpirationParams {
+                    creation_round: c.round,
+                    creation_round_block_hash: h(c.block_hash),
+                },
+            };
+            let rand: U256 = c.rand.parse().expect("rand");
+            let sig = alloy_primitives::hex::decode(c.sig).expect("sig");
+            assert_eq!(ticket.preimage().len(), 232);
+            assert_eq!(ticket.hash(), h(c.hash));
+            assert_eq!(recipient_rand_hash(rand), ticket.recipient_rand_hash);
+            assert_eq!(
+                crate::sig::recover(ticket.hash().as_slice(), &sig).expect("recovers"),
+                sender
+            );
+            assert!(is_winning(&sig, rand, ticket.win_prob));
+        }
+    }
 }
