@@ -205,6 +205,29 @@ async fn a_gateway_pays_for_a_transcoded_segment() {
         "{err}"
     );
 
+    // Discovery as a gateway does it: a dead candidate is skipped, a price ceiling below the
+    // node's filters it out, a blocked orchestrator is not chosen.
+    use lpe_net::discovery::Discovery;
+    let candidates = [uri.clone(), "http://127.0.0.1:1".to_string()];
+    let d = Discovery::new(gk.clone(), caps(), None);
+    let found = d.query(&candidates, 2).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        Discovery::select(&found).map(|c| c.uri.clone()),
+        Some(uri.clone())
+    );
+    d.block(&found[0].info, std::time::Duration::from_secs(60));
+    assert!(
+        d.query(&candidates, 2).await.is_empty(),
+        "a blocked orchestrator"
+    );
+    let zero = lpe_pm::BigRational::from_integer(0.into());
+    let cheap = Discovery::new(gk.clone(), caps(), Some(zero));
+    assert!(
+        cheap.query(&candidates, 2).await.is_empty(),
+        "above the ceiling"
+    );
+
     // One segment with one ticket (a ticket's EV covers far more than its pixels here).
     let data = segment(dir.path());
     let mut sender = Sender::new(gk.clone());

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod creds;
+pub mod discovery;
 pub mod fuzzing;
 pub mod orchestrator;
 pub mod proto;
