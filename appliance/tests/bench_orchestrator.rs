@@ -228,7 +228,9 @@ async fn orchestrator_benchmark() {
     let input = dir.path().join("1080.ts");
     let ladder = ladder();
 
-    // 1 and 2: interleaved, so both see the same machine.
+    // 1 and 2: interleaved, so both see the same machine (BENCH_ONLY=sessions skips them).
+    let only_sessions = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sessions");
+    let segments = if only_sessions { 0 } else { segments };
     let mut g = WireGateway::open(&uri, gateway_key())
         .await
         .expect("session");
@@ -246,34 +248,36 @@ async fn orchestrator_benchmark() {
         credit.push(t);
         ff.push(ffmpeg_once(&input, dir.path()));
     }
-    let (p50, p99) = (percentile(&mut paid, 0.5), percentile(&mut paid, 0.99));
-    let (c50, c99) = (percentile(&mut credit, 0.5), percentile(&mut credit, 0.99));
-    let (f50, f99) = (percentile(&mut ff, 0.5), percentile(&mut ff, 0.99));
-    println!("2 s 1080p30 segment -> 720p/480p/360p, x264 {PRESET}, {segments} segments");
-    println!(
-        "  node /segment with a ticket: p50 {:>7.0} ms  p99 {:>7.0} ms",
-        ms(p50),
-        ms(p99)
-    );
-    println!(
-        "  node /segment from credit:   p50 {:>7.0} ms  p99 {:>7.0} ms",
-        ms(c50),
-        ms(c99)
-    );
-    println!(
-        "  ffmpeg, one process each:    p50 {:>7.0} ms  p99 {:>7.0} ms",
-        ms(f50),
-        ms(f99)
-    );
-    println!(
-        "  ratio node/ffmpeg (p50):     {:>7.2}  (goal <= 1.0; real time < 2000 ms)",
-        ms(p50) / ms(f50)
-    );
-    println!(
-        "  payment overhead (p50):      {:>+7.1} %  (goal <= 2 %)",
-        (ms(p50) / ms(c50) - 1.0) * 100.0
-    );
-    println!("  failed segments:             {failures}");
+    if !only_sessions {
+        let (p50, p99) = (percentile(&mut paid, 0.5), percentile(&mut paid, 0.99));
+        let (c50, c99) = (percentile(&mut credit, 0.5), percentile(&mut credit, 0.99));
+        let (f50, f99) = (percentile(&mut ff, 0.5), percentile(&mut ff, 0.99));
+        println!("2 s 1080p30 segment -> 720p/480p/360p, x264 {PRESET}, {segments} segments");
+        println!(
+            "  node /segment with a ticket: p50 {:>7.0} ms  p99 {:>7.0} ms",
+            ms(p50),
+            ms(p99)
+        );
+        println!(
+            "  node /segment from credit:   p50 {:>7.0} ms  p99 {:>7.0} ms",
+            ms(c50),
+            ms(c99)
+        );
+        println!(
+            "  ffmpeg, one process each:    p50 {:>7.0} ms  p99 {:>7.0} ms",
+            ms(f50),
+            ms(f99)
+        );
+        println!(
+            "  ratio node/ffmpeg (p50):     {:>7.2}  (goal <= 1.0; real time < 2000 ms)",
+            ms(p50) / ms(f50)
+        );
+        println!(
+            "  payment overhead (p50):      {:>+7.1} %  (goal <= 2 %)",
+            (ms(p50) / ms(c50) - 1.0) * 100.0
+        );
+        println!("  failed segments:             {failures}");
+    }
 
     // 3: concurrent sessions, tiny segments, one small rendition each.
     let tiny = make_segment(dir.path(), "320x180", "tiny.ts");

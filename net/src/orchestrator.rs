@@ -51,6 +51,9 @@ pub struct PeerRates {
 
 pub struct OrchestratorService {
     pub rates: PeerRates,
+    /// Segments transcoded here at once (one per core): the rest wait their turn, so memory
+    /// stays bounded however many sessions run.
+    work: tokio::sync::Semaphore,
     pub remote: Arc<RemoteTranscoders>,
     node: Arc<Node>,
     settings: Settings,
@@ -83,6 +86,9 @@ impl OrchestratorService {
                 work: RateLimit::new(50, 100),
             },
             remote: Arc::new(RemoteTranscoders::new(settings.transcoder_secret.clone())),
+            work: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            ),
             node,
             settings,
             tokens: TokenKey::new(random_bytes()),
@@ -369,6 +375,9 @@ impl OrchestratorService {
         {
             Some(r) => r,
             None => {
+                let Ok(_slot) = self.work.acquire().await else {
+                    return TranscodeOutcome::Error("OrchestratorBusy".into());
+                };
                 let transcoder: SegmentTranscoder = self.node.segment_transcoder();
                 let done =
                     tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles))

@@ -289,9 +289,10 @@ pub fn start(
         None
     };
     let limits = lpe_http::Limits {
+        // A gateway runs all its streams from one address, one connection each.
         connections: lpe_core::admission::ConnectionLimits {
-            total: 256,
-            per_address: 64,
+            total: 512,
+            per_address: 256,
         },
         header_timeout: Duration::from_secs(20),
     };
