@@ -2,7 +2,6 @@
 //! an orchestrator (TLS without certificate checks, as go-livepeer dials, or h2c for
 //! `http://`), `GetOrchestrator`, and the signed `Livepeer-Segment` header.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -21,54 +20,10 @@ use crate::proto::{
 /// go-livepeer's dial timeout.
 const CONNECT: Duration = Duration::from_secs(3);
 
-/// Accepts any certificate: go-livepeer's gateways do (`InsecureSkipVerify`); the
-/// orchestrator is authenticated by its signatures, not its certificate.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// go-livepeer's gateways accept any certificate (`InsecureSkipVerify`): the orchestrator is
+/// authenticated by its signatures, not its certificate.
+fn any_certificate(alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
+    crate::tls_client::config(|_| Ok(()), alpn)
 }
 
 /// A gRPC channel to the orchestrator at `uri` (`https://host:port` or `http://host:port`).
@@ -79,30 +34,7 @@ pub async fn connect(uri: &str) -> Result<Channel, String> {
     if uri.starts_with("http://") {
         return endpoint.connect().await.map_err(|e| e.to_string());
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    endpoint
-        .connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
-            let connector = connector.clone();
-            async move {
-                let host = uri.host().unwrap_or("localhost").to_string();
-                let port = uri.port_u16().unwrap_or(443);
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        }))
-        .await
-        .map_err(|e| e.to_string())
+    crate::tls_client::channel(uri, any_certificate(&[b"h2"])?, CONNECT, None).await
 }
 
 async fn unary<Req, Resp>(ch: Channel, path: &'static str, req: Req) -> Result<Resp, tonic::Status>
@@ -190,16 +122,8 @@ pub use reqwest::Client as HttpClient;
 /// An HTTP client for an orchestrator's routes as go-livepeer's gateway makes them: TLS
 /// without certificate checks, HTTP/2 or HTTP/1.1.
 pub fn http() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(any_certificate(&[b"h2", b"http/1.1"])?)
         .connect_timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())

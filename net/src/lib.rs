@@ -16,6 +16,7 @@ pub mod request;
 pub mod results;
 pub mod server;
 pub mod sessions;
+pub mod tls_client;
 pub mod transcoder;
 
 /// The secret remote transcoders present, when `net.transcoder_secret_file` is not set.

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use lpe_node::Node;
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
-use tonic::transport::Endpoint;
 
 use crate::proto::{Capabilities, NotifySegment, RegisterRequest, SegData};
 use crate::request;
@@ -48,84 +47,8 @@ pub struct Counters {
 }
 
 /// Accepts exactly one certificate: the pinned one, or (none pinned yet) the first one seen,
-/// which is then kept.
-#[derive(Debug)]
-struct Pinned {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    expected: Mutex<Option<String>>,
-    pin_file: PathBuf,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let seen = hex::encode(Sha256::digest(cert.as_ref()));
-        let mut expected = self
-            .expected
-            .lock()
-            .map_err(|_| rustls::Error::General("pin poisoned".into()))?;
-        match expected.as_deref() {
-            Some(pin) if pin.eq_ignore_ascii_case(&seen) => {}
-            Some(pin) => {
-                return Err(rustls::Error::General(format!(
-                    "the orchestrator's certificate {seen} is not the pinned {pin}"
-                )));
-            }
-            None => {
-                tracing::info!(fingerprint = %seen, "orchestrator certificate pinned on first use");
-                if let Some(dir) = self.pin_file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::write(&self.pin_file, &seen);
-                *expected = Some(seen);
-            }
-        }
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
+/// which is then kept in `pin_file`.
 fn tls_config(s: &Settings, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let pinned = if s.fingerprint.is_empty() {
         std::fs::read_to_string(&s.pin_file)
             .ok()
@@ -134,18 +57,32 @@ fn tls_config(s: &Settings, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, Stri
     } else {
         Some(s.fingerprint.clone())
     };
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            provider,
-            expected: Mutex::new(pinned),
-            pin_file: s.pin_file.clone(),
-        }))
-        .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(cfg)
+    let expected = Mutex::new(pinned);
+    let pin_file = s.pin_file.clone();
+    crate::tls_client::config(
+        move |cert| {
+            let seen = hex::encode(Sha256::digest(cert.as_ref()));
+            let mut expected = expected
+                .lock()
+                .map_err(|_| rustls::Error::General("pin poisoned".into()))?;
+            match expected.as_deref() {
+                Some(pin) if pin.eq_ignore_ascii_case(&seen) => Ok(()),
+                Some(pin) => Err(rustls::Error::General(format!(
+                    "the orchestrator's certificate {seen} is not the pinned {pin}"
+                ))),
+                None => {
+                    tracing::info!(fingerprint = %seen, "orchestrator certificate pinned on first use");
+                    if let Some(dir) = pin_file.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    let _ = std::fs::write(&pin_file, &seen);
+                    *expected = Some(seen);
+                    Ok(())
+                }
+            }
+        },
+        alpn,
+    )
 }
 
 /// Attaches to the orchestrator and works its tasks until the stream ends (an error, for the
@@ -156,28 +93,15 @@ pub async fn run(
     counters: Arc<Counters>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let tls = tls_config(&settings, &[b"h2"])?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let uri = format!("https://{}", settings.orchestrator);
-    let channel = Endpoint::from_shared(uri.clone())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(3))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
-            let connector = connector.clone();
-            async move {
-                let host = uri.host().unwrap_or("localhost").to_string();
-                let port = uri.port_u16().unwrap_or(8935);
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        }))
-        .await
-        .map_err(|e| format!("cannot reach the orchestrator at {uri}: {e}"))?;
+    let channel = crate::tls_client::channel(
+        &uri,
+        tls_config(&settings, &[b"h2"])?,
+        Duration::from_secs(3),
+        // Keeps a NAT mapping alive on a quiet stream.
+        Some(Duration::from_secs(30)),
+    )
+    .await?;
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config(&settings, &[b"h2", b"http/1.1"])?)
         .build()
