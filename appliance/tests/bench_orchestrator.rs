@@ -15,14 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
-use common::wire::WireGateway;
+use common::wire::{WireGateway, gateway_key, orchestrator, ts_segment};
 use lpe_net::client::{SegmentInfo, segment_header};
 use lpe_net::proto::{TranscodeOutcome, TranscodeResult, VideoProfile};
-use lpe_pm::U256;
 use prost::Message;
 
-const PASSWORD: &str = "bench-pass";
 const PRESET: &str = "veryfast";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -34,26 +31,6 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn smoke() -> bool {
     std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
-}
-
-fn gateway_key() -> k256::ecdsa::SigningKey {
-    k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
-}
-
-fn make_segment(dir: &Path, size: &str, name: &str) -> Vec<u8> {
-    let out = dir.join(name);
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=30"))
-        .args([
-            "-t", "2", "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-f", "mpegts"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    std::fs::read(out).expect("segment")
 }
 
 fn ladder() -> Vec<VideoProfile> {
@@ -172,17 +149,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: bench/orchestrator.sh"]
 async fn orchestrator_benchmark() {
@@ -199,33 +165,16 @@ async fn orchestrator_benchmark() {
     if smoke() {
         println!("smoke run: the procedure works; these figures mean nothing");
     }
-    let w = world(10_000).await;
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth, eth)
-        .await
-        .expect("fund");
-    let dir = tempfile::tempdir().expect("tempdir");
-    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let max = (sessions + 8).to_string();
-    let node = start_payment_node_with(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &[
-            ("LPE_MEDIA_X264_PRESET", PRESET),
-            ("LPE_NET_MAX_SESSIONS", &max),
-            ("LPE_LOG_LEVEL", "warn"),
-        ],
-    );
+    let (_w, dir, node) = orchestrator(&[
+        ("LPE_MEDIA_X264_PRESET", PRESET),
+        ("LPE_NET_MAX_SESSIONS", &max),
+        ("LPE_LOG_LEVEL", "warn"),
+    ])
+    .await;
     let uri = node.net_url();
-    let segment = make_segment(dir.path(), "1920x1080", "1080.ts");
-    let input = dir.path().join("1080.ts");
+    let segment = ts_segment(dir.path(), "1920x1080", "veryfast", 60);
+    let input = dir.path().join("1920x1080.ts");
     let ladder = ladder();
 
     // 1 and 2: interleaved, so both see the same machine (BENCH_ONLY=sessions skips them).
@@ -280,7 +229,7 @@ async fn orchestrator_benchmark() {
     }
 
     // 3: concurrent sessions, tiny segments, one small rendition each.
-    let tiny = make_segment(dir.path(), "320x180", "tiny.ts");
+    let tiny = ts_segment(dir.path(), "320x180", "veryfast", 60);
     let small = vec![VideoProfile {
         name: "P144p30fps16x9".into(),
         width: 256,
@@ -332,7 +281,7 @@ async fn orchestrator_benchmark() {
         wall.as_secs_f64(),
         ms(percentile(&mut times, 0.5)),
         ms(percentile(&mut times, 0.99)),
-        rss_kb(node.pid()) / 1024
+        common::proc_status_kb(node.pid(), "VmHWM") / 1024
     );
     assert_eq!(failures + errors, 0, "failed exchanges: {}", node.log());
 }

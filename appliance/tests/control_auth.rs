@@ -628,15 +628,6 @@ fn https_with_a_certificate_made_on_first_start() {
     assert_eq!(std::fs::read(&cert).expect("cert"), before);
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn tokens_die_with_their_user_and_password_changes_need_the_current_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -714,7 +705,7 @@ fn a_burst_of_wrong_passwords_is_bounded_in_cpu_and_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProc::start(dir.path());
     let pid = node.pid();
-    let before = rss_kb(pid);
+    let before = common::proc_status_kb(pid, "VmRSS");
     // 100 concurrent wrong logins, each for a different name from a different address: the
     // throttle lets them all through, so only the bound on concurrent hashing holds them.
     let url = node.url("/api/auth/login");
@@ -753,7 +744,7 @@ fn a_burst_of_wrong_passwords_is_bounded_in_cpu_and_memory() {
     assert_eq!(busy + refused, 100, "{codes:?}");
     assert!(busy > 50, "hashing was not bounded: {codes:?}");
     std::thread::sleep(Duration::from_secs(1));
-    let after = rss_kb(pid);
+    let after = common::proc_status_kb(pid, "VmRSS");
     assert!(
         after < before + 64 * 1024,
         "RSS grew from {before} kB to {after} kB"

@@ -5,76 +5,18 @@
 
 mod common;
 
-use std::process::Command;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
-use common::wire::WireGateway;
+use common::evm::{ORCHESTRATOR, import_key, start_payment_node_with, world};
+use common::wire::{WireGateway, decoded, funded_gateway, gateway_key, orchestrator, ts_segment};
 use lpe_net::client;
 use lpe_net::proto::{Capabilities, TranscodeOutcome, TranscodeResult, VideoProfile, capability};
-use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
 use lpe_pm::sender::Sender;
 use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
 use prost::Message;
 
 const PASSWORD: &str = "pw-for-tests";
-
-fn gateway_key() -> k256::ecdsa::SigningKey {
-    k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
-}
-
-/// A real 2 s 640x360 H.264 MPEG-TS segment.
-fn segment(dir: &std::path::Path) -> Vec<u8> {
-    let out = dir.join("in.ts");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=30")
-        .args([
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-        ])
-        .args(["-f", "mpegts"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    std::fs::read(out).expect("segment")
-}
-
-/// Frames and size of an MPEG-TS file, by decoding it (as a gateway's check does).
-fn decoded(bytes: &[u8], dir: &std::path::Path) -> (u64, u64, u64) {
-    let f = dir.join("r.ts");
-    std::fs::write(&f, bytes).expect("write");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&f)
-        .output()
-        .expect("ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|x| x.trim().parse().ok())
-        .collect();
-    assert_eq!(v.len(), 3, "ffprobe said {text:?}");
-    (v[2], v[0], v[1])
-}
 
 fn profiles() -> Vec<VideoProfile> {
     vec![
@@ -150,32 +92,9 @@ fn text(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_pays_for_a_transcoded_segment() {
-    let w = world(10_000).await;
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth, eth)
-        .await
-        .expect("fund");
-    let dir = tempfile::tempdir().expect("tempdir");
-    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let uri = format!("http://127.0.0.1:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    // The service URI is plain http (h2c): gRPC and HTTP/1.1 on one port.
-    let node = start_payment_node_with(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &[("LPE_NET_LISTEN", &listen), ("LPE_NET_SERVICE_URI", &uri)],
-    );
+    // The test nodes' service URI is plain http (h2c): gRPC and HTTP/1.1 on one port.
+    let (_w, dir, node) = orchestrator(&[]).await;
+    let uri = node.net_url();
     let gk = gateway_key();
 
     // GetOrchestrator, with and without capabilities.
@@ -229,7 +148,7 @@ async fn a_gateway_pays_for_a_transcoded_segment() {
     );
 
     // One segment with one ticket (a ticket's EV covers far more than its pixels here).
-    let data = segment(dir.path());
+    let data = ts_segment(dir.path(), "640x360", "ultrafast", 30);
     let mut sender = Sender::new(gk.clone());
     let params = params_from_wire(&tp).expect("params");
     let session = sender.start_session(
@@ -381,17 +300,6 @@ async fn a_gateway_pays_for_a_transcoded_segment() {
     assert_eq!(st, 200);
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// A segment from `g`, paid with one ticket of its session.
 fn send_segment(g: &mut WireGateway, seq: i64, data: &[u8]) -> (u16, Vec<u8>) {
     let batch = g.batch(1);
@@ -407,30 +315,13 @@ fn send_segment(g: &mut WireGateway, seq: i64, data: &[u8]) -> (u16, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_segment_sizes_and_slow_uploads_are_bounded() {
-    let w = world(10_000).await;
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth, eth)
-        .await
-        .expect("fund");
-    let dir = tempfile::tempdir().expect("tempdir");
-    import_key(dir.path(), ORCHESTRATOR, PASSWORD);
-    let node = start_payment_node_with(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &[
-            ("LPE_NET_MAX_SESSIONS", "2"),
-            ("LPE_NET_MAX_SEGMENT_MEGABYTES", "1"),
-        ],
-    );
+    let (_w, dir, node) = orchestrator(&[
+        ("LPE_NET_MAX_SESSIONS", "2"),
+        ("LPE_NET_MAX_SEGMENT_MEGABYTES", "1"),
+    ])
+    .await;
     let uri = node.net_url();
-    let data = segment(dir.path());
+    let data = ts_segment(dir.path(), "640x360", "ultrafast", 30);
 
     // Two sessions run; a third is capped, at the segment and at discovery.
     let mut one = WireGateway::open(&uri, gateway_key()).await.expect("one");
@@ -453,14 +344,14 @@ async fn sessions_segment_sizes_and_slow_uploads_are_bounded() {
 
     // Oversized segments are refused without holding them: memory stays flat.
     let pid = node.pid();
-    let before = rss_kb(pid);
+    let before = common::proc_status_kb(pid, "VmRSS");
     let big = vec![0x47u8; 8 << 20];
     for seq in 1..6 {
         // Refused at the size limit: 500, or the connection closed under the upload.
         let (st, b) = send_segment(&mut two, seq, &big);
         assert!(st == 500 || st == 0, "{st} {}", text(&b));
     }
-    let after = rss_kb(pid);
+    let after = common::proc_status_kb(pid, "VmRSS");
     assert!(
         after < before + 30_000,
         "RSS grew from {before} kB to {after} kB on refused segments"
@@ -517,13 +408,7 @@ async fn sessions_segment_sizes_and_slow_uploads_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_h2_and_a_certificate_kept_across_restarts() {
     let w = world(10_000).await;
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth, eth)
-        .await
-        .expect("fund");
+    funded_gateway(&w).await;
     let dir = tempfile::tempdir().expect("tempdir");
     import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let start = |extra: &'static [(&'static str, &'static str)]| {

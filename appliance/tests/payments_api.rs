@@ -14,7 +14,7 @@ use common::evm::{
     GATEWAY, ORCHESTRATOR, import_key, key, next_round, pm_env, start_orchestrator,
     start_payment_node, start_payment_node_wrapped, world,
 };
-use common::wire::WireGateway;
+use common::wire::{WireGateway, funded_gateway, gateway_key};
 use k256::ecdsa::SigningKey;
 use lpe_pm::U256;
 use lpe_pm::recipient::price_from_info;
@@ -225,23 +225,10 @@ async fn bad_payments_and_storage_failures_are_refused() {
     assert_eq!(st, 200, "{v}");
 }
 
-async fn funded_gateway(w: &common::evm::World) -> lpe_money::chain::ChainClient {
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    let c = lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway");
-    c.fund_deposit_and_reserve(eth, eth).await.expect("fund");
-    c
-}
-
 async fn paying(node: &common::NodeProc) -> WireGateway {
     WireGateway::open(&node.net_url(), gateway_key())
         .await
         .expect("the orchestrator's info")
-}
-
-fn gateway_key() -> SigningKey {
-    SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
 }
 
 const PRICE: PriceInfo = PriceInfo {

@@ -10,58 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::NodeProc;
-use common::evm::{GATEWAY, ORCHESTRATOR, import_key, key, start_payment_node_with, world};
-use common::wire::WireGateway;
+use common::wire::{WireGateway, decoded, gateway_key, orchestrator, ts_segment};
 use lpe_net::client::{self, SegmentInfo};
 use lpe_net::proto::{TranscodeOutcome, TranscodeResult, VideoProfile};
-use lpe_pm::U256;
 use prost::Message;
 
-const PASSWORD: &str = "pw-for-tests";
 const SECRET: &str = "a-long-transcoder-secret";
-
-fn gateway_key() -> k256::ecdsa::SigningKey {
-    k256::ecdsa::SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key")
-}
-
-fn segment(dir: &std::path::Path) -> Vec<u8> {
-    let out = dir.join("in.ts");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=30")
-        .args([
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-        ])
-        .args(["-f", "mpegts"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    std::fs::read(out).expect("segment")
-}
-
-fn frames(bytes: &[u8], dir: &std::path::Path) -> u64 {
-    let f = dir.join("r.ts");
-    std::fs::write(&f, bytes).expect("write");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(&f)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
-        .expect("frame count")
-}
 
 fn wait_for(what: &str, node: &NodeProc, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -119,7 +73,7 @@ async fn one_segment(
             .bytes()
             .await
             .expect("bytes");
-        assert_eq!(s.pixels as u64, frames(&bytes, dir) * 426 * 240);
+        assert_eq!(s.pixels as u64, decoded(&bytes, dir).0 * 426 * 240);
         pixels.push(s.pixels);
     }
     pixels
@@ -127,29 +81,12 @@ async fn one_segment(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_transcodes_for_another_nodes_orchestrator() {
-    let w = world(10_000).await;
-    let eth = U256::from(10u64).pow(U256::from(18u8));
-    lpe_money::chain::ChainClient::connect(&w.node.url, w.controller, Some(key(GATEWAY)))
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth, eth)
-        .await
-        .expect("fund");
-    let odir = tempfile::tempdir().expect("tempdir");
-    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
     // TLS (an empty service URI): go-livepeer's transcoders speak only TLS.
-    let orch = start_payment_node_with(
-        odir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &[
-            ("LPE_NET_SERVICE_URI", ""),
-            ("LPE_NET_TRANSCODER_SECRET", SECRET),
-        ],
-    );
+    let (_w, _odir, orch) = orchestrator(&[
+        ("LPE_NET_SERVICE_URI", ""),
+        ("LPE_NET_TRANSCODER_SECRET", SECRET),
+    ])
+    .await;
     let addr = format!("127.0.0.1:{}", orch.net);
     let uri = format!("https://{addr}");
 
@@ -181,7 +118,7 @@ async fn a_node_transcodes_for_another_nodes_orchestrator() {
     let pin = std::fs::read_to_string(tdir.path().join("net/orchestrator.pin")).expect("pinned");
     assert_eq!(pin.trim().len(), 64);
 
-    let data = segment(tdir.path());
+    let data = ts_segment(tdir.path(), "640x360", "ultrafast", 30);
     let http = client::http().expect("client");
     let mut g = WireGateway::open(&uri, gateway_key())
         .await

@@ -15,6 +15,93 @@ use lpe_pm::sender::{Sender, TicketBatch};
 use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
 use prost::Message;
 
+/// The gateway account's key (hardhat's account 1).
+pub fn gateway_key() -> SigningKey {
+    SigningKey::from_slice(&hex::decode(super::evm::GATEWAY).expect("hex")).expect("key")
+}
+
+/// The gateway account with 1 ETH of deposit and 1 ETH of reserve.
+pub async fn funded_gateway(w: &super::evm::World) -> lpe_money::chain::ChainClient {
+    let eth = lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(18u8));
+    let c = lpe_money::chain::ChainClient::connect(
+        &w.node.url,
+        w.controller,
+        Some(super::evm::key(super::evm::GATEWAY)),
+    )
+    .await
+    .expect("gateway");
+    c.fund_deposit_and_reserve(eth, eth).await.expect("fund");
+    c
+}
+
+/// A local EVM, the gateway funded, and an orchestrator node (the orchestrator account's key,
+/// its data in the returned directory) with `env` on top of the payment settings.
+pub async fn orchestrator(
+    env: &[(&str, &str)],
+) -> (super::evm::World, tempfile::TempDir, super::NodeProc) {
+    const PASSWORD: &str = "pw-for-tests";
+    let w = super::evm::world(10_000).await;
+    funded_gateway(&w).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    super::evm::import_key(dir.path(), super::evm::ORCHESTRATOR, PASSWORD);
+    let node = super::evm::start_payment_node_with(
+        dir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        "orchestrator",
+        PASSWORD,
+        &[],
+        env,
+    );
+    (w, dir, node)
+}
+
+/// A real 2 s H.264 MPEG-TS segment of `size` (`640x360`) at 30 fps, x264 at `preset` with a
+/// keyframe every `gop` frames.
+pub fn ts_segment(dir: &std::path::Path, size: &str, preset: &str, gop: u32) -> Vec<u8> {
+    let out = dir.join(format!("{size}.ts"));
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-t", "2", "-c:v", "libx264", "-preset", preset])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    std::fs::read(out).expect("segment")
+}
+
+/// Frames, width and height of an MPEG-TS file, by decoding it (as a gateway's check does).
+pub fn decoded(bytes: &[u8], dir: &std::path::Path) -> (u64, u64, u64) {
+    let f = dir.join("rendition.ts");
+    std::fs::write(&f, bytes).expect("write");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(&f)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    assert_eq!(v.len(), 3, "ffprobe said {text:?}");
+    (v[2], v[0], v[1])
+}
+
 /// What a go-livepeer gateway asks for a plain H.264 → MPEG-TS job.
 pub fn transcoding_caps() -> Capabilities {
     Capabilities {
