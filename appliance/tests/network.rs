@@ -447,3 +447,21 @@ async fn tls_with_h2_and_a_certificate_kept_across_restarts() {
     let (_node, renewed) = start(&[("LPE_NET_NEW_CERTIFICATE", "true")]);
     assert_ne!(first, renewed, "a new certificate was asked for");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_can_have_a_price_of_its_own() {
+    let config = tempfile::tempdir().expect("tempdir");
+    let file = config.path().join("node.toml");
+    let gateway = lpe_pm::sig::address_of(gateway_key().verifying_key());
+    std::fs::write(
+        &file,
+        format!("[pm.price_per_gateway]\n\"{gateway}\" = [3, 2]\n"),
+    )
+    .expect("config");
+    let path = file.display().to_string();
+    let (_w, _dir, node) = orchestrator(&[("LPE_CONFIG", &path)]).await;
+    let g = WireGateway::open(&node.net_url(), gateway_key())
+        .await
+        .expect("session");
+    assert_eq!((g.price.price_per_unit, g.price.pixels_per_unit), (3, 2));
+}

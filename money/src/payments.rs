@@ -55,6 +55,23 @@ pub struct PaymentReceipt {
     pub balance: String,
 }
 
+/// This node's prices: wei per `pixels_per_unit` pixels, by default and for given gateways.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    pub default: (i64, i64),
+    pub per_gateway: std::collections::HashMap<Address, (i64, i64)>,
+}
+
+impl Prices {
+    /// The price `sender` pays: its own, else the default.
+    pub fn for_sender(&self, sender: Address) -> (i64, i64) {
+        self.per_gateway
+            .get(&sender)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
 /// The orchestrator side of payments.
 pub struct Orchestrator {
     watcher: Arc<BlockWatcher>,
@@ -63,8 +80,7 @@ pub struct Orchestrator {
     /// Credit per (sender, session): tickets received minus work done, wei, exact.
     balances: Mutex<Balances>,
     ticket_ev: BigRational,
-    price_per_unit: i64,
-    pixels_per_unit: i64,
+    prices: Prices,
 }
 
 impl Orchestrator {
@@ -75,8 +91,7 @@ impl Orchestrator {
         key: SigningKey,
         secret: [u8; 32],
         policy: RecipientPolicy,
-        price_per_unit: i64,
-        pixels_per_unit: i64,
+        prices: Prices,
     ) -> Self {
         let address = lpe_pm::sig::address_of(key.verifying_key());
         let ticket_ev = BigRational::from_integer(lpe_pm::to_bigint(policy.ev));
@@ -86,8 +101,7 @@ impl Orchestrator {
             recipient: Mutex::new(Recipient::new(address, secret, policy)),
             balances: Mutex::new(Balances::default()),
             ticket_ev,
-            price_per_unit,
-            pixels_per_unit,
+            prices,
         }
     }
 
@@ -96,9 +110,9 @@ impl Orchestrator {
         lpe_pm::sig::sign(&self.key, msg)
     }
 
-    /// This node's price: wei per `pixels_per_unit` pixels.
-    pub fn price(&self) -> (i64, i64) {
-        (self.price_per_unit, self.pixels_per_unit)
+    /// This node's price for `sender`: wei per `pixels_per_unit` pixels.
+    pub fn price_for(&self, sender: Address) -> (i64, i64) {
+        self.prices.for_sender(sender)
     }
 
     /// The expected value of one ticket of this node's params.
@@ -117,7 +131,8 @@ impl Orchestrator {
     /// Charges `pixels` of work at this node's own price (never at a price the sender
     /// claims) and returns the balance left.
     pub fn debit(&self, sender: Address, session: &str, pixels: u64) -> BigRational {
-        let Some(price) = price_from_info(self.price_per_unit, self.pixels_per_unit) else {
+        let (ppu, ppx) = self.price_for(sender);
+        let Some(price) = price_from_info(ppu, ppx) else {
             return self.balance(sender, session);
         };
         let fee = price * BigRational::from_integer(pixels.into());
@@ -150,7 +165,8 @@ impl Orchestrator {
         &self,
         sender: Address,
     ) -> Result<(TicketParams, (i64, i64)), PaymentError> {
-        let price = price_from_info(self.price_per_unit, self.pixels_per_unit)
+        let (ppu, ppx) = self.price_for(sender);
+        let price = price_from_info(ppu, ppx)
             .ok_or_else(|| PaymentError::Malformed("pixels per unit is 0".into()))?;
         let chain_err = |e: ChainError| PaymentError::Chain(e.to_string());
         let head = self.watcher.head().map_err(chain_err)?;
@@ -180,7 +196,7 @@ impl Orchestrator {
                 message: e.to_string(),
                 fatal: true,
             })?;
-        Ok((params, (self.price_per_unit, self.pixels_per_unit)))
+        Ok((params, (ppu, ppx)))
     }
 
     pub fn address(&self) -> Address {

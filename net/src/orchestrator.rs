@@ -279,7 +279,7 @@ impl OrchestratorService {
         // 11. Enough credit for one ticket's worth of work, whatever the gateway claims the
         // price is (a ticketless payment cannot make the work free).
         if let Ok(money) = self.money() {
-            let (ppu, _) = money.price();
+            let (ppu, _) = money.price_for(c.sender);
             if ppu > 0 && money.balance(c.sender, &session) < *money.ticket_ev() {
                 return Err(plain(StatusCode::BAD_REQUEST, "Insufficient balance"));
             }

@@ -177,6 +177,9 @@ pub struct PmConfig {
     /// Price per `pixels_per_unit` pixels, wei.
     pub price_per_unit: i64,
     pub pixels_per_unit: i64,
+    /// Prices for given gateways, `"0x…" = [price_per_unit, pixels_per_unit]`.
+    #[serde(default)]
+    pub price_per_gateway: std::collections::BTreeMap<String, [i64; 2]>,
     /// File with the keystore password; empty: the LPE_WALLET_PASSWORD environment variable.
     pub password_file: String,
     /// How often the redemption queue looks for due tickets, milliseconds.
@@ -286,6 +289,7 @@ impl Default for Config {
                 max_face_value: "0".into(),
                 price_per_unit: 1,
                 pixels_per_unit: 1,
+                price_per_gateway: Default::default(),
                 password_file: String::new(),
                 redeem_poll_ms: 2000,
                 block_poll_ms: 1000,
@@ -654,6 +658,18 @@ impl Config {
         };
         wei("pm.ticket_ev", &pm.ticket_ev)?;
         wei("pm.max_face_value", &pm.max_face_value)?;
+        for (address, [ppu, ppx]) in &pm.price_per_gateway {
+            let key = format!("pm.price_per_gateway.{address}");
+            if address.parse::<lpe_pm::Address>().is_err() {
+                return Err(ConfigError::new(key, "not an Ethereum address"));
+            }
+            if *ppx <= 0 || *ppu < 0 {
+                return Err(ConfigError::new(
+                    key,
+                    "must be [price_per_unit >= 0, pixels_per_unit >= 1]",
+                ));
+            }
+        }
         if pm.pixels_per_unit <= 0 {
             return Err(ConfigError::new("pm.pixels_per_unit", "must be at least 1"));
         }
@@ -690,6 +706,9 @@ impl Config {
 }
 
 /// Deep-merges `overlay` into `base`; keys absent from `base` are reported as unknown.
+/// Tables whose keys are the operator's (a map), not settings of their own.
+const MAP_TABLES: &[&str] = &["pm.price_per_gateway"];
+
 fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str) -> Result<(), ConfigError> {
     for (k, v) in overlay {
         let key = if prefix.is_empty() {
@@ -698,6 +717,9 @@ fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str) -> Result<(
             format!("{prefix}.{k}")
         };
         match (base.get_mut(&k), v) {
+            (Some(slot), v @ toml::Value::Table(_)) if MAP_TABLES.contains(&key.as_str()) => {
+                *slot = v
+            }
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &key)?,
             (Some(slot), v) => *slot = v,
             (None, _) => {
@@ -870,6 +892,33 @@ mod tests {
         let e = env(&[("LPE_MEDIA_X264_PRESET", "warp")]);
         let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("ultrafast"), "{err}");
+    }
+
+    #[test]
+    fn gateway_prices_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).expect("write");
+            Config::load(Some(&file), &env(&[]), &Overrides::default())
+        };
+        let ok = load(
+            "[pm.price_per_gateway]\n\"0x96216849c49358B10257cb55b28eA603c874b05E\" = [3, 2]\n",
+        )
+        .expect("a gateway's price");
+        assert_eq!(
+            ok.pm
+                .price_per_gateway
+                .get("0x96216849c49358B10257cb55b28eA603c874b05E"),
+            Some(&[3, 2])
+        );
+        let err = load("[pm.price_per_gateway]\n\"gw\" = [3, 1]\n").unwrap_err();
+        assert_eq!(err.key, "pm.price_per_gateway.gw");
+        let err = load(
+            "[pm.price_per_gateway]\n\"0x96216849c49358B10257cb55b28eA603c874b05E\" = [3, 0]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("pixels_per_unit >= 1"), "{err}");
     }
 
     #[test]

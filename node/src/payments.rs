@@ -80,8 +80,14 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) -> Result
         signer.credential().clone(),
         payments::rand_bytes(),
         policy,
-        pm.price_per_unit,
-        pm.pixels_per_unit,
+        payments::Prices {
+            default: (pm.price_per_unit, pm.pixels_per_unit),
+            per_gateway: pm
+                .price_per_gateway
+                .iter()
+                .filter_map(|(a, p)| Some((a.parse().ok()?, (p[0], p[1]))))
+                .collect(),
+        },
     );
     let _ = node.orchestrator.set(Arc::new(orchestrator));
     payments::run_redemptions(
