@@ -38,6 +38,14 @@ pub struct OutputProfile {
     pub profile: H264Profile,
 }
 
+/// A segment's renditions, and the pixels decoded from its input (frames × width × height,
+/// which a remote transcoder reports beside the renditions').
+#[derive(Debug, Clone)]
+pub struct Transcoded {
+    pub renditions: Vec<Rendition>,
+    pub decoded_pixels: u64,
+}
+
 /// One encoded rendition.
 #[derive(Debug, Clone)]
 pub struct Rendition {
@@ -128,12 +136,15 @@ impl SegmentTranscoder {
         &self,
         segment: &[u8],
         profiles: &[OutputProfile],
-    ) -> Result<Vec<Rendition>, TranscodeError> {
+    ) -> Result<Transcoded, TranscodeError> {
         for p in profiles {
             p.check()?;
         }
         if profiles.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Transcoded {
+                renditions: Vec::new(),
+                decoded_pixels: 0,
+            });
         }
         let pipeline = gst::Pipeline::with_name("segment");
         let src = make("appsrc", "segment-src")?
@@ -149,6 +160,24 @@ impl SegmentTranscoder {
         let parse = make("h264parse", "segment-parse")?;
         let decode = make("avdec_h264", "segment-decode")?;
         let tee = make("tee", "segment-raw")?;
+        let decoded = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = tee.static_pad("sink") {
+            let decoded = decoded.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                let area = pad
+                    .current_caps()
+                    .and_then(|c| {
+                        let s = c.structure(0)?;
+                        Some(
+                            s.get::<i32>("width").ok()? as u64
+                                * s.get::<i32>("height").ok()? as u64,
+                        )
+                    })
+                    .unwrap_or(0);
+                decoded.fetch_add(area, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
         let elements = [
             src.upcast_ref::<gst::Element>(),
             &demux,
@@ -219,7 +248,7 @@ impl SegmentTranscoder {
         if !linked.load(Ordering::SeqCst) {
             return Err(TranscodeError::NoVideo);
         }
-        outputs
+        let renditions = outputs
             .into_iter()
             .map(|o| {
                 if o.overflow.load(Ordering::SeqCst) {
@@ -238,7 +267,11 @@ impl SegmentTranscoder {
                     pixels: frames.saturating_mul(o.area),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Transcoded {
+            renditions,
+            decoded_pixels: decoded.load(Ordering::SeqCst),
+        })
     }
 
     /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
@@ -448,7 +481,7 @@ mod tests {
     #[test]
     fn reported_pixels_are_what_decoding_the_rendition_finds() {
         let input = segment(640, 360, 60);
-        let out = transcoder()
+        let done = transcoder()
             .transcode(
                 &input,
                 &[
@@ -457,6 +490,8 @@ mod tests {
                 ],
             )
             .expect("transcodes");
+        assert_eq!(done.decoded_pixels, 60 * 640 * 360);
+        let out = done.renditions;
         assert_eq!(out.len(), 2);
         for (r, (w, h)) in out.iter().zip([(426, 240), (256, 144)]) {
             let (frames, dw, dh) = decode(&r.data);

@@ -383,7 +383,8 @@ impl OrchestratorService {
                     tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles))
                         .await;
                 match done {
-                    Ok(Ok(r)) => r
+                    Ok(Ok(t)) => t
+                        .renditions
                         .into_iter()
                         .map(|r| RemoteRendition {
                             data: Bytes::from(r.data),

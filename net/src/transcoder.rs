@@ -165,8 +165,9 @@ async fn work(
     task: NotifySegment,
 ) {
     let outcome = transcode(&node, &settings, &http, task.seg_data.as_ref(), &task.url).await;
-    let (content_type, body, pixels) = match &outcome {
-        Ok(renditions) => {
+    let (content_type, body, pixels, decoded) = match &outcome {
+        Ok(done) => {
+            let renditions = &done.renditions;
             let boundary = hex::encode(rand::random::<[u8; 10]>());
             let mut body = Vec::new();
             for (i, r) in renditions.iter().enumerate() {
@@ -187,11 +188,13 @@ async fn work(
                 format!("multipart/mixed; boundary={boundary}"),
                 Bytes::from(body),
                 pixels,
+                done.decoded_pixels,
             )
         }
         Err(e) => (
             "livepeer/transcoding-error".to_string(),
             Bytes::from(e.clone()),
+            0,
             0,
         ),
     };
@@ -214,7 +217,8 @@ async fn work(
         .header("Credentials", &settings.secret)
         .header("Content-Type", content_type)
         .header("TaskId", task.task_id.to_string())
-        .header("Pixels", "0")
+        // The input's decoded pixels (the renditions' are in their parts).
+        .header("Pixels", decoded.to_string())
         .timeout(UPLOAD)
         .body(body)
         .send()
@@ -232,7 +236,7 @@ async fn transcode(
     http: &reqwest::Client,
     seg: Option<&SegData>,
     url: &str,
-) -> Result<Vec<lpe_node::views::Rendition>, String> {
+) -> Result<lpe_node::views::Transcoded, String> {
     let seg = seg.ok_or("empty seg data")?;
     let wire = if !seg.full_profiles3.is_empty() {
         &seg.full_profiles3
@@ -253,14 +257,14 @@ async fn transcode(
     }
     let data = download(http, url, settings.max_segment_bytes).await?;
     let transcoder = node.segment_transcoder();
-    let renditions = tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles))
+    let done = tokio::task::spawn_blocking(move || transcoder.transcode(&data, &profiles))
         .await
         .map_err(|_| "transcoding failed".to_string())?
         .map_err(|e| e.to_string())?;
-    if renditions.len() != wire.len() {
+    if done.renditions.len() != wire.len() {
         return Err("segment / profile mismatch".into());
     }
-    Ok(renditions)
+    Ok(done)
 }
 
 async fn download(http: &reqwest::Client, url: &str, max: usize) -> Result<Vec<u8>, String> {

@@ -19,7 +19,9 @@ pub use command::{
 pub mod views {
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::runner::{StreamState, StreamStatus};
-    pub use lpe_media::transcode::{OutputProfile, Rendition, SegmentTranscoder, TranscodeError};
+    pub use lpe_media::transcode::{
+        OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
+    };
     pub use lpe_money::chain::{ChainClient, ChainError, Mined};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::watcher::HeadView;
