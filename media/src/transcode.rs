@@ -397,21 +397,27 @@ fn wait(
 mod tests {
     use super::*;
 
-    /// A real 2 s H.264 MPEG-TS segment from a test pattern.
-    pub(crate) fn segment(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    /// A pipeline from `description` and its appsink named `out`.
+    fn with_sink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
         gst::init().expect("gstreamer");
-        let pipeline = gst::parse::launch(&format!(
-            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 \
-             ! x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mpegtsmux ! appsink name=out sync=false"
-        ))
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
+        let pipeline = gst::parse::launch(description)
+            .expect("pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
         let sink = pipeline
             .by_name("out")
             .expect("out")
             .downcast::<gst_app::AppSink>()
             .expect("appsink");
+        (pipeline, sink)
+    }
+
+    /// A real 2 s H.264 MPEG-TS segment from a test pattern.
+    pub(crate) fn segment(width: u32, height: u32, frames: u32) -> Vec<u8> {
+        let (pipeline, sink) = with_sink(&format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 \
+             ! x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mpegtsmux ! appsink name=out sync=false"
+        ));
         pipeline.set_state(gst::State::Playing).expect("play");
         let mut out = Vec::new();
         while let Ok(s) = sink.pull_sample() {
@@ -423,23 +429,15 @@ mod tests {
 
     /// Decodes an MPEG-TS rendition: (frames, width, height), as a gateway's check does.
     fn decode(ts: &[u8]) -> (u64, u32, u32) {
-        let pipeline = gst::parse::launch(
+        let (pipeline, sink) = with_sink(
             "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse ! avdec_h264 \
              ! appsink name=out sync=false",
-        )
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
+        );
         let src = pipeline
             .by_name("src")
             .expect("src")
             .downcast::<gst_app::AppSrc>()
             .expect("appsrc");
-        let sink = pipeline
-            .by_name("out")
-            .expect("out")
-            .downcast::<gst_app::AppSink>()
-            .expect("appsink");
         pipeline.set_state(gst::State::Playing).expect("play");
         src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
             .expect("push");

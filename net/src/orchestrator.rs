@@ -167,32 +167,48 @@ impl OrchestratorService {
     }
 
     /// `EndTranscodingSession`: an authentic token (expired or not) ends its session.
-    pub fn end_session(&self, token: Option<&AuthToken>) -> Result<(), tonic::Status> {
+    pub async fn end_session(&self, token: Option<&AuthToken>) -> Result<(), tonic::Status> {
         let t = self
             .tokens
             .authentic(token)
             .map_err(|_| tonic::Status::unknown("Invalid auth token"))?;
-        self.end(&t.session_id);
+        if let Some(sender) = self.sessions.end(&t.session_id) {
+            self.ended(sender, &t.session_id).await;
+        }
         Ok(())
     }
 
-    fn end(&self, session: &str) {
-        self.remote.end_session(session);
-        if let Some(sender) = self.sessions.end(session)
-            && let Ok(money) = self.money()
-        {
-            money.forget(sender, session);
+    /// Ends idle sessions; run periodically.
+    pub async fn sweep(&self) {
+        for (id, sender) in self.sessions.sweep(sessions::IDLE) {
+            tracing::debug!(session = %id, "transcoding session idle; ended");
+            self.ended(sender, &id).await;
         }
     }
 
-    /// Ends idle sessions; run periodically.
-    pub fn sweep(&self) {
-        for (id, sender) in self.sessions.sweep(sessions::IDLE) {
-            tracing::debug!(session = %id, "transcoding session idle; ended");
-            self.remote.end_session(&id);
-            if let Ok(money) = self.money() {
-                money.forget(sender, &id);
-            }
+    /// A session ended: its transcoder is told and its balance forgotten.
+    async fn ended(&self, sender: Address, session: &str) {
+        self.remote.end_session(session);
+        let command = Command::EndPeerSession {
+            sender,
+            session: session.to_string(),
+        };
+        if let Err(e) = self.run(&format!("{sender:#x}"), command).await {
+            tracing::debug!(%session, "session balance not forgotten: {e}");
+        }
+    }
+
+    /// A command from a peer (its address, or its account), run by the node.
+    async fn run(&self, peer: &str, command: Command) -> Result<Outcome, CommandError> {
+        let envelope = Envelope::once(
+            Actor::Peer {
+                address: peer.to_string(),
+            },
+            command,
+        );
+        match self.node.submit(envelope, |_| {}).await? {
+            Reply::Ran(result) => result,
+            Reply::Repeat(_) => Err(CommandError::Unavailable("a repeated command".into())),
         }
     }
 
@@ -231,18 +247,13 @@ impl OrchestratorService {
         if payment.ticket_params.is_none() {
             return Ok(());
         }
-        let envelope = Envelope::once(
-            Actor::Peer {
-                address: peer.to_string(),
-            },
-            Command::ReceivePayment {
-                payment: Box::new(payment),
-                session: session.to_string(),
-            },
-        );
-        match self.node.submit(envelope, |_| {}).await {
-            Ok(Reply::Ran(Ok(Outcome::Payment(_)))) => Ok(()),
-            Ok(Reply::Ran(Err(e))) | Err(e) => Err(payment_refusal(e)),
+        let command = Command::ReceivePayment {
+            payment: Box::new(payment),
+            session: session.to_string(),
+        };
+        match self.run(peer, command).await {
+            Ok(Outcome::Payment(_)) => Ok(()),
+            Err(e) => Err(payment_refusal(e)),
             Ok(_) => Err(Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
@@ -397,10 +408,17 @@ impl OrchestratorService {
             }
         };
         let pixels: u64 = renditions.iter().map(|r| r.pixels).sum();
+        let charge = Command::ChargeWork {
+            sender,
+            session: session.to_string(),
+            pixels,
+        };
+        if let Err(e) = self.run(&format!("{sender:#x}"), charge).await {
+            return TranscodeOutcome::Error(e.to_string());
+        }
         let Ok(money) = self.money() else {
             return TranscodeOutcome::Error("payments are not running".into());
         };
-        money.debit(sender, session, pixels);
         if renditions.iter().any(|r| r.data.len() < 25) {
             return TranscodeOutcome::Error("ZeroSegments".into());
         }

@@ -336,14 +336,11 @@ mod tests {
         assert_eq!(r.attached(), 0);
     }
 
-    #[tokio::test]
-    async fn results_are_taken_only_from_the_transcoder_given_the_task() {
-        let r = Arc::new(RemoteTranscoders::new(Some("s".into())));
-        let here: IpAddr = [10, 0, 0, 2].into();
-        let (reg, mut rx) = r.register(here, request("s", 1)).expect("registered");
-        let r2 = r.clone();
-        let waiting = tokio::spawn(async move {
-            r2.transcode(
+    /// A task of session `sess` sent out, waiting for its result.
+    fn dispatch(r: &Arc<RemoteTranscoders>) -> tokio::task::JoinHandle<Option<TaskResult>> {
+        let r = Arc::clone(r);
+        tokio::spawn(async move {
+            r.transcode(
                 "sess",
                 "u".into(),
                 SegData::default(),
@@ -351,7 +348,15 @@ mod tests {
                 Duration::from_secs(5),
             )
             .await
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn results_are_taken_only_from_the_transcoder_given_the_task() {
+        let r = Arc::new(RemoteTranscoders::new(Some("s".into())));
+        let here: IpAddr = [10, 0, 0, 2].into();
+        let (reg, mut rx) = r.register(here, request("s", 1)).expect("registered");
+        let waiting = dispatch(&r);
         let task = rx.recv().await.expect("a task");
         let ok = Ok(vec![RemoteRendition {
             data: bytes::Bytes::from_static(b"x"),
@@ -373,17 +378,7 @@ mod tests {
             .expect("result");
         assert_eq!(got[0].pixels, 1);
         // A disconnect fails what is out: the caller transcodes it itself.
-        let r3 = r.clone();
-        let waiting = tokio::spawn(async move {
-            r3.transcode(
-                "sess",
-                "u".into(),
-                SegData::default(),
-                "o".into(),
-                Duration::from_secs(5),
-            )
-            .await
-        });
+        let waiting = dispatch(&r);
         let _ = rx.recv().await.expect("a task");
         drop(reg);
         let got = waiting.await.expect("joined").expect("dispatched");

@@ -238,6 +238,7 @@ async fn end_transcoding_session(State(s): State<Service>, req: Request) -> Resp
         req,
         |s: Service, r: EndTranscodingSessionRequest| async move {
             s.end_session(r.auth_token.as_ref())
+                .await
                 .map(|()| EndTranscodingSessionResponse {})
         },
     )
@@ -249,7 +250,7 @@ pub async fn sweep_sessions(s: Service, stop: impl std::future::Future<Output = 
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => s.sweep(),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => s.sweep().await,
             () = &mut stop => return,
         }
     }

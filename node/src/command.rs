@@ -172,6 +172,17 @@ pub enum Command {
         /// The balance it credits: the gateway's session with this node.
         session: String,
     },
+    /// Work done for a gateway's session, charged at this node's price for that gateway.
+    ChargeWork {
+        sender: lpe_pm::Address,
+        session: String,
+        pixels: u64,
+    },
+    /// A gateway's session ended: what is left of its balance is forgotten.
+    EndPeerSession {
+        sender: lpe_pm::Address,
+        session: String,
+    },
 }
 
 impl Command {
@@ -193,6 +204,8 @@ impl Command {
             Command::Funding(_) => "funding",
             Command::Snapshot { .. } => "snapshot",
             Command::ReceivePayment { .. } => "payment",
+            Command::ChargeWork { .. } => "charge_work",
+            Command::EndPeerSession { .. } => "peer_session_end",
         }
     }
 }

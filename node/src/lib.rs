@@ -361,6 +361,18 @@ impl Node {
                     jpeg,
                 })
             }
+            Command::ChargeWork {
+                sender,
+                session,
+                pixels,
+            } => {
+                self.orchestrator()?.debit(sender, &session, pixels);
+                Ok(Outcome::Done)
+            }
+            Command::EndPeerSession { sender, session } => {
+                self.orchestrator()?.forget(sender, &session);
+                Ok(Outcome::Done)
+            }
             Command::ReceivePayment { payment, session } => {
                 let orchestrator = self.orchestrator()?;
                 let receipt = orchestrator
