@@ -51,13 +51,16 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
     let dir = tempfile::tempdir().expect("tempdir");
     import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let controller = w.controller.to_string();
-    let mut node = start_payment_node(
-        dir.path(),
-        &w.node.url,
-        &controller,
-        "orchestrator",
-        PASSWORD,
-    );
+    let start = || {
+        start_payment_node(
+            dir.path(),
+            &w.node.url,
+            &controller,
+            "orchestrator",
+            PASSWORD,
+        )
+    };
+    let mut node = start();
     let gateway_key = SigningKey::from_slice(&hex::decode(GATEWAY).expect("hex")).expect("key");
     let mut rng = Rng(0xdead_10cc);
     let mut acked: HashSet<B256> = HashSet::new();
@@ -77,13 +80,7 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
                     session = Some(g);
                 }
                 Err(_) => {
-                    node = start_payment_node(
-                        dir.path(),
-                        &w.node.url,
-                        &controller,
-                        "orchestrator",
-                        PASSWORD,
-                    );
+                    node = start();
                     continue;
                 }
             }
@@ -106,13 +103,7 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         if let Some(k) = killer {
             let _ = k.join();
             kills += 1;
-            node = start_payment_node(
-                dir.path(),
-                &w.node.url,
-                &controller,
-                "orchestrator",
-                PASSWORD,
-            );
+            node = start();
             session = None; // a restarted node has a new secret: fresh params
         }
         // A 200 acknowledges every ticket of the batch (each one wins).
@@ -127,13 +118,7 @@ async fn acknowledged_winners_are_redeemed_exactly_once_across_sigkills() {
         if rng.next().is_multiple_of(9) {
             kill9(node.pid());
             kills += 1;
-            node = start_payment_node(
-                dir.path(),
-                &w.node.url,
-                &controller,
-                "orchestrator",
-                PASSWORD,
-            );
+            node = start();
             session = None;
         }
     }
