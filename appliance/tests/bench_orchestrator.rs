@@ -276,7 +276,7 @@ async fn orchestrator_benchmark() {
     let errors = all.iter().filter(|(_, ok)| !ok).count();
     let mut times: Vec<Duration> = all.iter().map(|(t, _)| *t).collect();
     println!(
-        "{sessions} concurrent sessions x {per_session} tiny segments: {} done in {:.1} s, {errors} errors, p50 {:.0} ms, p99 {:.0} ms, node peak RSS {} MB",
+        "{sessions} concurrent sessions x {per_session} tiny segments: {} done in {:.1} s, {errors} errors, p50 {:.0} ms, p99 {:.0} ms, node peak RSS over the whole run {} MB",
         all.len(),
         wall.as_secs_f64(),
         ms(percentile(&mut times, 0.5)),
