@@ -27,6 +27,10 @@ pub enum EventKind {
     MqttConnected,
     MqttDisconnected,
     FundingChanged,
+    /// An offloaded stream's segments are encoded locally (no orchestrator, or one failed).
+    OffloadFallback,
+    /// An offloaded stream's segments go to an orchestrator again.
+    OffloadResumed,
 }
 
 impl EventKind {
@@ -52,6 +56,8 @@ impl EventKind {
             Self::MqttConnected => "mqtt_connected",
             Self::MqttDisconnected => "mqtt_disconnected",
             Self::FundingChanged => "funding_changed",
+            Self::OffloadFallback => "offload_fallback",
+            Self::OffloadResumed => "offload_resumed",
         }
     }
 }

@@ -38,6 +38,11 @@ impl NetworkRole {
         matches!(self, NetworkRole::Orchestrator | NetworkRole::Both)
     }
 
+    /// Pays for work (gateway or both).
+    pub fn pays(self) -> bool {
+        matches!(self, NetworkRole::Gateway | NetworkRole::Both)
+    }
+
     pub fn is_off(self) -> bool {
         self == NetworkRole::Off
     }

@@ -39,6 +39,10 @@ pub struct StreamSpec {
     /// Whether the node runs the stream (persisted: a stopped stream stays stopped).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Have the ladder transcoded by an orchestrator on the Livepeer network (paid with
+    /// tickets), encoding locally whenever none is available.
+    #[serde(default)]
+    pub offload: bool,
 }
 
 fn yes() -> bool {
@@ -617,6 +621,7 @@ mod tests {
             ladder,
             encoder: None,
             enabled: true,
+            offload: false,
         }
     }
 
@@ -738,6 +743,7 @@ mod tests {
                 }],
                 encoder: None,
                 enabled: true,
+                offload: false,
             };
             f(&mut spec.ladder[0]);
             spec.validate()

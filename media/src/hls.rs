@@ -3,8 +3,9 @@
 //! Each rendition has its own directory with `index.m3u8` and segments written by
 //! `hlssink2`; the master playlist at `<stream>/index.m3u8` lists the renditions.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::spec::{RenditionSpec, ResolvedRendition};
 
@@ -36,6 +37,104 @@ pub fn remove_stale_segments(dir: &Path) {
         if (name.starts_with("seg-") && name.ends_with(".ts")) || name == "index.m3u8" {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+/// Writes `text` to `dir/name` atomically (write then rename).
+fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+    }
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+struct RingEntry {
+    file: String,
+    seconds: f64,
+    discontinuity: bool,
+}
+
+/// A rendition's live playlist written segment by segment, for renditions that arrive as
+/// whole segments (an offloaded stream's, from an orchestrator or the local fallback) rather
+/// than from `hlssink2`. Keeps the last `keep` segments and deletes older files.
+pub struct SegmentRing {
+    dir: PathBuf,
+    run_id: String,
+    keep: usize,
+    entries: VecDeque<RingEntry>,
+    /// Media sequence number of the first entry.
+    sequence: u64,
+    /// Discontinuities that left the playlist (`#EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuities: u64,
+    next: u64,
+}
+
+impl SegmentRing {
+    /// A ring in `dir` (created; stale segments of earlier runs removed).
+    pub fn new(dir: PathBuf, run_id: &str, keep: u32) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        remove_stale_segments(&dir);
+        Ok(Self {
+            dir,
+            run_id: run_id.to_string(),
+            keep: keep.max(3) as usize,
+            entries: VecDeque::new(),
+            sequence: 0,
+            discontinuities: 0,
+            next: 0,
+        })
+    }
+
+    /// Adds a segment of `seconds` and rewrites the playlist. `discontinuity` marks a
+    /// segment encoded elsewhere than the one before it.
+    pub fn push(&mut self, data: &[u8], seconds: f64, discontinuity: bool) -> std::io::Result<()> {
+        let file = format!("seg-{}-{:05}.ts", self.run_id, self.next);
+        self.next += 1;
+        write_atomic(&self.dir, &file, data)?;
+        self.entries.push_back(RingEntry {
+            file,
+            seconds,
+            discontinuity: discontinuity && !self.entries.is_empty(),
+        });
+        while self.entries.len() > self.keep {
+            if let Some(old) = self.entries.pop_front() {
+                self.sequence += 1;
+                if old.discontinuity {
+                    self.discontinuities += 1;
+                }
+                let _ = std::fs::remove_file(self.dir.join(old.file));
+            }
+        }
+        write_atomic(&self.dir, "index.m3u8", self.playlist().as_bytes())
+    }
+
+    pub fn playlist(&self) -> String {
+        let target = self
+            .entries
+            .iter()
+            .map(|e| e.seconds.ceil() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut s = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            self.sequence
+        );
+        if self.discontinuities > 0 {
+            s.push_str(&format!(
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+                self.discontinuities
+            ));
+        }
+        for e in &self.entries {
+            if e.discontinuity {
+                s.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            s.push_str(&format!("#EXTINF:{:.3},\n{}\n", e.seconds, e.file));
+        }
+        s
     }
 }
 
@@ -94,6 +193,29 @@ mod tests {
         // 2 s of the ladder ≈ 2.7 MB, ×1.5 ≈ 4.1 MB: 20 MB fits 4.
         assert_eq!(ring_size(&ladder, 2, 8, 20_000_000), 4);
         assert_eq!(ring_size(&ladder, 2, 8, 1), 3);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_segments_and_counts_what_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ring = SegmentRing::new(dir.path().to_path_buf(), "r", 3).expect("ring");
+        for i in 0..5 {
+            ring.push(b"ts", 2.0, i == 1).expect("push");
+        }
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".ts"))
+            .collect();
+        assert_eq!(files.len(), 3);
+        let text = std::fs::read_to_string(dir.path().join("index.m3u8")).expect("playlist");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        // The discontinuity before segment 1 left with segment 1.
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+        assert!(text.ends_with("#EXTINF:2.000,\nseg-r-00004.ts\n"), "{text}");
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
     }
 
     #[test]

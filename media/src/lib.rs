@@ -7,6 +7,7 @@
 
 pub mod encoder;
 pub mod hls;
+pub mod offload;
 pub mod pipeline;
 pub mod rtmp;
 pub mod runner;
@@ -50,6 +51,8 @@ pub struct EngineShared {
     pub cfg: MediaConfig,
     pub inventory: EncoderInventory,
     pub events: EventBus,
+    /// Where offloaded streams send their segments; none: they encode locally.
+    pub offload: std::sync::RwLock<Option<Arc<dyn offload::Offload>>>,
 }
 
 struct Entry {
@@ -76,6 +79,7 @@ impl MediaEngine {
                 cfg,
                 inventory,
                 events,
+                offload: std::sync::RwLock::new(None),
             }),
             registry: PublishRegistry::default(),
             streams: Mutex::new(HashMap::new()),
@@ -84,6 +88,20 @@ impl MediaEngine {
 
     pub fn registry(&self) -> PublishRegistry {
         self.registry.clone()
+    }
+
+    /// Installs (or, with `None`, removes) the network transcoding offloaded streams use;
+    /// takes effect at their next segment.
+    pub fn set_offload(&self, offload: Option<Arc<dyn offload::Offload>>) {
+        if let Ok(mut o) = self.shared.offload.write() {
+            *o = offload;
+        }
+    }
+
+    /// The gateway's spending per orchestrator; empty without a gateway.
+    pub fn offload_spend(&self) -> Vec<offload::OrchestratorSpend> {
+        let offload = self.shared.offload.read().ok().and_then(|o| o.clone());
+        offload.map(|o| o.spend()).unwrap_or_default()
     }
 
     pub fn inventory(&self) -> &EncoderInventory {

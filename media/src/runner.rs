@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::EngineShared;
 use super::encoder::{self, EncoderKind};
+use super::offload::{self, OffloadStatus, SegmentClosed};
 use super::pipeline::{self, BuildContext, Counters, Input, SourceInfo};
 use super::rtmp::{self, Publisher, RtmpMedia, VideoCodec};
 use super::spec::{SourceSpec, StreamSpec};
@@ -74,6 +75,8 @@ pub struct StreamStatus {
     /// Renditions left out because they would exceed the source, with the reason.
     pub skipped_renditions: Vec<SkippedRendition>,
     pub running_since_ms: Option<u64>,
+    /// Present when the stream is offloaded to the Livepeer network.
+    pub offload: Option<OffloadStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -98,6 +101,7 @@ impl Default for StreamStatus {
             renditions: Vec::new(),
             skipped_renditions: Vec::new(),
             running_since_ms: None,
+            offload: None,
         }
     }
 }
@@ -114,6 +118,12 @@ impl StreamRuntime {
         if let Ok(mut s) = self.status.lock() {
             f(&mut s);
         }
+    }
+
+    pub(crate) fn update_offload(&self, f: impl FnOnce(&mut OffloadStatus)) {
+        self.update(|s| {
+            f(s.offload.get_or_insert_with(OffloadStatus::starting));
+        });
     }
 
     /// Shows the stream as starting (or waiting for its publisher) before its task runs.
@@ -230,6 +240,7 @@ pub(super) async fn run(
             encoder: encoder_name.clone(),
             x264_preset: shared.cfg.x264_preset.clone(),
             x264_tune: shared.cfg.x264_tune.clone(),
+            offload: spec.offload,
         };
         let input = if publisher.is_some() {
             Input::Flv
@@ -256,6 +267,32 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
+                let (segments, worker) = if spec.offload {
+                    let (tx, rx) = mpsc::channel(offload::QUEUED_SEGMENTS);
+                    let worker = offload::Worker {
+                        id: id.clone(),
+                        shared: shared.clone(),
+                        rt: rt.clone(),
+                        counters: built.counters.clone(),
+                        hls_dir: ctx.hls_dir.clone(),
+                        run_id: ctx.run_id.clone(),
+                        ring: crate::hls::ring_size(
+                            &spec.ladder,
+                            ctx.segment_seconds,
+                            ctx.max_segments,
+                            ctx.max_bytes,
+                        ),
+                        local: crate::transcode::SegmentTranscoder {
+                            encoder: encoder_name.clone(),
+                            x264_preset: ctx.x264_preset.clone(),
+                            timeout: Duration::from_secs(30),
+                        },
+                    };
+                    rt.update_offload(|_| {});
+                    (Some(tx), Some(tokio::spawn(worker.run(rx))))
+                } else {
+                    (None, None)
+                };
                 let end = watch_run(
                     &id,
                     &built.pipeline,
@@ -263,10 +300,14 @@ pub(super) async fn run(
                     &rt,
                     &shared,
                     &mut stop,
+                    segments.as_ref(),
                 )
                 .await;
                 if let Some(f) = feeder {
                     f.abort();
+                }
+                if let Some(w) = worker {
+                    w.abort();
                 }
                 teardown(built.pipeline, matches!(end, RunEnd::Stopped)).await;
                 if let Ok(mut c) = rt.counters.lock() {
@@ -324,6 +365,12 @@ pub(super) async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
+        }
+    }
+    if spec.offload {
+        let offload = shared.offload.read().ok().and_then(|o| o.clone());
+        if let Some(o) = offload {
+            o.end(&id).await;
         }
     }
     rt.update(|s| {
@@ -405,6 +452,7 @@ async fn watch_run(
     rt: &StreamRuntime,
     shared: &EngineShared,
     stop: &mut watch::Receiver<bool>,
+    segments: Option<&mpsc::Sender<SegmentClosed>>,
 ) -> RunEnd {
     let Some(bus) = pipeline.bus() else {
         return RunEnd::Failed {
@@ -423,6 +471,7 @@ async fn watch_run(
     let mut last_progress = Instant::now();
     let mut sampler = Sampler::default();
     let mut up = false;
+    let mut fragment_start: Option<u64> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => return RunEnd::Stopped,
@@ -445,6 +494,25 @@ async fn watch_run(
                     // Branches are added while playing; their latency must be accounted for.
                     gst::MessageView::Latency(_) => {
                         let _ = pipeline.recalculate_latency();
+                    }
+                    gst::MessageView::Element(e) => {
+                        if let (Some(tx), Some(st)) = (segments, e.structure()) {
+                            let at = st.get::<gst::ClockTime>("running-time").ok().map(|t| t.nseconds());
+                            match st.name().as_str() {
+                                "splitmuxsink-fragment-opened" => fragment_start = at,
+                                "splitmuxsink-fragment-closed" => {
+                                    let path = st.get::<String>("location").unwrap_or_default();
+                                    let ns = at.zip(fragment_start).map(|(end, start)| end.saturating_sub(start)).unwrap_or(0);
+                                    let closed = SegmentClosed { path: path.into(), duration: Duration::from_nanos(ns) };
+                                    if let Err(mpsc::error::TrySendError::Full(c)) = tx.try_send(closed) {
+                                        // Transcoding fell behind the source: the newest segment is dropped.
+                                        let _ = std::fs::remove_file(&c.path);
+                                        rt.update_offload(|o| o.segments_dropped += 1);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
                     }
                     gst::MessageView::Warning(w) => {
                         let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();

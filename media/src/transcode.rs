@@ -140,12 +140,6 @@ impl SegmentTranscoder {
         for p in profiles {
             p.check()?;
         }
-        if profiles.is_empty() {
-            return Ok(Transcoded {
-                renditions: Vec::new(),
-                decoded_pixels: 0,
-            });
-        }
         let pipeline = gst::Pipeline::with_name("segment");
         let src = make("appsrc", "segment-src")?
             .downcast::<gst_app::AppSrc>()
@@ -192,6 +186,16 @@ impl SegmentTranscoder {
             .map_err(|e| TranscodeError::Pipeline(format!("appsrc → tsdemux: {e}")))?;
         gst::Element::link_many([&parse, &decode, &tee])
             .map_err(|e| TranscodeError::Pipeline(format!("h264parse → decoder: {e}")))?;
+        if profiles.is_empty() {
+            // Only decoded, to count its pixels.
+            let sink = make("fakesink", "segment-decoded")?;
+            sink.set_property("sync", false);
+            pipeline
+                .add(&sink)
+                .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+            tee.link(&sink)
+                .map_err(|e| TranscodeError::Pipeline(format!("tee → fakesink: {e}")))?;
+        }
         let linked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let (parse, linked) = (parse.downgrade(), linked.clone());
@@ -272,6 +276,12 @@ impl SegmentTranscoder {
             renditions,
             decoded_pixels: decoded.load(Ordering::SeqCst),
         })
+    }
+
+    /// The pixels a decoder sees in `segment` (decoded frames × width × height): what a
+    /// go-livepeer gateway checks against an orchestrator's reported count. Blocking.
+    pub fn decoded_pixels(&self, segment: &[u8]) -> Result<u64, TranscodeError> {
+        self.transcode(segment, &[]).map(|t| t.decoded_pixels)
     }
 
     /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
@@ -496,6 +506,10 @@ mod tests {
             assert_eq!((dw, dh), (w, h));
             assert_eq!(r.frames, frames);
             assert_eq!(r.pixels, frames * u64::from(w) * u64::from(h));
+            assert_eq!(
+                transcoder().decoded_pixels(&r.data).expect("decodes"),
+                r.pixels
+            );
             assert!(frames > 0);
         }
         assert_eq!(out[0].frames, 60);

@@ -18,6 +18,7 @@ pub use command::{
 /// The other planes' types as the transports see them: views, records and errors.
 pub mod views {
     pub use lpe_media::encoder::EncoderInventory;
+    pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
     pub use lpe_media::runner::{StreamState, StreamStatus};
     pub use lpe_media::transcode::{
         OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
@@ -511,6 +512,16 @@ impl Node {
         id
     }
 
+    /// Installs (or removes) the gateway offloaded streams send their segments to.
+    pub fn set_offload(&self, offload: Option<Arc<dyn lpe_media::offload::Offload>>) {
+        self.media.set_offload(offload);
+    }
+
+    /// What the gateway spent on each orchestrator; empty when it does not run.
+    pub fn offload_spend(&self) -> Vec<lpe_media::offload::OrchestratorSpend> {
+        self.media.offload_spend()
+    }
+
     /// How a gateway's segment is transcoded: on the encoder probe's best working encoder.
     pub fn segment_transcoder(&self) -> lpe_media::transcode::SegmentTranscoder {
         lpe_media::transcode::SegmentTranscoder {
@@ -895,6 +906,7 @@ impl Node {
                     ladder: default_ladder(),
                     encoder: None,
                     enabled: true,
+                    offload: false,
                 }),
                 None if self.cfg.media.demo_stream => Some(StreamSpec {
                     name: "Demo (test pattern)".into(),
@@ -907,6 +919,7 @@ impl Node {
                     ladder: default_ladder(),
                     encoder: None,
                     enabled: true,
+                    offload: false,
                 }),
                 None => None,
             };

@@ -12,6 +12,7 @@ fn spec(name: &str) -> StreamSpec {
         ladder: default_ladder(),
         encoder: None,
         enabled: true,
+        offload: false,
     }
 }
 

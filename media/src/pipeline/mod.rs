@@ -39,6 +39,9 @@ pub struct BuildContext {
     pub encoder: String,
     pub x264_preset: String,
     pub x264_tune: String,
+    /// Cut the source into segments for the Livepeer network instead of encoding the ladder
+    /// (see [`crate::offload`]).
+    pub offload: bool,
 }
 
 /// Counters shared between streaming threads (pad probes) and the supervisor.
@@ -53,6 +56,8 @@ pub struct Counters {
     pub skipped: Mutex<Vec<(String, String)>>,
     /// The snapshot branch's sink; its `last-sample` is the newest JPEG.
     pub snapshot: Mutex<Option<gst::Element>>,
+    /// An offloaded stream's ladder, once the source's caps are known.
+    pub(crate) offload_plan: Mutex<Option<Arc<crate::offload::OffloadPlan>>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]

@@ -374,8 +374,10 @@ pub(crate) fn setup_h264_branches(
     let tee = pipeline
         .by_name("h264-tee")
         .ok_or_else(|| BuildError::Link("h264 tee is gone".into()))?;
-    for r in resolved.iter().filter(|r| r.passthrough) {
-        output::passthrough_branch(b, pipeline, &tee, r)?;
+    if !b.ctx.offload {
+        for r in resolved.iter().filter(|r| r.passthrough) {
+            output::passthrough_branch(b, pipeline, &tee, r)?;
+        }
     }
     let encoded: Vec<ResolvedRendition> = resolved
         .iter()
@@ -393,6 +395,9 @@ pub(crate) fn setup_h264_branches(
     link(&[&dec, &raw_tee])?;
     let mut all = resolved.clone();
     all.sort_by_key(|r| std::cmp::Reverse(r.height));
+    if b.ctx.offload {
+        return output::segmenter::attach_h264(b, pipeline, &tee, &raw_tee, &all, &skipped);
+    }
     output::attach(b, pipeline, &raw_tee, &encoded, &all, &skipped)
 }
 
@@ -448,5 +453,10 @@ pub(crate) fn setup_raw_branches(
     let tee = pipeline
         .by_name("raw-tee")
         .ok_or_else(|| BuildError::Link("raw tee is gone".into()))?;
+    if b.ctx.offload {
+        let mut all = resolved.clone();
+        all.sort_by_key(|r| std::cmp::Reverse(r.height));
+        return output::segmenter::attach_raw(b, pipeline, &tee, &all, &skipped);
+    }
     output::attach(b, pipeline, &tee, &resolved, &resolved, &skipped)
 }

@@ -4,6 +4,7 @@
 use super::*;
 
 mod hls;
+pub(crate) mod segmenter;
 mod snapshot;
 
 pub(crate) use hls::passthrough_branch;
