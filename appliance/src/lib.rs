@@ -217,6 +217,12 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             )
         });
     }
+    if cfg.pm.role.pays() && !cfg.net.orchestrators.is_empty() {
+        let node = Arc::clone(&node);
+        subsystems.spawn("gateway", node::payments::RESTART, move |stop| {
+            lpe_net::gateway::run(Arc::clone(&node), stop)
+        });
+    }
     if !cfg.pm.role.is_off() {
         let node = Arc::clone(&node);
         subsystems.spawn("payments", node::payments::RESTART, move |stop| {

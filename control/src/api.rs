@@ -138,6 +138,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(mqtt_status))
         .routes(routes!(tickets))
         .routes(routes!(chain_head))
+        .routes(routes!(network_spend))
         .routes(routes!(wallet_view))
         .routes(routes!(fund))
         .routes(routes!(unlock))
@@ -1049,6 +1050,28 @@ async fn chain_head(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::HeadView>, ApiError> {
     Ok(Json(node.orchestrator()?.watcher().view()))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SpendResponse {
+    /// Per orchestrator: segments and tickets sent, expected value spent, verified pixels,
+    /// price and failures. Empty when the node is not a gateway.
+    orchestrators: Vec<lpe_node::views::OrchestratorSpend>,
+}
+
+/// `GET /api/network/spend`: what the gateway spent on each orchestrator (each offloaded
+/// stream's status says where its renditions came from).
+#[utoipa::path(
+    get,
+    path = "/api/network/spend",
+    tag = "payments",
+    responses((status = 200, body = SpendResponse)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn network_spend(State(node): State<AppState>) -> Json<SpendResponse> {
+    Json(SpendResponse {
+        orchestrators: node.offload_spend(),
+    })
 }
 
 #[derive(Deserialize)]

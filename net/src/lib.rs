@@ -1,5 +1,6 @@
 //! The Livepeer network, as go-livepeer speaks it: this node as an orchestrator that gateways
-//! pay to transcode their segments.
+//! pay to transcode their segments, and as a gateway that pays orchestrators to transcode its
+//! offloaded streams (`gateway`).
 //!
 //! - `proto` — the `net/lp_rpc.proto` messages (prost).
 //! - `creds` — what is signed and keyed: request signatures, segment credentials, auth
@@ -9,6 +10,7 @@ pub mod client;
 pub mod creds;
 pub mod discovery;
 pub mod fuzzing;
+pub mod gateway;
 pub mod orchestrator;
 pub mod proto;
 pub mod remote;

@@ -76,6 +76,11 @@ pub struct NetConfig {
     pub orchestrator_fingerprint: String,
     /// Sessions taken at once as a transcoder; 0: from the encoder probe.
     pub transcoder_capacity: u32,
+    /// Orchestrators an offloaded stream may use, `https://host:port` (as a gateway).
+    pub orchestrators: Vec<String>,
+    /// The most this gateway pays, wei per `max_price_pixels_per_unit` pixels; 0: any price.
+    pub max_price_per_unit: u64,
+    pub max_price_pixels_per_unit: u64,
 }
 
 /// A secret from `file` (trimmed), else from the environment variable `env`; empty is none.
@@ -305,6 +310,9 @@ impl Default for Config {
                 orchestrator_secret_file: String::new(),
                 orchestrator_fingerprint: String::new(),
                 transcoder_capacity: 0,
+                orchestrators: Vec::new(),
+                max_price_per_unit: 0,
+                max_price_pixels_per_unit: 1,
             },
             mqtt: MqttConfig {
                 url: String::new(),
@@ -583,6 +591,22 @@ impl Config {
                 "net.max_sessions",
                 "must be between 1 and 1000",
             ));
+        }
+        if n.max_price_pixels_per_unit == 0 {
+            return Err(ConfigError::new(
+                "net.max_price_pixels_per_unit",
+                "must be at least 1",
+            ));
+        }
+        for o in &n.orchestrators {
+            let bad = |m: &str| ConfigError::new("net.orchestrators", format!("{o}: {m}"));
+            let u = url::Url::parse(o).map_err(|e| bad(&e.to_string()))?;
+            if !matches!(u.scheme(), "https" | "http") || u.host_str().is_none() {
+                return Err(bad("must be https://host:port or http://host:port"));
+            }
+            if u.path() != "/" || o.ends_with('/') {
+                return Err(bad("must not have a path"));
+            }
         }
         if !(1..=300).contains(&n.max_segment_megabytes) {
             return Err(ConfigError::new(

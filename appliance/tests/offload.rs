@@ -1,0 +1,232 @@
+//! Two nodes on loopback and a local EVM: a gateway whose RTMP stream is offloaded, and an
+//! orchestrator that transcodes it for tickets. The gateway's HLS ladder is made of the
+//! orchestrator's renditions; the ticket wins are redeemed and the gateway's deposit falls by
+//! exactly what the orchestrator earned; when the orchestrator dies the stream goes on from
+//! local encoding, and it returns to the network when the orchestrator is back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::evm::{GATEWAY, ORCHESTRATOR, import_key, start_payment_node_with, world};
+use common::wire::funded_gateway;
+use common::{FfmpegPush, NodeProc, free_port, probe_video, segments};
+use lpe_pm::U256;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "pw-for-tests";
+
+fn wait(
+    node: &NodeProc,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, v) = node.get(path);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}; last: {v}\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn offload(v: &Value) -> &Value {
+    &v["status"]["offload"]
+}
+
+fn count(v: &Value, field: &str) -> u64 {
+    offload(v)[field].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchestrator() {
+    let w = world(10_000).await;
+    let gateway_chain = funded_gateway(&w).await;
+    let gateway_address = common::evm::key(GATEWAY).address();
+    let deposit_before = gateway_chain
+        .sender_info(gateway_address)
+        .await
+        .expect("sender info")
+        .deposit;
+    let (url, controller) = (w.node.url.clone(), w.controller.to_string());
+
+    // The orchestrator on a port of its own, so that it can come back at the same address.
+    let odir = tempfile::tempdir().expect("tempdir");
+    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
+    let oport = free_port();
+    let ouri = format!("http://127.0.0.1:{oport}");
+    let oenv = [
+        ("LPE_NET_LISTEN", format!("127.0.0.1:{oport}")),
+        ("LPE_NET_SERVICE_URI", ouri.clone()),
+    ];
+    let oenv: Vec<(&str, &str)> = oenv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start_orchestrator = || {
+        start_payment_node_with(
+            odir.path(),
+            &url,
+            &controller,
+            "orchestrator",
+            PASSWORD,
+            &[],
+            &oenv,
+        )
+    };
+    let mut orch = start_orchestrator();
+
+    let gdir = tempfile::tempdir().expect("tempdir");
+    import_key(gdir.path(), GATEWAY, PASSWORD);
+    let gateway = start_payment_node_with(
+        gdir.path(),
+        &url,
+        &controller,
+        "gateway",
+        PASSWORD,
+        &[],
+        &[("LPE_NET_ORCHESTRATORS", &ouri)],
+    );
+    let s = gateway.create(json!({
+        "name": "offloaded",
+        "source": {"kind": "rtmp"},
+        "offload": true,
+        "ladder": [
+            {"name": "source", "bitrate_kbps": 1000},
+            {"name": "240p", "height": 240, "bitrate_kbps": 400},
+            {"name": "144p", "height": 144, "bitrate_kbps": 200}
+        ]
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key").to_string();
+    let _push = FfmpegPush::start(&gateway.rtmp_url(&key), "640x360", 300);
+    let path = format!("/api/streams/{id}");
+
+    // The ladder comes from the orchestrator.
+    let v = wait(
+        &gateway,
+        &path,
+        "no segment came from the orchestrator",
+        Duration::from_secs(60),
+        |v| count(v, "segments_network") >= 3,
+    );
+    assert_eq!(offload(&v)["mode"], "network", "{v}");
+    assert_eq!(offload(&v)["orchestrator"], ouri.as_str(), "{v}");
+    let hls = gdir.path().join("hls").join(&id);
+    let master = std::fs::read_to_string(hls.join("index.m3u8")).expect("master");
+    for (name, w, h) in [("source", 640, 360), ("240p", 426, 240), ("144p", 256, 144)] {
+        assert!(master.contains(&format!("{name}/index.m3u8")), "{master}");
+        let playlist = hls.join(name).join("index.m3u8");
+        let segs = segments(&playlist);
+        assert!(segs.len() >= 2, "{name}: {segs:?}");
+        let p = probe_video(&hls.join(name).join(&segs[segs.len() - 1]));
+        let st = &p["streams"][0];
+        assert_eq!(
+            (
+                st["codec_name"].as_str(),
+                st["width"].as_u64(),
+                st["height"].as_u64()
+            ),
+            (Some("h264"), Some(w), Some(h)),
+            "{name}: {p}"
+        );
+        let secs: f64 = p["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0);
+        assert!((1.5..=2.6).contains(&secs), "{name}: a segment of {secs} s");
+    }
+    // The orchestrator did the work: its sessions served these renditions.
+    let (_, spend) = gateway.get("/api/network/spend");
+    let row = &spend["orchestrators"][0];
+    assert_eq!(row["orchestrator"], ouri.as_str(), "{spend}");
+    assert!(row["segments"].as_u64().unwrap_or(0) >= 3, "{spend}");
+    assert!(row["tickets"].as_u64().unwrap_or(0) >= 1, "{spend}");
+    assert!(row["pixels"].as_u64().unwrap_or(0) > 0, "{spend}");
+
+    // The orchestrator dies: local encoding takes over, no segment lost.
+    let before = gateway.get(&path).1;
+    orch.kill();
+    let v = wait(
+        &gateway,
+        &path,
+        "never fell back to local encoding",
+        Duration::from_secs(30),
+        |v| offload(v)["mode"] == "local" && count(v, "segments_local") >= 2,
+    );
+    assert!(count(&v, "segments_dropped") <= 1, "{v}");
+    let (_, events) = gateway.get(&format!("/api/events?stream_id={id}&limit=50"));
+    assert!(events.to_string().contains("offload_fallback"), "{events}");
+    // Every segment got its renditions, from the network or from here.
+    assert!(
+        !events.to_string().contains("could not be transcoded"),
+        "{events}"
+    );
+    let p = probe_video(
+        &hls.join("240p").join(
+            segments(&hls.join("240p").join("index.m3u8"))
+                .last()
+                .expect("segment"),
+        ),
+    );
+    assert_eq!(p["streams"][0]["height"], 240, "{p}");
+    // Between the last network segment and the first local one at most one segment is missing.
+    let written = |v: &Value| count(v, "segments_network") + count(v, "segments_local");
+    let elapsed_segments = written(&v) - written(&before);
+    assert!(elapsed_segments >= 2, "{before} → {v}");
+
+    // Back: offloaded again.
+    orch = start_orchestrator();
+    let network_before = count(&v, "segments_network");
+    let v = wait(
+        &gateway,
+        &path,
+        "never returned to the network",
+        Duration::from_secs(90),
+        |v| offload(v)["mode"] == "network" && count(v, "segments_network") > network_before,
+    );
+    let (_, events) = gateway.get(&format!("/api/events?stream_id={id}&limit=50"));
+    assert!(
+        events.to_string().contains("offload_resumed"),
+        "{v}\n{events}"
+    );
+    assert_eq!(gateway.get("/api/health").0, 200);
+
+    // Every ticket wins here. Once the stream stops and the chain passes the expiry of the
+    // params they were made on, the orchestrator redeems them all, and the gateway's deposit
+    // has fallen by exactly what it earned.
+    let (st, _) = gateway.send("POST", &format!("/api/streams/{id}/stop"), None);
+    assert_eq!(st, 200);
+    common::evm::mine(&w.admin, 50).await;
+    let t = wait(
+        &orch,
+        "/api/pm/tickets",
+        "tickets not all redeemed",
+        Duration::from_secs(60),
+        |v| {
+            let c = &v["counts"];
+            c["pending"] == 0
+                && c["redeemed"].as_u64().unwrap_or(0) >= 1
+                && c["redeemed"] == c["won"]
+        },
+    );
+    let earned: U256 = t["counts"]["earned"]
+        .as_str()
+        .expect("earned")
+        .parse()
+        .expect("wei");
+    let deposit_after = gateway_chain
+        .sender_info(gateway_address)
+        .await
+        .expect("info")
+        .deposit;
+    assert_eq!(deposit_before - deposit_after, earned, "{t}");
+    let (_, spend) = gateway.get("/api/network/spend");
+    println!("gateway spend: {spend}");
+    drop(orch);
+}

@@ -1,0 +1,631 @@
+//! The gateway: offloaded streams' segments sent to orchestrators and paid with tickets, as an
+//! on-chain go-livepeer broadcaster does it (`livepeer-wire.md` §2.5.2–§2.5.6, §2.11).
+//!
+//! Per stream, one session with one orchestrator: its info (ticket params, price, auth
+//! token), a ticket session on those params, and the credit the tickets bought. Each segment:
+//! tickets for its fee, `POST /segment`, every rendition downloaded, the data signature and
+//! every rendition's pixel count checked by decoding; only then are the renditions handed to
+//! the media engine. Any failure ends the session (an orchestrator that failed verification
+//! is also blocked) and the media engine encodes that segment itself; the next segment looks
+//! for an orchestrator again, after a backoff while none answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use lpe_node::views::{
+    Offload, Offloaded, OrchestratorSpend, OutputProfile, SegmentJob, SegmentTranscoder,
+};
+use lpe_pm::balance::tickets_for_fee;
+use lpe_pm::recipient::price_from_info;
+use lpe_pm::sender::Sender;
+use lpe_pm::sig::{self, SigningKey};
+use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
+use lpe_pm::{Address, BigInt, BigRational};
+use prost::Message;
+
+use crate::client::{self, SegmentInfo};
+use crate::creds;
+use crate::discovery::{Candidate, Discovery};
+use crate::proto::{
+    Capabilities, OrchestratorInfo, Payment, TranscodeOutcome, TranscodeResult, VideoProfile,
+    capability,
+};
+
+/// An orchestrator that failed verification stays out of the choice this long.
+const BLOCK: Duration = Duration::from_secs(600);
+/// First wait before looking for an orchestrator again after none answered; it doubles.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_CAP: Duration = Duration::from_secs(30);
+/// go-livepeer's rendition download timeout.
+const DOWNLOAD: Duration = Duration::from_secs(4);
+/// Largest rendition downloaded.
+const MAX_RENDITION: usize = 64 << 20;
+
+/// What the gateway asks orchestrators for: H.264 in MPEG-TS, with an auth token.
+pub fn transcoding_capabilities() -> Capabilities {
+    Capabilities {
+        constraints: Some(Default::default()),
+        ..Capabilities::from_ids(&[capability::H264, capability::MPEGTS, capability::AUTH_TOKEN])
+    }
+}
+
+/// go-livepeer's fee margin: the binary double 1.02 (§2.12), exactly.
+fn fee_margin() -> BigRational {
+    BigRational::new(
+        BigInt::from(2_296_835_809_958_953u64),
+        BigInt::from(2_251_799_813_685_248u64),
+    )
+}
+
+/// The fee go-livepeer's gateway estimates for a segment (§2.5.6):
+/// `Σ w × h × ceil(fps / fpsDen) × ceil(duration_s) × 1.02 × price`.
+pub fn estimated_fee(
+    profiles: &[VideoProfile],
+    duration: Duration,
+    price: &BigRational,
+) -> BigRational {
+    let seconds = duration.as_millis().div_ceil(1000).max(1);
+    let pixels: u128 = profiles
+        .iter()
+        .map(|p| {
+            let fps = if p.fps == 0 { 60 } else { p.fps };
+            let den = p.fps_den.max(1);
+            let per_second = u128::from(fps.div_ceil(den));
+            u128::from(p.width.max(0) as u32) * u128::from(p.height.max(0) as u32) * per_second
+        })
+        .sum::<u128>()
+        * seconds;
+    BigRational::from_integer(BigInt::from(pixels)) * fee_margin() * price
+}
+
+/// The wire profile for one of the engine's outputs.
+pub fn video_profile(p: &OutputProfile) -> VideoProfile {
+    use lpe_core::spec::H264Profile;
+    let (fps, fps_den) = p.fps.unwrap_or((0, 0));
+    VideoProfile {
+        name: p.name.clone(),
+        width: p.width as i32,
+        height: p.height as i32,
+        bitrate: p.bitrate_bps.min(i32::MAX as u32) as i32,
+        fps,
+        fps_den,
+        format: 0,
+        profile: match p.profile {
+            H264Profile::Baseline => 1,
+            H264Profile::Main => 2,
+            H264Profile::High => 3,
+        },
+        gop: p
+            .gop
+            .map(|g| g.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(0),
+        encoder: 0,
+        ..Default::default()
+    }
+}
+
+/// A stream's session with one orchestrator.
+struct Session {
+    uri: String,
+    info: OrchestratorInfo,
+    price: BigRational,
+    /// The price when the session began: go-livepeer refuses to pay more than twice it.
+    initial_price: BigRational,
+    sender: Sender,
+    pm_session: String,
+    ev: BigRational,
+    /// What the tickets sent bought and the work has not used yet.
+    credit: BigRational,
+}
+
+/// Why a segment did not come back from the network.
+struct Failure {
+    message: String,
+    /// The orchestrator's result failed verification: keep it out of the choice.
+    block: bool,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            block: false,
+        }
+    }
+    fn blocking(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            block: true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    session: Option<Session>,
+    retry_at: Option<Instant>,
+    backoff: Option<Duration>,
+}
+
+pub struct Gateway {
+    key: SigningKey,
+    orchestrators: Vec<String>,
+    discovery: Discovery,
+    http: reqwest::Client,
+    verifier: SegmentTranscoder,
+    streams: Mutex<HashMap<String, StreamState>>,
+    spend: Mutex<BTreeMap<String, OrchestratorSpend>>,
+}
+
+impl Gateway {
+    /// A gateway paying with `key`, choosing among `orchestrators` those at or below
+    /// `max_price` (wei per pixel); renditions are decoded with `verifier` to check pixels.
+    pub fn new(
+        key: SigningKey,
+        orchestrators: Vec<String>,
+        max_price: Option<BigRational>,
+        verifier: SegmentTranscoder,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            discovery: Discovery::new(key.clone(), transcoding_capabilities(), max_price),
+            key,
+            orchestrators,
+            http: client::http()?,
+            verifier,
+            streams: Mutex::default(),
+            spend: Mutex::default(),
+        })
+    }
+
+    pub fn address(&self) -> Address {
+        sig::address_of(self.key.verifying_key())
+    }
+
+    fn take_state(&self, stream: &str) -> StreamState {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(stream))
+            .unwrap_or_default()
+    }
+
+    fn put_state(&self, stream: &str, state: StreamState) {
+        if let Ok(mut s) = self.streams.lock() {
+            s.insert(stream.to_string(), state);
+        }
+    }
+
+    fn spend(&self, uri: &str, f: impl FnOnce(&mut OrchestratorSpend)) {
+        if let Ok(mut s) = self.spend.lock() {
+            let row = s
+                .entry(uri.to_string())
+                .or_insert_with(|| OrchestratorSpend {
+                    orchestrator: uri.to_string(),
+                    ..Default::default()
+                });
+            f(row);
+        }
+    }
+
+    async fn discover(&self) -> Option<Candidate> {
+        let found = self.discovery.query(&self.orchestrators, 1).await;
+        Discovery::select(&found).cloned()
+    }
+
+    fn open(&self, c: Candidate) -> Result<Session, String> {
+        let tp = c.info.ticket_params.as_ref().ok_or("no ticket params")?;
+        let params = params_from_wire(tp).map_err(|e| e.to_string())?;
+        let ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
+        let mut sender = Sender::new(self.key.clone());
+        let pm_session = sender.start_session(params, c.price.clone());
+        Ok(Session {
+            uri: c.uri,
+            info: c.info,
+            initial_price: c.price.clone(),
+            price: c.price,
+            sender,
+            pm_session,
+            ev,
+            credit: BigRational::from_integer(0.into()),
+        })
+    }
+
+    async fn offload(&self, job: SegmentJob) -> Result<Offloaded, String> {
+        let mut state = self.take_state(&job.stream_id);
+        let mut session = match state.session.take() {
+            Some(s) => s,
+            None => {
+                if let Some(at) = state.retry_at
+                    && at > Instant::now()
+                {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    self.put_state(&job.stream_id, state);
+                    return Err(format!(
+                        "no orchestrator available; looking again in {} s",
+                        wait.as_secs().max(1)
+                    ));
+                }
+                match self.discover().await.map(|c| self.open(c)) {
+                    Some(Ok(s)) => s,
+                    found => {
+                        let why = match found {
+                            Some(Err(e)) => e,
+                            _ => "no orchestrator answered acceptably".into(),
+                        };
+                        let backoff = state
+                            .backoff
+                            .map_or(RETRY_FIRST, |b| (b * 2).min(RETRY_CAP));
+                        state.backoff = Some(backoff);
+                        state.retry_at = Some(Instant::now() + backoff);
+                        self.put_state(&job.stream_id, state);
+                        return Err(why);
+                    }
+                }
+            }
+        };
+        match self.send(&mut session, &job).await {
+            Ok(done) => {
+                state.session = Some(session);
+                state.backoff = None;
+                state.retry_at = None;
+                self.put_state(&job.stream_id, state);
+                Ok(done)
+            }
+            Err(f) => {
+                tracing::info!(stream = %job.stream_id, orchestrator = %session.uri, "segment failed: {}", f.message);
+                self.spend(&session.uri, |s| {
+                    s.failures += 1;
+                    s.last_error = Some(f.message.clone());
+                });
+                if f.block {
+                    self.discovery.block(&session.info, BLOCK);
+                }
+                let backoff = state.backoff.unwrap_or(RETRY_FIRST);
+                state.backoff = Some(backoff);
+                state.retry_at = Some(Instant::now() + backoff);
+                self.put_state(&job.stream_id, state);
+                self.end_session(session).await;
+                Err(f.message)
+            }
+        }
+    }
+
+    /// One segment through `session`: pay, send, download, verify, book the credit.
+    async fn send(&self, s: &mut Session, job: &SegmentJob) -> Result<Offloaded, Failure> {
+        let profiles: Vec<VideoProfile> = job.profiles.iter().map(video_profile).collect();
+        if s.price > &s.initial_price * BigRational::from_integer(2.into()) {
+            return Err(Failure::new(
+                "Orchestrator price has more than doubled since the session began",
+            ));
+        }
+        let fee = estimated_fee(&profiles, job.duration, &s.price);
+        let existing = std::mem::replace(&mut s.credit, BigRational::from_integer(0.into()));
+        let (n, bought) = tickets_for_fee(&fee, &s.ev, &existing);
+        let price_info = s.info.price_info.clone().unwrap_or_default();
+        let payment = if n == 0 {
+            Payment {
+                sender: self.address().to_vec(),
+                expected_price: Some(price_info.clone()),
+                ..Default::default()
+            }
+        } else {
+            let n = u32::try_from(n).map_err(|_| Failure::new("the fee needs too many tickets"))?;
+            let batch = s
+                .sender
+                .create_batch(&s.pm_session, n)
+                .map_err(|e| Failure::new(e.to_string()))?;
+            payment_for_batch(&batch, &price_info)
+        };
+        let token = s
+            .info
+            .auth_token
+            .clone()
+            .ok_or_else(|| Failure::new("no auth token"))?;
+        let header = client::segment_header(
+            &self.key,
+            SegmentInfo {
+                manifest_id: job.stream_id.clone(),
+                seq: job.seq as i64,
+                duration_ms: job.duration.as_millis().min(i32::MAX as u128) as i32,
+                profiles: profiles.clone(),
+                auth_token: token.clone(),
+                capabilities: transcoding_capabilities(),
+            },
+            &job.data,
+        );
+        let sent = client::post_segment(
+            &self.http,
+            &s.info.transcoder,
+            &header,
+            &encode_payment_header(&payment),
+            job.data.as_ref().clone(),
+        )
+        .await;
+        let (status, body) = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                // No answer: the tickets count as never sent (go-livepeer's rule).
+                s.credit = existing;
+                return Err(Failure::new(format!("no answer: {e}")));
+            }
+        };
+        self.spend(&s.uri, |sp| {
+            sp.segments += 1;
+            sp.tickets += n;
+            sp.ev_spent_wei = lpe_pm::rational_string(
+                &(sp.ev_spent_wei.parse::<BigRational>().unwrap_or_default()
+                    + &s.ev * BigRational::from_integer(n.into())),
+            );
+            sp.price_wei_per_pixel = lpe_pm::rational_string(&s.price);
+        });
+        if status != 200 {
+            return Err(Failure::new(format!(
+                "{status} {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let result = TranscodeResult::decode(body.as_ref())
+            .map_err(|e| Failure::new(format!("an unreadable TranscodeResult: {e}")))?;
+        let data = match result.result {
+            Some(TranscodeOutcome::Data(d)) => d,
+            Some(TranscodeOutcome::Error(e)) => return Err(Failure::new(e)),
+            None => return Err(Failure::new("UnknownResponse")),
+        };
+        if data.segments.len() != profiles.len() {
+            return Err(Failure::blocking(format!(
+                "{} renditions for {} profiles",
+                data.segments.len(),
+                profiles.len()
+            )));
+        }
+        let mut renditions = Vec::with_capacity(data.segments.len());
+        for seg in &data.segments {
+            renditions.push(self.download(&seg.url).await?);
+        }
+        // go-livepeer checks against the refreshed info when there is one.
+        let info = result.info.as_ref().unwrap_or(&s.info);
+        self.check_signature(info, &renditions, &data.sig)?;
+        let mut pixels = Vec::with_capacity(renditions.len());
+        for (bytes, seg) in renditions.iter().zip(&data.segments) {
+            let (verifier, bytes) = (self.verifier.clone(), bytes.clone());
+            let decoded = tokio::task::spawn_blocking(move || verifier.decoded_pixels(&bytes))
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?
+                .map_err(|e| Failure::blocking(format!("a rendition does not decode: {e}")))?;
+            if i64::try_from(decoded).ok() != Some(seg.pixels) {
+                return Err(Failure::blocking(format!(
+                    "PixelMismatch: {} reported, {decoded} decoded",
+                    seg.pixels
+                )));
+            }
+            pixels.push(decoded);
+        }
+        let used: u64 = pixels.iter().sum();
+        s.credit = existing + bought - &s.price * BigRational::from_integer(used.into());
+        self.spend(&s.uri, |sp| sp.pixels += used);
+        if let Some(info) = result.info {
+            self.adopt(s, info);
+        }
+        Ok(Offloaded {
+            renditions,
+            pixels,
+            by: s.uri.clone(),
+        })
+    }
+
+    /// Takes an orchestrator's refreshed info: new ticket params are a new ticket session
+    /// (nonces restart); a new auth session starts without credit.
+    fn adopt(&self, s: &mut Session, info: OrchestratorInfo) {
+        let params = info
+            .ticket_params
+            .as_ref()
+            .and_then(|tp| params_from_wire(tp).ok());
+        let price = info
+            .price_info
+            .as_ref()
+            .and_then(|p| price_from_info(p.price_per_unit, p.pixels_per_unit));
+        if let (Some(params), Some(price)) = (params, price) {
+            let same_session = info.auth_token.as_ref().map(|t| &t.session_id)
+                == s.info.auth_token.as_ref().map(|t| &t.session_id);
+            if !same_session {
+                s.credit = BigRational::from_integer(0.into());
+            }
+            s.sender.end_session(&s.pm_session);
+            s.ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
+            s.pm_session = s.sender.start_session(params, price.clone());
+            s.price = price;
+            s.info = info;
+        }
+    }
+
+    async fn download(&self, url: &str) -> Result<Vec<u8>, Failure> {
+        let res = self
+            .http
+            .get(url)
+            .timeout(DOWNLOAD)
+            .send()
+            .await
+            .map_err(|e| Failure::new(format!("download {url}: {e}")))?;
+        if !res.status().is_success() {
+            return Err(Failure::new(format!("download {url}: {}", res.status())));
+        }
+        if res
+            .content_length()
+            .is_some_and(|l| l > MAX_RENDITION as u64)
+        {
+            return Err(Failure::blocking(format!("{url}: a rendition too large")));
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| Failure::new(format!("download {url}: {e}")))?;
+        if bytes.len() > MAX_RENDITION {
+            return Err(Failure::blocking(format!("{url}: a rendition too large")));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// `TranscodeData.sig` against the orchestrator's address (the ticket recipient when the
+    /// address is all zeros; unchecked when absent, as go-livepeer does).
+    fn check_signature(
+        &self,
+        info: &OrchestratorInfo,
+        renditions: &[Vec<u8>],
+        sig: &[u8],
+    ) -> Result<(), Failure> {
+        let address = if info.address.is_empty() {
+            return Ok(());
+        } else if info.address.iter().all(|b| *b == 0) {
+            info.ticket_params
+                .as_ref()
+                .map(|t| t.recipient.clone())
+                .unwrap_or_default()
+        } else {
+            info.address.clone()
+        };
+        let address = Address::try_from(address.as_slice())
+            .map_err(|_| Failure::blocking("a malformed orchestrator address"))?;
+        let digest = creds::transcoded_digest(renditions.iter().map(Vec::as_slice));
+        sig::verify(address, digest.as_slice(), sig)
+            .map_err(|_| Failure::blocking("PM Check Failed: the renditions' signature"))
+    }
+
+    async fn end_session(&self, s: Session) {
+        let token = s.info.auth_token.clone();
+        let ending = async {
+            let ch = client::connect(&s.info.transcoder).await?;
+            client::end_transcoding_session(ch, token)
+                .await
+                .map_err(|e| e.message().to_string())
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), ending).await {
+            tracing::debug!(orchestrator = %s.uri, "EndTranscodingSession: {e}");
+        }
+    }
+}
+
+impl Offload for Gateway {
+    fn transcode(&self, job: SegmentJob) -> BoxFuture<'_, Result<Offloaded, String>> {
+        Box::pin(self.offload(job))
+    }
+
+    fn end(&self, stream_id: &str) -> BoxFuture<'_, ()> {
+        let state = self.take_state(stream_id);
+        Box::pin(async move {
+            if let Some(s) = state.session {
+                self.end_session(s).await;
+            }
+        })
+    }
+
+    fn spend(&self) -> Vec<OrchestratorSpend> {
+        self.spend
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The most a gateway with `max_price_per_unit` wei per `pixels_per_unit` pixels pays; `None`
+/// when 0 (any price).
+pub fn max_price(max_price_per_unit: u64, pixels_per_unit: u64) -> Option<BigRational> {
+    (max_price_per_unit > 0).then(|| {
+        BigRational::new(
+            BigInt::from(max_price_per_unit),
+            BigInt::from(pixels_per_unit.max(1)),
+        )
+    })
+}
+
+/// Runs the gateway while the node runs: unlocks the account, installs the gateway in the
+/// media engine for offloaded streams, and removes it at shutdown.
+pub async fn run(
+    node: Arc<lpe_node::Node>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let cfg = node.cfg.clone();
+    let signer = tokio::task::spawn_blocking(move || lpe_node::payments::account_signer(&cfg))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the gateway cannot unlock the account: {e}"))?;
+    let net = &node.cfg.net;
+    let gateway = Gateway::new(
+        signer.credential().clone(),
+        net.orchestrators.clone(),
+        max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
+        node.segment_transcoder(),
+    )?;
+    tracing::info!(
+        address = %gateway.address(),
+        orchestrators = net.orchestrators.len(),
+        "gateway ready for offloaded streams"
+    );
+    node.set_offload(Some(Arc::new(gateway)));
+    let _ = stop.wait_for(|v| *v).await;
+    node.set_offload(None);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(w: i32, h: i32, fps: u32, den: u32) -> VideoProfile {
+        VideoProfile {
+            width: w,
+            height: h,
+            fps,
+            fps_den: den,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_fee_is_go_livepeers_estimate() {
+        let price = BigRational::from_integer(3.into());
+        // 1280×720×30×2 + 640×360×ceil(30000/1001 = 29.97 → 30)×2, × 1.02 (the double) × 3.
+        let fee = estimated_fee(
+            &[profile(1280, 720, 30, 1), profile(640, 360, 30000, 1001)],
+            Duration::from_millis(1500),
+            &price,
+        );
+        let pixels = 1280 * 720 * 30 * 2 + 640 * 360 * 30 * 2;
+        assert_eq!(
+            fee,
+            BigRational::from_integer(BigInt::from(pixels * 3)) * fee_margin()
+        );
+        assert!(fee_margin() > BigRational::new(102.into(), 100.into()));
+        // fps 0 counts as 60.
+        let fee = estimated_fee(&[profile(2, 2, 0, 0)], Duration::from_secs(1), &price);
+        assert_eq!(
+            fee,
+            BigRational::from_integer(BigInt::from(2 * 2 * 60 * 3)) * fee_margin()
+        );
+    }
+
+    #[test]
+    fn profiles_go_out_as_go_livepeer_reads_them() {
+        let p = OutputProfile {
+            name: "720p".into(),
+            width: 1280,
+            height: 720,
+            bitrate_bps: 3_000_000,
+            fps: Some((30, 1)),
+            gop: None,
+            profile: lpe_core::spec::H264Profile::Main,
+        };
+        let v = video_profile(&p);
+        assert_eq!(
+            (v.width, v.height, v.bitrate, v.fps, v.fps_den),
+            (1280, 720, 3_000_000, 30, 1)
+        );
+        assert_eq!((v.profile, v.format, v.encoder, v.gop), (2, 0, 0, 0));
+        let back = crate::request::output_profile(&v).expect("reads back");
+        assert_eq!(
+            (back.width, back.height, back.fps),
+            (1280, 720, Some((30, 1)))
+        );
+    }
+}
