@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use config::Config;
 use lpe_core::events::{EventBus, EventKind};
+use lpe_core::role::NetworkRole;
 use lpe_core::supervisor::{Restart, Supervisor};
 pub use lpe_node::payments::account_signer;
 
@@ -111,7 +112,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             addr: cfg.http.listen,
             source,
         })?;
-    let network = if cfg.pm.earns() {
+    let network = if cfg.pm.earns() || cfg.pm.role == NetworkRole::Signer {
         Some(
             TcpListener::bind(cfg.net.listen)
                 .await
@@ -223,7 +224,8 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             lpe_net::gateway::run(Arc::clone(&node), stop)
         });
     }
-    if !cfg.pm.role.is_off() {
+    // A gateway that signs through a remote signer holds no key and needs no chain.
+    if !cfg.pm.role.is_off() && !cfg.keyless_gateway() {
         let node = Arc::clone(&node);
         subsystems.spawn("payments", node::payments::RESTART, move |stop| {
             node::payments::run(Arc::clone(&node), stop)
@@ -258,6 +260,11 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout_seconds.into()),
     };
     let orchestrating = match network {
+        Some(tcp) if cfg.pm.role == NetworkRole::Signer => Some(
+            lpe_net::signer::start(Arc::clone(&node), tcp, shutdown_rx.clone())
+                .await
+                .map_err(StartError::Network)?,
+        ),
         Some(tcp) => Some(
             lpe_net::server::start(Arc::clone(&node), tcp, shutdown_rx.clone())
                 .map_err(StartError::Network)?,

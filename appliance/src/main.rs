@@ -273,6 +273,7 @@ fn load(args: ConfigArgs) -> Result<Config, ExitCode> {
     env.remove(lpe_control::mqtt::PASSWORD_ENV);
     env.remove(lpe_net::TRANSCODER_SECRET_ENV);
     env.remove(lpe_net::ORCHESTRATOR_SECRET_ENV);
+    env.remove(lpe_net::signer::TOKEN_ENV);
     let flags = Overrides {
         data_dir: args.data_dir,
         http_listen: args.http_listen,

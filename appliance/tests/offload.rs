@@ -230,3 +230,154 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     println!("gateway spend: {spend}");
     drop(orch);
 }
+
+/// The gateway holds no key: a node in the signer role signs its requests, segments and
+/// tickets, and the signer's deposit pays the orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_a_key_pays_through_a_signer() {
+    let w = world(10_000).await;
+    let signer_chain = funded_gateway(&w).await;
+    let signer_address = common::evm::key(GATEWAY).address();
+    let deposit_before = signer_chain
+        .sender_info(signer_address)
+        .await
+        .expect("sender info")
+        .deposit;
+    let (url, controller) = (w.node.url.clone(), w.controller.to_string());
+    const TOKEN: &str = "fleet-signer-token";
+
+    let odir = tempfile::tempdir().expect("tempdir");
+    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
+    let orch = start_payment_node_with(
+        odir.path(),
+        &url,
+        &controller,
+        "orchestrator",
+        PASSWORD,
+        &[],
+        &[],
+    );
+
+    // The signer holds the funded account.
+    let sdir = tempfile::tempdir().expect("tempdir");
+    import_key(sdir.path(), GATEWAY, PASSWORD);
+    let signer = start_payment_node_with(
+        sdir.path(),
+        &url,
+        &controller,
+        "signer",
+        PASSWORD,
+        &[],
+        &[("LPE_NET_SIGNER_TOKEN", TOKEN)],
+    );
+    // Without the token it signs nothing.
+    let (st, _) = http_post(
+        &format!("{}/sign-orchestrator-info", signer.net_url()),
+        None,
+    );
+    assert_eq!(st, 401);
+    let (st, body) = http_post(
+        &format!("{}/sign-orchestrator-info", signer.net_url()),
+        Some(TOKEN),
+    );
+    assert_eq!(st, 200, "{body}");
+    let address = signer_address.to_string();
+    assert_eq!(body["address"], address.as_str(), "{body}");
+
+    // The gateway: no keystore, no chain.
+    let gdir = tempfile::tempdir().expect("tempdir");
+    let signer_url = signer.net_url();
+    let gateway = NodeProc::start_with(
+        gdir.path(),
+        &[
+            ("LPE_PM_ROLE", "gateway"),
+            ("LPE_NET_ORCHESTRATORS", &orch.net_url()),
+            ("LPE_NET_REMOTE_SIGNER_URL", &signer_url),
+            ("LPE_NET_SIGNER_TOKEN", TOKEN),
+        ],
+    );
+    let s = gateway.create(json!({
+        "name": "signed elsewhere",
+        "source": {"kind": "rtmp"},
+        "offload": true,
+        "ladder": [
+            {"name": "source", "bitrate_kbps": 1000},
+            {"name": "240p", "height": 240, "bitrate_kbps": 400}
+        ]
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key").to_string();
+    let _push = FfmpegPush::start(&gateway.rtmp_url(&key), "640x360", 300);
+    let path = format!("/api/streams/{id}");
+    let v = wait(
+        &gateway,
+        &path,
+        "no segment came from the orchestrator",
+        Duration::from_secs(60),
+        |v| count(v, "segments_network") >= 2,
+    );
+    assert_eq!(offload(&v)["orchestrator"], orch.net_url().as_str(), "{v}");
+    let hls = gdir.path().join("hls").join(&id).join("240p");
+    let segs = segments(&hls.join("index.m3u8"));
+    let p = probe_video(&hls.join(segs.last().expect("a segment")));
+    assert_eq!(p["streams"][0]["height"], 240, "{p}");
+    assert!(
+        !gdir.path().join("keystore").exists()
+            || std::fs::read_dir(gdir.path().join("keystore"))
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true),
+        "the gateway's data directory holds a key"
+    );
+
+    // The tickets were the signer's: redeemed, they come out of its deposit.
+    let (st, _) = gateway.send("POST", &format!("{path}/stop"), None);
+    assert_eq!(st, 200);
+    common::evm::mine(&w.admin, 50).await;
+    let t = wait(
+        &orch,
+        "/api/pm/tickets",
+        "tickets not all redeemed",
+        Duration::from_secs(60),
+        |v| {
+            let c = &v["counts"];
+            c["pending"] == 0
+                && c["redeemed"].as_u64().unwrap_or(0) >= 1
+                && c["redeemed"] == c["won"]
+        },
+    );
+    assert!(
+        t["tickets"]
+            .as_array()
+            .is_some_and(|all| all.iter().all(|r| r["sender"] == address.as_str())),
+        "{t}"
+    );
+    let earned: U256 = t["counts"]["earned"]
+        .as_str()
+        .expect("earned")
+        .parse()
+        .expect("wei");
+    let deposit_after = signer_chain
+        .sender_info(signer_address)
+        .await
+        .expect("info")
+        .deposit;
+    assert_eq!(deposit_before - deposit_after, earned, "{t}");
+}
+
+fn http_post(url: &str, token: Option<&str>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.post(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    match req.send_empty() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}

@@ -14,14 +14,17 @@ pub enum NetworkRole {
     /// Earns tickets for work done.
     Orchestrator,
     Both,
+    /// Holds the key and the deposit and signs for gateways that hold none.
+    Signer,
 }
 
 impl NetworkRole {
-    pub const ALL: [NetworkRole; 4] = [
+    pub const ALL: [NetworkRole; 5] = [
         NetworkRole::Off,
         NetworkRole::Gateway,
         NetworkRole::Orchestrator,
         NetworkRole::Both,
+        NetworkRole::Signer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl NetworkRole {
             NetworkRole::Gateway => "gateway",
             NetworkRole::Orchestrator => "orchestrator",
             NetworkRole::Both => "both",
+            NetworkRole::Signer => "signer",
         }
     }
 

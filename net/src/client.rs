@@ -97,10 +97,10 @@ pub struct SegmentInfo {
     pub capabilities: Capabilities,
 }
 
-/// The `Livepeer-Segment` header for `segment`, signed by `key` (field 33 profiles, as a
-/// go-livepeer gateway sends MPEG-TS outputs at integer rates).
-pub fn segment_header(key: &SigningKey, info: SegmentInfo, segment: &[u8]) -> String {
-    let mut seg = SegData {
+/// The credentials for `segment`, unsigned (field 33 profiles, as a go-livepeer gateway sends
+/// MPEG-TS outputs at integer rates).
+pub fn segment_data(info: SegmentInfo, segment: &[u8]) -> SegData {
+    SegData {
         manifest_id: info.manifest_id.into_bytes(),
         seq: info.seq,
         hash: lpe_pm::keccak256(segment).to_vec(),
@@ -110,11 +110,20 @@ pub fn segment_header(key: &SigningKey, info: SegmentInfo, segment: &[u8]) -> St
         auth_token: Some(info.auth_token),
         full_profiles: info.profiles,
         ..Default::default()
-    };
+    }
+}
+
+/// The `Livepeer-Segment` header: `seg` signed by `key`.
+pub fn signed_segment(key: &SigningKey, mut seg: SegData) -> String {
     let names: Vec<&str> = seg.full_profiles.iter().map(|p| p.name.as_str()).collect();
     let digest = creds::segment_digest(&seg, &names);
     seg.sig = sig::sign(key, digest.as_slice()).to_vec();
     STANDARD.encode(seg.encode_to_vec())
+}
+
+/// The `Livepeer-Segment` header for `segment`, signed by `key`.
+pub fn segment_header(key: &SigningKey, info: SegmentInfo, segment: &[u8]) -> String {
+    signed_segment(key, segment_data(info, segment))
 }
 
 pub use reqwest::Client as HttpClient;

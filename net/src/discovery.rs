@@ -12,7 +12,7 @@ use lpe_pm::sig::SigningKey;
 use lpe_pm::{Address, BigRational};
 
 use crate::client;
-use crate::proto::{Capabilities, OrchestratorInfo};
+use crate::proto::{Capabilities, OrchestratorInfo, OrchestratorRequest};
 
 /// go-livepeer's first wait for answers; it doubles up to [`CUT_OFF`].
 const FIRST_WAIT: Duration = Duration::from_millis(500);
@@ -82,7 +82,9 @@ pub fn acceptable(
 }
 
 pub struct Discovery {
-    key: SigningKey,
+    /// The signed request sent to every candidate (its signature never changes: it covers
+    /// only the gateway's address).
+    request: OrchestratorRequest,
     needs: Capabilities,
     max_price: Option<BigRational>,
     /// Orchestrators that failed verification, until when.
@@ -91,12 +93,29 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn new(key: SigningKey, needs: Capabilities, max_price: Option<BigRational>) -> Self {
+        let request = client::orchestrator_request(&key, Some(needs.clone()));
+        Self::with_request(request, needs, max_price)
+    }
+
+    /// Discovery with a request signed elsewhere (by a remote signer).
+    pub fn with_request(
+        request: OrchestratorRequest,
+        needs: Capabilities,
+        max_price: Option<BigRational>,
+    ) -> Self {
         Self {
-            key,
+            request: OrchestratorRequest {
+                capabilities: Some(needs.clone()),
+                ..request
+            },
             needs,
             max_price,
             blocked: Mutex::default(),
         }
+    }
+
+    pub fn max_price(&self) -> Option<&BigRational> {
+        self.max_price.as_ref()
     }
 
     /// Asks every URI at once and keeps the acceptable answers, sorted by latency; returns
@@ -104,10 +123,7 @@ impl Discovery {
     pub async fn query(&self, uris: &[String], wanted: usize) -> Vec<Candidate> {
         let mut asks = tokio::task::JoinSet::new();
         for uri in uris {
-            let (uri, req) = (
-                uri.clone(),
-                client::orchestrator_request(&self.key, Some(self.needs.clone())),
-            );
+            let (uri, req) = (uri.clone(), self.request.clone());
             asks.spawn(async move {
                 let started = Instant::now();
                 let ch = client::connect(&uri).await?;

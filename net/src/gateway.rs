@@ -32,6 +32,7 @@ use crate::proto::{
     Capabilities, OrchestratorInfo, Payment, TranscodeOutcome, TranscodeResult, VideoProfile,
     capability,
 };
+use crate::signer::RemoteSigner;
 
 /// An orchestrator that failed verification stays out of the choice this long.
 const BLOCK: Duration = Duration::from_secs(600);
@@ -106,6 +107,14 @@ pub fn video_profile(p: &OutputProfile) -> VideoProfile {
     }
 }
 
+/// Who signs the gateway's requests, segments and tickets.
+pub enum Payer {
+    /// This node's own key.
+    Local(SigningKey),
+    /// A node in the signer role, which holds the key and the deposit.
+    Remote(RemoteSigner),
+}
+
 /// A stream's session with one orchestrator.
 struct Session {
     uri: String,
@@ -113,11 +122,24 @@ struct Session {
     price: BigRational,
     /// The price when the session began: go-livepeer refuses to pay more than twice it.
     initial_price: BigRational,
+    /// The ticket session when this node signs its own tickets (a remote signer keeps its own).
+    tickets: Option<Tickets>,
+}
+
+struct Tickets {
     sender: Sender,
     pm_session: String,
     ev: BigRational,
     /// What the tickets sent bought and the work has not used yet.
     credit: BigRational,
+}
+
+/// A segment's headers, and what its tickets are worth.
+struct Paid {
+    segment: String,
+    payment: String,
+    tickets: u64,
+    ev: BigRational,
 }
 
 /// Why a segment did not come back from the network.
@@ -150,7 +172,8 @@ struct StreamState {
 }
 
 pub struct Gateway {
-    key: SigningKey,
+    payer: Payer,
+    address: Address,
     orchestrators: Vec<String>,
     discovery: Discovery,
     http: reqwest::Client,
@@ -160,17 +183,24 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway paying with `key`, choosing among `orchestrators` those at or below
+    /// A gateway paying through `payer`, choosing among `orchestrators` those at or below
     /// `max_price` (wei per pixel); renditions are decoded with `verifier` to check pixels.
-    pub fn new(
-        key: SigningKey,
+    pub async fn new(
+        payer: Payer,
         orchestrators: Vec<String>,
         max_price: Option<BigRational>,
         verifier: SegmentTranscoder,
     ) -> Result<Self, String> {
+        let request = match &payer {
+            Payer::Local(key) => client::orchestrator_request(key, None),
+            Payer::Remote(r) => r.orchestrator_request().await?,
+        };
+        let address = Address::try_from(request.address.as_slice())
+            .map_err(|_| "a malformed gateway address".to_string())?;
         Ok(Self {
-            discovery: Discovery::new(key.clone(), transcoding_capabilities(), max_price),
-            key,
+            discovery: Discovery::with_request(request, transcoding_capabilities(), max_price),
+            payer,
+            address,
             orchestrators,
             http: client::http()?,
             verifier,
@@ -179,8 +209,9 @@ impl Gateway {
         })
     }
 
+    /// The account that pays (this node's, or the remote signer's).
     pub fn address(&self) -> Address {
-        sig::address_of(self.key.verifying_key())
+        self.address
     }
 
     fn take_state(&self, stream: &str) -> StreamState {
@@ -215,20 +246,28 @@ impl Gateway {
     }
 
     fn open(&self, c: Candidate) -> Result<Session, String> {
-        let tp = c.info.ticket_params.as_ref().ok_or("no ticket params")?;
-        let params = params_from_wire(tp).map_err(|e| e.to_string())?;
-        let ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
-        let mut sender = Sender::new(self.key.clone());
-        let pm_session = sender.start_session(params, c.price.clone());
+        let tickets = match &self.payer {
+            Payer::Remote(_) => None,
+            Payer::Local(key) => {
+                let tp = c.info.ticket_params.as_ref().ok_or("no ticket params")?;
+                let params = params_from_wire(tp).map_err(|e| e.to_string())?;
+                let ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
+                let mut sender = Sender::new(key.clone());
+                let pm_session = sender.start_session(params, c.price.clone());
+                Some(Tickets {
+                    sender,
+                    pm_session,
+                    ev,
+                    credit: BigRational::from_integer(0.into()),
+                })
+            }
+        };
         Ok(Session {
             uri: c.uri,
             info: c.info,
             initial_price: c.price.clone(),
             price: c.price,
-            sender,
-            pm_session,
-            ev,
-            credit: BigRational::from_integer(0.into()),
+            tickets,
         })
     }
 
@@ -292,6 +331,80 @@ impl Gateway {
         }
     }
 
+    /// The headers for a segment: credentials signed and tickets for its fee, by this node's
+    /// key (with the credit bookkeeping of §2.5.6) or by the remote signer.
+    async fn pay(
+        &self,
+        s: &mut Session,
+        job: &SegmentJob,
+        profiles: &[VideoProfile],
+    ) -> Result<Paid, Failure> {
+        let token = s
+            .info
+            .auth_token
+            .clone()
+            .ok_or_else(|| Failure::new("no auth token"))?;
+        let seg = client::segment_data(
+            SegmentInfo {
+                manifest_id: job.stream_id.clone(),
+                seq: job.seq as i64,
+                duration_ms: job.duration.as_millis().min(i32::MAX as u128) as i32,
+                profiles: profiles.to_vec(),
+                auth_token: token,
+                capabilities: transcoding_capabilities(),
+            },
+            &job.data,
+        );
+        let key = match &self.payer {
+            Payer::Remote(r) => {
+                let signed = r.sign_segment(&s.info, &seg).await.map_err(Failure::new)?;
+                let ev = s
+                    .info
+                    .ticket_params
+                    .as_ref()
+                    .and_then(|tp| params_from_wire(tp).ok())
+                    .map(|p| lpe_pm::ticket::expected_value(p.face_value, p.win_prob))
+                    .unwrap_or_default();
+                return Ok(Paid {
+                    segment: signed.segment,
+                    payment: signed.payment,
+                    tickets: signed.tickets,
+                    ev,
+                });
+            }
+            Payer::Local(key) => key,
+        };
+        let t = s
+            .tickets
+            .as_mut()
+            .ok_or_else(|| Failure::new("no ticket session"))?;
+        let fee = estimated_fee(profiles, job.duration, &s.price);
+        let (n, bought) = tickets_for_fee(&fee, &t.ev, &t.credit);
+        let price_info = s.info.price_info.clone().unwrap_or_default();
+        let payment = if n == 0 {
+            Payment {
+                sender: self.address.to_vec(),
+                expected_price: Some(price_info),
+                ..Default::default()
+            }
+        } else {
+            let n = u32::try_from(n).map_err(|_| Failure::new("the fee needs too many tickets"))?;
+            let batch = t
+                .sender
+                .create_batch(&t.pm_session, n)
+                .map_err(|e| Failure::new(e.to_string()))?;
+            payment_for_batch(&batch, &price_info)
+        };
+        // Booked as sent; a segment that gets no answer gives it back (go-livepeer's rule).
+        t.credit += bought;
+        Ok(Paid {
+            segment: client::signed_segment(key, seg),
+            payment: encode_payment_header(&payment),
+            tickets: n,
+            ev: t.ev.clone(),
+        })
+    }
+
     /// One segment through `session`: pay, send, download, verify, book the credit.
     async fn send(&self, s: &mut Session, job: &SegmentJob) -> Result<Offloaded, Failure> {
         let profiles: Vec<VideoProfile> = job.profiles.iter().map(video_profile).collect();
@@ -300,46 +413,22 @@ impl Gateway {
                 "Orchestrator price has more than doubled since the session began",
             ));
         }
-        let fee = estimated_fee(&profiles, job.duration, &s.price);
-        let existing = std::mem::replace(&mut s.credit, BigRational::from_integer(0.into()));
-        let (n, bought) = tickets_for_fee(&fee, &s.ev, &existing);
-        let price_info = s.info.price_info.clone().unwrap_or_default();
-        let payment = if n == 0 {
-            Payment {
-                sender: self.address().to_vec(),
-                expected_price: Some(price_info.clone()),
-                ..Default::default()
-            }
-        } else {
-            let n = u32::try_from(n).map_err(|_| Failure::new("the fee needs too many tickets"))?;
-            let batch = s
-                .sender
-                .create_batch(&s.pm_session, n)
-                .map_err(|e| Failure::new(e.to_string()))?;
-            payment_for_batch(&batch, &price_info)
-        };
-        let token = s
-            .info
-            .auth_token
-            .clone()
-            .ok_or_else(|| Failure::new("no auth token"))?;
-        let header = client::segment_header(
-            &self.key,
-            SegmentInfo {
-                manifest_id: job.stream_id.clone(),
-                seq: job.seq as i64,
-                duration_ms: job.duration.as_millis().min(i32::MAX as u128) as i32,
-                profiles: profiles.clone(),
-                auth_token: token.clone(),
-                capabilities: transcoding_capabilities(),
-            },
-            &job.data,
-        );
+        if let Some(max) = self.discovery.max_price()
+            && s.price > *max
+        {
+            return Err(Failure::new(format!(
+                "price {} above the maximum {}",
+                lpe_pm::rational_string(&s.price),
+                lpe_pm::rational_string(max)
+            )));
+        }
+        let credit_before = s.tickets.as_ref().map(|t| t.credit.clone());
+        let paid = self.pay(s, job, &profiles).await?;
         let sent = client::post_segment(
             &self.http,
             &s.info.transcoder,
-            &header,
-            &encode_payment_header(&payment),
+            &paid.segment,
+            &paid.payment,
             job.data.as_ref().clone(),
         )
         .await;
@@ -347,20 +436,26 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => {
                 // No answer: the tickets count as never sent (go-livepeer's rule).
-                s.credit = existing;
+                if let (Some(t), Some(before)) = (s.tickets.as_mut(), credit_before) {
+                    t.credit = before;
+                }
                 return Err(Failure::new(format!("no answer: {e}")));
             }
         };
         self.spend(&s.uri, |sp| {
             sp.segments += 1;
-            sp.tickets += n;
+            sp.tickets += paid.tickets;
             sp.ev_spent_wei = lpe_pm::rational_string(
                 &(sp.ev_spent_wei.parse::<BigRational>().unwrap_or_default()
-                    + &s.ev * BigRational::from_integer(n.into())),
+                    + &paid.ev * BigRational::from_integer(paid.tickets.into())),
             );
             sp.price_wei_per_pixel = lpe_pm::rational_string(&s.price);
         });
         if status != 200 {
+            // Sent but failed: the credit is spent.
+            if let Some(t) = s.tickets.as_mut() {
+                t.credit = BigRational::from_integer(0.into());
+            }
             return Err(Failure::new(format!(
                 "{status} {}",
                 String::from_utf8_lossy(&body).trim()
@@ -403,7 +498,9 @@ impl Gateway {
             pixels.push(decoded);
         }
         let used: u64 = pixels.iter().sum();
-        s.credit = existing + bought - &s.price * BigRational::from_integer(used.into());
+        if let Some(t) = s.tickets.as_mut() {
+            t.credit -= &s.price * BigRational::from_integer(used.into());
+        }
         self.spend(&s.uri, |sp| sp.pixels += used);
         if let Some(info) = result.info {
             self.adopt(s, info);
@@ -426,18 +523,21 @@ impl Gateway {
             .price_info
             .as_ref()
             .and_then(|p| price_from_info(p.price_per_unit, p.pixels_per_unit));
-        if let (Some(params), Some(price)) = (params, price) {
-            let same_session = info.auth_token.as_ref().map(|t| &t.session_id)
-                == s.info.auth_token.as_ref().map(|t| &t.session_id);
+        let (Some(params), Some(price)) = (params, price) else {
+            return;
+        };
+        let same_session = info.auth_token.as_ref().map(|t| &t.session_id)
+            == s.info.auth_token.as_ref().map(|t| &t.session_id);
+        if let Some(t) = s.tickets.as_mut() {
             if !same_session {
-                s.credit = BigRational::from_integer(0.into());
+                t.credit = BigRational::from_integer(0.into());
             }
-            s.sender.end_session(&s.pm_session);
-            s.ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
-            s.pm_session = s.sender.start_session(params, price.clone());
-            s.price = price;
-            s.info = info;
+            t.sender.end_session(&t.pm_session);
+            t.ev = lpe_pm::ticket::expected_value(params.face_value, params.win_prob);
+            t.pm_session = t.sender.start_session(params, price.clone());
         }
+        s.price = price;
+        s.info = info;
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, Failure> {
@@ -545,18 +645,25 @@ pub async fn run(
     node: Arc<lpe_node::Node>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let cfg = node.cfg.clone();
-    let signer = tokio::task::spawn_blocking(move || lpe_node::payments::account_signer(&cfg))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the gateway cannot unlock the account: {e}"))?;
-    let net = &node.cfg.net;
+    let net = node.cfg.net.clone();
+    let payer = if net.remote_signer_url.is_empty() {
+        let cfg = node.cfg.clone();
+        let account = tokio::task::spawn_blocking(move || lpe_node::payments::account_signer(&cfg))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("the gateway cannot unlock the account: {e}"))?;
+        Payer::Local(account.credential().clone())
+    } else {
+        let token = lpe_node::config::secret(&net.signer_token_file, crate::signer::TOKEN_ENV)?;
+        Payer::Remote(RemoteSigner::new(&net.remote_signer_url, token)?)
+    };
     let gateway = Gateway::new(
-        signer.credential().clone(),
+        payer,
         net.orchestrators.clone(),
         max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
         node.segment_transcoder(),
-    )?;
+    )
+    .await?;
     tracing::info!(
         address = %gateway.address(),
         orchestrators = net.orchestrators.len(),

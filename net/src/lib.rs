@@ -18,6 +18,7 @@ pub mod request;
 pub mod results;
 pub mod server;
 pub mod sessions;
+pub mod signer;
 pub mod tls_client;
 pub mod transcoder;
 

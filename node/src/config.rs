@@ -81,6 +81,12 @@ pub struct NetConfig {
     /// The most this gateway pays, wei per `max_price_pixels_per_unit` pixels; 0: any price.
     pub max_price_per_unit: u64,
     pub max_price_pixels_per_unit: u64,
+    /// A node in the signer role that signs and pays for this gateway, `http://host:port`;
+    /// empty: this node's own key.
+    pub remote_signer_url: String,
+    /// File with the bearer token of the signer role: what a signer requires and a gateway
+    /// presents; empty: the LPE_NET_SIGNER_TOKEN environment variable.
+    pub signer_token_file: String,
 }
 
 /// A secret from `file` (trimmed), else from the environment variable `env`; empty is none.
@@ -313,6 +319,8 @@ impl Default for Config {
                 orchestrators: Vec::new(),
                 max_price_per_unit: 0,
                 max_price_pixels_per_unit: 1,
+                remote_signer_url: String::new(),
+                signer_token_file: String::new(),
             },
             mqtt: MqttConfig {
                 url: String::new(),
@@ -598,6 +606,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !n.remote_signer_url.is_empty() {
+            let bad = |m: &str| ConfigError::new("net.remote_signer_url", m);
+            let u = url::Url::parse(&n.remote_signer_url).map_err(|e| bad(&e.to_string()))?;
+            if !matches!(u.scheme(), "https" | "http") || u.host_str().is_none() {
+                return Err(bad("must be http://host:port or https://host:port"));
+            }
+        }
         for o in &n.orchestrators {
             let bad = |m: &str| ConfigError::new("net.orchestrators", format!("{o}: {m}"));
             let u = url::Url::parse(o).map_err(|e| bad(&e.to_string()))?;
@@ -659,6 +674,11 @@ impl Config {
     }
 
     /// The URI gateways are given, without a trailing slash (they append `/segment`).
+    /// A gateway whose remote signer holds the key: it needs neither a keystore nor the chain.
+    pub fn keyless_gateway(&self) -> bool {
+        self.pm.role == NetworkRole::Gateway && !self.net.remote_signer_url.is_empty()
+    }
+
     pub fn service_uri(&self) -> String {
         if !self.net.service_uri.is_empty() {
             return self.net.service_uri.clone();
@@ -719,10 +739,10 @@ impl Config {
             return Err(ConfigError::new("pm.block_poll_ms", "allowed: 50 to 60000"));
         }
         let http_url = pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://");
-        if !pm.role.is_off() && !http_url {
+        if !pm.role.is_off() && !self.keyless_gateway() && !http_url {
             return Err(ConfigError::new(
                 "pm.eth_url",
-                "a gateway or orchestrator needs the chain's JSON-RPC URL (http:// or https://)",
+                "a gateway, orchestrator or signer needs the chain's JSON-RPC URL (http:// or https://)",
             ));
         }
         Ok(())

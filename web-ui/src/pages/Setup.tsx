@@ -47,6 +47,7 @@ export function Setup({ onDone }: { onDone: (s: Session) => void }) {
             <option value="gateway">Gateway (pays for transcoding)</option>
             <option value="orchestrator">Orchestrator (earns by transcoding)</option>
             <option value="both">Both</option>
+            <option value="signer">Signer (holds the deposit, signs for a fleet of gateways)</option>
           </select>
         </Field>
         <ErrorBox error={err && !err.field && err.code !== "bad_credentials" ? err : null} />
