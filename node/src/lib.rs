@@ -53,6 +53,8 @@ pub struct StreamView {
     pub ladder: Vec<lpe_core::spec::RenditionSpec>,
     pub encoder: Option<String>,
     pub enabled: bool,
+    /// Transcoded by orchestrators on the Livepeer network (the status says by whom).
+    pub offload: bool,
     pub status: StreamStatus,
     pub hls_url: String,
     pub snapshot_url: String,
@@ -862,6 +864,7 @@ impl Node {
             ladder: s.spec.ladder.clone(),
             encoder: s.spec.encoder.clone(),
             enabled: s.spec.enabled,
+            offload: s.spec.offload,
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),

@@ -90,7 +90,7 @@ try {
   const inventory = (await call("GET", "/api/encoders")).body;
   const encoder = inventory.encoders.find((e) => e.works).element;
   const kinds = [
-    { name: "Kind test", enabled: false, encoder, source: { kind: "test", width: 640, height: 360, fps: 25, pattern: "ball" },
+    { name: "Kind test", enabled: false, offload: true, encoder, source: { kind: "test", width: 640, height: 360, fps: 25, pattern: "ball" },
       ladder: [{ name: "a", height: 240, bitrate_kbps: 300, profile: "main", gop_frames: 50, fps: 25 }] },
     { name: "Kind rtsp", enabled: false, source: { kind: "rtsp", url: "rtsp://127.0.0.1:9/cam", username: "u", password: "p4ss", transport: "udp", latency_ms: 500 },
       ladder: [{ name: "b", bitrate_kbps: 800, profile: "baseline" }] },
@@ -99,7 +99,7 @@ try {
     { name: "Kind rtmp", enabled: false, source: { kind: "rtmp" },
       ladder: [{ name: "d", height: 480, bitrate_kbps: 900, profile: "main", gop_frames: 60 }] },
   ];
-  const kept = (s) => JSON.stringify({ source: s.source, ladder: s.ladder, encoder: s.encoder, enabled: s.enabled });
+  const kept = (s) => JSON.stringify({ source: s.source, ladder: s.ladder, encoder: s.encoder, enabled: s.enabled, offload: s.offload });
   await page.reload();
   for (const spec of kinds) {
     const created = await call("POST", "/api/streams", spec);

@@ -1,6 +1,6 @@
 import { ApiError, eth, get } from "../api";
 import { ErrorBox, StateBadge, usePoll } from "../ui";
-import type { TicketsResponse as Tickets, WalletView as Wallet } from "../api.gen";
+import type { SpendResponse, TicketsResponse as Tickets, WalletView as Wallet } from "../api.gen";
 
 
 /// Payments off (409) or the chain not reached yet (503): the page says "not configured".
@@ -11,6 +11,7 @@ function unavailable(e: unknown) {
 export function Payments() {
   const wallet = usePoll(() => get<Wallet>("/api/pm/wallet"), 15000);
   const tickets = usePoll(() => get<Tickets>("/api/pm/tickets?limit=100"), 5000);
+  const spend = usePoll(() => get<SpendResponse>("/api/network/spend"), 5000);
   if (unavailable(wallet.error) && !wallet.value) {
     return (
       <section>
@@ -68,8 +69,52 @@ export function Payments() {
           </table>
         </>
       )}
+      <Spend spend={spend.value} />
       <Queue tickets={tickets.value} />
     </section>
+  );
+}
+
+/// What the gateway spent on each orchestrator it sent segments to.
+function Spend({ spend }: { spend: SpendResponse | null }) {
+  if (!spend || spend.orchestrators.length === 0) return null;
+  // EV is an exact fraction "n/d" of wei: shown in ETH, rounded down to the wei.
+  const wei = (r: string) => {
+    const [n, d] = r.split("/");
+    return (BigInt(n) / BigInt(d ?? "1")).toString();
+  };
+  return (
+    <>
+      <h2>Spent on orchestrators</h2>
+      <table class="table" data-testid="spend">
+        <thead>
+          <tr>
+            <th>Orchestrator</th>
+            <th>Segments</th>
+            <th>Tickets</th>
+            <th>Expected value</th>
+            <th>Pixels</th>
+            <th>Price (wei/pixel)</th>
+            <th>Failures</th>
+          </tr>
+        </thead>
+        <tbody>
+          {spend.orchestrators.map((o) => (
+            <tr>
+              <td>
+                <code>{o.orchestrator}</code>
+              </td>
+              <td>{o.segments}</td>
+              <td>{o.tickets}</td>
+              <td>{eth(wei(o.ev_spent_wei || "0"))}</td>
+              <td>{o.pixels}</td>
+              <td>{o.price_wei_per_pixel}</td>
+              <td title={o.last_error ?? ""}>{o.failures}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }
 

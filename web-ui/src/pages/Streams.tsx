@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, get } from "../api";
-import type { SourceSpec } from "../api.gen";
+import type { OffloadStatus, SourceSpec } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
@@ -27,6 +27,8 @@ interface Draft {
   encoder: string;
   ladder: Rendition[];
   enabled: boolean;
+  /// Transcoded by an orchestrator on the Livepeer network.
+  offload: boolean;
   /// The stream as stored, so that an edit changes only what the editor shows.
   original?: Stream;
 }
@@ -37,6 +39,7 @@ function blank(): Draft {
     name: "", kind: "rtmp", url: "", username: "", password: "", transport: "tcp", latency_ms: 200, device: "",
     width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
+    offload: false,
   };
 }
 
@@ -60,6 +63,7 @@ function fromStream(s: Stream): Draft {
     encoder: s.encoder ?? "",
     ladder: s.ladder.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })),
     enabled: s.enabled,
+    offload: s.offload ?? false,
     original: s,
   };
 }
@@ -111,7 +115,7 @@ export function toSpec(d: Draft) {
     if (!o.profile) delete o.profile;
     return o;
   });
-  const spec: any = { name: d.name, source, ladder, enabled: d.enabled };
+  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload };
   if (d.encoder) spec.encoder = d.encoder;
   return spec;
 }
@@ -304,6 +308,15 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         </button>
       </fieldset>
       <label class="check">
+        <input
+          type="checkbox"
+          name="offload"
+          checked={d.offload}
+          onChange={(e) => setD({ ...d, offload: (e.target as HTMLInputElement).checked })}
+        />{" "}
+        Transcode on the Livepeer network (paid with tickets; encoded here whenever no orchestrator is available)
+      </label>
+      <label class="check">
         <input type="checkbox" checked={d.enabled} onChange={(e) => setD({ ...d, enabled: (e.target as HTMLInputElement).checked })} /> Running
       </label>
       <ErrorBox error={err && !err.field ? err : null} />
@@ -316,6 +329,19 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         </button>
       </div>
     </form>
+  );
+}
+
+/// Where an offloaded stream's renditions come from.
+function Offload({ o }: { o: OffloadStatus }) {
+  const where =
+    o.mode === "network" ? `from ${o.orchestrator}` : o.mode === "local" ? "encoded here" : "waiting for the first segment";
+  return (
+    <p class={o.mode === "local" ? "warning" : "muted"} data-testid="offload">
+      Livepeer network: {where} · {o.segments_network} segments from the network, {o.segments_local} encoded here
+      {o.segments_dropped > 0 ? `, ${o.segments_dropped} dropped` : ""} · last in {o.last_segment_ms} ms
+      {o.mode === "local" && o.last_fallback ? ` (${o.last_fallback})` : ""}
+    </p>
   );
 }
 
@@ -374,6 +400,7 @@ export function Streams({ admin }: { admin: boolean }) {
               {s.source.kind === "rtsp" ? ` · ${s.source.url}` : ""} · {s.ladder.map((r) => r.name).join(", ")}
             </p>
             {s.status.last_error && <p class="error">{s.status.last_error}</p>}
+            {s.status.offload && <Offload o={s.status.offload} />}
             {s.rtmp_server && (
               <div class="push">
                 <span>OBS server</span>
