@@ -226,7 +226,9 @@ impl Worker {
                     }
                 };
             seq += 1;
-            self.announce(last_origin.as_deref(), &origin, fallback.as_deref());
+            if origin != SOURCE {
+                self.announce(last_origin.as_deref(), &origin, fallback.as_deref());
+            }
             let seconds = closed.duration.as_secs_f64();
             for (i, (r, idx)) in plan.renditions.iter().enumerate() {
                 let (bytes, frames) = match idx {
@@ -265,6 +267,9 @@ impl Worker {
                     c.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
             }
+            if origin == SOURCE {
+                continue;
+            }
             let network = origin != LOCAL;
             let ms = started.elapsed().as_millis() as u64;
             self.rt.update_offload(|o| {
@@ -296,7 +301,7 @@ impl Worker {
         data: &Arc<Vec<u8>>,
     ) -> Result<(Vec<(Vec<u8>, u64)>, String, Option<String>), String> {
         if plan.profiles.is_empty() {
-            return Ok((Vec::new(), LOCAL.into(), None));
+            return Ok((Vec::new(), SOURCE.into(), None));
         }
         let offload = self.shared.offload.read().ok().and_then(|o| o.clone());
         let why = match offload {
@@ -363,6 +368,8 @@ impl Worker {
 
 /// The origin of locally encoded segments.
 const LOCAL: &str = "local";
+/// The origin of a segment with nothing to transcode (the ladder is the source alone).
+const SOURCE: &str = "source";
 
 /// How long a segment may spend on the network before it is encoded locally instead: one and
 /// a half times its duration (an orchestrator transcodes a 2 s 1080p segment in about 1.4 s
