@@ -218,7 +218,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             )
         });
     }
-    if cfg.pm.role.pays() && !cfg.net.orchestrators.is_empty() {
+    if cfg.pm.role.pays() {
         let node = Arc::clone(&node);
         subsystems.spawn("gateway", node::payments::RESTART, move |stop| {
             lpe_net::gateway::run(Arc::clone(&node), stop)

@@ -36,6 +36,14 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// The orchestrator on chain: status (published service URI, pool, active) and register
+    /// (publish net.service_uri, or the URI given, in the ServiceRegistry).
+    Orchestrator {
+        #[command(subcommand)]
+        command: OrchestratorCmd,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// The node's Ethereum account (a V3 keystore in <data_dir>/keystore).
     Wallet {
         #[command(subcommand)]
@@ -45,6 +53,18 @@ enum Cmd {
         /// File whose first line is the keystore password (else LPE_WALLET_PASSWORD).
         #[arg(long, value_name = "FILE", global = true)]
         password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrchestratorCmd {
+    /// Print the account's published service URI, pool membership and activity (JSON).
+    Status,
+    /// Publish the service URI gateways discovering on chain call.
+    Register {
+        /// Default: net.service_uri as the node serves it.
+        #[arg(long, value_name = "URI")]
+        service_uri: Option<String>,
     },
 }
 
@@ -67,13 +87,18 @@ enum PmCmd {
     Withdraw,
 }
 
-fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("livepeer-edge: {e}");
+    ExitCode::FAILURE
+}
+
+/// Runs `f` with the chain client of the node's account: the offline commands that read or
+/// write the chain, no node running.
+fn with_chain(
+    cfg: &Config,
+    f: impl AsyncFnOnce(lpe_money::chain::ChainClient) -> ExitCode,
+) -> ExitCode {
     use lpe_money::chain::ChainClient;
-    use lpe_node::Funding;
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("livepeer-edge: {e}");
-        ExitCode::FAILURE
-    };
     if cfg.pm.eth_url.is_empty() {
         return fail(&"set pm.eth_url (LPE_PM_ETH_URL) to the chain's JSON-RPC URL");
     }
@@ -90,10 +115,64 @@ fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
     };
     let controller = cfg.pm.controller.parse().unwrap_or_default();
     rt.block_on(async {
-        let chain = match ChainClient::connect(&cfg.pm.eth_url, controller, Some(signer)).await {
-            Ok(c) => c,
-            Err(e) => return fail(&e),
+        match ChainClient::connect(&cfg.pm.eth_url, controller, Some(signer)).await {
+            Ok(chain) => f(chain).await,
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Sends a funding or registration transaction and prints where it was mined.
+async fn send_funding(
+    funding: lpe_node::Funding,
+    chain: &lpe_money::chain::ChainClient,
+) -> ExitCode {
+    // The node's own funding command, carried out here: no node needs to run.
+    match funding.send(chain).await {
+        Ok((_, m)) => print_json(
+            &serde_json::json!({"tx_hash": format!("{:#x}", m.tx_hash), "block": m.block}),
+        ),
+        Err(e) => fail(&e),
+    }
+}
+
+fn orchestrator_command(cmd: OrchestratorCmd, cfg: &Config) -> ExitCode {
+    let service_uri = cfg.service_uri();
+    with_chain(cfg, async move |chain| {
+        let Some(addr) = chain.account() else {
+            return fail(&"no account");
         };
+        match cmd {
+            OrchestratorCmd::Status => {
+                let (published, active, pool) = match (
+                    chain.service_uri(addr).await,
+                    chain.is_active_transcoder(addr).await,
+                    chain.orchestrator_pool(1000).await,
+                ) {
+                    (Ok(u), Ok(a), Ok(p)) => (u, a, p),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(&e),
+                };
+                print_json(&serde_json::json!({
+                    "address": addr.to_string(),
+                    "service_uri": service_uri,
+                    "published_service_uri": published,
+                    "published_matches": published == service_uri,
+                    "in_pool": pool.iter().any(|(a, _)| *a == addr),
+                    "active": active,
+                    "pool_size": pool.len(),
+                }))
+            }
+            OrchestratorCmd::Register { service_uri: uri } => {
+                let uri = uri.unwrap_or(service_uri);
+                send_funding(lpe_node::Funding::ServiceUri(uri), &chain).await
+            }
+        }
+    })
+}
+
+fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
+    use lpe_node::Funding;
+    with_chain(cfg, async move |chain| {
         let wei = |v: &str| {
             v.parse::<lpe_pm::U256>()
                 .map_err(|_| format!("'{v}' is not an amount in wei"))
@@ -124,14 +203,7 @@ fn pm_command(cmd: PmCmd, cfg: &Config) -> ExitCode {
             PmCmd::CancelUnlock => Funding::CancelUnlock,
             PmCmd::Withdraw => Funding::Withdraw,
         };
-        // The node's own funding command, carried out here: no node needs to run.
-        let mined = funding.send(&chain).await.map(|(_, mined)| mined);
-        match mined {
-            Ok(m) => print_json(
-                &serde_json::json!({"tx_hash": format!("{:#x}", m.tx_hash), "block": m.block}),
-            ),
-            Err(e) => fail(&e),
-        }
+        send_funding(funding, &chain).await
     })
 }
 
@@ -417,6 +489,10 @@ fn main() -> ExitCode {
         },
         Cmd::Pm { command, config } => match load(config) {
             Ok(cfg) => pm_command(command, &cfg),
+            Err(code) => code,
+        },
+        Cmd::Orchestrator { command, config } => match load(config) {
+            Ok(cfg) => orchestrator_command(command, &cfg),
             Err(code) => code,
         },
         Cmd::Wallet {

@@ -1,5 +1,6 @@
 //! Two nodes on loopback and a local EVM: a gateway whose RTMP stream is offloaded, and an
-//! orchestrator that transcodes it for tickets. The gateway's HLS ladder is made of the
+//! orchestrator that transcodes it for tickets, found by the gateway in the pool on chain
+//! where the orchestrator published its service URI. The gateway's HLS ladder is made of the
 //! orchestrator's renditions; the ticket wins are redeemed and the gateway's deposit falls by
 //! exactly what the orchestrator earned; when the orchestrator dies the stream goes on from
 //! local encoding, and it returns to the network when the orchestrator is back.
@@ -80,7 +81,32 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         )
     };
     let mut orch = start_orchestrator();
+    // It publishes its service URI on chain, where the gateway finds it.
+    let cli = |command: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_livepeer-edge"))
+            .args(["orchestrator", command, "--data-dir"])
+            .arg(odir.path())
+            .envs(common::evm::pm_env(
+                &url,
+                &controller,
+                "orchestrator",
+                PASSWORD,
+            ))
+            .env("LPE_NET_SERVICE_URI", &ouri)
+            .output()
+            .expect("livepeer-edge orchestrator");
+        let out = common::succeeded(out, command);
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    let status = cli("status");
+    assert_eq!(status["published_service_uri"], "", "{status}");
+    assert_eq!(status["in_pool"], true, "{status}");
+    assert!(cli("register")["tx_hash"].is_string());
+    let status = cli("status");
+    assert_eq!(status["published_service_uri"], ouri.as_str(), "{status}");
+    assert_eq!(status["published_matches"], true, "{status}");
 
+    // The gateway lists no orchestrator: it discovers on chain.
     let gdir = tempfile::tempdir().expect("tempdir");
     import_key(gdir.path(), GATEWAY, PASSWORD);
     let gateway = start_payment_node_with(
@@ -90,7 +116,7 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         "gateway",
         PASSWORD,
         &[],
-        &[("LPE_NET_ORCHESTRATORS", &ouri)],
+        &[],
     );
     let s = gateway.create(json!({
         "name": "offloaded",

@@ -85,12 +85,28 @@ contract BondingManager {
         ticketBroker = _broker;
     }
 
+    // The transcoder pool in registration order, walked as the deployed contract's linked list
+    // is walked (first, then next until the zero address).
+    address[] internal pool;
+    mapping(address => uint256) internal poolIndex;
+
     function register(address _transcoder) external {
         require(msg.sender == owner, "caller must be owner");
         if (!registered[_transcoder]) {
             registered[_transcoder] = true;
             poolSize += 1;
+            pool.push(_transcoder);
+            poolIndex[_transcoder] = pool.length;
         }
+    }
+
+    function getFirstTranscoderInPool() external view returns (address) {
+        return pool.length == 0 ? address(0) : pool[0];
+    }
+
+    function getNextTranscoderInPool(address _transcoder) external view returns (address) {
+        uint256 i = poolIndex[_transcoder];
+        return i == 0 || i >= pool.length ? address(0) : pool[i];
     }
 
     // A registered transcoder outside the active set (tests switch it in and out).
@@ -446,5 +462,21 @@ contract TicketBroker {
     function getSenderInfo(address _sender) public view returns (Sender memory sender, ReserveInfo memory reserve) {
         sender = senders[_sender];
         reserve = getReserveInfo(_sender);
+    }
+}
+
+// The service URIs orchestrators publish, as the deployed ServiceRegistry keeps them.
+contract ServiceRegistry {
+    mapping(address => string) internal uris;
+
+    event ServiceURIUpdate(address indexed addr, string serviceURI);
+
+    function setServiceURI(string calldata _serviceURI) external {
+        uris[msg.sender] = _serviceURI;
+        emit ServiceURIUpdate(msg.sender, _serviceURI);
+    }
+
+    function getServiceURI(address _addr) external view returns (string memory) {
+        return uris[_addr];
     }
 }

@@ -31,6 +31,14 @@ sol! {
     contract IBondingManager {
         function getTranscoderPoolSize() external view returns (uint256);
         function isActiveTranscoder(address _transcoder) external view returns (bool);
+        function getFirstTranscoderInPool() external view returns (address);
+        function getNextTranscoderInPool(address _transcoder) external view returns (address);
+    }
+
+    #[sol(rpc)]
+    contract IServiceRegistry {
+        function setServiceURI(string calldata _serviceURI) external;
+        function getServiceURI(address _addr) external view returns (string memory);
     }
 
     #[sol(rpc)]
@@ -474,6 +482,66 @@ impl ChainClient {
                 .value(deposit.saturating_add(reserve)),
         )
         .await
+    }
+
+    /// The ServiceRegistry, looked up when needed (only discovery and registration use it).
+    async fn service_registry(&self) -> Result<Address, ChainError> {
+        let a = IController::new(self.controller, &self.provider)
+            .getContract(keccak256(b"ServiceRegistry"))
+            .call()
+            .await
+            .map_err(classify)?;
+        if a == Address::ZERO {
+            Err(ChainError::Unresolved("ServiceRegistry"))
+        } else {
+            Ok(a)
+        }
+    }
+
+    /// The transcoder pool as go-livepeer's on-chain discovery reads it: the BondingManager's
+    /// list walked from its first entry (at most `limit`, stopping at a repeat), each with the
+    /// service URI it published (empty when none).
+    pub async fn orchestrator_pool(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Address, String)>, ChainError> {
+        let bonding = IBondingManager::new(self.bonding_manager, &self.provider);
+        let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
+        let mut pool = Vec::new();
+        let mut next = bonding
+            .getFirstTranscoderInPool()
+            .call()
+            .await
+            .map_err(classify)?;
+        while next != Address::ZERO && pool.len() < limit {
+            if pool.iter().any(|(a, _)| *a == next) {
+                break;
+            }
+            let uri = registry
+                .getServiceURI(next)
+                .call()
+                .await
+                .map_err(classify)?;
+            pool.push((next, uri));
+            next = bonding
+                .getNextTranscoderInPool(next)
+                .call()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(pool)
+    }
+
+    /// The service URI `who` published.
+    pub async fn service_uri(&self, who: Address) -> Result<String, ChainError> {
+        let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
+        registry.getServiceURI(who).call().await.map_err(classify)
+    }
+
+    /// Publishes this account's service URI (what gateways that discover on chain call).
+    pub async fn set_service_uri(&self, uri: &str) -> Result<Mined, ChainError> {
+        let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
+        self.transact(registry.setServiceURI(uri.to_string())).await
     }
 
     pub async fn unlock(&self) -> Result<Mined, ChainError> {

@@ -171,10 +171,25 @@ struct StreamState {
     backoff: Option<Duration>,
 }
 
+/// Where the gateway finds orchestrators.
+pub enum Orchestrators {
+    /// `net.orchestrators`.
+    Listed(Vec<String>),
+    /// The BondingManager's pool with the URIs published in the ServiceRegistry, as an
+    /// on-chain go-livepeer gateway discovers; read again every [`POOL_REFRESH`].
+    OnChain(Arc<lpe_node::Node>),
+}
+
+/// How long the pool read from the chain is used before it is read again.
+pub const POOL_REFRESH: Duration = Duration::from_secs(600);
+/// The most pool entries read.
+const POOL_LIMIT: usize = 200;
+
 pub struct Gateway {
     payer: Payer,
     address: Address,
-    orchestrators: Vec<String>,
+    orchestrators: Orchestrators,
+    pool: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
     discovery: Discovery,
     http: reqwest::Client,
     verifier: SegmentTranscoder,
@@ -187,7 +202,7 @@ impl Gateway {
     /// `max_price` (wei per pixel); renditions are decoded with `verifier` to check pixels.
     pub async fn new(
         payer: Payer,
-        orchestrators: Vec<String>,
+        orchestrators: Orchestrators,
         max_price: Option<BigRational>,
         verifier: SegmentTranscoder,
     ) -> Result<Self, String> {
@@ -202,6 +217,7 @@ impl Gateway {
             payer,
             address,
             orchestrators,
+            pool: tokio::sync::Mutex::new(None),
             http: client::http()?,
             verifier,
             streams: Mutex::default(),
@@ -240,9 +256,42 @@ impl Gateway {
         }
     }
 
-    async fn discover(&self) -> Option<Candidate> {
-        let found = self.discovery.query(&self.orchestrators, 1).await;
-        Discovery::select(&found).cloned()
+    /// The URIs to ask: the list, or the pool on chain (cached).
+    async fn candidates(&self) -> Result<Vec<String>, String> {
+        let node = match &self.orchestrators {
+            Orchestrators::Listed(uris) => return Ok(uris.clone()),
+            Orchestrators::OnChain(node) => node,
+        };
+        let mut pool = self.pool.lock().await;
+        if let Some((at, uris)) = pool.as_ref()
+            && at.elapsed() < POOL_REFRESH
+        {
+            return Ok(uris.clone());
+        }
+        let chain = node
+            .chain()
+            .map_err(|e| format!("on-chain discovery: {e}"))?;
+        let found = chain
+            .orchestrator_pool(POOL_LIMIT)
+            .await
+            .map_err(|e| format!("on-chain discovery: {e}"))?;
+        let uris: Vec<String> = found
+            .into_iter()
+            .map(|(_, uri)| uri)
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .collect();
+        tracing::info!(
+            orchestrators = uris.len(),
+            "transcoder pool read from the chain"
+        );
+        *pool = Some((Instant::now(), uris.clone()));
+        Ok(uris)
+    }
+
+    async fn discover(&self) -> Result<Option<Candidate>, String> {
+        let uris = self.candidates().await?;
+        let found = self.discovery.query(&uris, 1).await;
+        Ok(Discovery::select(&found).cloned())
     }
 
     fn open(&self, c: Candidate) -> Result<Session, String> {
@@ -271,9 +320,23 @@ impl Gateway {
         })
     }
 
+    /// Leaves a stream with no session and no new look for `backoff`: what stays behind if
+    /// the media engine gives up on a segment (drops this future) while discovery or the
+    /// segment is still under way.
+    fn hold(&self, stream: &str, backoff: Duration) {
+        self.put_state(
+            stream,
+            StreamState {
+                session: None,
+                retry_at: Some(Instant::now() + backoff),
+                backoff: Some(backoff),
+            },
+        );
+    }
+
     async fn offload(&self, job: SegmentJob) -> Result<Offloaded, String> {
-        let mut state = self.take_state(&job.stream_id);
-        let mut session = match state.session.take() {
+        let state = self.take_state(&job.stream_id);
+        let mut session = match state.session {
             Some(s) => s,
             None => {
                 if let Some(at) = state.retry_at
@@ -286,30 +349,27 @@ impl Gateway {
                         wait.as_secs().max(1)
                     ));
                 }
-                match self.discover().await.map(|c| self.open(c)) {
+                let backoff = state
+                    .backoff
+                    .map_or(RETRY_FIRST, |b| (b * 2).min(RETRY_CAP));
+                self.hold(&job.stream_id, backoff);
+                match self.discover().await?.map(|c| self.open(c)) {
                     Some(Ok(s)) => s,
-                    found => {
-                        let why = match found {
-                            Some(Err(e)) => e,
-                            _ => "no orchestrator answered acceptably".into(),
-                        };
-                        let backoff = state
-                            .backoff
-                            .map_or(RETRY_FIRST, |b| (b * 2).min(RETRY_CAP));
-                        state.backoff = Some(backoff);
-                        state.retry_at = Some(Instant::now() + backoff);
-                        self.put_state(&job.stream_id, state);
-                        return Err(why);
-                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err("no orchestrator answered acceptably".into()),
                 }
             }
         };
+        self.hold(&job.stream_id, RETRY_FIRST);
         match self.send(&mut session, &job).await {
             Ok(done) => {
-                state.session = Some(session);
-                state.backoff = None;
-                state.retry_at = None;
-                self.put_state(&job.stream_id, state);
+                self.put_state(
+                    &job.stream_id,
+                    StreamState {
+                        session: Some(session),
+                        ..Default::default()
+                    },
+                );
                 Ok(done)
             }
             Err(f) => {
@@ -321,10 +381,6 @@ impl Gateway {
                 if f.block {
                     self.discovery.block(&session.info, BLOCK);
                 }
-                let backoff = state.backoff.unwrap_or(RETRY_FIRST);
-                state.backoff = Some(backoff);
-                state.retry_at = Some(Instant::now() + backoff);
-                self.put_state(&job.stream_id, state);
                 self.end_session(session).await;
                 Err(f.message)
             }
@@ -657,16 +713,21 @@ pub async fn run(
         let token = lpe_node::config::secret(&net.signer_token_file, crate::signer::TOKEN_ENV)?;
         Payer::Remote(RemoteSigner::new(&net.remote_signer_url, token)?)
     };
+    let orchestrators = if net.orchestrators.is_empty() {
+        Orchestrators::OnChain(Arc::clone(&node))
+    } else {
+        Orchestrators::Listed(net.orchestrators.clone())
+    };
     let gateway = Gateway::new(
         payer,
-        net.orchestrators.clone(),
+        orchestrators,
         max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
         node.segment_transcoder(),
     )
     .await?;
     tracing::info!(
         address = %gateway.address(),
-        orchestrators = net.orchestrators.len(),
+        orchestrators = if net.orchestrators.is_empty() { "on chain".to_string() } else { net.orchestrators.join(", ") },
         "gateway ready for offloaded streams"
     );
     node.set_offload(Some(Arc::new(gateway)));

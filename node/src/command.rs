@@ -220,6 +220,8 @@ pub enum Funding {
     Unlock,
     CancelUnlock,
     Withdraw,
+    /// Publish the orchestrator's service URI in the ServiceRegistry.
+    ServiceUri(String),
 }
 
 impl Funding {
@@ -239,6 +241,10 @@ impl Funding {
             Funding::Withdraw => (
                 "deposit and reserve withdrawn".into(),
                 chain.withdraw().await?,
+            ),
+            Funding::ServiceUri(uri) => (
+                format!("service URI {uri} published"),
+                chain.set_service_uri(&uri).await?,
             ),
         })
     }

@@ -608,6 +608,11 @@ impl Config {
         }
         if !n.remote_signer_url.is_empty() {
             let bad = |m: &str| ConfigError::new("net.remote_signer_url", m);
+            if n.orchestrators.is_empty() {
+                return Err(bad(
+                    "a gateway without a key reads no chain: list its orchestrators in net.orchestrators",
+                ));
+            }
             let u = url::Url::parse(&n.remote_signer_url).map_err(|e| bad(&e.to_string()))?;
             if !matches!(u.scheme(), "https" | "http") || u.host_str().is_none() {
                 return Err(bad("must be http://host:port or https://host:port"));

@@ -173,6 +173,7 @@ pub async fn world(round_length: u64) -> World {
     )
     .await;
     let bonding = deploy(&admin, "BondingManager", Vec::new()).await;
+    let registry = deploy(&admin, "ServiceRegistry", Vec::new()).await;
     let broker = deploy(
         &admin,
         "TicketBroker",
@@ -184,6 +185,7 @@ pub async fn world(round_length: u64) -> World {
         ("TicketBroker", broker),
         ("RoundsManager", rounds),
         ("BondingManager", bonding),
+        ("ServiceRegistry", registry),
     ] {
         c.setContractInfo(keccak256(name), addr)
             .send()
