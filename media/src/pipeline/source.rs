@@ -386,6 +386,19 @@ pub(crate) fn setup_h264_branches(
         .collect();
     // Decode once for the encoded renditions and the snapshot.
     let queue = live_queue(b, pipeline, "decode-queue", true)?;
+    if b.ctx.offload {
+        // Nothing is encoded here: only the snapshot needs pictures, and a keyframe per
+        // segment is enough for it (decoding every 1080p frame would cost a gateway more
+        // than the rest of its work on the stream).
+        if let Some(pad) = queue.static_pad("sink") {
+            pad.add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
+                Some(buf) if buf.flags().contains(gst::BufferFlags::DELTA_UNIT) => {
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            });
+        }
+    }
     let dec = make("avdec_h264", "decode")?;
     add_linked(pipeline, &[&queue, &dec])?;
     tee.link(&queue)
