@@ -39,6 +39,30 @@ fn wait(
     }
 }
 
+/// `ffprobe`'s start time and duration of a segment, seconds.
+fn start_and_duration(path: &std::path::Path) -> (f64, f64) {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=start_time,duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .trim()
+        .split(',')
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(v.len(), 2, "ffprobe {}: {text}", path.display());
+    (v[0], v[1])
+}
+
 fn offload(v: &Value) -> &Value {
     &v["status"]["offload"]
 }
@@ -167,6 +191,29 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
             .unwrap_or(0.0);
         assert!((1.5..=2.6).contains(&secs), "{name}: a segment of {secs} s");
     }
+    // The orchestrator's renditions follow each other on the source's timeline.
+    let dir = hls.join("240p");
+    let segs = segments(&dir.join("index.m3u8"));
+    let times: Vec<(f64, f64)> = segs
+        .iter()
+        .map(|s| start_and_duration(&dir.join(s)))
+        .collect();
+    for pair in times.windows(2) {
+        let gap = pair[1].0 - (pair[0].0 + pair[0].1);
+        assert!(gap.abs() < 0.1, "240p segments {times:?}: a gap of {gap} s");
+    }
+    let (source_start, _) = start_and_duration(
+        &hls.join("source").join(
+            segments(&hls.join("source").join("index.m3u8"))
+                .last()
+                .expect("a segment"),
+        ),
+    );
+    assert!(
+        times.iter().any(|(t, _)| (t - source_start).abs() < 0.1),
+        "240p {times:?} vs source {source_start}"
+    );
+
     // The orchestrator did the work: its sessions served these renditions.
     let (_, spend) = gateway.get("/api/network/spend");
     let row = &spend["orchestrators"][0];

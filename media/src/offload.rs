@@ -226,6 +226,7 @@ impl Worker {
                     }
                 };
             seq += 1;
+            let changed = last_origin.as_ref().is_some_and(|o| *o != origin);
             if origin != SOURCE {
                 self.announce(last_origin.as_deref(), &origin, fallback.as_deref());
             }
@@ -254,10 +255,9 @@ impl Worker {
                         }
                     }
                 };
-                // A transcoded segment carries its own timeline (this node's segment transcoder
-                // starts each one afresh; orchestrators differ), so each is a discontinuity to
-                // a player; the source segments run on.
-                if let Err(e) = ring.push(bytes, seconds, idx.is_some()) {
+                // Transcoders keep the source's timeline, but each encoder has its own
+                // stream parameters: a change of origin is a discontinuity to a player.
+                if let Err(e) = ring.push(bytes, seconds, changed && idx.is_some()) {
                     tracing::warn!(stream = %self.id, "rendition {}: {e}", r.spec.name);
                 }
                 if idx.is_some()

@@ -196,6 +196,21 @@ impl SegmentTranscoder {
             tee.link(&sink)
                 .map_err(|e| TranscodeError::Pipeline(format!("tee → fakesink: {e}")))?;
         }
+        // The demuxer starts running time at the segment's first picture; the muxers add
+        // their constant 3600 s. Shifting running time by the input's first timestamp keeps
+        // the input's timeline in every rendition (less that constant when the input already
+        // carries it, as MPEG-TS from GStreamer does), so consecutive segments' renditions
+        // play on without a jump and line up with the source, as go-livepeer's do.
+        if let (Some(pts), Some(pad)) = (first_video_pts(segment), parse.static_pad("sink")) {
+            let ns = pts.saturating_mul(100_000) / 9;
+            let muxer_base = 3600 * gst::ClockTime::SECOND.nseconds();
+            let offset = if ns >= muxer_base {
+                ns - muxer_base
+            } else {
+                ns
+            };
+            pad.set_offset(i64::try_from(offset).unwrap_or(0));
+        }
         let linked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let (parse, linked) = (parse.downgrade(), linked.clone());
@@ -364,6 +379,37 @@ impl SegmentTranscoder {
     }
 }
 
+/// The earliest presentation time (90 kHz) of the video PES packets in an MPEG-TS segment:
+/// the first picture shown. `None` when there is none (the demuxer will say why).
+pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
+    let mut first: Option<u64> = None;
+    for pkt in ts.chunks_exact(188) {
+        if pkt[0] != 0x47 || pkt[1] & 0x40 == 0 {
+            continue; // not synchronised, or no PES starts here
+        }
+        let payload = match (pkt[3] >> 4) & 0x3 {
+            0x1 => 4,
+            0x3 => 5 + usize::from(pkt[4]),
+            _ => continue,
+        };
+        let Some(pes) = pkt.get(payload..) else {
+            continue;
+        };
+        // A video PES (stream id 0xE0–0xEF) whose header carries a PTS.
+        if pes.len() < 14 || pes[..3] != [0, 0, 1] || pes[3] & 0xF0 != 0xE0 || pes[7] & 0x80 == 0 {
+            continue;
+        }
+        let p = &pes[9..14];
+        let pts = (u64::from(p[0] >> 1) & 0x7) << 30
+            | u64::from(p[1]) << 22
+            | u64::from(p[2] >> 1) << 15
+            | u64::from(p[3]) << 7
+            | u64::from(p[4] >> 1);
+        first = Some(first.map_or(pts, |f: u64| f.min(pts)));
+    }
+    first
+}
+
 /// Waits for end of stream; an error names the element that failed.
 fn wait(
     bus: &gst::Bus,
@@ -518,6 +564,84 @@ mod tests {
             "{}",
             out[1].frames
         );
+    }
+
+    /// `ffprobe`'s start time of an MPEG-TS file, seconds.
+    fn start_time(ts: &[u8]) -> f64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("a.ts");
+        std::fs::write(&f, ts).expect("write");
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=start_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&f)
+            .output()
+            .expect("ffprobe");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a start time")
+    }
+
+    #[test]
+    fn renditions_keep_the_inputs_timeline() {
+        // GStreamer's muxer puts the stream at 3600 s: renditions start where the input does.
+        let input = segment(320, 240, 30);
+        let first = first_video_pts(&input).expect("a PTS");
+        assert!((start_time(&input) - first as f64 / 90_000.0).abs() < 0.001);
+        let done = transcoder()
+            .transcode(&input, &[profile("a", 160, 120, Some((30, 1)))])
+            .expect("transcodes");
+        let out = &done.renditions[0].data;
+        assert!(
+            (start_time(out) - start_time(&input)).abs() < 0.05,
+            "{} vs {}",
+            start_time(out),
+            start_time(&input)
+        );
+        // ffmpeg's segments start near zero: the renditions carry them 3600 s later, all of
+        // them the same, so consecutive ones still follow each other.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for offset in [10.0f64, 12.0] {
+            let f = dir.path().join(format!("{offset}.ts"));
+            let st = std::process::Command::new("ffmpeg")
+                .args([
+                    "-loglevel",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=320x240:rate=30",
+                ])
+                .args([
+                    "-t",
+                    "2",
+                    "-c:v",
+                    "libx264",
+                    "-g",
+                    "30",
+                    "-f",
+                    "mpegts",
+                    "-output_ts_offset",
+                ])
+                .arg(offset.to_string())
+                .arg(&f)
+                .status()
+                .expect("ffmpeg");
+            assert!(st.success());
+            let input = std::fs::read(&f).expect("segment");
+            let done = transcoder()
+                .transcode(&input, &[profile("a", 160, 120, Some((30, 1)))])
+                .expect("transcodes");
+            let shift = start_time(&done.renditions[0].data) - start_time(&input);
+            assert!((shift - 3600.0).abs() < 0.05, "shifted by {shift}");
+        }
     }
 
     #[test]
