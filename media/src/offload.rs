@@ -20,8 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::EngineShared;
 use crate::hls::SegmentRing;
-use crate::pipeline::{Counters, RenditionCounters};
-use crate::runner::StreamRuntime;
+use crate::pipeline::{Counters, OffloadLadder, RenditionCounters};
 use crate::transcode::{OutputProfile, SegmentTranscoder};
 use lpe_core::events::EventKind;
 use lpe_core::spec::ResolvedRendition;
@@ -100,7 +99,8 @@ pub struct OffloadStatus {
     pub segments_dropped: u64,
     /// Why the last segment was encoded locally.
     pub last_fallback: Option<String>,
-    /// Milliseconds from the segment's end to its renditions in the playlists.
+    /// Milliseconds the last segment took, from being taken up (after any wait in the queue)
+    /// to its renditions in the playlists.
     pub last_segment_ms: u64,
 }
 
@@ -118,27 +118,22 @@ impl OffloadStatus {
     }
 }
 
-/// What a run's builder decided once the source's caps were known.
-#[derive(Debug, Clone)]
-pub(crate) struct OffloadPlan {
-    /// The ladder in playlist order; `None` for the rendition the source segment itself is.
-    pub renditions: Vec<(ResolvedRendition, Option<usize>)>,
-    pub profiles: Vec<OutputProfile>,
-    pub counters: Vec<Arc<RenditionCounters>>,
+/// What the worker does with each segment: the ladder in playlist order, each rendition with
+/// its index among the profiles sent out (`None` for the rendition the segment itself is).
+struct OffloadPlan {
+    renditions: Vec<(ResolvedRendition, Option<usize>)>,
+    profiles: Vec<OutputProfile>,
+    counters: Vec<Arc<RenditionCounters>>,
 }
 
 impl OffloadPlan {
-    /// Splits `playlist` into the renditions the segment is (`local`) and those to transcode.
-    pub fn new(
-        playlist: &[ResolvedRendition],
-        local: impl Fn(&ResolvedRendition) -> bool,
-        counters: Vec<Arc<RenditionCounters>>,
-    ) -> Self {
+    fn new(ladder: &OffloadLadder) -> Self {
         let mut profiles = Vec::new();
-        let renditions = playlist
+        let renditions = ladder
+            .renditions
             .iter()
-            .map(|r| {
-                if local(r) {
+            .map(|(r, is_source)| {
+                if *is_source {
                     (r.clone(), None)
                 } else {
                     profiles.push(profile_of(r));
@@ -149,7 +144,7 @@ impl OffloadPlan {
         Self {
             renditions,
             profiles,
-            counters,
+            counters: ladder.counters.clone(),
         }
     }
 }
@@ -176,10 +171,13 @@ pub(crate) struct SegmentClosed {
 /// Segments waiting for their renditions; beyond this the newest is dropped (counted).
 pub(crate) const QUEUED_SEGMENTS: usize = 3;
 
+/// The offload view the worker keeps and the stream's status shows.
+pub(crate) type SharedStatus = Arc<std::sync::Mutex<OffloadStatus>>;
+
 pub(crate) struct Worker {
     pub id: String,
     pub shared: Arc<EngineShared>,
-    pub rt: Arc<StreamRuntime>,
+    pub status: SharedStatus,
     pub counters: Arc<Counters>,
     pub hls_dir: PathBuf,
     pub run_id: String,
@@ -193,6 +191,7 @@ impl Worker {
         let mut rings: HashMap<String, SegmentRing> = HashMap::new();
         let mut last_origin: Option<String> = None;
         let mut seq = 0u64;
+        let mut plan: Option<OffloadPlan> = None;
         while let Some(closed) = segments.recv().await {
             let data = match std::fs::read(&closed.path) {
                 Ok(d) => d,
@@ -202,17 +201,21 @@ impl Worker {
                 }
             };
             let _ = std::fs::remove_file(&closed.path);
-            let plan = self
-                .counters
-                .offload_plan
-                .lock()
-                .ok()
-                .and_then(|p| p.clone());
-            let Some(plan) = plan else { continue };
+            // The ladder is resolved once the source's caps are known, before its first
+            // segment closes.
+            if plan.is_none() {
+                plan = self
+                    .counters
+                    .offload_ladder
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.as_deref().map(OffloadPlan::new));
+            }
+            let Some(plan) = plan.as_ref() else { continue };
             let started = Instant::now();
             let data = Arc::new(data);
             let (renditions, origin, fallback) =
-                match self.transcode(&plan, seq, closed.duration, &data).await {
+                match self.transcode(plan, seq, closed.duration, &data).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(stream = %self.id, seq, "segment lost: {e}");
@@ -272,7 +275,7 @@ impl Worker {
             }
             let network = origin != LOCAL;
             let ms = started.elapsed().as_millis() as u64;
-            self.rt.update_offload(|o| {
+            if let Ok(mut o) = self.status.lock() {
                 o.mode = if network {
                     OffloadMode::Network
                 } else {
@@ -286,7 +289,7 @@ impl Worker {
                     o.last_fallback.clone_from(&fallback);
                 }
                 o.last_segment_ms = ms;
-            });
+            }
             last_origin = Some(origin);
         }
     }

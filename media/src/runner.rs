@@ -120,12 +120,6 @@ impl StreamRuntime {
         }
     }
 
-    pub(crate) fn update_offload(&self, f: impl FnOnce(&mut OffloadStatus)) {
-        self.update(|s| {
-            f(s.offload.get_or_insert_with(OffloadStatus::starting));
-        });
-    }
-
     /// Shows the stream as starting (or waiting for its publisher) before its task runs.
     pub fn set_starting(&self, waits_for_publisher: bool) {
         self.update(|s| {
@@ -267,12 +261,14 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
+                let offload_status: offload::SharedStatus =
+                    Arc::new(Mutex::new(OffloadStatus::starting()));
                 let (segments, worker) = if spec.offload {
                     let (tx, rx) = mpsc::channel(offload::QUEUED_SEGMENTS);
                     let worker = offload::Worker {
                         id: id.clone(),
                         shared: shared.clone(),
-                        rt: rt.clone(),
+                        status: offload_status.clone(),
                         counters: built.counters.clone(),
                         hls_dir: ctx.hls_dir.clone(),
                         run_id: ctx.run_id.clone(),
@@ -288,7 +284,6 @@ pub(super) async fn run(
                             timeout: Duration::from_secs(30),
                         },
                     };
-                    rt.update_offload(|_| {});
                     (Some(tx), Some(tokio::spawn(worker.run(rx))))
                 } else {
                     (None, None)
@@ -300,7 +295,7 @@ pub(super) async fn run(
                     &rt,
                     &shared,
                     &mut stop,
-                    segments.as_ref(),
+                    segments.as_ref().map(|tx| (tx, &offload_status)),
                 )
                 .await;
                 if let Some(f) = feeder {
@@ -452,7 +447,7 @@ async fn watch_run(
     rt: &StreamRuntime,
     shared: &EngineShared,
     stop: &mut watch::Receiver<bool>,
-    segments: Option<&mpsc::Sender<SegmentClosed>>,
+    offload: Option<(&mpsc::Sender<SegmentClosed>, &offload::SharedStatus)>,
 ) -> RunEnd {
     let Some(bus) = pipeline.bus() else {
         return RunEnd::Failed {
@@ -496,22 +491,8 @@ async fn watch_run(
                         let _ = pipeline.recalculate_latency();
                     }
                     gst::MessageView::Element(e) => {
-                        if let (Some(tx), Some(st)) = (segments, e.structure()) {
-                            let at = st.get::<gst::ClockTime>("running-time").ok().map(|t| t.nseconds());
-                            match st.name().as_str() {
-                                "splitmuxsink-fragment-opened" => fragment_start = at,
-                                "splitmuxsink-fragment-closed" => {
-                                    let path = st.get::<String>("location").unwrap_or_default();
-                                    let ns = at.zip(fragment_start).map(|(end, start)| end.saturating_sub(start)).unwrap_or(0);
-                                    let closed = SegmentClosed { path: path.into(), duration: Duration::from_nanos(ns) };
-                                    if let Err(mpsc::error::TrySendError::Full(c)) = tx.try_send(closed) {
-                                        // Transcoding fell behind the source: the newest segment is dropped.
-                                        let _ = std::fs::remove_file(&c.path);
-                                        rt.update_offload(|o| o.segments_dropped += 1);
-                                    }
-                                }
-                                _ => {}
-                            }
+                        if let (Some((tx, status)), Some(st)) = (offload, e.structure()) {
+                            forward_fragment(st, tx, &mut fragment_start, status);
                         }
                     }
                     gst::MessageView::Warning(w) => {
@@ -541,8 +522,46 @@ async fn watch_run(
                     return RunEnd::Failed { message: format!("no frames within {} s of starting", FIRST_FRAME.as_secs()), encoder_failed: false };
                 }
                 sampler.sample(counters, rt);
+                if let Some(o) = offload.and_then(|(_, status)| status.lock().ok().map(|o| o.clone())) {
+                    rt.update(|s| s.offload = Some(o));
+                }
             }
         }
+    }
+}
+
+/// Hands a segment the segmenter closed to the offload worker; its duration is the running
+/// time between the fragment's opening and closing messages.
+fn forward_fragment(
+    st: &gst::StructureRef,
+    tx: &mpsc::Sender<SegmentClosed>,
+    fragment_start: &mut Option<u64>,
+    status: &offload::SharedStatus,
+) {
+    let at = st
+        .get::<gst::ClockTime>("running-time")
+        .ok()
+        .map(|t| t.nseconds());
+    match st.name().as_str() {
+        "splitmuxsink-fragment-opened" => *fragment_start = at,
+        "splitmuxsink-fragment-closed" => {
+            let ns = at
+                .zip(*fragment_start)
+                .map(|(end, start)| end.saturating_sub(start))
+                .unwrap_or(0);
+            let closed = SegmentClosed {
+                path: st.get::<String>("location").unwrap_or_default().into(),
+                duration: Duration::from_nanos(ns),
+            };
+            if let Err(mpsc::error::TrySendError::Full(c)) = tx.try_send(closed) {
+                // Transcoding fell behind the source: the newest segment is dropped.
+                let _ = std::fs::remove_file(&c.path);
+                if let Ok(mut o) = status.lock() {
+                    o.segments_dropped += 1;
+                }
+            }
+        }
+        _ => {}
     }
 }
 

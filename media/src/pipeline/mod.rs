@@ -40,7 +40,7 @@ pub struct BuildContext {
     pub x264_preset: String,
     pub x264_tune: String,
     /// Cut the source into segments for the Livepeer network instead of encoding the ladder
-    /// (see [`crate::offload`]).
+    /// (the offload module).
     pub offload: bool,
 }
 
@@ -57,7 +57,15 @@ pub struct Counters {
     /// The snapshot branch's sink; its `last-sample` is the newest JPEG.
     pub snapshot: Mutex<Option<gst::Element>>,
     /// An offloaded stream's ladder, once the source's caps are known.
-    pub(crate) offload_plan: Mutex<Option<Arc<crate::offload::OffloadPlan>>>,
+    pub(crate) offload_ladder: Mutex<Option<Arc<OffloadLadder>>>,
+}
+
+/// An offloaded stream's ladder as the builder resolved it (what the offload worker follows).
+#[derive(Debug, Clone)]
+pub(crate) struct OffloadLadder {
+    /// In playlist order, each with whether the source segment itself is that rendition.
+    pub renditions: Vec<(ResolvedRendition, bool)>,
+    pub counters: Vec<Arc<RenditionCounters>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]

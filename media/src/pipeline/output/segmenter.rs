@@ -4,7 +4,6 @@
 //! rendition playlists.
 
 use super::*;
-use crate::offload::OffloadPlan;
 
 /// The segmenter's name; its fragment messages on the bus carry the closed files.
 pub(crate) const SEGMENTER: &str = "offload-segmenter";
@@ -98,7 +97,7 @@ pub(crate) fn attach_h264(
         })
         .collect();
     link_to_segmenter(&queue, &sink)?;
-    set_plan(b, OffloadPlan::new(playlist, |r| r.passthrough, counters));
+    set_ladder(b, playlist, |r| r.passthrough, counters);
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
     hls::write_master(b, playlist, skipped);
     Ok(())
@@ -147,17 +146,23 @@ pub(crate) fn attach_raw(
     raw_tee
         .link(&chain[0])
         .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
-    set_plan(
-        b,
-        OffloadPlan::new(playlist, |r| r.spec.name == *n, counters),
-    );
+    set_ladder(b, playlist, |r| r.spec.name == *n, counters);
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
     hls::write_master(b, playlist, skipped);
     Ok(())
 }
 
-fn set_plan(b: &Builder, plan: OffloadPlan) {
-    if let Ok(mut p) = b.counters.offload_plan.lock() {
-        *p = Some(Arc::new(plan));
+fn set_ladder(
+    b: &Builder,
+    playlist: &[ResolvedRendition],
+    is_source: impl Fn(&ResolvedRendition) -> bool,
+    counters: Vec<Arc<RenditionCounters>>,
+) {
+    let ladder = OffloadLadder {
+        renditions: playlist.iter().map(|r| (r.clone(), is_source(r))).collect(),
+        counters,
+    };
+    if let Ok(mut l) = b.counters.offload_ladder.lock() {
+        *l = Some(Arc::new(ladder));
     }
 }
