@@ -157,6 +157,38 @@ pub async fn post_segment(
         .await
         .map_err(|e| e.to_string())?;
     let status = res.status().as_u16();
-    let body = res.bytes().await.map_err(|e| e.to_string())?;
-    Ok((status, body))
+    let body = bounded_body(res, MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, body.into()))
+}
+
+/// An orchestrator's answer to a segment (a `TranscodeResult` or an error text) is small.
+const MAX_ANSWER: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("an answer over {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Read(String),
+}
+
+/// A response's body, refused beyond `max` bytes whether or not it declared a length.
+pub async fn bounded_body(mut res: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if res.content_length().is_some_and(|l| l > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(e.to_string()))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod creds;
 pub mod discovery;
+pub mod fee;
 pub mod fuzzing;
 pub mod gateway;
 pub mod orchestrator;

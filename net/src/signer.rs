@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::client;
-use crate::gateway::estimated_fee;
+use crate::fee::estimated_fee;
 use crate::proto::{OrchestratorInfo, OrchestratorRequest, Payment, SegData};
 
 /// Ticket sessions (one per orchestrator session) kept at once.
@@ -339,7 +339,9 @@ impl RemoteSigner {
         }
         let res = req.send().await.map_err(|e| format!("signer: {e}"))?;
         let status = res.status();
-        let bytes = res.bytes().await.map_err(|e| format!("signer: {e}"))?;
+        let bytes = client::bounded_body(res, MAX_BODY)
+            .await
+            .map_err(|e| format!("signer: {e}"))?;
         if !status.is_success() {
             let text = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
@@ -411,7 +413,7 @@ pub async fn start(
     let signer = Arc::new(Signer::new(
         account.credential().clone(),
         token,
-        crate::gateway::max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
+        crate::fee::max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
     ));
     tracing::info!(address = %signer.address(), listen = %net.listen, "signing for gateways");
     let limits = lpe_http::Limits {
@@ -486,7 +488,7 @@ mod tests {
                     ..Default::default()
                 }],
                 auth_token: info.auth_token.clone().expect("token"),
-                capabilities: crate::gateway::transcoding_capabilities(),
+                capabilities: crate::fee::transcoding_capabilities(),
             },
             b"segment bytes",
         )
