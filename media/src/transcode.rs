@@ -645,6 +645,33 @@ mod tests {
     }
 
     #[test]
+    fn the_first_pts_is_read_from_any_bytes_without_a_panic() {
+        let seg = segment(160, 120, 10);
+        assert!(first_video_pts(&seg).is_some());
+        assert_eq!(first_video_pts(&[]), None);
+        assert_eq!(first_video_pts(&[0x47; 188 * 3]), None);
+        // Mutated and cut copies of a real segment (xorshift, fixed seed).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..5000 {
+            let mut s = seg.clone();
+            for _ in 0..8 {
+                let r = next();
+                let i = r as usize % s.len();
+                s[i] = (r >> 40) as u8;
+            }
+            let cut = next() as usize % s.len();
+            let _ = first_video_pts(&s);
+            let _ = first_video_pts(&s[cut..]);
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error_of_the_segment() {
         let t = transcoder();
         let err = t

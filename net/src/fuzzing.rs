@@ -1,6 +1,7 @@
-//! The body of the `segment_request` fuzz target, kept here so the tests replay the committed
-//! corpus through exactly what the fuzzer runs: a stranger's `Livepeer-Payment` and
-//! `Livepeer-Segment` headers through every check before any state is touched.
+//! The bodies of the fuzz targets, kept here so the tests replay the committed corpora through
+//! exactly what the fuzzer runs: `segment_request` — a stranger's `Livepeer-Payment` and
+//! `Livepeer-Segment` headers through every check before any state is touched;
+//! `sign_segment` — a gateway's request to a signer.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -41,6 +42,28 @@ pub fn segment_request(data: &[u8]) {
     }
 }
 
+/// The body of the `sign_segment` fuzz target: what a gateway may send a signer. Input
+/// layout: two length bytes (big-endian) split the rest into an `OrchestratorInfo` and a
+/// `SegData` protobuf, as the route decodes them from base64.
+pub fn sign_segment(data: &[u8]) {
+    use prost::Message;
+    let [hi, lo, rest @ ..] = data else {
+        return;
+    };
+    let at = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
+    let (Ok(info), Ok(seg)) = (
+        crate::proto::OrchestratorInfo::decode(&rest[..at]),
+        crate::proto::SegData::decode(&rest[at..]),
+    ) else {
+        return;
+    };
+    let key = lpe_pm::sig::SigningKey::from_slice(&[7; 32]).expect("a valid key");
+    let signer = crate::signer::Signer::new(key, None, None);
+    if let Ok(signed) = signer.sign_segment(&info, seg) {
+        assert!(signed.tickets <= crate::signer::MAX_TICKETS);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -53,5 +76,17 @@ mod tests {
             n += 1;
         }
         assert!(n >= 4, "the corpus holds the seeds");
+    }
+
+    #[test]
+    fn the_signers_committed_corpus_runs_clean() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sign_segment");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("corpus") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("read");
+            super::sign_segment(&data);
+            n += 1;
+        }
+        assert!(n >= 2, "the corpus holds the seeds");
     }
 }

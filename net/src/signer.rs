@@ -47,7 +47,7 @@ const MAX_SESSIONS: usize = 10_000;
 /// An idle session is forgotten after this.
 const IDLE: Duration = Duration::from_secs(600);
 /// The most tickets one segment may cost (go-livepeer's signer refuses more than 100).
-const MAX_TICKETS: u64 = 100;
+pub const MAX_TICKETS: u64 = 100;
 /// Largest request body.
 pub const MAX_BODY: usize = 256 * 1024;
 
