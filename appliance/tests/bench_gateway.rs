@@ -11,12 +11,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::evm::{GATEWAY, ORCHESTRATOR, import_key, start_payment_node_with, world};
-use common::wire::funded_gateway;
-use common::{FfmpegPush, NodeProc};
+use common::NodeProc;
+use common::evm::{GATEWAY, ORCHESTRATOR, world};
+use common::wire::{funded_gateway, payment_node, pushed_stream};
 use serde_json::json;
-
-const PASSWORD: &str = "pw-for-tests";
 
 fn smoke() -> bool {
     std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
@@ -47,22 +45,19 @@ struct Run {
 
 /// One stream on `gateway` for `seconds` after a warm-up: the CPU both nodes used meanwhile.
 fn measure(gateway: &NodeProc, orch: &NodeProc, offload: bool, size: &str, seconds: u64) -> Run {
-    let s = gateway.create(json!({
-        "name": if offload { "offloaded" } else { "local" },
-        "source": {"kind": "rtmp"},
-        "offload": offload,
-        "ladder": [
-            {"name": "source", "bitrate_kbps": 6000},
-            {"name": "720p", "height": 720, "bitrate_kbps": 3000},
-            {"name": "480p", "height": 480, "bitrate_kbps": 1600},
-            {"name": "360p", "height": 360, "bitrate_kbps": 800}
-        ]
-    }));
-    let id = s["id"].as_str().expect("id").to_string();
-    let key = s["stream_key"].as_str().expect("key").to_string();
+    let ladder = json!([
+        {"name": "source", "bitrate_kbps": 6000},
+        {"name": "720p", "height": 720, "bitrate_kbps": 3000},
+        {"name": "480p", "height": 480, "bitrate_kbps": 1600},
+        {"name": "360p", "height": 360, "bitrate_kbps": 800}
+    ]);
     let warm_up = 8;
-    let _push = FfmpegPush::start(
-        &gateway.rtmp_url(&key),
+    let name = if offload { "offloaded" } else { "local" };
+    let (id, _push) = pushed_stream(
+        gateway,
+        name,
+        offload,
+        ladder,
         size,
         (warm_up + seconds + 10) as u32,
     );
@@ -85,7 +80,10 @@ fn measure(gateway: &NodeProc, orch: &NodeProc, offload: bool, size: &str, secon
         dropped_frames: after["status"]["dropped_frames"].as_u64().unwrap_or(0),
     };
     if let Some(why) = after["status"]["offload"]["last_fallback"].as_str() {
-        println!("  ({} stream: last local fallback: {why})", if offload { "offloaded" } else { "local" });
+        println!(
+            "  ({} stream: last local fallback: {why})",
+            if offload { "offloaded" } else { "local" }
+        );
     }
     let (st, _) = gateway.send("DELETE", &path, None);
     assert_eq!(st, 204);
@@ -106,30 +104,14 @@ async fn gateway_benchmark() {
     };
     let w = world(100_000).await;
     funded_gateway(&w).await;
-    let (url, controller) = (w.node.url.clone(), w.controller.to_string());
-    let preset = [("LPE_MEDIA_X264_PRESET", "veryfast")];
-    let odir = tempfile::tempdir().expect("tempdir");
-    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
-    let orch = start_payment_node_with(
-        odir.path(),
-        &url,
-        &controller,
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &preset,
-    );
-    let gdir = tempfile::tempdir().expect("tempdir");
-    import_key(gdir.path(), GATEWAY, PASSWORD);
+    let preset = ("LPE_MEDIA_X264_PRESET", "veryfast");
+    let (_odir, orch) = payment_node(&w, ORCHESTRATOR, "orchestrator", &[preset]);
     let ouri = orch.net_url();
-    let gateway = start_payment_node_with(
-        gdir.path(),
-        &url,
-        &controller,
+    let (_gdir, gateway) = payment_node(
+        &w,
+        GATEWAY,
         "gateway",
-        PASSWORD,
-        &[],
-        &[preset[0], ("LPE_NET_ORCHESTRATORS", &ouri)],
+        &[preset, ("LPE_NET_ORCHESTRATORS", &ouri)],
     );
 
     let offloaded = measure(&gateway, &orch, true, size, seconds);

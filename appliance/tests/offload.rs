@@ -10,12 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::evm::{GATEWAY, ORCHESTRATOR, import_key, start_payment_node_with, world};
-use common::wire::funded_gateway;
-use common::{FfmpegPush, NodeProc, free_port, probe_video, segments};
+use common::wire::{PASSWORD, funded_gateway, payment_node, pushed_stream};
+use common::{NodeProc, free_port, probe_video, segments};
 use lpe_pm::U256;
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "pw-for-tests";
 
 fn wait(
     node: &NodeProc,
@@ -131,30 +129,13 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     assert_eq!(status["published_matches"], true, "{status}");
 
     // The gateway lists no orchestrator: it discovers on chain.
-    let gdir = tempfile::tempdir().expect("tempdir");
-    import_key(gdir.path(), GATEWAY, PASSWORD);
-    let gateway = start_payment_node_with(
-        gdir.path(),
-        &url,
-        &controller,
-        "gateway",
-        PASSWORD,
-        &[],
-        &[],
-    );
-    let s = gateway.create(json!({
-        "name": "offloaded",
-        "source": {"kind": "rtmp"},
-        "offload": true,
-        "ladder": [
-            {"name": "source", "bitrate_kbps": 1000},
-            {"name": "240p", "height": 240, "bitrate_kbps": 400},
-            {"name": "144p", "height": 144, "bitrate_kbps": 200}
-        ]
-    }));
-    let id = s["id"].as_str().expect("id").to_string();
-    let key = s["stream_key"].as_str().expect("key").to_string();
-    let _push = FfmpegPush::start(&gateway.rtmp_url(&key), "640x360", 300);
+    let (gdir, gateway) = payment_node(&w, GATEWAY, "gateway", &[]);
+    let ladder = json!([
+        {"name": "source", "bitrate_kbps": 1000},
+        {"name": "240p", "height": 240, "bitrate_kbps": 400},
+        {"name": "144p", "height": 144, "bitrate_kbps": 200}
+    ]);
+    let (id, _push) = pushed_stream(&gateway, "offloaded", true, ladder, "640x360", 300);
     let path = format!("/api/streams/{id}");
 
     // The ladder comes from the orchestrator.
@@ -270,35 +251,9 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     );
     assert_eq!(gateway.get("/api/health").0, 200);
 
-    // Every ticket wins here. Once the stream stops and the chain passes the expiry of the
-    // params they were made on, the orchestrator redeems them all, and the gateway's deposit
-    // has fallen by exactly what it earned.
-    let (st, _) = gateway.send("POST", &format!("/api/streams/{id}/stop"), None);
-    assert_eq!(st, 200);
-    common::evm::mine(&w.admin, 50).await;
-    let t = wait(
-        &orch,
-        "/api/pm/tickets",
-        "tickets not all redeemed",
-        Duration::from_secs(60),
-        |v| {
-            let c = &v["counts"];
-            c["pending"] == 0
-                && c["redeemed"].as_u64().unwrap_or(0) >= 1
-                && c["redeemed"] == c["won"]
-        },
-    );
-    let earned: U256 = t["counts"]["earned"]
-        .as_str()
-        .expect("earned")
-        .parse()
-        .expect("wei");
-    let deposit_after = gateway_chain
-        .sender_info(gateway_address)
-        .await
-        .expect("info")
-        .deposit;
-    assert_eq!(deposit_before - deposit_after, earned, "{t}");
+    // Every ticket wins here: once the stream stops they are all redeemed, and the gateway's
+    // deposit has fallen by exactly what the orchestrator earned.
+    settle(&w, &gateway, &id, &orch, &gateway_chain, deposit_before).await;
     let (_, spend) = gateway.get("/api/network/spend");
     println!("gateway spend: {spend}");
     drop(orch);
@@ -316,33 +271,11 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
         .await
         .expect("sender info")
         .deposit;
-    let (url, controller) = (w.node.url.clone(), w.controller.to_string());
     const TOKEN: &str = "fleet-signer-token";
 
-    let odir = tempfile::tempdir().expect("tempdir");
-    import_key(odir.path(), ORCHESTRATOR, PASSWORD);
-    let orch = start_payment_node_with(
-        odir.path(),
-        &url,
-        &controller,
-        "orchestrator",
-        PASSWORD,
-        &[],
-        &[],
-    );
-
+    let (_odir, orch) = payment_node(&w, ORCHESTRATOR, "orchestrator", &[]);
     // The signer holds the funded account.
-    let sdir = tempfile::tempdir().expect("tempdir");
-    import_key(sdir.path(), GATEWAY, PASSWORD);
-    let signer = start_payment_node_with(
-        sdir.path(),
-        &url,
-        &controller,
-        "signer",
-        PASSWORD,
-        &[],
-        &[("LPE_NET_SIGNER_TOKEN", TOKEN)],
-    );
+    let (_sdir, signer) = payment_node(&w, GATEWAY, "signer", &[("LPE_NET_SIGNER_TOKEN", TOKEN)]);
     // Without the token it signs nothing.
     let (st, _) = http_post(
         &format!("{}/sign-orchestrator-info", signer.net_url()),
@@ -369,18 +302,11 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
             ("LPE_NET_SIGNER_TOKEN", TOKEN),
         ],
     );
-    let s = gateway.create(json!({
-        "name": "signed elsewhere",
-        "source": {"kind": "rtmp"},
-        "offload": true,
-        "ladder": [
-            {"name": "source", "bitrate_kbps": 1000},
-            {"name": "240p", "height": 240, "bitrate_kbps": 400}
-        ]
-    }));
-    let id = s["id"].as_str().expect("id").to_string();
-    let key = s["stream_key"].as_str().expect("key").to_string();
-    let _push = FfmpegPush::start(&gateway.rtmp_url(&key), "640x360", 300);
+    let ladder = json!([
+        {"name": "source", "bitrate_kbps": 1000},
+        {"name": "240p", "height": 240, "bitrate_kbps": 400}
+    ]);
+    let (id, _push) = pushed_stream(&gateway, "signed elsewhere", true, ladder, "640x360", 300);
     let path = format!("/api/streams/{id}");
     let v = wait(
         &gateway,
@@ -403,11 +329,31 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
     );
 
     // The tickets were the signer's: redeemed, they come out of its deposit.
-    let (st, _) = gateway.send("POST", &format!("{path}/stop"), None);
+    let t = settle(&w, &gateway, &id, &orch, &signer_chain, deposit_before).await;
+    assert!(
+        t["tickets"]
+            .as_array()
+            .is_some_and(|all| all.iter().all(|r| r["sender"] == address.as_str())),
+        "{t}"
+    );
+}
+
+/// Stops the stream, mines past the expiry of the params the tickets were made on, waits
+/// until the orchestrator has redeemed every winner, and checks that the payer's deposit fell
+/// by exactly what it earned. The orchestrator's ticket list.
+async fn settle(
+    w: &common::evm::World,
+    gateway: &NodeProc,
+    stream: &str,
+    orch: &NodeProc,
+    payer: &lpe_money::chain::ChainClient,
+    deposit_before: U256,
+) -> Value {
+    let (st, _) = gateway.send("POST", &format!("/api/streams/{stream}/stop"), None);
     assert_eq!(st, 200);
     common::evm::mine(&w.admin, 50).await;
     let t = wait(
-        &orch,
+        orch,
         "/api/pm/tickets",
         "tickets not all redeemed",
         Duration::from_secs(60),
@@ -418,23 +364,19 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
                 && c["redeemed"] == c["won"]
         },
     );
-    assert!(
-        t["tickets"]
-            .as_array()
-            .is_some_and(|all| all.iter().all(|r| r["sender"] == address.as_str())),
-        "{t}"
-    );
     let earned: U256 = t["counts"]["earned"]
         .as_str()
         .expect("earned")
         .parse()
         .expect("wei");
-    let deposit_after = signer_chain
-        .sender_info(signer_address)
+    let payer_address = payer.account().expect("the payer's account");
+    let deposit_after = payer
+        .sender_info(payer_address)
         .await
-        .expect("info")
+        .expect("sender info")
         .deposit;
     assert_eq!(deposit_before - deposit_after, earned, "{t}");
+    t
 }
 
 fn http_post(url: &str, token: Option<&str>) -> (u16, Value) {

@@ -34,25 +34,39 @@ pub async fn funded_gateway(w: &super::evm::World) -> lpe_money::chain::ChainCli
     c
 }
 
+/// The keystore password of the test nodes.
+pub const PASSWORD: &str = "pw-for-tests";
+
+/// A node on `w`'s chain in `role`, holding the account of `key` (hex), with `env` on top of
+/// the payment settings; its data in the returned directory.
+pub fn payment_node(
+    w: &super::evm::World,
+    key: &str,
+    role: &str,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, super::NodeProc) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    super::evm::import_key(dir.path(), key, PASSWORD);
+    let node = super::evm::start_payment_node_with(
+        dir.path(),
+        &w.node.url,
+        &w.controller.to_string(),
+        role,
+        PASSWORD,
+        &[],
+        env,
+    );
+    (dir, node)
+}
+
 /// A local EVM, the gateway funded, and an orchestrator node (the orchestrator account's key,
 /// its data in the returned directory) with `env` on top of the payment settings.
 pub async fn orchestrator(
     env: &[(&str, &str)],
 ) -> (super::evm::World, tempfile::TempDir, super::NodeProc) {
-    const PASSWORD: &str = "pw-for-tests";
     let w = super::evm::world(10_000).await;
     funded_gateway(&w).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    super::evm::import_key(dir.path(), super::evm::ORCHESTRATOR, PASSWORD);
-    let node = super::evm::start_payment_node_with(
-        dir.path(),
-        &w.node.url,
-        &w.controller.to_string(),
-        "orchestrator",
-        PASSWORD,
-        &[],
-        env,
-    );
+    let (dir, node) = payment_node(&w, super::evm::ORCHESTRATOR, "orchestrator", env);
     (w, dir, node)
 }
 
@@ -210,4 +224,26 @@ impl WireGateway {
             .and_then(|r| r.info)
             .ok_or((st, "no PaymentResult".into()))
     }
+}
+
+/// An RTMP stream on `node` with `ladder`, offloaded or not, and an ffmpeg push of `size` into
+/// it for `seconds`: the stream's id and the push (killed on drop).
+pub fn pushed_stream(
+    node: &super::NodeProc,
+    name: &str,
+    offload: bool,
+    ladder: serde_json::Value,
+    size: &str,
+    seconds: u32,
+) -> (String, super::FfmpegPush) {
+    let s = node.create(serde_json::json!({
+        "name": name,
+        "source": {"kind": "rtmp"},
+        "offload": offload,
+        "ladder": ladder,
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key");
+    let push = super::FfmpegPush::start(&node.rtmp_url(key), size, seconds);
+    (id, push)
 }
