@@ -328,6 +328,9 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
         "the gateway's data directory holds a key"
     );
 
+    let (_, health) = gateway.get("/api/health");
+    assert_eq!(health["checks"]["chain"]["status"], "ok", "{health}");
+
     // The tickets were the signer's: redeemed, they come out of its deposit.
     let t = settle(&w, &gateway, &id, &orch, &signer_chain, deposit_before).await;
     assert!(
