@@ -494,7 +494,10 @@ async fn health(State(node): State<AppState>) -> Response {
     let chain = if node.cfg.pm.role.is_off() {
         check(HealthState::Ok, "payments off")
     } else if node.cfg.keyless_gateway() {
-        check(HealthState::Ok, "paying through the remote signer; no chain needed")
+        check(
+            HealthState::Ok,
+            "paying through the remote signer; no chain needed",
+        )
     } else if node.chain().is_err() {
         check(HealthState::Degraded, "the chain is not reachable yet")
     } else if watcher_reachable == Some(false) {
