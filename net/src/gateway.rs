@@ -412,7 +412,6 @@ impl Gateway {
                 .map_err(|e| Failure::new(e.to_string()))?;
             payment_for_batch(&batch, &price_info)
         };
-        // Booked as sent; a segment that gets no answer gives it back (go-livepeer's rule).
         t.credit += bought;
         Ok(Paid {
             segment: client::signed_segment(key, seg),
@@ -439,26 +438,8 @@ impl Gateway {
                 lpe_pm::rational_string(max)
             )));
         }
-        let credit_before = s.tickets.as_ref().map(|t| t.credit.clone());
         let paid = self.pay(s, job, &profiles).await?;
-        let sent = client::post_segment(
-            &self.http,
-            &s.info.transcoder,
-            &paid.segment,
-            &paid.payment,
-            job.data.as_ref().clone(),
-        )
-        .await;
-        let (status, body) = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                // No answer: the tickets count as never sent (go-livepeer's rule).
-                if let (Some(t), Some(before)) = (s.tickets.as_mut(), credit_before) {
-                    t.credit = before;
-                }
-                return Err(Failure::new(format!("no answer: {e}")));
-            }
-        };
+        // Counted as spent once sent: answered or not, the tickets may have reached it.
         self.spend(&s.uri, |sp| {
             sp.segments += 1;
             sp.tickets += paid.tickets;
@@ -468,15 +449,25 @@ impl Gateway {
             );
             sp.price_wei_per_pixel = lpe_pm::rational_string(&s.price);
         });
+        // Any failure ends the session, and its credit with it: what go-livepeer gives back
+        // for a segment that got no answer matters only to a session that goes on.
+        let (status, body) = client::post_segment(
+            &self.http,
+            &s.info.transcoder,
+            &paid.segment,
+            &paid.payment,
+            job.data.as_ref().clone(),
+        )
+        .await
+        .map_err(|e| Failure::new(format!("no answer: {e}")))?;
         if status != 200 {
-            // Sent but failed: the credit is spent.
-            if let Some(t) = s.tickets.as_mut() {
-                t.credit = BigRational::from_integer(0.into());
-            }
-            return Err(Failure::new(format!(
-                "{status} {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
+            // The orchestrator's text, as much as a status line should show.
+            let text: String = String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect();
+            return Err(Failure::new(format!("{status} {text}")));
         }
         let result = TranscodeResult::decode(body.as_ref())
             .map_err(|e| Failure::new(format!("an unreadable TranscodeResult: {e}")))?;
