@@ -2,7 +2,8 @@
 //! transcoders attach (`livepeer-wire-workers.md` W1): a gateway's segment is transcoded on
 //! the transcoder and billed by the pixels it reported; without it (gone, or gone mid-task)
 //! the orchestrator transcodes itself; a wrong secret is refused; the orchestrator's
-//! certificate is pinned on first use.
+//! certificate is pinned on first use. A gateway node's offloaded stream goes the same way:
+//! gateway → orchestrator → transcoder.
 
 mod common;
 
@@ -10,7 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::NodeProc;
-use common::wire::{WireGateway, decoded, gateway_key, orchestrator, ts_segment};
+use common::evm::GATEWAY;
+use common::wire::{
+    WireGateway, decoded, gateway_key, orchestrator, payment_node, pushed_stream, ts_segment,
+};
 use lpe_net::client::{self, SegmentInfo};
 use lpe_net::proto::{TranscodeOutcome, TranscodeResult, VideoProfile};
 use prost::Message;
@@ -82,7 +86,7 @@ async fn one_segment(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_transcodes_for_another_nodes_orchestrator() {
     // TLS (an empty service URI): go-livepeer's transcoders speak only TLS.
-    let (_w, _odir, orch) = orchestrator(&[
+    let (w, _odir, orch) = orchestrator(&[
         ("LPE_NET_SERVICE_URI", ""),
         ("LPE_NET_TRANSCODER_SECRET", SECRET),
     ])
@@ -134,6 +138,28 @@ async fn a_node_transcodes_for_another_nodes_orchestrator() {
     assert!(!transcoder.log().contains("transcoding task failed"));
     let (_, health) = transcoder.get("/api/health");
     assert!(health.to_string().contains("transcoder"), "{health}");
+
+    // A gateway node's offloaded stream: its segments reach the transcoder through the
+    // orchestrator, and come back verified (pixels by decoding, the orchestrator's signature).
+    let (_gdir, gateway) = payment_node(&w, GATEWAY, "gateway", &[("LPE_NET_ORCHESTRATORS", &uri)]);
+    let ladder = serde_json::json!([
+        {"name": "source", "bitrate_kbps": 1000},
+        {"name": "240p", "height": 240, "bitrate_kbps": 400}
+    ]);
+    let (id, push) = pushed_stream(&gateway, "via a transcoder", true, ladder, "640x360", 60);
+    gateway.wait_stream(&id, "offloaded", Duration::from_secs(60), |v| {
+        v["status"]["offload"]["segments_network"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    });
+    drop(push);
+    drop(gateway);
+    assert!(
+        !orch.log().contains("transcoding here"),
+        "{}",
+        transcoder.log()
+    );
 
     // Killed around its task (whether before, during or after it is a race: the
     // disconnect-during-a-task path is the unit test in lpe-net's remote module): each
