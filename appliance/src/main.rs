@@ -138,34 +138,14 @@ async fn send_funding(
 
 fn orchestrator_command(cmd: OrchestratorCmd, cfg: &Config) -> ExitCode {
     let service_uri = cfg.service_uri();
-    with_chain(cfg, async move |chain| {
-        let Some(addr) = chain.account() else {
-            return fail(&"no account");
-        };
-        match cmd {
-            OrchestratorCmd::Status => {
-                let (published, active, pool) = match (
-                    chain.service_uri(addr).await,
-                    chain.is_active_transcoder(addr).await,
-                    chain.orchestrator_pool(1000).await,
-                ) {
-                    (Ok(u), Ok(a), Ok(p)) => (u, a, p),
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(&e),
-                };
-                print_json(&serde_json::json!({
-                    "address": addr.to_string(),
-                    "service_uri": service_uri,
-                    "published_service_uri": published,
-                    "published_matches": published == service_uri,
-                    "in_pool": pool.iter().any(|(a, _)| *a == addr),
-                    "active": active,
-                    "pool_size": pool.len(),
-                }))
-            }
-            OrchestratorCmd::Register { service_uri: uri } => {
-                let uri = uri.unwrap_or(service_uri);
-                send_funding(lpe_node::Funding::ServiceUri(uri), &chain).await
-            }
+    with_chain(cfg, async move |chain| match cmd {
+        OrchestratorCmd::Status => match chain.orchestrator_status(&service_uri).await {
+            Ok(status) => print_json(&status),
+            Err(e) => fail(&e),
+        },
+        OrchestratorCmd::Register { service_uri: uri } => {
+            let uri = uri.unwrap_or(service_uri);
+            send_funding(lpe_node::Funding::ServiceUri(uri), &chain).await
         }
     })
 }

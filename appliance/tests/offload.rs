@@ -127,6 +127,10 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     let status = cli("status");
     assert_eq!(status["published_service_uri"], ouri.as_str(), "{status}");
     assert_eq!(status["published_matches"], true, "{status}");
+    // The same from the API the UI shows.
+    let (st, api) = orch.get("/api/network/orchestrator");
+    assert_eq!(st, 200, "{api}");
+    assert_eq!(api, status);
 
     // The gateway lists no orchestrator: it discovers on chain.
     let (gdir, gateway) = payment_node(&w, GATEWAY, "gateway", &[]);

@@ -139,6 +139,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tickets))
         .routes(routes!(chain_head))
         .routes(routes!(network_spend))
+        .routes(routes!(orchestrator_status))
         .routes(routes!(wallet_view))
         .routes(routes!(fund))
         .routes(routes!(unlock))
@@ -1077,6 +1078,26 @@ async fn network_spend(State(node): State<AppState>) -> Json<SpendResponse> {
     Json(SpendResponse {
         orchestrators: node.offload_spend(),
     })
+}
+
+/// `GET /api/network/orchestrator`: this account as an orchestrator on chain — the service
+/// URI it published beside the one it serves, pool membership, activity.
+#[utoipa::path(
+    get,
+    path = "/api/network/orchestrator",
+    tag = "payments",
+    responses((status = 200, body = lpe_node::views::OrchestratorStatus), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn orchestrator_status(
+    State(node): State<AppState>,
+) -> Result<Json<lpe_node::views::OrchestratorStatus>, ApiError> {
+    let chain = node.chain()?;
+    let status = chain
+        .orchestrator_status(&node.cfg.service_uri())
+        .await
+        .map_err(chain_error)?;
+    Ok(Json(status))
 }
 
 #[derive(Deserialize)]

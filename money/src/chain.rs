@@ -76,6 +76,25 @@ sol! {
     }
 }
 
+/// The most pool entries read for an orchestrator's status.
+const POOL_LIMIT: usize = 1000;
+
+/// This account as an orchestrator on chain (`livepeer-edge orchestrator status`, the API).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct OrchestratorStatus {
+    pub address: String,
+    /// What this node serves (`net.service_uri`).
+    pub service_uri: String,
+    /// What the ServiceRegistry holds for the account (empty: nothing published).
+    pub published_service_uri: String,
+    pub published_matches: bool,
+    /// In the BondingManager's transcoder pool.
+    pub in_pool: bool,
+    /// Active this round.
+    pub active: bool,
+    pub pool_size: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     /// The contract refused: the exact revert string. Not worth retrying.
@@ -532,10 +551,31 @@ impl ChainClient {
         Ok(pool)
     }
 
-    /// The service URI `who` published.
-    pub async fn service_uri(&self, who: Address) -> Result<String, ChainError> {
+    /// The account as an orchestrator on chain, beside the service URI it should publish.
+    pub async fn orchestrator_status(
+        &self,
+        service_uri: &str,
+    ) -> Result<OrchestratorStatus, ChainError> {
+        let address = self
+            .from
+            .ok_or_else(|| ChainError::Unavailable("no account".into()))?;
         let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
-        registry.getServiceURI(who).call().await.map_err(classify)
+        let published = registry
+            .getServiceURI(address)
+            .call()
+            .await
+            .map_err(classify)?;
+        let active = self.is_active_transcoder(address).await?;
+        let pool = self.orchestrator_pool(POOL_LIMIT).await?;
+        Ok(OrchestratorStatus {
+            address: address.to_string(),
+            published_matches: published == service_uri,
+            service_uri: service_uri.to_string(),
+            published_service_uri: published,
+            in_pool: pool.iter().any(|(a, _)| *a == address),
+            active,
+            pool_size: pool.len(),
+        })
     }
 
     /// Publishes this account's service URI (what gateways that discover on chain call).

@@ -23,7 +23,7 @@ pub mod views {
     pub use lpe_media::transcode::{
         OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
     };
-    pub use lpe_money::chain::{ChainClient, ChainError, Mined};
+    pub use lpe_money::chain::{ChainClient, ChainError, Mined, OrchestratorStatus};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::watcher::HeadView;
     pub use lpe_store::{StoredEvent, TicketCounts, TicketRecord, TokenRecord, UserRecord};

@@ -1,6 +1,11 @@
 import { ApiError, eth, get } from "../api";
 import { ErrorBox, StateBadge, usePoll } from "../ui";
-import type { SpendResponse, TicketsResponse as Tickets, WalletView as Wallet } from "../api.gen";
+import type {
+  OrchestratorStatus,
+  SpendResponse,
+  TicketsResponse as Tickets,
+  WalletView as Wallet,
+} from "../api.gen";
 
 
 /// Payments off (409) or the chain not reached yet (503): the page says "not configured".
@@ -12,6 +17,7 @@ export function Payments() {
   const wallet = usePoll(() => get<Wallet>("/api/pm/wallet"), 15000);
   const tickets = usePoll(() => get<Tickets>("/api/pm/tickets?limit=100"), 5000);
   const spend = usePoll(() => get<SpendResponse>("/api/network/spend"), 5000);
+  const onChain = usePoll(() => get<OrchestratorStatus>("/api/network/orchestrator"), 60000);
   if (unavailable(wallet.error) && !wallet.value) {
     return (
       <section>
@@ -54,6 +60,9 @@ export function Payments() {
           <dd>{w.withdraw_round === "0" ? "locked (not unlocking)" : w.withdraw_round}</dd>
         </dl>
       )}
+      {w && (w.role === "orchestrator" || w.role === "both") && onChain.value && (
+        <OnChain o={onChain.value} />
+      )}
       {perDay.size > 0 && (
         <>
           <h2>Earnings</h2>
@@ -72,6 +81,26 @@ export function Payments() {
       <Spend spend={spend.value} />
       <Queue tickets={tickets.value} />
     </section>
+  );
+}
+
+/// The account as an orchestrator on chain: what gateways discovering on chain will call.
+function OnChain({ o }: { o: OrchestratorStatus }) {
+  return (
+    <>
+      <h2>On chain</h2>
+      <dl class="facts" data-testid="on-chain">
+        <dt>Service URI published</dt>
+        <dd>
+          {o.published_service_uri ? <code>{o.published_service_uri}</code> : "none"}
+          {o.published_matches ? "" : <span class="warning"> — this node serves {o.service_uri}: run `livepeer-edge orchestrator register`</span>}
+        </dd>
+        <dt>Transcoder pool</dt>
+        <dd>{o.in_pool ? `in the pool (${o.pool_size} members)` : "not in the pool"}</dd>
+        <dt>Active this round</dt>
+        <dd>{o.active ? "yes" : "no"}</dd>
+      </dl>
+    </>
   );
 }
 
