@@ -636,12 +636,10 @@ pub async fn run(
 ) -> Result<(), String> {
     let net = node.cfg.net.clone();
     let payer = if net.remote_signer_url.is_empty() {
-        let cfg = node.cfg.clone();
-        let account = tokio::task::spawn_blocking(move || lpe_node::payments::account_signer(&cfg))
+        let key = lpe_node::payments::unlock_account(&node.cfg)
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("the gateway cannot unlock the account: {e}"))?;
-        Payer::Local(account.credential().clone())
+            .map_err(|e| format!("the gateway {e}"))?;
+        Payer::Local(key)
     } else {
         let token = lpe_node::config::secret(&net.signer_token_file, crate::signer::TOKEN_ENV)?;
         Payer::Remote(RemoteSigner::new(&net.remote_signer_url, token)?)

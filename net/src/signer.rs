@@ -405,13 +405,11 @@ pub async fn start(
             net.listen
         ));
     }
-    let cfg = node.cfg.clone();
-    let account = tokio::task::spawn_blocking(move || lpe_node::payments::account_signer(&cfg))
+    let key = lpe_node::payments::unlock_account(&node.cfg)
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the signer cannot unlock the account: {e}"))?;
+        .map_err(|e| format!("the signer {e}"))?;
     let signer = Arc::new(Signer::new(
-        account.credential().clone(),
+        key,
         token,
         crate::fee::max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
     ));

@@ -23,6 +23,17 @@ pub fn account_signer(
         .map_err(|_| wallet::WalletError::BadKey)
 }
 
+/// The account's signing key, unlocked off the async threads (the keystore's key derivation
+/// takes about a second of CPU): for the gateway and the signer role.
+pub async fn unlock_account(cfg: &Config) -> Result<lpe_pm::sig::SigningKey, String> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || account_signer(&cfg))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|s| s.credential().clone())
+        .map_err(|e| format!("cannot unlock the account: {e}"))
+}
+
 /// Payments retry slowly: a wrong password or a missing keystore stays wrong until the
 /// operator fixes it, and each attempt runs the keystore's key derivation.
 pub const RESTART: Restart = Restart::WithBackoff {
