@@ -261,9 +261,9 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
-                let offload_status: offload::SharedStatus =
-                    Arc::new(Mutex::new(OffloadStatus::starting()));
                 let (segments, worker) = if spec.offload {
+                    let offload_status: offload::SharedStatus =
+                        Arc::new(Mutex::new(OffloadStatus::starting()));
                     let (tx, rx) = mpsc::channel(offload::QUEUED_SEGMENTS);
                     let worker = offload::Worker {
                         id: id.clone(),
@@ -284,7 +284,10 @@ pub(super) async fn run(
                             timeout: Duration::from_secs(30),
                         },
                     };
-                    (Some(tx), Some(tokio::spawn(worker.run(rx))))
+                    (
+                        Some((tx, offload_status)),
+                        Some(tokio::spawn(worker.run(rx))),
+                    )
                 } else {
                     (None, None)
                 };
@@ -295,7 +298,7 @@ pub(super) async fn run(
                     &rt,
                     &shared,
                     &mut stop,
-                    segments.as_ref().map(|tx| (tx, &offload_status)),
+                    segments.as_ref().map(|(tx, status)| (tx, status)),
                 )
                 .await;
                 if let Some(f) = feeder {
