@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Contracts for the node's chain tests: a TicketBroker with the ABI, checks, check order and
-// revert strings of the one deployed on Arbitrum One, and a Controller, RoundsManager and
-// BondingManager with just what ticket redemption needs. Rounds advance with blocks.
+// revert strings of the one deployed on Arbitrum One, and a Controller, RoundsManager,
+// BondingManager and Minter with just what ticket redemption, discovery and the reward call
+// need. Rounds advance with blocks.
 pragma solidity ^0.8.20;
 
 contract Controller {
@@ -69,15 +70,40 @@ contract RoundsManager {
     }
 }
 
-contract BondingManager {
+contract Minter {
     address public owner;
-    address public ticketBroker;
-    mapping(address => bool) public registered;
-    mapping(address => uint256) public fees;
-    uint256 public poolSize;
+    uint256 public currentMintableTokens;
 
     constructor() {
         owner = msg.sender;
+    }
+
+    function setCurrentMintableTokens(uint256 _amount) external {
+        require(msg.sender == owner, "caller must be owner");
+        currentMintableTokens = _amount;
+    }
+}
+
+contract BondingManager {
+    address public owner;
+    Controller public controller;
+    address public ticketBroker;
+    mapping(address => bool) public registered;
+    mapping(address => uint256) public fees;
+    mapping(address => uint256) public transcoderTotalStake;
+    mapping(address => uint256) internal lastRewardRound;
+    uint256 public poolSize;
+    uint256 public getTranscoderPoolMaxSize = 100;
+    // Whether the last reward call's hints named the caller's neighbours after the update:
+    // the deployed contract accepts any hints (it walks from them), so tests read this to see
+    // that the node computed them right.
+    bool public lastRewardHintsExact;
+
+    event Reward(address indexed transcoder, uint256 amount);
+
+    constructor(Controller _controller) {
+        owner = msg.sender;
+        controller = _controller;
     }
 
     function setTicketBroker(address _broker) external {
@@ -85,8 +111,9 @@ contract BondingManager {
         ticketBroker = _broker;
     }
 
-    // The transcoder pool in registration order, walked as the deployed contract's linked list
-    // is walked (first, then next until the zero address).
+    // The transcoder pool sorted by stake, largest first (equal stakes keep their order, as
+    // the deployed SortedDoublyLL inserts after its equals), walked as the deployed
+    // contract's linked list is walked (first, then next until the zero address).
     address[] internal pool;
     mapping(address => uint256) internal poolIndex;
 
@@ -96,7 +123,43 @@ contract BondingManager {
             registered[_transcoder] = true;
             poolSize += 1;
             pool.push(_transcoder);
-            poolIndex[_transcoder] = pool.length;
+            reposition(_transcoder, pool.length - 1);
+        }
+    }
+
+    function setStake(address _transcoder, uint256 _stake) external {
+        require(msg.sender == owner, "caller must be owner");
+        require(registered[_transcoder], "transcoder must be registered");
+        transcoderTotalStake[_transcoder] = _stake;
+        reposition(_transcoder, poolIndex[_transcoder] - 1);
+    }
+
+    function setPoolMaxSize(uint256 _size) external {
+        require(msg.sender == owner, "caller must be owner");
+        getTranscoderPoolMaxSize = _size;
+    }
+
+    // Moves the member at `_at` to its place by stake.
+    function reposition(address _transcoder, uint256 _at) internal {
+        for (uint256 i = _at; i + 1 < pool.length; i++) {
+            pool[i] = pool[i + 1];
+        }
+        pool.pop();
+        uint256 stake = transcoderTotalStake[_transcoder];
+        uint256 place = pool.length;
+        for (uint256 i = 0; i < pool.length; i++) {
+            if (transcoderTotalStake[pool[i]] < stake) {
+                place = i;
+                break;
+            }
+        }
+        pool.push(_transcoder);
+        for (uint256 i = pool.length - 1; i > place; i--) {
+            pool[i] = pool[i - 1];
+        }
+        pool[place] = _transcoder;
+        for (uint256 i = 0; i < pool.length; i++) {
+            poolIndex[pool[i]] = i + 1;
         }
     }
 
@@ -104,9 +167,14 @@ contract BondingManager {
         return pool.length == 0 ? address(0) : pool[0];
     }
 
-    function getNextTranscoderInPool(address _transcoder) external view returns (address) {
+    function getNextTranscoderInPool(address _transcoder) public view returns (address) {
         uint256 i = poolIndex[_transcoder];
         return i == 0 || i >= pool.length ? address(0) : pool[i];
+    }
+
+    function getPrevTranscoderInPool(address _transcoder) public view returns (address) {
+        uint256 i = poolIndex[_transcoder];
+        return i <= 1 ? address(0) : pool[i - 2];
     }
 
     // A registered transcoder outside the active set (tests switch it in and out).
@@ -117,12 +185,85 @@ contract BondingManager {
         inactive[_transcoder] = !_active;
     }
 
-    function isActiveTranscoder(address _transcoder) external view returns (bool) {
+    function isActiveTranscoder(address _transcoder) public view returns (bool) {
         return registered[_transcoder] && !inactive[_transcoder];
     }
 
     function getTranscoderPoolSize() external view returns (uint256) {
         return poolSize;
+    }
+
+    function getTotalBonded() public view returns (uint256 total) {
+        for (uint256 i = 0; i < pool.length; i++) {
+            if (isActiveTranscoder(pool[i])) {
+                total += transcoderTotalStake[pool[i]];
+            }
+        }
+    }
+
+    function getTranscoder(address _transcoder)
+        external
+        view
+        returns (
+            uint256 lastRewardRound_,
+            uint256 rewardCut,
+            uint256 feeShare,
+            uint256 lastActiveStakeUpdateRound,
+            uint256 activationRound,
+            uint256 deactivationRound,
+            uint256 activeCumulativeRewards,
+            uint256 cumulativeRewards,
+            uint256 cumulativeFees,
+            uint256 lastFeeRound
+        )
+    {
+        lastRewardRound_ = lastRewardRound[_transcoder];
+        lastActiveStakeUpdateRound = roundsManager().currentRound();
+        deactivationRound = isActiveTranscoder(_transcoder) ? type(uint256).max : 0;
+        cumulativeFees = fees[_transcoder];
+        (rewardCut, feeShare, activationRound, activeCumulativeRewards, cumulativeRewards, lastFeeRound) =
+            (0, 0, 0, 0, 0, 0);
+    }
+
+    function getTranscoderEarningsPoolForRound(address _transcoder, uint256)
+        external
+        view
+        returns (
+            uint256 totalStake,
+            uint256 transcoderRewardCut,
+            uint256 transcoderFeeShare,
+            uint256 cumulativeRewardFactor,
+            uint256 cumulativeFeeFactor
+        )
+    {
+        totalStake = transcoderTotalStake[_transcoder];
+        (transcoderRewardCut, transcoderFeeShare, cumulativeRewardFactor, cumulativeFeeFactor) = (0, 0, 0, 0);
+    }
+
+    function roundsManager() internal view returns (RoundsManager) {
+        return RoundsManager(controller.getContract(keccak256("RoundsManager")));
+    }
+
+    function reward() external {
+        rewardWithHint(address(0), address(0));
+    }
+
+    // The deployed contract's checks, in its order and with its revert strings.
+    function rewardWithHint(address _newPosPrev, address _newPosNext) public {
+        require(!controller.paused(), "system is paused");
+        require(roundsManager().currentRoundInitialized(), "current round is not initialized");
+        uint256 round = roundsManager().currentRound();
+        require(isActiveTranscoder(msg.sender), "caller must be an active transcoder");
+        require(lastRewardRound[msg.sender] != round, "caller has already called reward for the current round");
+        uint256 total = getTotalBonded();
+        uint256 mintable = Minter(controller.getContract(keccak256("Minter"))).currentMintableTokens();
+        uint256 amount = total == 0 ? 0 : (mintable * transcoderTotalStake[msg.sender]) / total;
+        transcoderTotalStake[msg.sender] += amount;
+        reposition(msg.sender, poolIndex[msg.sender] - 1);
+        lastRewardHintsExact =
+            getPrevTranscoderInPool(msg.sender) == _newPosPrev && getNextTranscoderInPool(msg.sender) == _newPosNext;
+        lastRewardRound[msg.sender] = round;
+        emit Reward(msg.sender, amount);
     }
 
     function updateTranscoderWithFees(address _transcoder, uint256 _fees, uint256) external {

@@ -29,7 +29,13 @@ sol! {
         function register(address _transcoder) external;
         function setActive(address _transcoder, bool _active) external;
         function fees(address _transcoder) external view returns (uint256);
+        function setStake(address _transcoder, uint256 _stake) external;
+        function setPoolMaxSize(uint256 _size) external;
+        function transcoderTotalStake(address _transcoder) external view returns (uint256);
+        function lastRewardHintsExact() external view returns (bool);
     }
+    #[sol(rpc)]
+    contract Minter { function setCurrentMintableTokens(uint256 _amount) external; }
 }
 
 /// Hardhat's well-known development keys (accounts 0, 1, 2).
@@ -150,6 +156,7 @@ pub struct World {
     pub controller: Address,
     pub rounds: Address,
     pub bonding: Address,
+    pub minter: Address,
     pub round_length: u64,
 }
 
@@ -172,7 +179,8 @@ pub async fn world(round_length: u64) -> World {
         U256::from(round_length).abi_encode(),
     )
     .await;
-    let bonding = deploy(&admin, "BondingManager", Vec::new()).await;
+    let bonding = deploy(&admin, "BondingManager", controller.abi_encode()).await;
+    let minter = deploy(&admin, "Minter", Vec::new()).await;
     let registry = deploy(&admin, "ServiceRegistry", Vec::new()).await;
     let broker = deploy(
         &admin,
@@ -186,6 +194,7 @@ pub async fn world(round_length: u64) -> World {
         ("RoundsManager", rounds),
         ("BondingManager", bonding),
         ("ServiceRegistry", registry),
+        ("Minter", minter),
     ] {
         c.setContractInfo(keccak256(name), addr)
             .send()
@@ -216,6 +225,7 @@ pub async fn world(round_length: u64) -> World {
         controller,
         rounds,
         bonding,
+        minter,
         round_length,
     };
     next_round(&w).await;
