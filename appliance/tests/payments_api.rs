@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::RpcProxy;
 use common::evm::{
     GATEWAY, ORCHESTRATOR, import_key, key, next_round, pm_env, start_orchestrator,
-    start_payment_node, start_payment_node_wrapped, world,
+    start_payment_node, start_payment_node_with, start_payment_node_wrapped, world,
 };
 use common::wire::{WireGateway, funded_gateway, gateway_key};
 use k256::ecdsa::SigningKey;
@@ -267,12 +267,16 @@ async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     let dir = tempfile::tempdir().expect("tempdir");
     import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let controller = w.controller.to_string();
-    let node = start_payment_node(
+    // The reward call reads the chain on its own schedule; what is measured here is what
+    // payments read.
+    let node = start_payment_node_with(
         dir.path(),
         &proxy.url(),
         &controller,
         "orchestrator",
         PASSWORD,
+        &[],
+        &[("LPE_PM_REWARD", "false")],
     );
     let mut p = paying(&node).await;
     let first = p.sender.create_batch(&p.session, 1).expect("batch");

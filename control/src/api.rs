@@ -617,6 +617,7 @@ fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
             ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
         }
         Outcome::Payment(r) => Json(r).into_response(),
+        Outcome::Orchestrator(s) => Json(s).into_response(),
         Outcome::Desired(r) => Json(r).into_response(),
         Outcome::Mined(m) => tx_view(m).into_response(),
     }
@@ -1081,7 +1082,8 @@ async fn network_spend(State(node): State<AppState>) -> Json<SpendResponse> {
 }
 
 /// `GET /api/network/orchestrator`: this account as an orchestrator on chain — the service
-/// URI it published beside the one it serves, pool membership, activity.
+/// URI it published beside the one it serves, pool membership, activity — and, when the
+/// node calls reward, where this round's call stands.
 #[utoipa::path(
     get,
     path = "/api/network/orchestrator",
@@ -1092,12 +1094,7 @@ async fn network_spend(State(node): State<AppState>) -> Json<SpendResponse> {
 async fn orchestrator_status(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::OrchestratorStatus>, ApiError> {
-    let chain = node.chain()?;
-    let status = chain
-        .orchestrator_status(&node.cfg.service_uri())
-        .await
-        .map_err(chain_error)?;
-    Ok(Json(status))
+    Ok(Json(node.orchestrator_status().await?))
 }
 
 #[derive(Deserialize)]

@@ -333,6 +333,7 @@ const COMMANDS: &[&str] = &[
     "snapshot",
     "restart",
     "log_level",
+    "orchestrator_status",
 ];
 
 /// A command's request, parsed: the id and the arguments object.
@@ -414,6 +415,7 @@ fn decode(name: &str, args: &serde_json::Map<String, Value>) -> Result<Command, 
             id: string_arg(args, "stream_id")?,
         },
         "log_level" => Command::SetLogLevel(string_arg(args, "level")?),
+        "orchestrator_status" => Command::OrchestratorStatus,
         "restart" => Command::RestartNode,
         other => {
             return Err(format!(
@@ -581,6 +583,7 @@ fn telemetry_doc(node: &Node) -> Value {
         "device": node.device.latest(),
         "streams": streams,
         "tickets": node.ticket_counts().ok(),
+        "reward": node.reward_status(),
     })
 }
 

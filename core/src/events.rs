@@ -31,6 +31,12 @@ pub enum EventKind {
     OffloadFallback,
     /// An offloaded stream's segments go to an orchestrator again.
     OffloadResumed,
+    /// The orchestrator's reward call for the round was mined.
+    RewardCalled,
+    /// The reward call failed; it is tried again while the round lasts.
+    RewardFailed,
+    /// The reward call is due but not worth its fee now.
+    RewardSkipped,
 }
 
 impl EventKind {
@@ -58,6 +64,9 @@ impl EventKind {
             Self::FundingChanged => "funding_changed",
             Self::OffloadFallback => "offload_fallback",
             Self::OffloadResumed => "offload_resumed",
+            Self::RewardCalled => "reward_called",
+            Self::RewardFailed => "reward_failed",
+            Self::RewardSkipped => "reward_skipped",
         }
     }
 }

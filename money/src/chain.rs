@@ -33,6 +33,18 @@ sol! {
         function isActiveTranscoder(address _transcoder) external view returns (bool);
         function getFirstTranscoderInPool() external view returns (address);
         function getNextTranscoderInPool(address _transcoder) external view returns (address);
+        function getTranscoder(address _transcoder) external view returns (uint256 lastRewardRound, uint256 rewardCut, uint256 feeShare, uint256 lastActiveStakeUpdateRound, uint256 activationRound, uint256 deactivationRound, uint256 activeCumulativeRewards, uint256 cumulativeRewards, uint256 cumulativeFees, uint256 lastFeeRound);
+        function transcoderTotalStake(address _transcoder) external view returns (uint256);
+        function getTotalBonded() external view returns (uint256);
+        function getTranscoderPoolMaxSize() external view returns (uint256);
+        function getTranscoderEarningsPoolForRound(address _transcoder, uint256 _round) external view returns (uint256 totalStake, uint256 transcoderRewardCut, uint256 transcoderFeeShare, uint256 cumulativeRewardFactor, uint256 cumulativeFeeFactor);
+        function rewardWithHint(address _newPosPrev, address _newPosNext) external;
+        event Reward(address indexed transcoder, uint256 amount);
+    }
+
+    #[sol(rpc)]
+    contract IMinter {
+        function currentMintableTokens() external view returns (uint256);
     }
 
     #[sol(rpc)]
@@ -76,6 +88,44 @@ sol! {
     }
 }
 
+/// Where the account stands for this round's reward call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewardRound {
+    pub current_round: U256,
+    pub initialized: bool,
+    pub last_reward_round: U256,
+    pub active: bool,
+}
+
+/// What a reward call would mint and where the account lands in the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewardCall {
+    /// go-livepeer's estimate: mintable × the account's active stake / total bonded.
+    pub estimated_reward: U256,
+    pub prev: Address,
+    pub next: Address,
+    /// Gas the call is estimated to use, with the margin every transaction gets.
+    pub gas: u64,
+    /// Wei per gas now.
+    pub gas_price: U256,
+}
+
+impl RewardCall {
+    /// The most the call can cost, wei.
+    pub fn fee(&self) -> U256 {
+        U256::from(self.gas).saturating_mul(self.gas_price)
+    }
+}
+
+/// A reward call that was mined, with what the BondingManager minted for the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewarded {
+    pub mined: Mined,
+    pub minted: U256,
+    /// Wei the transaction cost (gas used × effective gas price).
+    pub fee: U256,
+}
+
 /// The most pool entries read for an orchestrator's status.
 const POOL_LIMIT: usize = 1000;
 
@@ -93,6 +143,8 @@ pub struct OrchestratorStatus {
     /// Active this round.
     pub active: bool,
     pub pool_size: usize,
+    /// The reward call, when this node makes it (the chain client leaves it to the node).
+    pub reward: Option<crate::reward::RewardStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -463,6 +515,131 @@ impl ChainClient {
             .map_err(classify)
     }
 
+    /// The account's standing for this round's reward: the round (read on chain, not from an
+    /// event cache), whether it is initialized, the account's last reward round and activity.
+    pub async fn reward_round(&self) -> Result<RewardRound, ChainError> {
+        let me = self.from.ok_or(ChainError::NoSigner)?;
+        let rounds = IRoundsManager::new(self.rounds_manager, &self.provider);
+        let bonding = IBondingManager::new(self.bonding_manager, &self.provider);
+        Ok(RewardRound {
+            current_round: rounds.currentRound().call().await.map_err(classify)?,
+            initialized: rounds
+                .currentRoundInitialized()
+                .call()
+                .await
+                .map_err(classify)?,
+            last_reward_round: bonding
+                .getTranscoder(me)
+                .call()
+                .await
+                .map_err(classify)?
+                .lastRewardRound,
+            active: self.is_active_transcoder(me).await?,
+        })
+    }
+
+    /// Prepares `rewardWithHint` as go-livepeer's `client.Reward` does: the estimated reward,
+    /// the pool hints for the account's stake after it (see [`crate::reward::hints`]), and
+    /// the gas the call would use (a revert, e.g. "caller must be an active transcoder",
+    /// comes back here, before anything is spent). `None` when the call would mint nothing
+    /// (nothing bonded, or nothing mintable).
+    pub async fn prepare_reward(&self) -> Result<Option<RewardCall>, ChainError> {
+        let me = self.from.ok_or(ChainError::NoSigner)?;
+        let bonding = IBondingManager::new(self.bonding_manager, &self.provider);
+        let transcoder = bonding.getTranscoder(me).call().await.map_err(classify)?;
+        let active_stake = bonding
+            .getTranscoderEarningsPoolForRound(me, transcoder.lastActiveStakeUpdateRound)
+            .call()
+            .await
+            .map_err(classify)?
+            .totalStake;
+        let minter = self.resolve("Minter").await?;
+        let mintable = IMinter::new(minter, &self.provider)
+            .currentMintableTokens()
+            .call()
+            .await
+            .map_err(classify)?;
+        let total_bonded = bonding.getTotalBonded().call().await.map_err(classify)?;
+        let estimated_reward =
+            match crate::reward::estimated_reward(mintable, active_stake, total_bonded) {
+                Some(r) if !r.is_zero() => r,
+                _ => return Ok(None),
+            };
+        let mut pool = Vec::new();
+        let mut next = bonding
+            .getFirstTranscoderInPool()
+            .call()
+            .await
+            .map_err(classify)?;
+        while next != Address::ZERO && pool.len() < POOL_LIMIT {
+            if pool.iter().any(|(a, _)| *a == next) {
+                break;
+            }
+            let stake = bonding
+                .transcoderTotalStake(next)
+                .call()
+                .await
+                .map_err(classify)?;
+            pool.push((next, stake));
+            next = bonding
+                .getNextTranscoderInPool(next)
+                .call()
+                .await
+                .map_err(classify)?;
+        }
+        let max_size = bonding
+            .getTranscoderPoolMaxSize()
+            .call()
+            .await
+            .map_err(classify)?;
+        let own_stake = pool
+            .iter()
+            .find(|(a, _)| *a == me)
+            .map(|(_, s)| *s)
+            .unwrap_or_default();
+        let (prev, next) = crate::reward::hints(
+            &pool,
+            me,
+            own_stake.saturating_add(estimated_reward),
+            usize::try_from(max_size).unwrap_or(usize::MAX),
+        );
+        let call = bonding.rewardWithHint(prev, next);
+        call.call_raw().await.map_err(classify)?;
+        let estimate = call.estimate_gas().await.map_err(classify)?;
+        Ok(Some(RewardCall {
+            estimated_reward,
+            prev,
+            next,
+            gas: estimate.saturating_add(estimate * GAS_MARGIN_PERCENT / 100),
+            gas_price: self.gas_price().await?,
+        }))
+    }
+
+    /// Sends a prepared `rewardWithHint` and follows it to its receipt; what was minted comes
+    /// from the BondingManager's `Reward` event.
+    pub async fn reward(&self, call: &RewardCall) -> Result<Rewarded, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let me = self.from.ok_or(ChainError::NoSigner)?;
+        let bonding = IBondingManager::new(self.bonding_manager, &self.provider);
+        let receipt = self
+            .transact_receipt(bonding.rewardWithHint(call.prev, call.next))
+            .await?;
+        let minted = receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.address() == self.bonding_manager)
+            .filter_map(|l| IBondingManager::Reward::decode_log(&l.inner).ok())
+            .filter(|e| e.transcoder == me)
+            .fold(U256::ZERO, |sum, e| sum.saturating_add(e.amount));
+        Ok(Rewarded {
+            mined: mined(&receipt),
+            minted,
+            fee: U256::from(receipt.gas_used)
+                .saturating_mul(U256::from(receipt.effective_gas_price)),
+        })
+    }
+
     /// Simulates a call (a revert comes back with its reason and costs no gas), then sends it
     /// and follows it to its receipt.
     async fn transact<D: alloy::contract::CallDecoder>(
@@ -503,18 +680,23 @@ impl ChainClient {
         .await
     }
 
-    /// The ServiceRegistry, looked up when needed (only discovery and registration use it).
-    async fn service_registry(&self) -> Result<Address, ChainError> {
+    /// A contract looked up when needed (the ServiceRegistry only for discovery and
+    /// registration, the Minter only for the reward call).
+    async fn resolve(&self, name: &'static str) -> Result<Address, ChainError> {
         let a = IController::new(self.controller, &self.provider)
-            .getContract(keccak256(b"ServiceRegistry"))
+            .getContract(keccak256(name.as_bytes()))
             .call()
             .await
             .map_err(classify)?;
         if a == Address::ZERO {
-            Err(ChainError::Unresolved("ServiceRegistry"))
+            Err(ChainError::Unresolved(name))
         } else {
             Ok(a)
         }
+    }
+
+    async fn service_registry(&self) -> Result<Address, ChainError> {
+        self.resolve("ServiceRegistry").await
     }
 
     /// The transcoder pool as go-livepeer's on-chain discovery reads it: the BondingManager's
@@ -575,6 +757,7 @@ impl ChainClient {
             in_pool: pool.iter().any(|(a, _)| *a == address),
             active,
             pool_size: pool.len(),
+            reward: None,
         })
     }
 

@@ -165,6 +165,8 @@ pub enum Command {
     Snapshot {
         id: String,
     },
+    /// The account as an orchestrator on chain, with the reward call's state (a read).
+    OrchestratorStatus,
     /// A gateway's payment (the decoded `Livepeer-Payment` header), as an orchestrator
     /// receives it.
     ReceivePayment {
@@ -203,6 +205,7 @@ impl Command {
             Command::RestartNode => "restart",
             Command::Funding(_) => "funding",
             Command::Snapshot { .. } => "snapshot",
+            Command::OrchestratorStatus => "orchestrator_status",
             Command::ReceivePayment { .. } => "payment",
             Command::ChargeWork { .. } => "charge_work",
             Command::EndPeerSession { .. } => "peer_session_end",
@@ -277,6 +280,7 @@ pub enum Outcome {
         jpeg: Vec<u8>,
     },
     Payment(lpe_money::payments::PaymentReceipt),
+    Orchestrator(Box<lpe_money::chain::OrchestratorStatus>),
     Done,
 }
 
@@ -296,6 +300,7 @@ impl Outcome {
                 "bytes": jpeg.len(),
             }),
             Outcome::Payment(r) => serde_json::to_value(r).unwrap_or_default(),
+            Outcome::Orchestrator(s) => serde_json::to_value(s).unwrap_or_default(),
             Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => serde_json::Value::Null,
         }
     }

@@ -197,6 +197,16 @@ pub struct PmConfig {
     pub redeem_poll_ms: u32,
     /// How often the block watcher polls for a new block, milliseconds.
     pub block_poll_ms: u32,
+    /// As an orchestrator, call reward once per round while the account is an active
+    /// transcoder (tried at start, then each `reward_poll_ms` until done for the round).
+    pub reward: bool,
+    /// How often the reward call looks at the chain, milliseconds.
+    pub reward_poll_ms: u32,
+    /// The most one reward call may cost, wei.
+    pub reward_max_fee: String,
+    /// What one LPT is worth in wei; when set (non-zero), a reward call that would cost more
+    /// than what it mints is worth is not sent.
+    pub lpt_price: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +314,11 @@ impl Default for Config {
                 password_file: String::new(),
                 redeem_poll_ms: 2000,
                 block_poll_ms: 1000,
+                reward: true,
+                reward_poll_ms: 60_000,
+                // 0.001 ETH: about twenty reward calls on Arbitrum One at its usual gas price.
+                reward_max_fee: "1000000000000000".into(),
+                lpt_price: "0".into(),
             },
             net: NetConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], 8935)),
@@ -707,6 +722,8 @@ impl Config {
         };
         wei("pm.ticket_ev", &pm.ticket_ev)?;
         wei("pm.max_face_value", &pm.max_face_value)?;
+        wei("pm.reward_max_fee", &pm.reward_max_fee)?;
+        wei("pm.lpt_price", &pm.lpt_price)?;
         for (address, [ppu, ppx]) in &pm.price_per_gateway {
             let key = format!("pm.price_per_gateway.{address}");
             if address.parse::<lpe_pm::Address>().is_err() {
@@ -742,6 +759,12 @@ impl Config {
         }
         if !(50..=60_000).contains(&pm.block_poll_ms) {
             return Err(ConfigError::new("pm.block_poll_ms", "allowed: 50 to 60000"));
+        }
+        if !(100..=3_600_000).contains(&pm.reward_poll_ms) {
+            return Err(ConfigError::new(
+                "pm.reward_poll_ms",
+                "allowed: 100 to 3600000",
+            ));
         }
         let http_url = pm.eth_url.starts_with("http://") || pm.eth_url.starts_with("https://");
         if !pm.role.is_off() && !self.keyless_gateway() && !http_url {

@@ -25,6 +25,7 @@ pub mod views {
     };
     pub use lpe_money::chain::{ChainClient, ChainError, Mined, OrchestratorStatus};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
+    pub use lpe_money::reward::{RewardState, RewardStatus};
     pub use lpe_money::watcher::HeadView;
     pub use lpe_store::{StoredEvent, TicketCounts, TicketRecord, TokenRecord, UserRecord};
 }
@@ -117,6 +118,8 @@ pub struct Node {
     orchestrator: tokio::sync::OnceCell<Arc<lpe_money::payments::Orchestrator>>,
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
     chain: tokio::sync::OnceCell<lpe_money::chain::ChainClient>,
+    /// The reward call's state, once it runs (an orchestrator with `pm.reward`).
+    reward: std::sync::OnceLock<tokio::sync::watch::Receiver<lpe_money::reward::RewardStatus>>,
     auth: crate::auth::Auth,
     /// Device health: the latest sample and the last hour.
     pub device: Arc<crate::device::DeviceHistory>,
@@ -176,6 +179,7 @@ impl Node {
             started: Instant::now(),
             orchestrator: tokio::sync::OnceCell::new(),
             chain: tokio::sync::OnceCell::new(),
+            reward: std::sync::OnceLock::new(),
             auth: crate::auth::Auth::new(),
             device: Default::default(),
             logs,
@@ -364,6 +368,9 @@ impl Node {
                     jpeg,
                 })
             }
+            Command::OrchestratorStatus => Ok(Outcome::Orchestrator(Box::new(
+                self.orchestrator_status().await?,
+            ))),
             Command::ChargeWork {
                 sender,
                 session,
@@ -531,6 +538,24 @@ impl Node {
             x264_preset: self.cfg.media.x264_preset.clone(),
             timeout: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// The account as an orchestrator on chain — the service URI it published beside the one
+    /// it serves, pool membership, activity — and the reward call's state.
+    pub async fn orchestrator_status(
+        &self,
+    ) -> Result<lpe_money::chain::OrchestratorStatus, CommandError> {
+        let mut status = self
+            .chain()?
+            .orchestrator_status(&self.cfg.service_uri())
+            .await?;
+        status.reward = self.reward_status();
+        Ok(status)
+    }
+
+    /// Where the orchestrator's reward call stands; `None` when it does not run.
+    pub fn reward_status(&self) -> Option<lpe_money::reward::RewardStatus> {
+        self.reward.get().map(|r| r.borrow().clone())
     }
 
     /// The orchestrator's payment handling, once payments run and the chain was reached.

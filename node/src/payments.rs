@@ -1,5 +1,6 @@
 //! Payments as a subsystem of the node: unlock the account, reach the chain, and — as an
-//! orchestrator — watch the chain, take payments and run the redemption queue.
+//! orchestrator — watch the chain, take payments, run the redemption queue and call reward
+//! each round.
 
 use std::sync::Arc;
 
@@ -101,6 +102,23 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) -> Result
         },
     );
     let _ = node.orchestrator.set(Arc::new(orchestrator));
+    let rewarding = pm.reward.then(|| {
+        let (tx, rx) = watch::channel(lpe_money::reward::RewardStatus::default());
+        let _ = node.reward.set(rx);
+        let policy = lpe_money::reward::RewardPolicy {
+            max_fee: pm.reward_max_fee.parse().unwrap_or_default(),
+            lpt_price: pm.lpt_price.parse().unwrap_or_default(),
+        };
+        let every = std::time::Duration::from_millis(u64::from(pm.reward_poll_ms));
+        tokio::spawn(lpe_money::reward::run(
+            watcher.chain().clone(),
+            policy,
+            node.events.clone(),
+            tx,
+            every,
+            shutdown.clone(),
+        ))
+    });
     payments::run_redemptions(
         Arc::clone(&node.store),
         node.events.clone(),
@@ -110,5 +128,8 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) -> Result
     )
     .await;
     watching.abort();
+    if let Some(r) = rewarding {
+        r.abort();
+    }
     Ok(())
 }

@@ -76,9 +76,19 @@ export function duration(s: number): string {
 
 /// Wei (decimal string) as ETH with up to 6 decimals, exactly (no floating point).
 export function eth(wei: string | null | undefined): string {
-  if (!wei || !/^\d+$/.test(wei)) return "—";
-  const s = wei.padStart(19, "0");
+  return units(wei, "ETH");
+}
+
+/// LPT base units (10⁻¹⁸ LPT) as LPT.
+export function lpt(amount: string | null | undefined): string {
+  return units(amount, "LPT");
+}
+
+/// An 18-decimal integer amount in its unit, to six decimals (rounded down).
+function units(amount: string | null | undefined, unit: string): string {
+  if (!amount || !/^\d+$/.test(amount)) return "—";
+  const s = amount.padStart(19, "0");
   const whole = s.slice(0, -18).replace(/^0+(?=\d)/, "");
   const frac = s.slice(-18, -12).replace(/0+$/, "");
-  return frac ? `${whole}.${frac} ETH` : `${whole} ETH`;
+  return frac ? `${whole}.${frac} ${unit}` : `${whole} ${unit}`;
 }

@@ -1,4 +1,4 @@
-import { ApiError, eth, get } from "../api";
+import { ApiError, eth, get, lpt } from "../api";
 import { ErrorBox, StateBadge, usePoll } from "../ui";
 import type {
   OrchestratorStatus,
@@ -99,7 +99,44 @@ function OnChain({ o }: { o: OrchestratorStatus }) {
         <dd>{o.in_pool ? `in the pool (${o.pool_size} members)` : "not in the pool"}</dd>
         <dt>Active this round</dt>
         <dd>{o.active ? "yes" : "no"}</dd>
+        {o.reward && <Reward r={o.reward} />}
       </dl>
+    </>
+  );
+}
+
+const REWARD_STATES: Record<string, string> = {
+  starting: "not checked yet",
+  waiting: "waiting for the round to be initialized",
+  not_active: "not an active transcoder this round",
+  skipped: "due, not sent",
+  failed: "failed, retrying this round",
+  done: "called for this round",
+};
+
+/// The once-a-round reward call: where it stands and what the last one minted.
+function Reward({ r }: { r: NonNullable<OrchestratorStatus["reward"]> }) {
+  return (
+    <>
+      <dt>Reward, round {r.current_round ?? "—"}</dt>
+      <dd data-testid="reward-state">
+        {REWARD_STATES[r.state] ?? r.state}
+        {r.detail && <span class={r.state === "failed" ? "warning" : "muted"}> — {r.detail}</span>}
+        {r.estimated_reward && r.state !== "done" && (
+          <small class="muted">
+            {" "}
+            (would mint {lpt(r.estimated_reward)} for up to {eth(r.estimated_fee)})
+          </small>
+        )}
+      </dd>
+      {r.last_tx && (
+        <>
+          <dt>Last reward</dt>
+          <dd>
+            round {r.last_round}: {lpt(r.last_minted)} minted for {eth(r.last_fee)} in <code>{r.last_tx}</code>
+          </dd>
+        </>
+      )}
     </>
   );
 }
