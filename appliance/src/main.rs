@@ -58,7 +58,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum OrchestratorCmd {
-    /// Print the account's published service URI, pool membership and activity (JSON).
+    /// Print the account's published service URI, price, pool membership and activity (JSON).
     Status,
     /// Publish the service URI gateways discovering on chain call.
     Register {
@@ -138,8 +138,9 @@ async fn send_funding(
 
 fn orchestrator_command(cmd: OrchestratorCmd, cfg: &Config) -> ExitCode {
     let service_uri = cfg.service_uri();
+    let price = (cfg.pm.price_per_unit, cfg.pm.pixels_per_unit);
     with_chain(cfg, async move |chain| match cmd {
-        OrchestratorCmd::Status => match chain.orchestrator_status(&service_uri).await {
+        OrchestratorCmd::Status => match chain.orchestrator_status(&service_uri, price).await {
             Ok(status) => print_json(&status),
             Err(e) => fail(&e),
         },

@@ -142,6 +142,7 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     let status = cli("status");
     assert_eq!(status["published_service_uri"], "", "{status}");
     assert_eq!(status["in_pool"], true, "{status}");
+    assert_eq!(status["price_per_unit"], 1, "{status}");
     assert!(cli("register")["tx_hash"].is_string());
     let status = cli("status");
     assert_eq!(status["published_service_uri"], ouri.as_str(), "{status}");

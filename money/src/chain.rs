@@ -138,6 +138,10 @@ pub struct OrchestratorStatus {
     /// What the ServiceRegistry holds for the account (empty: nothing published).
     pub published_service_uri: String,
     pub published_matches: bool,
+    /// The price gateways are quoted (the node's own, not on chain): wei per
+    /// `pixels_per_unit` pixels.
+    pub price_per_unit: i64,
+    pub pixels_per_unit: i64,
     /// In the BondingManager's transcoder pool.
     pub in_pool: bool,
     /// Active this round.
@@ -733,10 +737,12 @@ impl ChainClient {
         Ok(pool)
     }
 
-    /// The account as an orchestrator on chain, beside the service URI it should publish.
+    /// The account as an orchestrator on chain, beside the service URI it should publish and
+    /// the price it quotes (`(price_per_unit, pixels_per_unit)`).
     pub async fn orchestrator_status(
         &self,
         service_uri: &str,
+        price: (i64, i64),
     ) -> Result<OrchestratorStatus, ChainError> {
         let address = self
             .from
@@ -754,6 +760,8 @@ impl ChainClient {
             published_matches: published == service_uri,
             service_uri: service_uri.to_string(),
             published_service_uri: published,
+            price_per_unit: price.0,
+            pixels_per_unit: price.1,
             in_pool: pool.iter().any(|(a, _)| *a == address),
             active,
             pool_size: pool.len(),

@@ -547,7 +547,10 @@ impl Node {
     ) -> Result<lpe_money::chain::OrchestratorStatus, CommandError> {
         let mut status = self
             .chain()?
-            .orchestrator_status(&self.cfg.service_uri())
+            .orchestrator_status(
+                &self.cfg.service_uri(),
+                (self.cfg.pm.price_per_unit, self.cfg.pm.pixels_per_unit),
+            )
             .await?;
         status.reward = self.reward_status();
         Ok(status)

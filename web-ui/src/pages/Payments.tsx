@@ -95,6 +95,10 @@ function OnChain({ o }: { o: OrchestratorStatus }) {
           {o.published_service_uri ? <code>{o.published_service_uri}</code> : "none"}
           {o.published_matches ? "" : <span class="warning"> — this node serves {o.service_uri}: run `livepeer-edge orchestrator register`</span>}
         </dd>
+        <dt>Price quoted</dt>
+        <dd>
+          {o.price_per_unit} wei per {o.pixels_per_unit} pixel{o.pixels_per_unit === 1 ? "" : "s"}
+        </dd>
         <dt>Transcoder pool</dt>
         <dd>{o.in_pool ? `in the pool (${o.pool_size} members)` : "not in the pool"}</dd>
         <dt>Active this round</dt>
