@@ -205,17 +205,11 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     });
     if let Some(settings) = lpe_net::transcoder::settings(&node).map_err(StartError::Network)? {
         let (node, settings) = (Arc::clone(&node), Arc::new(settings));
-        let counters = Arc::new(lpe_net::transcoder::Counters::default());
         let restart = Restart::WithBackoff {
             max_backoff: std::time::Duration::from_secs(60),
         };
         subsystems.spawn("transcoder", restart, move |stop| {
-            lpe_net::transcoder::run(
-                Arc::clone(&node),
-                Arc::clone(&settings),
-                Arc::clone(&counters),
-                stop,
-            )
+            lpe_net::transcoder::run(Arc::clone(&node), Arc::clone(&settings), stop)
         });
     }
     if cfg.pm.role.pays() {

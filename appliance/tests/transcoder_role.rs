@@ -138,6 +138,19 @@ async fn a_node_transcodes_for_another_nodes_orchestrator() {
     assert!(!transcoder.log().contains("transcoding task failed"));
     let (_, health) = transcoder.get("/api/health");
     assert!(health.to_string().contains("transcoder"), "{health}");
+    // What it did, as its API (and the dashboard) shows it.
+    let (st, t) = transcoder.get("/api/network/transcoder");
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["orchestrator"], addr.as_str(), "{t}");
+    assert_eq!(t["attached"], true, "{t}");
+    assert_eq!(t["segments"], 1, "{t}");
+    assert_eq!(t["pixels"], 60 * 426 * 240, "{t}");
+    assert_eq!(
+        (t["errors"].clone(), t["in_flight"].clone()),
+        (0.into(), 0.into()),
+        "{t}"
+    );
+    assert_eq!(orch.get("/api/network/transcoder").0, 404);
 
     // A gateway node's offloaded stream: its segments reach the transcoder through the
     // orchestrator, and come back verified (pixels by decoding, the orchestrator's signature).
@@ -161,17 +174,37 @@ async fn a_node_transcodes_for_another_nodes_orchestrator() {
         transcoder.log()
     );
 
-    // Killed around its task (whether before, during or after it is a race: the
-    // disconnect-during-a-task path is the unit test in lpe-net's remote module): each
-    // segment is still answered, by the orchestrator itself once the transcoder is gone.
+    // Killed in the middle of a task (seen in flight in its own API): the segment is still
+    // answered, by the orchestrator itself.
+    let before = orch.log().matches("transcoding here").count();
     let pid = transcoder.pid();
+    let (api, auth) = (
+        transcoder.url("/api/network/transcoder"),
+        transcoder.authorization(),
+    );
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let busy = in_flight(&api, &auth);
+            if busy > 0 {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     });
     let pixels = one_segment(&mut g, &http, 1, &data, tdir.path()).await;
     assert_eq!(pixels, vec![60 * 426 * 240]);
-    killer.join().expect("killer");
+    assert!(
+        killer.join().expect("killer"),
+        "the task was never seen in flight"
+    );
+    assert!(
+        orch.log().matches("transcoding here").count() > before,
+        "the orchestrator did not take the task over: {}",
+        orch.log()
+    );
     drop(transcoder);
     let pixels = one_segment(&mut g, &http, 2, &data, tdir.path()).await;
     assert_eq!(pixels, vec![60 * 426 * 240]);
@@ -180,4 +213,15 @@ async fn a_node_transcodes_for_another_nodes_orchestrator() {
         "{}",
         orch.log()
     );
+}
+
+/// Tasks in flight on a transcoder node (0 when it does not answer).
+fn in_flight(url: &str, auth: &str) -> u64 {
+    ureq::get(url)
+        .header("authorization", auth)
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+        .and_then(|v| v["in_flight"].as_u64())
+        .unwrap_or(0)
 }

@@ -140,6 +140,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(chain_head))
         .routes(routes!(network_spend))
         .routes(routes!(orchestrator_status))
+        .routes(routes!(transcoder_status))
         .routes(routes!(wallet_view))
         .routes(routes!(fund))
         .routes(routes!(unlock))
@@ -1095,6 +1096,27 @@ async fn orchestrator_status(
     State(node): State<AppState>,
 ) -> Result<Json<lpe_node::views::OrchestratorStatus>, ApiError> {
     Ok(Json(node.orchestrator_status().await?))
+}
+
+/// `GET /api/network/transcoder`: this node as the remote transcoder of an orchestrator
+/// (`net.orchestrator_addr`) — attached or not, tasks in flight, segments, pixels, errors.
+#[utoipa::path(
+    get,
+    path = "/api/network/transcoder",
+    tag = "payments",
+    responses((status = 200, body = lpe_node::views::TranscoderView), (status = 404, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn transcoder_status(
+    State(node): State<AppState>,
+) -> Result<Json<lpe_node::views::TranscoderView>, ApiError> {
+    node.transcoder_view().map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_transcoder",
+            "this node does not transcode for an orchestrator (net.orchestrator_addr is not set)",
+        )
+    })
 }
 
 #[derive(Deserialize)]

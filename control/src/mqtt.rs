@@ -584,6 +584,7 @@ fn telemetry_doc(node: &Node) -> Value {
         "streams": streams,
         "tickets": node.ticket_counts().ok(),
         "reward": node.reward_status(),
+        "transcoder": node.transcoder_view(),
     })
 }
 

@@ -8,12 +8,12 @@
 //! use (kept in the data directory).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use lpe_node::Node;
+use lpe_node::transcoding::TranscoderStats;
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
 
@@ -36,14 +36,6 @@ pub struct Settings {
     /// Where the fingerprint seen first is kept.
     pub pin_file: PathBuf,
     pub max_segment_bytes: usize,
-}
-
-/// What the transcoder has done since it started.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub segments: AtomicU64,
-    pub pixels: AtomicU64,
-    pub errors: AtomicU64,
 }
 
 /// Accepts exactly one certificate: the pinned one, or (none pinned yet) the first one seen,
@@ -86,11 +78,25 @@ fn tls_config(s: &Settings, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, Stri
 }
 
 /// Attaches to the orchestrator and works its tasks until the stream ends (an error, for the
-/// supervisor to retry with backoff) or `shutdown`.
+/// supervisor to retry with backoff) or `shutdown`; what it does shows in the node's
+/// transcoder view.
 pub async fn run(
     node: Arc<Node>,
     settings: Arc<Settings>,
-    counters: Arc<Counters>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let stats = node.transcoder_stats();
+    let served = serve(node, Arc::clone(&settings), Arc::clone(&stats), shutdown).await;
+    if let Err(e) = &served {
+        stats.detached(&settings.orchestrator, e);
+    }
+    served
+}
+
+async fn serve(
+    node: Arc<Node>,
+    settings: Arc<Settings>,
+    stats: Arc<TranscoderStats>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let uri = format!("https://{}", settings.orchestrator);
@@ -131,6 +137,7 @@ pub async fn run(
         .map_err(|e| format!("the orchestrator refused this transcoder: {}", e.message()))?
         .into_inner();
     tracing::info!(orchestrator = %settings.orchestrator, capacity = settings.capacity, "transcoding for an orchestrator");
+    stats.attached(&settings.orchestrator, settings.capacity);
     let mut working = tokio::task::JoinSet::new();
     let ended = loop {
         tokio::select! {
@@ -141,9 +148,9 @@ pub async fn run(
                         // A session ended: nothing is kept per session here.
                         continue;
                     }
-                    let (node, settings, counters, http) =
-                        (Arc::clone(&node), Arc::clone(&settings), Arc::clone(&counters), http.clone());
-                    working.spawn(async move { work(node, settings, counters, http, task).await });
+                    let (node, settings, stats, http) =
+                        (Arc::clone(&node), Arc::clone(&settings), Arc::clone(&stats), http.clone());
+                    working.spawn(async move { work(node, settings, stats, http, task).await });
                 }
                 Ok(None) => break Err("the orchestrator closed the task stream".to_string()),
                 Err(e) => break Err(format!("the task stream failed: {}", e.message())),
@@ -160,10 +167,11 @@ pub async fn run(
 async fn work(
     node: Arc<Node>,
     settings: Arc<Settings>,
-    counters: Arc<Counters>,
+    stats: Arc<TranscoderStats>,
     http: reqwest::Client,
     task: NotifySegment,
 ) {
+    let _in_flight = stats.task();
     let outcome = transcode(&node, &settings, &http, task.seg_data.as_ref(), &task.url).await;
     let (content_type, body, pixels, decoded) = match &outcome {
         Ok(done) => {
@@ -199,12 +207,9 @@ async fn work(
         ),
     };
     match &outcome {
-        Ok(_) => {
-            counters.segments.fetch_add(1, Ordering::Relaxed);
-            counters.pixels.fetch_add(pixels, Ordering::Relaxed);
-        }
+        Ok(_) => stats.done(pixels),
         Err(e) => {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
+            stats.failed(&format!("task {}: {e}", task.task_id));
             tracing::warn!(task = task.task_id, "transcoding task failed: {e}");
         }
     }
@@ -225,8 +230,21 @@ async fn work(
         .await;
     match sent {
         Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!(task = task.task_id, status = %r.status(), "result refused"),
-        Err(e) => tracing::warn!(task = task.task_id, "cannot post the result: {e}"),
+        Ok(r) => {
+            stats.failed(&format!(
+                "task {}: the result was refused ({})",
+                task.task_id,
+                r.status()
+            ));
+            tracing::warn!(task = task.task_id, status = %r.status(), "result refused");
+        }
+        Err(e) => {
+            stats.failed(&format!(
+                "task {}: cannot post the result: {e}",
+                task.task_id
+            ));
+            tracing::warn!(task = task.task_id, "cannot post the result: {e}");
+        }
     }
 }
 

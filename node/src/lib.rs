@@ -8,6 +8,7 @@ pub mod config;
 pub mod device;
 pub mod logs;
 pub mod payments;
+pub mod transcoding;
 
 use command::JournalState;
 pub use command::{
@@ -17,6 +18,7 @@ pub use command::{
 
 /// The other planes' types as the transports see them: views, records and errors.
 pub mod views {
+    pub use crate::transcoding::TranscoderView;
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
     pub use lpe_media::runner::{StreamState, StreamStatus};
@@ -118,6 +120,8 @@ pub struct Node {
     orchestrator: tokio::sync::OnceCell<Arc<lpe_money::payments::Orchestrator>>,
     /// The chain, with the node's account, once reachable (gateway or orchestrator).
     chain: tokio::sync::OnceCell<lpe_money::chain::ChainClient>,
+    /// This node as a remote transcoder, once the transcoder runs (`net.orchestrator_addr`).
+    transcoder: std::sync::OnceLock<Arc<crate::transcoding::TranscoderStats>>,
     /// The reward call's state, once it runs (an orchestrator with `pm.reward`).
     reward: std::sync::OnceLock<tokio::sync::watch::Receiver<lpe_money::reward::RewardStatus>>,
     auth: crate::auth::Auth,
@@ -180,6 +184,7 @@ impl Node {
             orchestrator: tokio::sync::OnceCell::new(),
             chain: tokio::sync::OnceCell::new(),
             reward: std::sync::OnceLock::new(),
+            transcoder: std::sync::OnceLock::new(),
             auth: crate::auth::Auth::new(),
             device: Default::default(),
             logs,
@@ -554,6 +559,16 @@ impl Node {
             .await?;
         status.reward = self.reward_status();
         Ok(status)
+    }
+
+    /// The remote transcoder's counters, for the transcoder to update (made on first use).
+    pub fn transcoder_stats(&self) -> Arc<crate::transcoding::TranscoderStats> {
+        Arc::clone(self.transcoder.get_or_init(Default::default))
+    }
+
+    /// This node as a remote transcoder; `None` when it is not one.
+    pub fn transcoder_view(&self) -> Option<crate::transcoding::TranscoderView> {
+        self.transcoder.get().map(|t| t.view())
     }
 
     /// Where the orchestrator's reward call stands; `None` when it does not run.

@@ -221,6 +221,12 @@ impl NodeProc {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
 
+    /// The `Authorization` header value the node's requests carry (for a thread of a test's
+    /// own that polls the node).
+    pub fn authorization(&self) -> String {
+        self.auth.clone()
+    }
+
     /// The orchestrator's service URI as the test nodes set it (h2c).
     pub fn net_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.net)

@@ -1,6 +1,6 @@
 import { Stream, get } from "../api";
 import { ErrorBox, Preview, StateBadge, usePoll } from "../ui";
-import type { Health, StoredEvent as Event } from "../api.gen";
+import type { Health, StoredEvent as Event, TranscoderView } from "../api.gen";
 
 
 const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected"];
@@ -9,6 +9,13 @@ export function Dashboard() {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);
   const health = usePoll(() => get<Health>("/api/health"), 5000);
   const events = usePoll(() => get<Event[]>("/api/events?limit=50"), 5000);
+  // Only a node that transcodes for an orchestrator (net.orchestrator_addr) has the task.
+  const transcodes = health.value?.tasks.some((t) => t.name === "transcoder") ?? false;
+  const transcoder = usePoll(
+    () => (transcodes ? get<TranscoderView>("/api/network/transcoder") : Promise.resolve(null)),
+    5000,
+    [transcodes],
+  );
   const alerts = (events.value ?? []).filter((e) => ALERTS.includes(e.kind)).slice(0, 5);
   const h = health.value;
   return (
@@ -28,6 +35,7 @@ export function Dashboard() {
           </span>
         </p>
       )}
+      {transcoder.value && <Transcoder t={transcoder.value} />}
       {alerts.length > 0 && (
         <div class="alerts" role="status">
           <h2>Alerts</h2>
@@ -64,5 +72,23 @@ export function Dashboard() {
         {streams.value?.length === 0 && <p class="muted">No streams yet. Add one on the Streams page.</p>}
       </div>
     </section>
+  );
+}
+
+/// This node's work as the remote transcoder of an orchestrator.
+function Transcoder({ t }: { t: TranscoderView }) {
+  return (
+    <p class="summary" data-testid="transcoder">
+      <span>
+        Transcoding for <code>{t.orchestrator}</code>: <b>{t.attached ? "attached" : "not attached"}</b>
+        {t.attached ? ` (${t.in_flight}/${t.capacity} busy)` : ""}
+      </span>
+      <span>
+        {t.segments} segments · {(t.pixels / 1e9).toFixed(2)} Gpixels
+      </span>
+      <span class={t.errors > 0 ? "warning" : undefined}>
+        {t.errors} errors{t.last_error ? ` — last: ${t.last_error}` : ""}
+      </span>
+    </p>
   );
 }
