@@ -355,6 +355,28 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
     let (_, health) = gateway.get("/api/health");
     assert_eq!(health["checks"]["chain"]["status"], "ok", "{health}");
 
+    // A go-livepeer gateway without a key paying for live work through the same signer:
+    // GetOrchestrator signed by the signer, then /generate-live-payment, then the payment
+    // and segment credentials it returns at the orchestrator's /payment — twice, the second
+    // time from the signed state the first call returned.
+    let info = live_info(&signer, TOKEN, &orch).await;
+    let mut state = json!({"State": null, "Sig": null});
+    for call in 0..2 {
+        let (st, body) = live_payment(&signer, TOKEN, &info, &state);
+        assert_eq!(st, 200, "call {call}: {body}");
+        let (st, text) = orchestrator_payment(&orch, &body);
+        assert_eq!(st, 200, "call {call}: {text}");
+        state = body["state"].clone();
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // Without the token: refused.
+    let (st, _) = http_post_json(
+        &format!("{}/generate-live-payment", signer.net_url()),
+        None,
+        &json!({}),
+    );
+    assert_eq!(st, 401);
+
     // The tickets were the signer's: redeemed, they come out of its deposit.
     let t = settle(&w, &gateway, &id, &orch, &signer_chain, deposit_before).await;
     assert!(
@@ -404,6 +426,90 @@ async fn settle(
         .deposit;
     assert_eq!(deposit_before - deposit_after, earned, "{t}");
     t
+}
+
+/// The orchestrator's info for a gateway whose GetOrchestrator request the signer signed.
+async fn live_info(signer: &NodeProc, token: &str, orch: &NodeProc) -> Vec<u8> {
+    let (st, body) = http_post(
+        &format!("{}/sign-orchestrator-info", signer.net_url()),
+        Some(token),
+    );
+    assert_eq!(st, 200, "{body}");
+    let hex_field =
+        |k: &str| hex::decode(body[k].as_str().expect(k).trim_start_matches("0x")).expect("hex");
+    let req = lpe_net::proto::OrchestratorRequest {
+        address: hex_field("address"),
+        sig: hex_field("signature"),
+        ..Default::default()
+    };
+    let ch = lpe_net::client::connect(&orch.net_url())
+        .await
+        .expect("connect");
+    let info = lpe_net::client::get_orchestrator(ch, req)
+        .await
+        .expect("GetOrchestrator with the signer's signature");
+    prost::Message::encode_to_vec(&info)
+}
+
+/// `POST /generate-live-payment` as a go-livepeer gateway sends it (lv2v).
+fn live_payment(signer: &NodeProc, token: &str, info: &[u8], state: &Value) -> (u16, Value) {
+    use base64::Engine;
+    http_post_json(
+        &format!("{}/generate-live-payment", signer.net_url()),
+        Some(token),
+        &json!({
+            "state": state,
+            "orchestrator": base64::engine::general_purpose::STANDARD.encode(info),
+            "ManifestID": "live-stream-1",
+            "type": "lv2v",
+            "inPixels": 0,
+            "capabilities": null,
+        }),
+    )
+}
+
+/// The signer's payment and credentials at the orchestrator's `/payment`.
+fn orchestrator_payment(orch: &NodeProc, live: &Value) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent
+        .post(&format!("{}/payment", orch.net_url()))
+        .header(
+            "Livepeer-Payment",
+            live["payment"].as_str().expect("payment"),
+        )
+        .header(
+            "Livepeer-Segment",
+            live["segCreds"].as_str().expect("segCreds"),
+        )
+        .send_empty()
+    {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn http_post_json(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.post(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    match req.send_json(body) {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(e) => (0, Value::String(e.to_string())),
+    }
 }
 
 fn http_post(url: &str, token: Option<&str>) -> (u16, Value) {

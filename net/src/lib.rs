@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod fee;
 pub mod fuzzing;
 pub mod gateway;
+pub mod live_payment;
 pub mod orchestrator;
 pub mod proto;
 pub mod remote;

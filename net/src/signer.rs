@@ -4,6 +4,8 @@
 //! Routes, plain HTTP on `net.listen` as go-livepeer's remote signer serves them (§2.7):
 //! - `POST /sign-orchestrator-info` — go-livepeer's: the GetOrchestrator signature, as
 //!   `{"address":"0x…","signature":"0x…"}`.
+//! - `POST /generate-live-payment` — go-livepeer's: live payments for a go-livepeer gateway
+//!   without a key (`live_payment`).
 //! - `POST /sign-segment` — this project's own, because go-livepeer's signer can only pay for
 //!   live video (its segment credentials always cover an empty segment). Body
 //!   `{"orchestrator":"<base64 OrchestratorInfo>","segment":"<base64 SegData, unsigned>"}`;
@@ -67,6 +69,10 @@ pub struct Signer {
     key: SigningKey,
     token: Option<String>,
     max_price: Option<BigRational>,
+    /// Where the chain's latest L1 block is read (live payments refuse expired params).
+    node: Option<Arc<lpe_node::Node>>,
+    /// The last L1 block read, and when.
+    l1_block: tokio::sync::Mutex<Option<(Instant, lpe_pm::U256)>>,
     sender: Mutex<Sender>,
     /// Keyed by (recipient, auth session id).
     accounts: Mutex<HashMap<(Address, String), Account>>,
@@ -97,20 +103,46 @@ pub struct SignedSegment {
 
 /// A refusal: status and text, as JSON `{"error":{"message":…}}` (go-livepeer's envelope).
 #[derive(Debug)]
-pub struct Refusal(StatusCode, String);
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    /// A header the answer carries (go-livepeer's 480 names where to refresh).
+    pub header: Option<(&'static str, String)>,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            header: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.header = Some((name, value.to_string()));
+        self
+    }
+}
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(serde_json::json!({"error": {"message": self.1}})),
+        let mut res = (
+            self.status,
+            Json(serde_json::json!({"error": {"message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some((name, value)) = self.header
+            && let Ok(v) = axum::http::HeaderValue::from_str(&value)
+        {
+            res.headers_mut().insert(name, v);
+        }
+        res
     }
 }
 
 fn bad(text: impl Into<String>) -> Refusal {
-    Refusal(StatusCode::BAD_REQUEST, text.into())
+    Refusal::new(StatusCode::BAD_REQUEST, text.into())
 }
 
 impl Signer {
@@ -120,8 +152,35 @@ impl Signer {
             key,
             token,
             max_price,
+            node: None,
+            l1_block: Default::default(),
             accounts: Mutex::default(),
         }
+    }
+
+    /// Reads the chain through `node` (once it is reachable) to tell expired ticket params.
+    pub fn with_chain(mut self, node: Arc<lpe_node::Node>) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// The chain's latest L1 block, read at most every few seconds; `None` while the chain
+    /// cannot be read (the orchestrator still refuses expired params itself).
+    async fn l1_block(&self) -> Option<lpe_pm::U256> {
+        const FRESH: Duration = Duration::from_secs(5);
+        let mut cached = self.l1_block.lock().await;
+        if let Some((at, block)) = *cached
+            && at.elapsed() < FRESH
+        {
+            return Some(block);
+        }
+        let chain = self.node.as_ref()?.chain().ok()?;
+        let (_, l1) = tokio::time::timeout(FRESH, chain.latest_block())
+            .await
+            .ok()?
+            .ok()?;
+        *cached = Some((Instant::now(), l1));
+        Some(l1)
     }
 
     pub fn address(&self) -> Address {
@@ -141,7 +200,7 @@ impl Signer {
         if sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(token.as_bytes()) {
             Ok(())
         } else {
-            Err(Refusal(StatusCode::UNAUTHORIZED, "unauthorized".into()))
+            Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized"))
         }
     }
 
@@ -182,7 +241,7 @@ impl Signer {
         if let Some(max) = &self.max_price
             && price > *max
         {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::from_u16(481).unwrap_or(StatusCode::BAD_REQUEST),
                 format!(
                     "price {} above the maximum {}",
@@ -202,11 +261,11 @@ impl Signer {
         let mut accounts = self
             .accounts
             .lock()
-            .map_err(|_| Refusal(StatusCode::INTERNAL_SERVER_ERROR, "poisoned".into()))?;
+            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "poisoned"))?;
         let mut sender = self
             .sender
             .lock()
-            .map_err(|_| Refusal(StatusCode::INTERNAL_SERVER_ERROR, "poisoned".into()))?;
+            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "poisoned"))?;
         let now = Instant::now();
         accounts.retain(|_, a| {
             let keep = now.duration_since(a.used) < IDLE;
@@ -216,9 +275,9 @@ impl Signer {
             keep
         });
         if !accounts.contains_key(&key) && accounts.len() >= MAX_SESSIONS {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too many sessions".into(),
+                "too many sessions",
             ));
         }
         let account = accounts.entry(key).or_insert_with(|| Account {
@@ -228,9 +287,9 @@ impl Signer {
             used: now,
         });
         if price > &account.initial_price * BigRational::from_integer(2.into()) {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::from_u16(481).unwrap_or(StatusCode::BAD_REQUEST),
-                "Orchestrator price has more than doubled".into(),
+                "Orchestrator price has more than doubled",
             ));
         }
         // New ticket params (every refreshed info has them) start a new ticket session.
@@ -297,12 +356,32 @@ async fn sign_segment(
     signer.sign_segment(&info, seg).map(Json)
 }
 
+async fn generate_live_payment(
+    State(signer): State<Arc<Signer>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::live_payment::LivePaymentResponse>, Refusal> {
+    signer.authorised(&headers)?;
+    let req = crate::live_payment::decode_request(&body)?;
+    let l1_block = signer.l1_block().await;
+    crate::live_payment::generate(
+        &signer.key,
+        signer.max_price.as_ref(),
+        &headers,
+        req,
+        l1_block,
+        time::OffsetDateTime::now_utc(),
+    )
+    .map(Json)
+}
+
 /// The signer's routes.
 pub fn router(signer: Arc<Signer>) -> axum::Router {
     use axum::routing::post;
     axum::Router::new()
         .route("/sign-orchestrator-info", post(sign_orchestrator_info))
         .route("/sign-segment", post(sign_segment))
+        .route("/generate-live-payment", post(generate_live_payment))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(signer)
 }
@@ -408,11 +487,14 @@ pub async fn start(
     let key = lpe_node::payments::unlock_account(&node.cfg)
         .await
         .map_err(|e| format!("the signer {e}"))?;
-    let signer = Arc::new(Signer::new(
-        key,
-        token,
-        crate::fee::max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
-    ));
+    let signer = Arc::new(
+        Signer::new(
+            key,
+            token,
+            crate::fee::max_price(net.max_price_per_unit, net.max_price_pixels_per_unit),
+        )
+        .with_chain(Arc::clone(&node)),
+    );
     tracing::info!(address = %signer.address(), listen = %net.listen, "signing for gateways");
     let limits = lpe_http::Limits {
         connections: lpe_core::admission::ConnectionLimits {
@@ -527,7 +609,7 @@ mod tests {
         h.insert("authorization", "Bearer t0ken".parse().expect("header"));
         assert!(signer.authorised(&h).is_ok());
         let dear = info(2);
-        let Err(Refusal(st, _)) = signer.sign_segment(&dear, segment(&dear)) else {
+        let Err(Refusal { status: st, .. }) = signer.sign_segment(&dear, segment(&dear)) else {
             panic!("a price above the ceiling was paid");
         };
         assert_eq!(st.as_u16(), 481);

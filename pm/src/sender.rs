@@ -73,16 +73,32 @@ impl Sender {
 
     /// Starts (or restarts) the session for these params; its id is the recipientRandHash.
     pub fn start_session(&mut self, params: TicketParams, price: Price) -> String {
+        self.start_session_with_nonce(params, price, 0)
+    }
+
+    /// [`Sender::start_session`] going on from `nonce` (the last nonce used under these
+    /// params), for a sender whose session state travels with the caller.
+    pub fn start_session_with_nonce(
+        &mut self,
+        params: TicketParams,
+        price: Price,
+        nonce: u32,
+    ) -> String {
         let id = session_id(params.recipient_rand_hash);
         self.sessions.insert(
             id.clone(),
             Session {
                 params,
                 price,
-                nonce: 0,
+                nonce,
             },
         );
         id
+    }
+
+    /// The last nonce used in a session.
+    pub fn nonce(&self, session: &str) -> Option<u32> {
+        self.sessions.get(session).map(|s| s.nonce)
     }
 
     /// Creates `n` signed tickets; nonces are pre-incremented, so the first is 1.
