@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{FfmpegPush, NodeProc, probe_video, segments};
+use common::{FfmpegPush, NodeProc, probe_audio, probe_video, segments};
 use serde_json::json;
 
 const SEGMENT_SECONDS: f64 = 2.0;
@@ -27,8 +27,14 @@ fn wait_segments(dir: &Path, n: usize, timeout: Duration) {
     }
 }
 
-/// Every rendition exists with the right size and codec; segments last 2 s ± 10 %.
-fn check_ladder(node: &NodeProc, id: &str, expected: &[(&str, u64, u64)]) {
+/// Every rendition exists with the right size and codec, and with AAC-LC audio at
+/// `audio_rate` when given; segments last 2 s ± 10 %.
+fn check_ladder(
+    node: &NodeProc,
+    id: &str,
+    expected: &[(&str, u64, u64)],
+    audio_rate: Option<&str>,
+) {
     let master = std::fs::read_to_string(node.dir.join("hls").join(id).join("index.m3u8"))
         .expect("master playlist");
     for (name, w, h) in expected {
@@ -41,6 +47,19 @@ fn check_ladder(node: &NodeProc, id: &str, expected: &[(&str, u64, u64)]) {
         assert_eq!(s["codec_name"], "h264", "{name}: {info}");
         assert_eq!(s["width"].as_u64(), Some(*w), "{name}: {info}");
         assert_eq!(s["height"].as_u64(), Some(*h), "{name}: {info}");
+        let audio = probe_audio(&dir.join("index.m3u8"));
+        match audio_rate {
+            Some(rate) => {
+                let a = &audio["streams"][0];
+                assert_eq!(a["codec_name"], "aac", "{name}: {audio}");
+                assert_eq!(a["profile"], "LC", "{name}: {audio}");
+                assert_eq!(a["sample_rate"], rate, "{name}: {audio}");
+            }
+            None => assert!(
+                audio["streams"].as_array().is_none_or(|a| a.is_empty()),
+                "{name}: {audio}"
+            ),
+        }
         // The first segment of a run starts wherever the source joined (mid-GOP for a
         // passthrough rendition), so only the segments after it are held to the target.
         for seg in segments(&dir.join("index.m3u8"))
@@ -57,6 +76,15 @@ fn check_ladder(node: &NodeProc, id: &str, expected: &[(&str, u64, u64)]) {
             );
         }
     }
+    assert_eq!(
+        master.matches(",mp4a.40.2\"").count(),
+        if audio_rate.is_some() {
+            expected.len()
+        } else {
+            0
+        },
+        "{master}"
+    );
     let (status, _, body) = node.get_bytes(&format!("/hls/{id}/index.m3u8"));
     assert_eq!(status, 200);
     assert!(body.starts_with(b"#EXTM3U"));
@@ -107,8 +135,15 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
             ("480p", 852, 480),
             ("360p", 640, 360),
         ],
+        // The publisher's AAC passed through.
+        Some("44100"),
     );
     let v2 = node.get(&format!("/api/streams/{id}")).1;
+    let audio = &v2["status"]["audio"];
+    assert_eq!(audio["codec"], "aac", "{v2}");
+    assert_eq!(audio["passthrough"], true, "{v2}");
+    assert_eq!(audio["rate"], 44100, "{v2}");
+    assert!(audio["kbps"].as_f64().unwrap_or(0.0) > 30.0, "{v2}");
     let st = &v2["status"];
     assert!(st["input_fps"].as_f64().unwrap_or(0.0) > 20.0, "{v2}");
     let rends = st["renditions"].as_array().expect("renditions");
@@ -167,7 +202,9 @@ impl RtspServer {
         factory.set_launch(
             "( videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 \
                ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 \
-               ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+               ! rtph264pay name=pay0 pt=96 config-interval=1 \
+               audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=1 \
+               ! opusenc ! rtpopuspay name=pay1 pt=97 )",
         );
         factory.set_shared(true);
         mounts.add_factory("/cam", factory);
@@ -209,7 +246,16 @@ fn rtsp_pull_from_an_ip_camera() {
         );
         let id = s["id"].as_str().expect("id").to_string();
         node.wait_state(&id, "running", Duration::from_secs(30));
-        check_ladder(&node, &id, &[("source", 640, 360), ("240p", 426, 240)]);
+        // The camera's Opus decoded and encoded to AAC once, for every rendition.
+        check_ladder(
+            &node,
+            &id,
+            &[("source", 640, 360), ("240p", 426, 240)],
+            Some("48000"),
+        );
+        let (_, v) = node.get(&format!("/api/streams/{id}"));
+        assert_eq!(v["status"]["audio"]["codec"], "opus", "{v}");
+        assert_eq!(v["status"]["audio"]["passthrough"], false, "{v}");
     }
 }
 
@@ -318,5 +364,65 @@ fn a_file_source_reports_its_end_promptly() {
             "the end of a 3 s file was not reported: {events}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An 8 s 640×360 H.264 clip (whole 2 s segments), with `audio` (ffmpeg encoder arguments) or
+/// none.
+fn clip(dir: &Path, name: &str, audio: Option<&[&str]>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=640x360:rate=30"]);
+    if audio.is_some() {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100"]);
+    }
+    cmd.args(["-t", "8", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-g", "30", "-pix_fmt", "yuv420p"]);
+    match audio {
+        Some(args) => cmd.args(args),
+        None => cmd.arg("-an"),
+    };
+    let made = cmd.arg(&path).status().expect("ffmpeg");
+    assert!(made.success());
+    path
+}
+
+/// A file's MP3 is decoded and encoded to AAC for every rendition; a file without
+/// audio gives renditions without audio and a master playlist that lists none.
+#[test]
+fn a_files_audio_is_encoded_to_aac_and_a_silent_file_stays_silent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_mp3 = clip(
+        dir.path(),
+        "mp3.mkv",
+        Some(&["-c:a", "libmp3lame", "-b:a", "96k"]),
+    );
+    let silent = clip(dir.path(), "silent.mp4", None);
+    let node = NodeProc::start(dir.path());
+    let ladder = json!([
+        {"name": "source", "bitrate_kbps": 1000},
+        {"name": "240p", "height": 240, "bitrate_kbps": 300}
+    ]);
+    for (file, audio) in [(&with_mp3, Some("48000")), (&silent, None)] {
+        let s = node.create(json!({
+            "name": file.file_name().and_then(|n| n.to_str()),
+            "source": {"kind": "uri", "uri": file.to_str().expect("utf-8")},
+            "ladder": ladder,
+        }));
+        let id = s["id"].as_str().expect("id").to_string();
+        // 44.1 kHz MP3 in, 48 kHz AAC-LC out: decoded and encoded once. (A file runs for
+        // less than the status's one-second sampling; the RTMP and RTSP tests check it.)
+        wait_segments(
+            &rendition_dir(&node, &id, "240p"),
+            3,
+            Duration::from_secs(30),
+        );
+        check_ladder(
+            &node,
+            &id,
+            &[("source", 640, 360), ("240p", 426, 240)],
+            audio,
+        );
     }
 }

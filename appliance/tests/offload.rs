@@ -179,6 +179,13 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     );
     assert_eq!(offload(&v)["mode"], "network", "{v}");
     assert_eq!(offload(&v)["orchestrator"], ouri.as_str(), "{v}");
+    // The publisher's audio is not carried on an offloaded stream, and the status says so.
+    assert!(
+        v["status"]["audio"]["ignored"]
+            .as_str()
+            .is_some_and(|w| w.contains("offloaded")),
+        "{v}"
+    );
     let hls = gdir.path().join("hls").join(&id);
     let master = std::fs::read_to_string(hls.join("index.m3u8")).expect("master");
     for (name, w, h) in [("source", 640, 360), ("240p", 426, 240), ("144p", 256, 144)] {

@@ -139,9 +139,15 @@ impl SegmentRing {
 }
 
 /// Writes `index.m3u8` atomically (write then rename) so a player never reads half a file.
-pub fn write_master(dir: &Path, renditions: &[ResolvedRendition]) -> std::io::Result<()> {
+/// Writes `index.m3u8` listing `renditions`; `audio` is the RFC 6381 codec of the audio muxed
+/// into each of them, if any.
+pub fn write_master(
+    dir: &Path,
+    renditions: &[ResolvedRendition],
+    audio: Option<&str>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let text = master_playlist(renditions);
+    let text = master_playlist(renditions, audio);
     let tmp = dir.join(".index.m3u8.tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -163,13 +169,18 @@ fn level_hex(width: u32, height: u32, fps: f64) -> &'static str {
     }
 }
 
-pub fn master_playlist(renditions: &[ResolvedRendition]) -> String {
+/// AAC's share of each variant's bandwidth, bits per second.
+const AUDIO_BANDWIDTH: u64 = 128_000;
+
+pub fn master_playlist(renditions: &[ResolvedRendition], audio: Option<&str>) -> String {
     let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for r in renditions {
         let fps = f64::from(r.fps.0) / f64::from(r.fps.1.max(1));
-        let bandwidth = u64::from(r.spec.bitrate_kbps) * 1000 * 11 / 10;
+        let audio_bandwidth = if audio.is_some() { AUDIO_BANDWIDTH } else { 0 };
+        let bandwidth = (u64::from(r.spec.bitrate_kbps) * 1000 + audio_bandwidth) * 11 / 10;
+        let audio_codec = audio.map(|a| format!(",{a}")).unwrap_or_default();
         s.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={}x{},CODECS=\"{}{}\",FRAME-RATE={fps:.3},NAME=\"{}\"\n{}/index.m3u8\n",
+            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={}x{},CODECS=\"{}{}{audio_codec}\",FRAME-RATE={fps:.3},NAME=\"{}\"\n{}/index.m3u8\n",
             r.width,
             r.height,
             r.spec.profile.rfc6381(),
@@ -221,10 +232,14 @@ mod tests {
     #[test]
     fn master_lists_every_rendition() {
         let (r, _) = resolve_ladder(&default_ladder(), 1920, 1080, (30, 1), true, 2);
-        let m = master_playlist(&r);
+        let m = master_playlist(&r, None);
         assert!(m.starts_with("#EXTM3U\n"));
         assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 4);
         assert!(m.contains("RESOLUTION=1920x1080,CODECS=\"avc1.640028\""));
         assert!(m.contains("360p/index.m3u8"));
+        // With audio muxed in: its codec beside the video's, its bitrate in the bandwidth.
+        let m = master_playlist(&r, Some("mp4a.40.2"));
+        assert_eq!(m.matches(",mp4a.40.2\"").count(), 4, "{m}");
+        assert!(m.contains("CODECS=\"avc1.640028,mp4a.40.2\""), "{m}");
     }
 }

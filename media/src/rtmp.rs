@@ -395,10 +395,12 @@ pub fn video_codec(data: &[u8]) -> Option<VideoCodec> {
     })
 }
 
-/// The 13 bytes that open an FLV byte stream (header and PreviousTagSize0).
-pub fn flv_header() -> Vec<u8> {
+/// The 13 bytes that open an FLV byte stream (header and PreviousTagSize0), announcing
+/// video and, when the publisher sends it, audio.
+pub fn flv_header(audio: bool) -> Vec<u8> {
+    let flags = if audio { 0x05 } else { 0x01 };
     vec![
-        b'F', b'L', b'V', 0x01, 0x05, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
+        b'F', b'L', b'V', 0x01, flags, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
     ]
 }
 

@@ -77,6 +77,9 @@ pub struct StreamStatus {
     pub running_since_ms: Option<u64>,
     /// Present when the stream is offloaded to the Livepeer network.
     pub offload: Option<OffloadStatus>,
+    /// The stream's audio: what came in, and whether it was passed through or encoded to
+    /// AAC; absent when the source has none.
+    pub audio: Option<crate::pipeline::AudioInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -102,6 +105,7 @@ impl Default for StreamStatus {
             skipped_renditions: Vec::new(),
             running_since_ms: None,
             offload: None,
+            audio: None,
         }
     }
 }
@@ -237,7 +241,11 @@ pub(super) async fn run(
             offload: spec.offload,
         };
         let input = if publisher.is_some() {
-            Input::Flv
+            Input::Flv {
+                audio: first_tags
+                    .iter()
+                    .any(|m| matches!(m, RtmpMedia::Audio { .. })),
+            }
         } else {
             Input::None
         };
@@ -380,7 +388,8 @@ pub(super) async fn run(
     });
 }
 
-/// Waits for the publisher's first video tag; refuses audio-only and non-H.264 publishes.
+/// Waits for the publisher's first video tag (and a moment more for its audio); refuses
+/// audio-only and non-H.264 publishes.
 async fn first_video(p: &mut Publisher) -> Result<Vec<RtmpMedia>, String> {
     let mut tags = Vec::new();
     let deadline = tokio::time::Instant::now() + FIRST_VIDEO;
@@ -408,6 +417,7 @@ async fn first_video(p: &mut Publisher) -> Result<Vec<RtmpMedia>, String> {
                 RtmpMedia::Video { data, .. } => match rtmp::video_codec(data) {
                     Some(VideoCodec::H264) => {
                         tags.push(m);
+                        await_audio(p, &mut tags).await;
                         return Ok(tags);
                     }
                     Some(other) => {
@@ -422,11 +432,29 @@ async fn first_video(p: &mut Publisher) -> Result<Vec<RtmpMedia>, String> {
     }
 }
 
+/// How long after the first video a publisher's audio may start and still be in the
+/// renditions (the pipeline's muxers are made with or without audio).
+const AUDIO_GRACE: Duration = Duration::from_millis(700);
+
+/// Holds the start a moment for audio when none came before the first video (encoders send
+/// their audio header just after the video's), keeping every tag meanwhile.
+async fn await_audio(p: &mut Publisher, tags: &mut Vec<RtmpMedia>) {
+    let has_audio = |t: &[RtmpMedia]| t.iter().any(|m| matches!(m, RtmpMedia::Audio { .. }));
+    let deadline = tokio::time::Instant::now() + AUDIO_GRACE;
+    while !has_audio(tags) && tags.len() < 1000 {
+        match tokio::time::timeout_at(deadline, p.media.recv()).await {
+            Ok(Some(m)) => tags.push(m),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 /// Pushes the publisher's media into the pipeline as an FLV byte stream; ends the stream
 /// (EOS) when the publisher leaves.
 async fn feed(src: gstreamer_app::AppSrc, mut p: Publisher, first: Vec<RtmpMedia>) {
     let push = |bytes: Vec<u8>| src.push_buffer(gst::Buffer::from_mut_slice(bytes)).is_ok();
-    if !push(rtmp::flv_header()) {
+    let audio = first.iter().any(|m| matches!(m, RtmpMedia::Audio { .. }));
+    if !push(rtmp::flv_header(audio)) {
         return;
     }
     for m in &first {
@@ -574,6 +602,7 @@ struct Sampler {
     at: Option<Instant>,
     in_frames: u64,
     in_bytes: u64,
+    audio_bytes: u64,
     rend: Vec<(u64, u64)>,
 }
 
@@ -617,6 +646,12 @@ impl Sampler {
             self.rend[i] = (f, b);
         }
         let source = c.source.lock().ok().and_then(|s| s.clone());
+        let audio_bytes = c.audio_bytes.load(Ordering::Relaxed);
+        let audio = c.audio.lock().ok().and_then(|a| a.clone()).map(|mut a| {
+            a.kbps = round2(rate(audio_bytes, self.audio_bytes) * 8.0 / 1000.0);
+            a
+        });
+        self.audio_bytes = audio_bytes;
         let skipped = c
             .skipped
             .lock()
@@ -635,6 +670,7 @@ impl Sampler {
             s.input_kbps = round2(input_kbps);
             s.renditions = out;
             s.source = source;
+            s.audio = audio;
             s.skipped_renditions = skipped;
             s.dropped_frames = dropped;
         });

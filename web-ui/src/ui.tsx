@@ -126,7 +126,8 @@ export function Preview({ src, label }: { src: string; label: string }) {
       destroy();
     };
   }, [src]);
-  return <video ref={ref} class="preview" muted playsInline autoplay aria-label={`Preview of ${label}`} />;
+  // Muted so that it may start by itself; the controls unmute it.
+  return <video ref={ref} class="preview" muted controls playsInline autoplay aria-label={`Preview of ${label}`} />;
 }
 
 export interface Series {

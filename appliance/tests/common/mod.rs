@@ -501,6 +501,22 @@ pub fn probe_video(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// `ffprobe`'s view of a file's first audio stream: codec, sample rate, channels, and its
+/// duration (`Null` fields when there is none).
+pub fn probe_audio(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,profile,sample_rate,channels,duration",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
 /// The segment file names of a media playlist.
 pub fn segments(playlist: &Path) -> Vec<String> {
     std::fs::read_to_string(playlist)

@@ -10,8 +10,11 @@
 //! `output` is everything fed from it — the HLS ladder and the snapshot tap today, and the
 //! place for the AI tap and the network segmenter.
 
+mod audio;
 mod output;
 mod source;
+
+pub use audio::AudioInfo;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +61,9 @@ pub struct Counters {
     pub snapshot: Mutex<Option<gst::Element>>,
     /// An offloaded stream's ladder, once the source's caps are known.
     pub(crate) offload_ladder: Mutex<Option<Arc<OffloadLadder>>>,
+    /// The stream's audio, once a source said it has some.
+    pub audio: Mutex<Option<AudioInfo>>,
+    pub audio_bytes: AtomicU64,
 }
 
 /// An offloaded stream's ladder as the builder resolved it (what the offload worker follows).
@@ -95,10 +101,11 @@ pub struct StreamPipeline {
     pub counters: Arc<Counters>,
 }
 
-/// The RTMP source's input: FLV bytes pushed by the ingest server.
+/// The RTMP source's input: FLV bytes pushed by the ingest server, with whether the
+/// publisher sends audio.
 pub enum Input {
     None,
-    Flv,
+    Flv { audio: bool },
 }
 
 #[derive(Debug, thiserror::Error)]

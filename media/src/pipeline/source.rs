@@ -114,7 +114,10 @@ pub(crate) fn attach(
                 lpe_drivers::camera::PixelFormat::Yuyv => attach_raw(b, pipeline, &pad, "raw")?,
             }
         }
-        (SourceSpec::Rtmp { .. }, Input::Flv) => {
+        (SourceSpec::Rtmp { .. }, Input::Flv { audio }) => {
+            if audio {
+                super::audio::expect(b, pipeline)?;
+            }
             let caps = gst::Caps::builder("video/x-flv").build();
             let src = gst_app::AppSrc::builder()
                 .name("source")
@@ -141,7 +144,7 @@ pub(crate) fn attach(
                 let result = if is_video {
                     attach_h264(&bb, &pipeline, pad)
                 } else {
-                    discard(&pipeline, pad, "audio")
+                    super::audio::attach_input(&bb, &pipeline, pad)
                 };
                 if let Err(e) = result {
                     post_error(&pipeline, &e.to_string());
@@ -185,6 +188,23 @@ pub(crate) fn attach(
             pipeline
                 .add(&src)
                 .map_err(|e| BuildError::Link(e.to_string()))?;
+            // The SDP's streams are offered before any pad exists: an audio one means the
+            // renditions take audio.
+            let bb = b.clone();
+            src.connect("select-stream", false, move |args| {
+                let is_audio = args
+                    .get(2)
+                    .and_then(|v| v.get::<gst::Caps>().ok())
+                    .and_then(|c| {
+                        c.structure(0)
+                            .and_then(|s| s.get::<&str>("media").ok().map(|m| m == "audio"))
+                    })
+                    .unwrap_or(false);
+                if is_audio && let Some(pipeline) = bb.pipeline() {
+                    let _ = super::audio::expect(&bb, &pipeline);
+                }
+                Some(true.to_value())
+            });
             let bb = b.clone();
             src.connect_pad_added(move |_src, pad| {
                 let Some(pipeline) = bb.pipeline() else {
@@ -194,7 +214,9 @@ pub(crate) fn attach(
                 let Some(s) = caps.structure(0) else { return };
                 let media = s.get::<&str>("media").unwrap_or("");
                 let encoding = s.get::<&str>("encoding-name").unwrap_or("");
-                let result = if media != "video" {
+                let result = if media == "audio" {
+                    depay_audio(&bb, &pipeline, pad)
+                } else if media != "video" {
                     discard(&pipeline, pad, "rtp")
                 } else if encoding.eq_ignore_ascii_case("H264") {
                     depay_h264(&bb, &pipeline, pad)
@@ -243,6 +265,11 @@ pub(crate) fn attach(
                     attach_h264(&bb, &pipeline, pad)
                 } else if name.starts_with("video/") || name.starts_with("image/") {
                     decode_any(&bb, &pipeline, pad, "file")
+                } else if name.starts_with("audio/") {
+                    // The demuxer exposes its tracks before media flows, so this comes before
+                    // the video's caps make the renditions.
+                    super::audio::expect(&bb, &pipeline)
+                        .and_then(|()| super::audio::attach_input(&bb, &pipeline, pad))
                 } else {
                     discard(&pipeline, pad, "other")
                 };
@@ -271,6 +298,35 @@ pub(crate) fn depay_h264(
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("depay has no src pad".into()))?;
     attach_h264(b, pipeline, &src)
+}
+
+/// RTP audio from an RTSP camera: depayloaded and parsed (`parsebin` picks the depayloader
+/// for the SDP's encoding) into the audio input.
+pub(crate) fn depay_audio(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+) -> Result<(), BuildError> {
+    if !super::audio::expected(pipeline) || pipeline.by_name("source-audio-parse").is_some() {
+        return super::audio::attach_input(b, pipeline, pad);
+    }
+    let parse = make("parsebin", "source-audio-parse")?;
+    add_linked(pipeline, &[&parse])?;
+    let bb = b.clone();
+    parse.connect_pad_added(move |_p, pad| {
+        let Some(pipeline) = bb.pipeline() else {
+            return;
+        };
+        if let Err(e) = super::audio::attach_input(&bb, &pipeline, pad) {
+            post_error(&pipeline, &e.to_string());
+        }
+    });
+    let sink = parse
+        .static_pad("sink")
+        .ok_or_else(|| BuildError::Link("parsebin has no sink pad".into()))?;
+    pad.link(&sink)
+        .map_err(|e| BuildError::Link(format!("rtsp audio → parsebin: {e:?}")))?;
+    Ok(())
 }
 
 /// Decodes anything that is not H.264 (H.265, MJPEG, VP8…); every rendition is then encoded.

@@ -400,6 +400,7 @@ export function Streams({ admin }: { admin: boolean }) {
               {s.source.kind === "rtsp" ? ` · ${s.source.url}` : ""} · {s.ladder.map((r) => r.name).join(", ")}
             </p>
             {s.status.last_error && <p class="error">{s.status.last_error}</p>}
+            {s.status.state === "running" && <Audio a={s.status.audio ?? null} />}
             {s.status.offload && <Offload o={s.status.offload} />}
             {s.rtmp_server && (
               <div class="push">
@@ -457,5 +458,17 @@ export function Streams({ admin }: { admin: boolean }) {
         ))}
       </ul>
     </section>
+  );
+}
+
+/// What the stream's audio is: passed through or encoded to AAC, or why it is missing.
+function Audio({ a }: { a: NonNullable<Stream["status"]["audio"]> | null }) {
+  if (!a) return <p class="muted" data-testid="audio">No audio in the source.</p>;
+  if (a.ignored) return <p class="warning" data-testid="audio">Audio ({a.codec}) not carried: {a.ignored}</p>;
+  const what = `${a.codec.toUpperCase()} ${a.rate ? `${a.rate / 1000} kHz` : ""} ${a.channels ? `${a.channels} ch` : ""}`;
+  return (
+    <p class="muted" data-testid="audio">
+      Audio: {what.trim()} · {a.passthrough ? "passed through" : "encoded to AAC"} · {Math.round(a.kbps)} kbit/s in
+    </p>
   );
 }

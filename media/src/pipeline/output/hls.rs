@@ -92,6 +92,7 @@ pub(crate) fn hls_sink(
     pipeline
         .add(&sink)
         .map_err(|e| BuildError::Link(e.to_string()))?;
+    super::audio::link_rendition(b, pipeline, &sink, n)?;
     sink.sync_state_with_parent()
         .map_err(|_| BuildError::Link(format!("{n}-hls cannot start")))?;
     Ok(sink)
@@ -184,13 +185,15 @@ pub(crate) fn encode_branch(
 
 pub(crate) fn write_master(
     b: &Builder,
+    pipeline: &gst::Pipeline,
     renditions: &[ResolvedRendition],
     skipped: &[(String, String)],
 ) {
     for (name, why) in skipped {
         tracing::info!(rendition = %name, "rendition skipped: {why}");
     }
-    if let Err(e) = crate::hls::write_master(&b.ctx.hls_dir, renditions) {
+    let audio = super::audio::codecs(pipeline);
+    if let Err(e) = crate::hls::write_master(&b.ctx.hls_dir, renditions, audio) {
         tracing::warn!("cannot write master playlist: {e}");
     }
 }

@@ -22,6 +22,6 @@ pub(crate) fn attach(
 ) -> Result<(), BuildError> {
     hls::encode_all(b, pipeline, raw_tee, encoded)?;
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
-    hls::write_master(b, playlist, skipped);
+    hls::write_master(b, pipeline, playlist, skipped);
     Ok(())
 }

@@ -99,7 +99,7 @@ pub(crate) fn attach_h264(
     link_to_segmenter(&queue, &sink)?;
     set_ladder(b, playlist, |r| r.passthrough, counters);
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
-    hls::write_master(b, playlist, skipped);
+    hls::write_master(b, pipeline, playlist, skipped);
     Ok(())
 }
 
@@ -148,7 +148,7 @@ pub(crate) fn attach_raw(
         .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
     set_ladder(b, playlist, |r| r.spec.name == *n, counters);
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
-    hls::write_master(b, playlist, skipped);
+    hls::write_master(b, pipeline, playlist, skipped);
     Ok(())
 }
 

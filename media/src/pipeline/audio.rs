@@ -1,0 +1,250 @@
+//! A stream's audio: one input chain, teed to every HLS rendition's muxer.
+//!
+//! AAC-LC at 22.05 kHz or more is passed through untouched (`aacparse`); anything else (MP3,
+//! Opus, HE-AAC, PCM…) is decoded once and encoded once to AAC-LC, 48 kHz stereo, shared by
+//! every rendition.
+//!
+//! Each rendition's `hlssink2` takes its audio pad when it is made, so the audio tee must
+//! exist by then: a source that knows it carries audio before its video caps arrive says so
+//! with [`expect`] (RTMP from its first tags, RTSP from its SDP, files as their demuxer
+//! exposes the track). Audio that shows up after the renditions were made is discarded and
+//! the status says why. The tee allows unlinked pads, so a stream whose outputs take no audio
+//! (an offloaded stream's network segments) never stalls on it.
+
+use super::*;
+
+/// AAC bitrate of encoded audio, bits per second.
+const AAC_BITRATE: i32 = 128_000;
+/// The lowest AAC sample rate passed through; lower ones are resampled.
+const MIN_PASSTHROUGH_RATE: i32 = 22_050;
+
+/// What the stream's audio is, as the status shows it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
+pub struct AudioInfo {
+    /// The input's codec (`aac`, `mp3`, `opus`, …).
+    pub codec: String,
+    pub rate: u32,
+    pub channels: u32,
+    /// AAC passed through untouched; otherwise decoded and encoded to AAC once.
+    pub passthrough: bool,
+    /// Why the input's audio is not in the output, when it is not.
+    pub ignored: Option<String>,
+    /// The input's audio bitrate.
+    pub kbps: f64,
+}
+
+const TEE: &str = "audio-tee";
+
+/// The stream will carry audio: makes the tee the renditions take it from (once).
+pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildError> {
+    if b.ctx.offload || pipeline.by_name(TEE).is_some() {
+        return Ok(());
+    }
+    let tee = make("tee", TEE)?;
+    tee.set_property("allow-not-linked", true);
+    add_linked(pipeline, &[&tee])?;
+    if let Ok(mut a) = b.counters.audio.lock() {
+        a.get_or_insert(AudioInfo {
+            codec: String::new(),
+            rate: 0,
+            channels: 0,
+            passthrough: false,
+            ignored: None,
+            kbps: 0.0,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the renditions take audio.
+pub(crate) fn expected(pipeline: &gst::Pipeline) -> bool {
+    pipeline.by_name(TEE).is_some()
+}
+
+/// Links the audio tee to a rendition's `hlssink2` through a queue of its own.
+pub(crate) fn link_rendition(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    sink: &gst::Element,
+    n: &str,
+) -> Result<(), BuildError> {
+    let Some(tee) = pipeline.by_name(TEE) else {
+        return Ok(());
+    };
+    let queue = live_queue(b, pipeline, &format!("{n}-audio-queue"), true)?;
+    add_linked(pipeline, &[&queue])?;
+    let audio = sink
+        .request_pad_simple("audio")
+        .ok_or_else(|| BuildError::Link(format!("{n}: hlssink2 has no audio pad")))?;
+    queue
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?
+        .link(&audio)
+        .map_err(|e| BuildError::Link(format!("{n} audio → hlssink2: {e:?}")))?;
+    tee.link(&queue)
+        .map_err(|e| BuildError::Link(format!("audio tee → {n}: {e}")))?;
+    Ok(())
+}
+
+fn note(b: &Builder, f: impl FnOnce(&mut AudioInfo)) {
+    if let Ok(mut a) = b.counters.audio.lock() {
+        let info = a.get_or_insert(AudioInfo {
+            codec: String::new(),
+            rate: 0,
+            channels: 0,
+            passthrough: false,
+            ignored: None,
+            kbps: 0.0,
+        });
+        f(info);
+    }
+}
+
+/// The codec of audio caps, and whether it is AAC-LC that can pass through.
+fn describe(caps: &gst::CapsRef) -> (String, u32, u32, bool) {
+    let Some(s) = caps.structure(0) else {
+        return ("unknown".into(), 0, 0, false);
+    };
+    let rate = s.get::<i32>("rate").unwrap_or(0);
+    let channels = s.get::<i32>("channels").unwrap_or(0);
+    let version = s.get::<i32>("mpegversion").unwrap_or(0);
+    let codec = match s.name().as_str() {
+        "audio/mpeg" if version == 1 => "mp3".to_string(),
+        "audio/mpeg" => "aac".to_string(),
+        "audio/x-opus" => "opus".to_string(),
+        "audio/x-raw" => "pcm".to_string(),
+        other => other
+            .trim_start_matches("audio/x-")
+            .trim_start_matches("audio/")
+            .to_string(),
+    };
+    // The AudioSpecificConfig's first five bits are the object type: 2 is AAC-LC (HE-AAC
+    // is 5 or 29). Without one (ADTS) the stream is taken as LC, as nearly all are.
+    let lc = s
+        .get::<gst::Buffer>("codec_data")
+        .ok()
+        .and_then(|b| {
+            b.map_readable()
+                .ok()
+                .and_then(|m| m.first().map(|x| x >> 3))
+        })
+        .is_none_or(|object| object == 2);
+    let passthrough = codec == "aac" && lc && (rate == 0 || rate >= MIN_PASSTHROUGH_RATE);
+    (
+        codec,
+        rate.max(0) as u32,
+        channels.max(0) as u32,
+        passthrough,
+    )
+}
+
+/// Takes a source's audio pad: into the tee when the renditions take audio, else discarded
+/// (and the status says why).
+pub(crate) fn attach_input(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+) -> Result<(), BuildError> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let (codec, rate, channels, passthrough) = describe(&caps);
+    let Some(tee) = pipeline.by_name(TEE) else {
+        let why = if b.ctx.offload {
+            "offloaded streams carry no audio yet"
+        } else {
+            "the audio track appeared after the video renditions were made"
+        };
+        note(b, |a| {
+            a.codec = codec;
+            a.ignored = Some(why.into());
+        });
+        return discard(pipeline, pad, "audio");
+    };
+    if tee.static_pad("sink").is_some_and(|p| p.is_linked()) {
+        // A second audio track: only the first one is used.
+        return discard(pipeline, pad, "audio");
+    }
+    note(b, |a| {
+        *a = AudioInfo {
+            codec,
+            rate,
+            channels,
+            passthrough,
+            ignored: None,
+            kbps: 0.0,
+        }
+    });
+    let entry = if passthrough {
+        let parse = make("aacparse", "audio-parse")?;
+        add_linked(pipeline, &[&parse])?;
+        link(&[&parse, &tee])?;
+        parse
+    } else {
+        encode_input(b, pipeline, &tee)?
+    };
+    let sink = entry
+        .static_pad("sink")
+        .ok_or_else(|| BuildError::Link("audio input has no sink pad".into()))?;
+    let counters = b.counters.clone();
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            counters
+                .audio_bytes
+                .fetch_add(buf.size() as u64, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pad.link(&sink)
+        .map_err(|e| BuildError::Link(format!("source audio → {}: {e:?}", entry.name())))?;
+    Ok(())
+}
+
+/// `queue ! decodebin` → `audioconvert ! audioresample ! caps ! avenc_aac ! aacparse ! tee`;
+/// returns the queue (the chain's way in).
+fn encode_input(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+) -> Result<gst::Element, BuildError> {
+    let queue = live_queue(b, pipeline, "audio-decode-queue", true)?;
+    let decode = make("decodebin", "audio-decode")?;
+    let convert = make("audioconvert", "audio-convert")?;
+    let resample = make("audioresample", "audio-resample")?;
+    let caps = make("capsfilter", "audio-raw-caps")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", 48_000i32)
+            .field("channels", 2i32)
+            .build(),
+    );
+    let encode = make("avenc_aac", "audio-encode")?;
+    encode.set_property("bitrate", AAC_BITRATE);
+    let parse = make("aacparse", "audio-parse")?;
+    add_linked(pipeline, &[&queue, &decode])?;
+    add_linked(pipeline, &[&convert, &resample, &caps, &encode, &parse])?;
+    link(&[&parse, tee])?;
+    let convert_sink = convert
+        .static_pad("sink")
+        .ok_or_else(|| BuildError::Link("audioconvert has no sink pad".into()))?;
+    let weak = pipeline.downgrade();
+    decode.connect_pad_added(move |_d, pad| {
+        let raw = pad
+            .current_caps()
+            .unwrap_or_else(|| pad.query_caps(None))
+            .structure(0)
+            .is_some_and(|s| s.name() == "audio/x-raw");
+        if raw
+            && !convert_sink.is_linked()
+            && let Err(e) = pad.link(&convert_sink)
+            && let Some(p) = weak.upgrade()
+        {
+            post_error(&p, &format!("audio decoder → audioconvert: {e:?}"));
+        }
+    });
+    Ok(queue)
+}
+
+/// `mp4a.40.2` when the renditions carry audio (always AAC-LC: passed through only when LC).
+pub(crate) fn codecs(pipeline: &gst::Pipeline) -> Option<&'static str> {
+    expected(pipeline).then_some("mp4a.40.2")
+}
