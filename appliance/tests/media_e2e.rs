@@ -426,3 +426,60 @@ fn a_files_audio_is_encoded_to_aac_and_a_silent_file_stays_silent() {
         );
     }
 }
+
+/// A muted mixer: the publisher's audio is silent for its first 5 s, then a tone. After
+/// `media.silence_seconds` of silence the node says so (event, status); when sound comes
+/// back, it says that too.
+#[test]
+fn silent_audio_is_reported_and_so_is_its_return() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start_with(dir.path(), &[("LPE_MEDIA_SILENCE_SECONDS", "2")]);
+    let s = node.create(json!({"name": "mixer", "source": {"kind": "rtmp"},
+        "ladder": [{"name": "source", "bitrate_kbps": 1000}]}));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key").to_string();
+    let _push = FfmpegPush::start_with_audio(
+        &node.rtmp_url(&key),
+        "640x360",
+        12,
+        "sine=frequency=440:sample_rate=44100,volume=enable='lt(t,5)':volume=0",
+    );
+    node.wait_state(&id, "running", Duration::from_secs(20));
+    let events = |kind: &str| {
+        let (_, v) = node.get(&format!("/api/events?stream_id={id}&limit=100"));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == kind)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while events("audio_silent") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "silence never reported: {}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The status follows within its one-second sampling.
+    let v = node.wait_stream(&id, "silent in the status", Duration::from_secs(3), |v| {
+        v["status"]["audio"]["silent"] == true
+    });
+    assert!(
+        v["status"]["audio"]["level_db"].as_f64().unwrap_or(0.0) < -50.0,
+        "{v}"
+    );
+    while events("audio_restored") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the sound's return never reported"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    node.wait_stream(&id, "sound in the status", Duration::from_secs(3), |v| {
+        v["status"]["audio"]["silent"] == false
+            && v["status"]["audio"]["level_db"].as_f64().unwrap_or(-100.0) > -50.0
+    });
+    assert_eq!(events("audio_silent"), 1, "once per silence");
+}

@@ -37,6 +37,10 @@ pub enum EventKind {
     RewardFailed,
     /// The reward call is due but not worth its fee now.
     RewardSkipped,
+    /// A stream's audio has been silent for `media.silence_seconds`.
+    AudioSilent,
+    /// A silent stream's audio has sound again.
+    AudioRestored,
 }
 
 impl EventKind {
@@ -67,6 +71,8 @@ impl EventKind {
             Self::RewardCalled => "reward_called",
             Self::RewardFailed => "reward_failed",
             Self::RewardSkipped => "reward_skipped",
+            Self::AudioSilent => "audio_silent",
+            Self::AudioRestored => "audio_restored",
         }
     }
 }

@@ -44,6 +44,15 @@ pub struct MediaConfig {
     pub max_bytes_per_stream: u64,
     pub x264_preset: String,
     pub x264_tune: String,
+    /// When a stream's audio counts as silent; `None`: not watched.
+    pub silence: Option<Silence>,
+}
+
+/// Audio below `below_db` (RMS, dBFS) for `after` is silence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Silence {
+    pub after: std::time::Duration,
+    pub below_db: f64,
 }
 
 /// What every stream runner shares.

@@ -239,6 +239,7 @@ pub(super) async fn run(
             x264_preset: shared.cfg.x264_preset.clone(),
             x264_tune: shared.cfg.x264_tune.clone(),
             offload: spec.offload,
+            watch_silence: shared.cfg.silence.is_some(),
         };
         let input = if publisher.is_some() {
             Input::Flv {
@@ -498,6 +499,7 @@ async fn watch_run(
     let mut sampler = Sampler::default();
     let mut up = false;
     let mut fragment_start: Option<u64> = None;
+    let mut silence = SilenceWatch::default();
     loop {
         tokio::select! {
             _ = stop.changed() => return RunEnd::Stopped,
@@ -522,7 +524,12 @@ async fn watch_run(
                         let _ = pipeline.recalculate_latency();
                     }
                     gst::MessageView::Element(e) => {
-                        if let (Some((tx, status)), Some(st)) = (offload, e.structure()) {
+                        let from_level = msg.src().is_some_and(|s| s.name() == crate::pipeline::LEVEL);
+                        if let (true, Some(st), Some(limits)) = (from_level, e.structure(), shared.cfg.silence) {
+                            if let Some(db) = crate::pipeline::loudest_rms(st) {
+                                silence.level(id, db, limits, counters, &shared.events);
+                            }
+                        } else if let (Some((tx, status)), Some(st)) = (offload, e.structure()) {
                             forward_fragment(st, tx, &mut fragment_start, status);
                         }
                     }
@@ -557,6 +564,56 @@ async fn watch_run(
                     rt.update(|s| s.offload = Some(o));
                 }
             }
+        }
+    }
+}
+
+/// Watches a stream's audio level for silence: below the limit for its whole duration, the
+/// audio is silent (one event); above it again, restored (one event).
+#[derive(Default)]
+struct SilenceWatch {
+    quiet_since: Option<Instant>,
+    silent: bool,
+}
+
+impl SilenceWatch {
+    fn level(
+        &mut self,
+        id: &str,
+        db: f64,
+        limits: crate::Silence,
+        counters: &Counters,
+        events: &lpe_core::events::EventBus,
+    ) {
+        if db < limits.below_db {
+            let since = *self.quiet_since.get_or_insert_with(Instant::now);
+            if !self.silent && since.elapsed() >= limits.after {
+                self.silent = true;
+                events.emit(
+                    Some(id),
+                    EventKind::AudioSilent,
+                    format!(
+                        "no sound for {} s (level {db:.0} dBFS): is the mixer muted?",
+                        limits.after.as_secs()
+                    ),
+                );
+            }
+        } else {
+            self.quiet_since = None;
+            if self.silent {
+                self.silent = false;
+                events.emit(
+                    Some(id),
+                    EventKind::AudioRestored,
+                    format!("sound again (level {db:.0} dBFS)"),
+                );
+            }
+        }
+        if let Ok(mut a) = counters.audio.lock()
+            && let Some(a) = a.as_mut()
+        {
+            a.level_db = Some((db * 10.0).round() / 10.0);
+            a.silent = self.silent;
         }
     }
 }

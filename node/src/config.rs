@@ -158,6 +158,10 @@ impl Config {
             max_bytes_per_stream: u64::from(self.hls.max_megabytes_per_stream) * 1_000_000,
             x264_preset: self.media.x264_preset.clone(),
             x264_tune: self.media.x264_tune.clone(),
+            silence: (self.media.silence_seconds > 0).then(|| lpe_media::Silence {
+                after: std::time::Duration::from_secs(u64::from(self.media.silence_seconds)),
+                below_db: f64::from(self.media.silence_db),
+            }),
         }
     }
 }
@@ -266,6 +270,11 @@ pub struct MediaConfig {
     pub encoder_candidates: Vec<String>,
     /// Streams the node will run at once.
     pub max_streams: u32,
+    /// Seconds of audio below `silence_db` before a stream's audio counts as silent (an
+    /// event; a muted mixer is a venue's most common failure). 0: not watched.
+    pub silence_seconds: u32,
+    /// The level (RMS, dBFS) below which audio counts as silence.
+    pub silence_db: i32,
 }
 
 impl Default for Config {
@@ -301,6 +310,8 @@ impl Default for Config {
                     .map(|s| s.to_string())
                     .collect(),
                 max_streams: 16,
+                silence_seconds: 10,
+                silence_db: -50,
             },
             pm: PmConfig {
                 role: NetworkRole::Off,
@@ -508,6 +519,10 @@ impl Config {
             10_000,
         )?;
         range("media.max_streams", self.media.max_streams, 1, 256)?;
+        range("media.silence_seconds", self.media.silence_seconds, 0, 3600)?;
+        if !(-100..=0).contains(&self.media.silence_db) {
+            return Err(ConfigError::new("media.silence_db", "allowed: -100 to 0"));
+        }
         if !X264_PRESETS.contains(&self.media.x264_preset.as_str()) {
             return Err(ConfigError::new(
                 "media.x264_preset",

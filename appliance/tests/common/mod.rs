@@ -440,6 +440,11 @@ pub struct FfmpegPush(Child);
 
 impl FfmpegPush {
     pub fn start(url: &str, size: &str, seconds: u32) -> Self {
+        Self::start_with_audio(url, size, seconds, "sine=frequency=440:sample_rate=44100")
+    }
+
+    /// A push whose audio is the lavfi source (and filters) `audio`.
+    pub fn start_with_audio(url: &str, size: &str, seconds: u32, audio: &str) -> Self {
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
             .args([
@@ -448,7 +453,7 @@ impl FfmpegPush {
                 "-i",
                 &format!("testsrc2=size={size}:rate=30"),
             ])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-f", "lavfi", "-i", audio])
             .args(["-t", &seconds.to_string()])
             .args([
                 "-c:v",

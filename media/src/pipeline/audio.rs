@@ -31,6 +31,10 @@ pub struct AudioInfo {
     pub ignored: Option<String>,
     /// The input's audio bitrate.
     pub kbps: f64,
+    /// The loudest channel's RMS level over the last half second, dBFS (when watched).
+    pub level_db: Option<f64>,
+    /// Below the silence level for longer than `media.silence_seconds`.
+    pub silent: bool,
 }
 
 const TEE: &str = "audio-tee";
@@ -51,9 +55,50 @@ pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildE
             passthrough: false,
             ignored: None,
             kbps: 0.0,
+            level_db: None,
+            silent: false,
         });
     }
+    level_branch(b, pipeline, &tee)
+}
+
+/// `queue ! avdec_aac ! audioconvert ! level ! fakesink` off the audio tee: the level
+/// element posts each half second's RMS per channel on the bus, where the runner watches
+/// for silence. Leaky, so a slow decode never holds the audio back.
+fn level_branch(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+) -> Result<(), BuildError> {
+    if !b.ctx.watch_silence {
+        return Ok(());
+    }
+    let queue = live_queue(b, pipeline, "audio-level-queue", true)?;
+    queue.set_property_from_str("leaky", "downstream");
+    let decode = make("avdec_aac", "audio-level-decode")?;
+    let convert = make("audioconvert", "audio-level-convert")?;
+    let level = make("level", LEVEL)?;
+    level.set_property("interval", 500_000_000u64);
+    level.set_property("post-messages", true);
+    let sink = make("fakesink", "audio-level-sink")?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    add_linked(pipeline, &[&queue, &decode, &convert, &level, &sink])?;
+    tee.link(&queue)
+        .map_err(|e| BuildError::Link(format!("audio tee → level: {e}")))?;
     Ok(())
+}
+
+/// The level element's name: its bus messages carry the stream's audio level.
+pub const LEVEL: &str = "audio-level";
+
+/// The loudest channel's RMS in a level message, dBFS (digital silence is very negative).
+pub fn loudest_rms(st: &gst::StructureRef) -> Option<f64> {
+    let rms = st.get::<gst::glib::ValueArray>("rms").ok()?;
+    rms.iter()
+        .filter_map(|v| v.get::<f64>().ok())
+        .map(|db| if db.is_finite() { db } else { -200.0 })
+        .reduce(f64::max)
 }
 
 /// Whether the renditions take audio.
@@ -95,6 +140,8 @@ fn note(b: &Builder, f: impl FnOnce(&mut AudioInfo)) {
             passthrough: false,
             ignored: None,
             kbps: 0.0,
+            level_db: None,
+            silent: false,
         });
         f(info);
     }
@@ -164,14 +211,11 @@ pub(crate) fn attach_input(
         return discard(pipeline, pad, "audio");
     }
     note(b, |a| {
-        *a = AudioInfo {
-            codec,
-            rate,
-            channels,
-            passthrough,
-            ignored: None,
-            kbps: 0.0,
-        }
+        a.codec = codec;
+        a.rate = rate;
+        a.channels = channels;
+        a.passthrough = passthrough;
+        a.ignored = None;
     });
     let entry = if passthrough {
         let parse = make("aacparse", "audio-parse")?;

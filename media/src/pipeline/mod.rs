@@ -14,7 +14,7 @@ mod audio;
 mod output;
 mod source;
 
-pub use audio::AudioInfo;
+pub use audio::{AudioInfo, LEVEL, loudest_rms};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,8 @@ pub struct BuildContext {
     /// Cut the source into segments for the Livepeer network instead of encoding the ladder
     /// (the offload module).
     pub offload: bool,
+    /// Measure the audio's level (for silence detection).
+    pub watch_silence: bool,
 }
 
 /// Counters shared between streaming threads (pad probes) and the supervisor.

@@ -3,7 +3,7 @@ import { ErrorBox, Preview, StateBadge, usePoll } from "../ui";
 import type { Health, StoredEvent as Event, TranscoderView } from "../api.gen";
 
 
-const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected"];
+const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "audio_silent", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected", "reward_failed"];
 
 export function Dashboard() {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);

@@ -466,9 +466,11 @@ function Audio({ a }: { a: NonNullable<Stream["status"]["audio"]> | null }) {
   if (!a) return <p class="muted" data-testid="audio">No audio in the source.</p>;
   if (a.ignored) return <p class="warning" data-testid="audio">Audio ({a.codec}) not carried: {a.ignored}</p>;
   const what = `${a.codec.toUpperCase()} ${a.rate ? `${a.rate / 1000} kHz` : ""} ${a.channels ? `${a.channels} ch` : ""}`;
+  const level = a.level_db == null ? "" : ` · ${a.level_db <= -100 ? "no signal" : `${Math.round(a.level_db)} dBFS`}`;
   return (
-    <p class="muted" data-testid="audio">
-      Audio: {what.trim()} · {a.passthrough ? "passed through" : "encoded to AAC"} · {Math.round(a.kbps)} kbit/s in
+    <p class={a.silent ? "warning" : "muted"} data-testid="audio">
+      Audio: {what.trim()} · {a.passthrough ? "passed through" : "encoded to AAC"} · {Math.round(a.kbps)} kbit/s in{level}
+      {a.silent ? " · silent: is the mixer muted?" : ""}
     </p>
   );
 }
