@@ -1089,12 +1089,12 @@ async fn network_spend(State(node): State<AppState>) -> Json<SpendResponse> {
     get,
     path = "/api/network/orchestrator",
     tag = "payments",
-    responses((status = 200, body = lpe_node::views::OrchestratorStatus), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = lpe_node::views::OrchestratorView), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn orchestrator_status(
     State(node): State<AppState>,
-) -> Result<Json<lpe_node::views::OrchestratorStatus>, ApiError> {
+) -> Result<Json<lpe_node::views::OrchestratorView>, ApiError> {
     Ok(Json(node.orchestrator_status().await?))
 }
 

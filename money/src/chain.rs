@@ -147,8 +147,6 @@ pub struct OrchestratorStatus {
     /// Active this round.
     pub active: bool,
     pub pool_size: usize,
-    /// The reward call, when this node makes it (the chain client leaves it to the node).
-    pub reward: Option<crate::reward::RewardStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -543,7 +541,7 @@ impl ChainClient {
     }
 
     /// Prepares `rewardWithHint` as go-livepeer's `client.Reward` does: the estimated reward,
-    /// the pool hints for the account's stake after it (see [`crate::reward::hints`]), and
+    /// the pool hints for the account's stake after it (see [`crate::pool::hints`]), and
     /// the gas the call would use (a revert, e.g. "caller must be an active transcoder",
     /// comes back here, before anything is spent). `None` when the call would mint nothing
     /// (nothing bonded, or nothing mintable).
@@ -565,7 +563,7 @@ impl ChainClient {
             .map_err(classify)?;
         let total_bonded = bonding.getTotalBonded().call().await.map_err(classify)?;
         let estimated_reward =
-            match crate::reward::estimated_reward(mintable, active_stake, total_bonded) {
+            match crate::pool::estimated_reward(mintable, active_stake, total_bonded) {
                 Some(r) if !r.is_zero() => r,
                 _ => return Ok(None),
             };
@@ -601,7 +599,7 @@ impl ChainClient {
             .find(|(a, _)| *a == me)
             .map(|(_, s)| *s)
             .unwrap_or_default();
-        let (prev, next) = crate::reward::hints(
+        let (prev, next) = crate::pool::hints(
             &pool,
             me,
             own_stake.saturating_add(estimated_reward),
@@ -765,7 +763,6 @@ impl ChainClient {
             in_pool: pool.iter().any(|(a, _)| *a == address),
             active,
             pool_size: pool.len(),
-            reward: None,
         })
     }
 

@@ -61,7 +61,7 @@ pub fn sign_segment(data: &[u8]) {
     let key = lpe_pm::sig::SigningKey::from_slice(&[7; 32]).expect("a valid key");
     let signer = crate::signer::Signer::new(key, None, None);
     if let Ok(signed) = signer.sign_segment(&info, seg) {
-        assert!(signed.tickets <= crate::signer::MAX_TICKETS);
+        assert!(signed.tickets <= crate::refusal::MAX_TICKETS);
     }
 }
 
@@ -113,7 +113,7 @@ pub fn live_payment(data: &[u8]) {
         now,
     ) {
         let payment = lpe_pm::wire::decode_payment_header(&r.payment).expect("a payment");
-        assert!(payment.ticket_sender_params.len() as u64 <= crate::signer::MAX_TICKETS);
+        assert!(payment.ticket_sender_params.len() as u64 <= crate::refusal::MAX_TICKETS);
         assert!(
             lpe_pm::sig::verify(
                 lpe_pm::sig::address_of(key.verifying_key()),

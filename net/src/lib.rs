@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod live_payment;
 pub mod orchestrator;
 pub mod proto;
+pub mod refusal;
 pub mod remote;
 pub mod request;
 pub mod results;

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::client;
 use crate::proto::{Capabilities, OrchestratorInfo, SegData};
-use crate::signer::{MAX_TICKETS, Refusal};
+use crate::refusal::{MAX_TICKETS, Refusal};
 
 /// go-livepeer's status for "ask the orchestrator for fresh info, then ask again".
 pub const REFRESH_SESSION: u16 = 480;

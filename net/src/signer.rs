@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use lpe_pm::balance::tickets_for_fee;
@@ -43,13 +42,12 @@ use sha2::Digest;
 use crate::client;
 use crate::fee::estimated_fee;
 use crate::proto::{OrchestratorInfo, OrchestratorRequest, Payment, SegData};
+use crate::refusal::{MAX_TICKETS, Refusal};
 
 /// Ticket sessions (one per orchestrator session) kept at once.
 const MAX_SESSIONS: usize = 10_000;
 /// An idle session is forgotten after this.
 const IDLE: Duration = Duration::from_secs(600);
-/// The most tickets one segment may cost (go-livepeer's signer refuses more than 100).
-pub const MAX_TICKETS: u64 = 100;
 /// Largest request body.
 pub const MAX_BODY: usize = 256 * 1024;
 
@@ -99,46 +97,6 @@ pub struct SignedSegment {
     /// The `Livepeer-Payment` header.
     pub payment: String,
     pub tickets: u64,
-}
-
-/// A refusal: status and text, as JSON `{"error":{"message":…}}` (go-livepeer's envelope).
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub message: String,
-    /// A header the answer carries (go-livepeer's 480 names where to refresh).
-    pub header: Option<(&'static str, String)>,
-}
-
-impl Refusal {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            header: None,
-        }
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
-        self.header = Some((name, value.to_string()));
-        self
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(serde_json::json!({"error": {"message": self.message}})),
-        )
-            .into_response();
-        if let Some((name, value)) = self.header
-            && let Ok(v) = axum::http::HeaderValue::from_str(&value)
-        {
-            res.headers_mut().insert(name, v);
-        }
-        res
-    }
 }
 
 fn bad(text: impl Into<String>) -> Refusal {

@@ -280,7 +280,7 @@ pub enum Outcome {
         jpeg: Vec<u8>,
     },
     Payment(lpe_money::payments::PaymentReceipt),
-    Orchestrator(Box<lpe_money::chain::OrchestratorStatus>),
+    Orchestrator(Box<crate::OrchestratorView>),
     Done,
 }
 

@@ -18,6 +18,7 @@ pub use command::{
 
 /// The other planes' types as the transports see them: views, records and errors.
 pub mod views {
+    pub use crate::OrchestratorView;
     pub use crate::transcoding::TranscoderView;
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
@@ -68,6 +69,47 @@ pub struct StreamView {
     pub stream_key: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+}
+
+/// The account as an orchestrator, as the API, UI and fleet see it: its standing on chain and,
+/// when this node calls reward, where this round's call stands.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrchestratorView {
+    #[serde(flatten)]
+    pub on_chain: lpe_money::chain::OrchestratorStatus,
+    pub reward: Option<lpe_money::reward::RewardStatus>,
+}
+
+/// Destinations given without a key keep the one stored under the same name.
+fn keep_restream_keys(old: &StreamSpec, new: &mut StreamSpec) {
+    for t in new.restream.iter_mut().filter(|t| t.key.is_empty()) {
+        if let Some(o) = old.restream.iter().find(|o| o.name == t.name) {
+            t.key.clone_from(&o.key);
+        }
+    }
+}
+
+/// A restream destination as views show it: without its key.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RestreamView {
+    pub name: String,
+    pub server: String,
+    pub rendition: Option<String>,
+    pub enabled: bool,
+    /// Whether a stream key is stored.
+    pub has_key: bool,
+}
+
+impl RestreamView {
+    fn of(t: &lpe_core::spec::RestreamTarget) -> Self {
+        Self {
+            name: t.name.clone(),
+            server: t.server.clone(),
+            rendition: t.rendition.clone(),
+            enabled: t.enabled,
+            has_key: !t.key.is_empty(),
+        }
+    }
 }
 
 /// A stream's source as views show it: the spec without its secrets, and whether each is
@@ -547,18 +589,18 @@ impl Node {
 
     /// The account as an orchestrator on chain — the service URI it published beside the one
     /// it serves, pool membership, activity — and the reward call's state.
-    pub async fn orchestrator_status(
-        &self,
-    ) -> Result<lpe_money::chain::OrchestratorStatus, CommandError> {
-        let mut status = self
+    pub async fn orchestrator_status(&self) -> Result<OrchestratorView, CommandError> {
+        let on_chain = self
             .chain()?
             .orchestrator_status(
                 &self.cfg.service_uri(),
                 (self.cfg.pm.price_per_unit, self.cfg.pm.pixels_per_unit),
             )
             .await?;
-        status.reward = self.reward_status();
-        Ok(status)
+        Ok(OrchestratorView {
+            on_chain,
+            reward: self.reward_status(),
+        })
     }
 
     /// The remote transcoder's counters, for the transcoder to update (made on first use).

@@ -1,7 +1,7 @@
 import { ApiError, eth, get, lpt } from "../api";
 import { ErrorBox, StateBadge, usePoll } from "../ui";
 import type {
-  OrchestratorStatus,
+  OrchestratorView as OrchestratorStatus,
   SpendResponse,
   TicketsResponse as Tickets,
   WalletView as Wallet,
