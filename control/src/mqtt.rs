@@ -546,7 +546,7 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
             // view), and how it runs.
             json!({
                 "id": s.id, "name": s.name, "enabled": s.enabled, "source": s.source,
-                "ladder": s.ladder, "state": s.status.state,
+                "ladder": s.ladder, "restream": s.restream, "state": s.status.state,
                 "encoder": s.status.encoder, "last_error": s.status.last_error,
             })
         })
@@ -573,6 +573,11 @@ fn telemetry_doc(node: &Node) -> Value {
                 "reconnects": s.status.reconnects, "encoder": s.status.encoder,
                 "renditions": s.status.renditions.iter().map(|r| json!({
                     "name": r.name, "fps": r.fps, "kbps": r.kbps
+                })).collect::<Vec<_>>(),
+                "audio": s.status.audio,
+                "restream": s.status.restream.iter().map(|r| json!({
+                    "name": r.name, "state": r.state, "kbps": r.kbps, "errors": r.errors,
+                    "last_error": r.last_error,
                 })).collect::<Vec<_>>(),
             })
         })

@@ -41,6 +41,10 @@ pub enum EventKind {
     AudioSilent,
     /// A silent stream's audio has sound again.
     AudioRestored,
+    /// A restream destination is receiving the stream.
+    RestreamLive,
+    /// A restream destination failed; it is retried with backoff.
+    RestreamFailed,
 }
 
 impl EventKind {
@@ -73,6 +77,8 @@ impl EventKind {
             Self::RewardSkipped => "reward_skipped",
             Self::AudioSilent => "audio_silent",
             Self::AudioRestored => "audio_restored",
+            Self::RestreamLive => "restream_live",
+            Self::RestreamFailed => "restream_failed",
         }
     }
 }

@@ -43,7 +43,34 @@ pub struct StreamSpec {
     /// tickets), encoding locally whenever none is available.
     #[serde(default)]
     pub offload: bool,
+    /// Where the stream is sent on (YouTube, Facebook, a CDN's RTMP ingest).
+    #[serde(default)]
+    #[schema(max_items = 8)]
+    pub restream: Vec<RestreamTarget>,
 }
+
+/// An RTMP(S) destination a stream is sent on to, from one of its renditions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestreamTarget {
+    /// What the operator calls it; unique within the stream.
+    pub name: String,
+    /// The ingest server with its application: `rtmp://a.rtmp.youtube.com/live2`,
+    /// `rtmps://live-api-s.facebook.com:443/rtmp`.
+    pub server: String,
+    /// The stream key, appended to the server. A secret: views never show it, and an edit
+    /// that leaves it out keeps the stored one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The rendition sent (with the stream's audio); absent: the largest one.
+    #[serde(default)]
+    pub rendition: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Destinations a stream may have.
+pub const MAX_RESTREAMS: usize = 8;
 
 fn yes() -> bool {
     true
@@ -310,7 +337,64 @@ impl StreamSpec {
             return Err(SpecError::new("name", "must be 1 to 100 characters"));
         }
         self.validate_source()?;
-        self.validate_ladder()
+        self.validate_ladder()?;
+        self.validate_restream()
+    }
+
+    fn validate_restream(&self) -> Result<(), SpecError> {
+        if self.restream.len() > MAX_RESTREAMS {
+            return Err(SpecError::new(
+                "restream",
+                format!("at most {MAX_RESTREAMS} destinations"),
+            ));
+        }
+        for (i, t) in self.restream.iter().enumerate() {
+            let field = |f: &str| format!("restream[{i}].{f}");
+            let name = t.name.trim();
+            if name.is_empty() || name.len() > 50 {
+                return Err(SpecError::new(field("name"), "must be 1 to 50 characters"));
+            }
+            if self.restream[..i].iter().any(|o| o.name.trim() == name) {
+                return Err(SpecError::new(
+                    field("name"),
+                    "another destination has this name",
+                ));
+            }
+            let rest = t
+                .server
+                .strip_prefix("rtmp://")
+                .or_else(|| t.server.strip_prefix("rtmps://"));
+            let host_ok = rest.is_some_and(|r| {
+                let host = r.split('/').next().unwrap_or("");
+                !host.is_empty() && r.len() > host.len() + 1
+            });
+            if !host_ok
+                || t.server.len() > 512
+                || t.server
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(SpecError::new(
+                    field("server"),
+                    "must be rtmp:// or rtmps:// with a host and an application, e.g. rtmp://a.rtmp.youtube.com/live2",
+                ));
+            }
+            if t.key.len() > 512 || t.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(SpecError::new(
+                    field("key"),
+                    "must be at most 512 characters without spaces",
+                ));
+            }
+            if let Some(r) = &t.rendition
+                && !self.ladder.iter().any(|l| &l.name == r)
+            {
+                return Err(SpecError::new(
+                    field("rendition"),
+                    format!("the ladder has no rendition '{r}'"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_source(&self) -> Result<(), SpecError> {
@@ -622,6 +706,7 @@ mod tests {
             encoder: None,
             enabled: true,
             offload: false,
+            restream: Vec::new(),
         }
     }
 
@@ -690,6 +775,64 @@ mod tests {
     }
 
     #[test]
+    fn restream_destinations_are_checked() {
+        let target = |name: &str, server: &str| RestreamTarget {
+            name: name.into(),
+            server: server.into(),
+            key: "abcd-1234".into(),
+            rendition: None,
+            enabled: true,
+        };
+        let with = |targets: Vec<RestreamTarget>| {
+            let mut s = spec(vec![rung(None)]);
+            s.restream = targets;
+            s.validate()
+        };
+        assert!(with(vec![target("YouTube", "rtmp://a.rtmp.youtube.com/live2")]).is_ok());
+        assert!(
+            with(vec![target(
+                "FB",
+                "rtmps://live-api-s.facebook.com:443/rtmp"
+            )])
+            .is_ok()
+        );
+        let field = |r: Result<(), SpecError>| r.expect_err("refused").field;
+        assert_eq!(
+            field(with(vec![target("x", "http://h/app")])),
+            "restream[0].server"
+        );
+        assert_eq!(
+            field(with(vec![target("x", "rtmp://host")])),
+            "restream[0].server"
+        );
+        assert_eq!(
+            field(with(vec![target("x", "rtmp:///app")])),
+            "restream[0].server"
+        );
+        assert_eq!(
+            field(with(vec![
+                target("a", "rtmp://h/app"),
+                target("a", "rtmp://h/b")
+            ])),
+            "restream[1].name"
+        );
+        let mut spaced = target("a", "rtmp://h/app");
+        spaced.key = "a b".into();
+        assert_eq!(field(with(vec![spaced])), "restream[0].key");
+        let mut unknown = target("a", "rtmp://h/app");
+        unknown.rendition = Some("4k".into());
+        assert_eq!(field(with(vec![unknown])), "restream[0].rendition");
+        assert_eq!(
+            field(with(
+                (0..9)
+                    .map(|i| target(&i.to_string(), "rtmp://h/app"))
+                    .collect()
+            )),
+            "restream"
+        );
+    }
+
+    #[test]
     fn credentials_are_split_out_of_urls() {
         let (url, user, pass) =
             split_credentials("rtsp://admin:p%40ss:w@10.0.0.9:554/stream1").expect("split");
@@ -744,6 +887,7 @@ mod tests {
                 encoder: None,
                 enabled: true,
                 offload: false,
+                restream: Vec::new(),
             };
             f(&mut spec.ladder[0]);
             spec.validate()

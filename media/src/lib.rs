@@ -9,6 +9,7 @@ pub mod encoder;
 pub mod hls;
 pub mod offload;
 pub mod pipeline;
+pub mod restream;
 pub mod rtmp;
 pub mod runner;
 pub mod transcode;

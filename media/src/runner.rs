@@ -16,6 +16,7 @@ use super::EngineShared;
 use super::encoder::{self, EncoderKind};
 use super::offload::{self, OffloadStatus, SegmentClosed};
 use super::pipeline::{self, BuildContext, Counters, Input, SourceInfo};
+use super::restream;
 use super::rtmp::{self, Publisher, RtmpMedia, VideoCodec};
 use super::spec::{SourceSpec, StreamSpec};
 use lpe_core::events::EventKind;
@@ -80,6 +81,8 @@ pub struct StreamStatus {
     /// The stream's audio: what came in, and whether it was passed through or encoded to
     /// AAC; absent when the source has none.
     pub audio: Option<crate::pipeline::AudioInfo>,
+    /// Each restream destination: live, connecting or retrying, its bitrate and errors.
+    pub restream: Vec<restream::RestreamStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -106,6 +109,7 @@ impl Default for StreamStatus {
             running_since_ms: None,
             offload: None,
             audio: None,
+            restream: Vec::new(),
         }
     }
 }
@@ -270,6 +274,7 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
+                let restreams = start_restreams(&id, &spec, &built, &shared);
                 let (segments, worker) = if spec.offload {
                     let offload_status: offload::SharedStatus =
                         Arc::new(Mutex::new(OffloadStatus::starting()));
@@ -316,6 +321,7 @@ pub(super) async fn run(
                 if let Some(w) = worker {
                     w.abort();
                 }
+                restreams.stop().await;
                 teardown(built.pipeline, matches!(end, RunEnd::Stopped)).await;
                 if let Ok(mut c) = rt.counters.lock() {
                     *c = None;
@@ -387,6 +393,62 @@ pub(super) async fn run(
             ..StreamStatus::default()
         };
     });
+}
+
+/// The destinations of one run, sending while it lasts.
+struct Restreams {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Restreams {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts a destination task for each enabled restream target (their taps are in the
+/// pipeline's counters before it plays); the stream's status lists every target.
+fn start_restreams(
+    id: &str,
+    spec: &StreamSpec,
+    built: &pipeline::StreamPipeline,
+    shared: &Arc<EngineShared>,
+) -> Restreams {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut statuses = Vec::new();
+    let audio = built.pipeline.by_name("audio-tee").is_some();
+    for t in &spec.restream {
+        let dest =
+            restream::Destination::new(t.clone(), t.rendition.clone().unwrap_or_default(), audio);
+        statuses.push(dest.status.clone());
+        if !t.enabled {
+            continue;
+        }
+        if spec.offload {
+            if let Ok(mut s) = dest.status.lock() {
+                s.state = restream::RestreamState::Disabled;
+                s.last_error = Some("offloaded streams are not restreamed yet".into());
+            }
+            continue;
+        }
+        if let Ok(mut taps) = built.counters.restream.lock() {
+            taps.push(dest.tap.clone());
+        }
+        tasks.push(tokio::spawn(dest.run(
+            id.to_string(),
+            shared.events.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Ok(mut s) = built.counters.restream_status.lock() {
+        *s = statuses;
+    }
+    Restreams { stop, tasks }
 }
 
 /// Waits for the publisher's first video tag (and a moment more for its audio); refuses
@@ -709,6 +771,27 @@ impl Sampler {
             a
         });
         self.audio_bytes = audio_bytes;
+        let top = c
+            .top_rendition
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .unwrap_or_default();
+        let restream: Vec<restream::RestreamStatus> = c
+            .restream_status
+            .lock()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                    .map(|mut s| {
+                        if s.rendition.is_empty() {
+                            s.rendition.clone_from(&top);
+                        }
+                        s
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let skipped = c
             .skipped
             .lock()
@@ -728,6 +811,7 @@ impl Sampler {
             s.renditions = out;
             s.source = source;
             s.audio = audio;
+            s.restream = restream;
             s.skipped_renditions = skipped;
             s.dropped_frames = dropped;
         });

@@ -59,6 +59,8 @@ pub struct StreamView {
     pub enabled: bool,
     /// Transcoded by orchestrators on the Livepeer network (the status says by whom).
     pub offload: bool,
+    /// Where the stream is sent on, without the keys (the status says how each is doing).
+    pub restream: Vec<RestreamView>,
     pub status: StreamStatus,
     pub hls_url: String,
     pub snapshot_url: String,
@@ -321,6 +323,8 @@ impl Node {
             Command::PatchStream { id, patch } => {
                 let old = self.get(&id)?;
                 let mut spec = old.spec.patched(patch).map_err(CommandError::Invalid)?;
+                // A patch replaces the destination list whole (RFC 7386 arrays), keys and all.
+                keep_restream_keys(&old.spec, &mut spec);
                 self.complete(&mut spec);
                 self.apply(&id, spec).await
             }
@@ -843,9 +847,10 @@ impl Node {
     }
 
     /// An update that omits a secret keeps the stored one (views never show secrets): the
-    /// RTSP password and the RTMP stream key. One rule for PUT, PATCH and the fleet's
-    /// desired configuration.
+    /// RTSP password, the RTMP stream key, each restream destination's key (by name). One
+    /// rule for PUT, PATCH and the fleet's desired configuration.
     fn keep_secrets(&self, old: &StreamSpec, new: &mut StreamSpec) {
+        keep_restream_keys(old, new);
         match (&old.source, &mut new.source) {
             (
                 SourceSpec::Rtsp {
@@ -950,6 +955,7 @@ impl Node {
             encoder: s.spec.encoder.clone(),
             enabled: s.spec.enabled,
             offload: s.spec.offload,
+            restream: s.spec.restream.iter().map(RestreamView::of).collect(),
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
@@ -995,6 +1001,7 @@ impl Node {
                     encoder: None,
                     enabled: true,
                     offload: false,
+                    restream: Vec::new(),
                 }),
                 None if self.cfg.media.demo_stream => Some(StreamSpec {
                     name: "Demo (test pattern)".into(),
@@ -1008,6 +1015,7 @@ impl Node {
                     encoder: None,
                     enabled: true,
                     offload: false,
+                    restream: Vec::new(),
                 }),
                 None => None,
             };

@@ -13,6 +13,7 @@ fn spec(name: &str) -> StreamSpec {
         encoder: None,
         enabled: true,
         offload: false,
+        restream: Vec::new(),
     }
 }
 

@@ -47,6 +47,9 @@ pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildE
     let tee = make("tee", TEE)?;
     tee.set_property("allow-not-linked", true);
     add_linked(pipeline, &[&tee])?;
+    if let Some(pad) = tee.static_pad("sink") {
+        b.counters.tap_audio(&pad);
+    }
     if let Ok(mut a) = b.counters.audio.lock() {
         a.get_or_insert(AudioInfo {
             codec: String::new(),

@@ -66,6 +66,69 @@ pub struct Counters {
     /// The stream's audio, once a source said it has some.
     pub audio: Mutex<Option<AudioInfo>>,
     pub audio_bytes: AtomicU64,
+    /// Restream destinations' feeds; set before the pipeline plays.
+    pub restream: Mutex<Vec<Arc<crate::restream::Tap>>>,
+    /// Every restream target's status (enabled or not), in the spec's order.
+    pub restream_status: Mutex<Vec<Arc<Mutex<crate::restream::RestreamStatus>>>>,
+    /// The largest rendition (what a destination without a rendition is sent).
+    pub top_rendition: Mutex<Option<String>>,
+}
+
+impl Counters {
+    /// Copies a rendition's encoded buffers to the destinations that take it.
+    pub(crate) fn tap_video(self: &Arc<Self>, pad: &gst::Pad, rendition: &str) {
+        let taps: Vec<Arc<crate::restream::Tap>> = {
+            let top = self.top_rendition.lock().ok().and_then(|t| t.clone());
+            let is_top = top.as_deref() == Some(rendition);
+            self.restream
+                .lock()
+                .map(|t| {
+                    t.iter()
+                        .filter(|t| t.rendition == rendition || (t.rendition.is_empty() && is_top))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if taps.is_empty() {
+            return;
+        }
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if let (Some(buf), Some(caps)) = (info.buffer(), pad.current_caps())
+                && let Some(buf) = running_time(pad, buf)
+            {
+                for t in &taps {
+                    t.offer(crate::restream::Packet::Video(caps.clone(), buf.clone()));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Copies the stream's audio to every destination. The audio tee is made while the
+    /// pipeline is built, before the destinations are known, so the list is read per buffer.
+    pub(crate) fn tap_audio(self: &Arc<Self>, pad: &gst::Pad) {
+        if let Ok(taps) = self.restream.lock() {
+            for t in taps.iter() {
+                t.audio.store(true, Ordering::Relaxed);
+            }
+        }
+        let counters = Arc::clone(self);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Ok(taps) = counters.restream.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let (false, Some(buf), Some(caps)) =
+                (taps.is_empty(), info.buffer(), pad.current_caps())
+                && let Some(buf) = running_time(pad, buf)
+            {
+                for t in taps.iter() {
+                    t.offer(crate::restream::Packet::Audio(caps.clone(), buf.clone()));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
 }
 
 /// An offloaded stream's ladder as the builder resolved it (what the offload worker follows).
@@ -93,6 +156,19 @@ pub struct RenditionCounters {
     pub passthrough: bool,
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
+}
+
+/// A copy of `buf` (sharing its memory) with its timestamps in running time, the one clock
+/// every branch shares: encoders shift theirs (x264enc starts at 1000 hours, with a segment
+/// that says so), so raw buffer timestamps of video and audio do not compare.
+fn running_time(pad: &gst::Pad, buf: &gst::Buffer) -> Option<gst::Buffer> {
+    let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+    let segment = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
+    let mut out = buf.copy();
+    let b = out.make_mut();
+    b.set_pts(buf.pts().and_then(|t| segment.to_running_time(t)));
+    b.set_dts(buf.dts().and_then(|t| segment.to_running_time(t)));
+    Some(out)
 }
 
 /// A built, not yet started pipeline.
@@ -349,6 +425,12 @@ fn resolve(
         spec::resolve_ladder(&b.spec.ladder, w, h, fps, h264, b.ctx.segment_seconds);
     if let Ok(mut s) = b.counters.skipped.lock() {
         s.clone_from(&skipped);
+    }
+    if let Ok(mut top) = b.counters.top_rendition.lock() {
+        *top = resolved
+            .iter()
+            .max_by_key(|r| (r.height, r.passthrough))
+            .map(|r| r.spec.name.clone());
     }
     (resolved, skipped)
 }

@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, get } from "../api";
-import type { OffloadStatus, SourceSpec } from "../api.gen";
+import type { OffloadStatus, RestreamStatus, SourceSpec } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
@@ -29,10 +29,20 @@ interface Draft {
   enabled: boolean;
   /// Transcoded by an orchestrator on the Livepeer network.
   offload: boolean;
+  /// RTMP(S) destinations; an empty key keeps the stored one.
+  restream: RestreamDraft[];
   /// The stream as stored, so that an edit changes only what the editor shows.
   original?: Stream;
 }
 
+interface RestreamDraft {
+  name: string;
+  server: string;
+  key: string;
+  has_key: boolean;
+  rendition: string;
+  enabled: boolean;
+}
 
 function blank(): Draft {
   return {
@@ -40,6 +50,7 @@ function blank(): Draft {
     width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
     offload: false,
+    restream: [],
   };
 }
 
@@ -64,6 +75,9 @@ function fromStream(s: Stream): Draft {
     ladder: s.ladder.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })),
     enabled: s.enabled,
     offload: s.offload ?? false,
+    restream: (s.restream ?? []).map((t) => ({
+      name: t.name, server: t.server, key: "", has_key: t.has_key, rendition: t.rendition ?? "", enabled: t.enabled,
+    })),
     original: s,
   };
 }
@@ -115,7 +129,13 @@ export function toSpec(d: Draft) {
     if (!o.profile) delete o.profile;
     return o;
   });
-  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload };
+  const restream = d.restream.map((t) => {
+    const o: any = { name: t.name, server: t.server, enabled: t.enabled };
+    if (t.key) o.key = t.key;
+    if (t.rendition) o.rendition = t.rendition;
+    return o;
+  });
+  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload, restream };
   if (d.encoder) spec.encoder = d.encoder;
   return spec;
 }
@@ -316,6 +336,50 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         />{" "}
         Transcode on the Livepeer network (paid with tickets; encoded here whenever no orchestrator is available)
       </label>
+      <fieldset>
+        <legend>Restream to (YouTube, Facebook, a CDN)</legend>
+        {d.restream.map((t, i) => {
+          const setT = (k: keyof RestreamDraft, v: string | boolean) =>
+            setD({ ...d, restream: d.restream.map((o, j) => (j === i ? { ...o, [k]: v } : o)) });
+          const f = (k: string) => server(`restream[${i}].${k}`);
+          return (
+            <div class="row" data-testid={`restream-${i}`}>
+              <Field label="Name" error={f("name")}>
+                <input required maxLength={50} value={t.name} onInput={(e) => setT("name", (e.target as HTMLInputElement).value)} />
+              </Field>
+              <Field label="Server" error={f("server")}>
+                <input required placeholder="rtmp://a.rtmp.youtube.com/live2" value={t.server} onInput={(e) => setT("server", (e.target as HTMLInputElement).value)} />
+              </Field>
+              <Field label="Stream key" error={f("key")}>
+                <input type="password" autocomplete="off" placeholder={t.has_key ? "unchanged" : ""} value={t.key} onInput={(e) => setT("key", (e.target as HTMLInputElement).value)} />
+              </Field>
+              <Field label="Rendition" error={f("rendition")}>
+                <select value={t.rendition} onChange={(e) => setT("rendition", (e.target as HTMLSelectElement).value)}>
+                  <option value="">largest</option>
+                  {d.ladder.map((r) => (
+                    <option value={r.name}>{r.name}</option>
+                  ))}
+                </select>
+              </Field>
+              <label class="check">
+                <input type="checkbox" checked={t.enabled} onChange={(e) => setT("enabled", (e.target as HTMLInputElement).checked)} /> On
+              </label>
+              <button type="button" class="link" onClick={() => setD({ ...d, restream: d.restream.filter((_, j) => j !== i) })}>
+                remove
+              </button>
+            </div>
+          );
+        })}
+        {d.restream.length < 8 && (
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => setD({ ...d, restream: [...d.restream, { name: "", server: "", key: "", has_key: false, rendition: "", enabled: true }] })}
+          >
+            Add destination
+          </button>
+        )}
+      </fieldset>
       <label class="check">
         <input type="checkbox" checked={d.enabled} onChange={(e) => setD({ ...d, enabled: (e.target as HTMLInputElement).checked })} /> Running
       </label>
@@ -402,6 +466,9 @@ export function Streams({ admin }: { admin: boolean }) {
             {s.status.last_error && <p class="error">{s.status.last_error}</p>}
             {s.status.state === "running" && <Audio a={s.status.audio ?? null} />}
             {s.status.offload && <Offload o={s.status.offload} />}
+            {s.status.restream.map((r) => (
+              <Restream r={r} />
+            ))}
             {s.rtmp_server && (
               <div class="push">
                 <span>OBS server</span>
@@ -471,6 +538,24 @@ function Audio({ a }: { a: NonNullable<Stream["status"]["audio"]> | null }) {
     <p class={a.silent ? "warning" : "muted"} data-testid="audio">
       Audio: {what.trim()} · {a.passthrough ? "passed through" : "encoded to AAC"} · {Math.round(a.kbps)} kbit/s in{level}
       {a.silent ? " · silent: is the mixer muted?" : ""}
+    </p>
+  );
+}
+
+/// One restream destination: live, connecting or retrying, with its bitrate and last error.
+function Restream({ r }: { r: RestreamStatus }) {
+  const state =
+    r.state === "live"
+      ? `live · ${Math.round(r.kbps)} kbit/s`
+      : r.state === "retrying"
+        ? `retrying in ${r.retry_in_s ?? "?"} s`
+        : r.state;
+  return (
+    <p class={r.state === "retrying" ? "warning" : "muted"} data-testid="restream">
+      → {r.name} ({r.rendition || "largest"}): {state}
+      {r.errors > 0 ? ` · ${r.errors} errors` : ""}
+      {r.dropped > 0 ? ` · ${r.dropped} dropped` : ""}
+      {r.last_error && r.state !== "live" ? ` — ${r.last_error}` : ""}
     </p>
   );
 }

@@ -49,6 +49,7 @@ pub(crate) fn passthrough_branch(
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?;
     count_output(&qsrc, rendition_counters(b, r, "passthrough"));
+    b.counters.tap_video(&qsrc, n);
     link_to_hls(&queue, &sink, n)
 }
 
@@ -173,6 +174,7 @@ pub(crate) fn encode_branch(
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("h264parse has no src pad".into()))?;
     count_output(&psrc, rendition_counters(b, r, &b.ctx.encoder));
+    b.counters.tap_video(&psrc, n);
     add_linked(pipeline, &scaling.iter().collect::<Vec<_>>())?;
     scaled_tee
         .link(&encoding[0])
