@@ -521,20 +521,7 @@ fn http_post_json(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) 
     }
 }
 
+/// A POST without a body (the signer's info route takes none; it reads `null` as none).
 fn http_post(url: &str, token: Option<&str>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent.post(url);
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    match req.send_empty() {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_json().unwrap_or(Value::Null),
-        ),
-        Err(e) => (0, Value::String(e.to_string())),
-    }
+    http_post_json(url, token, &Value::Null)
 }

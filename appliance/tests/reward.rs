@@ -225,14 +225,7 @@ async fn reward_is_called_once_a_round_with_exact_hints_and_retried_after_a_fail
         r["state"] == "waiting"
     });
     assert_ne!(r["current_round"], round, "{r}");
-    common::evm::RoundsManager::new(w.rounds, &w.admin)
-        .initializeRound()
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("initializeRound");
+    common::evm::initialize_round(&w).await;
     let r = wait_reward(&node, "never called in the new round", |r| {
         r["state"] == "done" && r["last_round"] != round
     });

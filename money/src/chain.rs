@@ -567,28 +567,18 @@ impl ChainClient {
                 Some(r) if !r.is_zero() => r,
                 _ => return Ok(None),
             };
-        let mut pool = Vec::new();
-        let mut next = bonding
-            .getFirstTranscoderInPool()
-            .call()
-            .await
-            .map_err(classify)?;
-        while next != Address::ZERO && pool.len() < POOL_LIMIT {
-            if pool.iter().any(|(a, _)| *a == next) {
-                break;
-            }
-            let stake = bonding
-                .transcoderTotalStake(next)
-                .call()
-                .await
-                .map_err(classify)?;
-            pool.push((next, stake));
-            next = bonding
-                .getNextTranscoderInPool(next)
-                .call()
-                .await
-                .map_err(classify)?;
-        }
+        let pool = self
+            .walk_pool(POOL_LIMIT, |a| {
+                let bonding = bonding.clone();
+                async move {
+                    bonding
+                        .transcoderTotalStake(a)
+                        .call()
+                        .await
+                        .map_err(classify)
+                }
+            })
+            .await?;
         let max_size = bonding
             .getTranscoderPoolMaxSize()
             .call()
@@ -701,16 +691,15 @@ impl ChainClient {
         self.resolve("ServiceRegistry").await
     }
 
-    /// The transcoder pool as go-livepeer's on-chain discovery reads it: the BondingManager's
-    /// list walked from its first entry (at most `limit`, stopping at a repeat), each with the
-    /// service URI it published (empty when none).
-    pub async fn orchestrator_pool(
+    /// The BondingManager's transcoder pool walked from its first entry (at most `limit`,
+    /// stopping at a repeat), with what `read` says of each member.
+    async fn walk_pool<T, F: Future<Output = Result<T, ChainError>>>(
         &self,
         limit: usize,
-    ) -> Result<Vec<(Address, String)>, ChainError> {
+        read: impl Fn(Address) -> F,
+    ) -> Result<Vec<(Address, T)>, ChainError> {
         let bonding = IBondingManager::new(self.bonding_manager, &self.provider);
-        let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
-        let mut pool = Vec::new();
+        let mut pool: Vec<(Address, T)> = Vec::new();
         let mut next = bonding
             .getFirstTranscoderInPool()
             .call()
@@ -720,12 +709,7 @@ impl ChainClient {
             if pool.iter().any(|(a, _)| *a == next) {
                 break;
             }
-            let uri = registry
-                .getServiceURI(next)
-                .call()
-                .await
-                .map_err(classify)?;
-            pool.push((next, uri));
+            pool.push((next, read(next).await?));
             next = bonding
                 .getNextTranscoderInPool(next)
                 .call()
@@ -733,6 +717,21 @@ impl ChainClient {
                 .map_err(classify)?;
         }
         Ok(pool)
+    }
+
+    /// The transcoder pool as go-livepeer's on-chain discovery reads it: the BondingManager's
+    /// list walked from its first entry (at most `limit`, stopping at a repeat), each with the
+    /// service URI it published (empty when none).
+    pub async fn orchestrator_pool(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Address, String)>, ChainError> {
+        let registry = IServiceRegistry::new(self.service_registry().await?, &self.provider);
+        self.walk_pool(limit, |a| {
+            let registry = registry.clone();
+            async move { registry.getServiceURI(a).call().await.map_err(classify) }
+        })
+        .await
     }
 
     /// The account as an orchestrator on chain, beside the service URI it should publish and

@@ -240,6 +240,11 @@ pub async fn next_round(w: &World) {
     if to_mine > 0 {
         mine(&w.admin, to_mine).await;
     }
+    initialize_round(w).await;
+}
+
+/// Initializes the current round.
+pub async fn initialize_round(w: &World) {
     RoundsManager::new(w.rounds, &w.admin)
         .initializeRound()
         .send()

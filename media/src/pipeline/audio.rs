@@ -19,7 +19,7 @@ const AAC_BITRATE: i32 = 128_000;
 const MIN_PASSTHROUGH_RATE: i32 = 22_050;
 
 /// What the stream's audio is, as the status shows it.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AudioInfo {
     /// The input's codec (`aac`, `mp3`, `opus`, …).
     pub codec: String,
@@ -50,18 +50,7 @@ pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildE
     if let Some(pad) = tee.static_pad("sink") {
         b.counters.tap_audio(&pad);
     }
-    if let Ok(mut a) = b.counters.audio.lock() {
-        a.get_or_insert(AudioInfo {
-            codec: String::new(),
-            rate: 0,
-            channels: 0,
-            passthrough: false,
-            ignored: None,
-            kbps: 0.0,
-            level_db: None,
-            silent: false,
-        });
-    }
+    note(b, |_| {});
     level_branch(b, pipeline, &tee)
 }
 
@@ -136,17 +125,7 @@ pub(crate) fn link_rendition(
 
 fn note(b: &Builder, f: impl FnOnce(&mut AudioInfo)) {
     if let Ok(mut a) = b.counters.audio.lock() {
-        let info = a.get_or_insert(AudioInfo {
-            codec: String::new(),
-            rate: 0,
-            channels: 0,
-            passthrough: false,
-            ignored: None,
-            kbps: 0.0,
-            level_db: None,
-            silent: false,
-        });
-        f(info);
+        f(a.get_or_insert_with(AudioInfo::default));
     }
 }
 
