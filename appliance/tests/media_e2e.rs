@@ -483,3 +483,80 @@ fn silent_audio_is_reported_and_so_is_its_return() {
     });
     assert_eq!(events("audio_silent"), 1, "once per silence");
 }
+
+/// ffmpeg calling an SRT listener with `passphrase` and `stream_id`, for `seconds`: H.264 and
+/// AAC in MPEG-TS, as OBS sends them.
+fn srt_push(port: u16, passphrase: &str, stream_id: &str, seconds: u32) -> std::process::Child {
+    std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi"])
+        .args(["-i", "sine=frequency=500:sample_rate=48000"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-g", "60", "-c:a", "aac", "-f", "mpegts",
+        ])
+        .arg(format!(
+            "srt://127.0.0.1:{port}?passphrase={passphrase}&streamid={stream_id}&pkt_size=1316"
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// An SRT listener takes an encoder's call with the right passphrase and stream id (its
+/// key), produces the ladder with audio, keeps both secrets out of views, and waits — without
+/// counting failures — while no caller is there.
+#[test]
+fn srt_listener_ingest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let port = common::free_port();
+    let s = node.create(json!({
+        "name": "encoder", "source": {"kind": "srt", "mode": "listener", "port": port,
+            "passphrase": "a-long-passphrase", "stream_id": "venue-main"},
+        "ladder": [{"name": "source", "bitrate_kbps": 1500},
+                   {"name": "240p", "height": 240, "bitrate_kbps": 300}]
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    assert_eq!(s["source"]["has_password"], true, "{s}");
+    assert_eq!(s["source"]["has_stream_key"], true, "{s}");
+    assert!(
+        !s.to_string().contains("a-long-passphrase") && !s.to_string().contains("venue-main"),
+        "{s}"
+    );
+    let v = node.wait_state(&id, "waiting", Duration::from_secs(30));
+    assert_eq!(v["status"]["reconnects"], 0, "{v}");
+
+    // A caller with the wrong stream id is refused; the stream keeps waiting.
+    let mut wrong = srt_push(port, "a-long-passphrase", "someone-else", 4);
+    let _ = wrong.wait();
+    let (_, v) = node.get(&format!("/api/streams/{id}"));
+    assert_eq!(v["status"]["state"], "waiting", "{v}");
+
+    let mut push = srt_push(port, "a-long-passphrase", "venue-main", 12);
+    node.wait_state(&id, "running", Duration::from_secs(30));
+    wait_segments(
+        &rendition_dir(&node, &id, "240p"),
+        3,
+        Duration::from_secs(30),
+    );
+    check_ladder(
+        &node,
+        &id,
+        &[("source", 640, 360), ("240p", 426, 240)],
+        Some("48000"),
+    );
+    let (_, v) = node.get(&format!("/api/streams/{id}"));
+    assert_eq!(v["status"]["audio"]["passthrough"], true, "{v}");
+    let _ = push.kill();
+    let _ = push.wait();
+}

@@ -127,8 +127,38 @@ pub enum SourceSpec {
         #[serde(default = "latency200")]
         latency_ms: u32,
     },
+    /// SRT: an encoder (OBS, ffmpeg, a hardware encoder) calls the node on `port`
+    /// (`listener`), or the node calls `url` (`caller`). MPEG-TS with H.264 (or anything
+    /// decodable) and audio.
+    Srt {
+        #[serde(default)]
+        mode: SrtMode,
+        /// Listener: the UDP port the node listens on (all addresses).
+        #[serde(default)]
+        port: Option<u16>,
+        /// Caller: `srt://host:port`.
+        #[serde(default)]
+        url: Option<String>,
+        /// AES passphrase, 10 to 79 characters; absent: unencrypted. A secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passphrase: Option<String>,
+        /// The SRT stream id. Listener: a caller must present exactly this one (the stream's
+        /// key); caller: sent to the server. A secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_id: Option<String>,
+        #[serde(default = "latency200")]
+        latency_ms: u32,
+    },
     /// A file path or a URL GStreamer can read (file://, http(s)://). Restarts at the end.
     Uri { uri: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtMode {
+    #[default]
+    Listener,
+    Caller,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -453,6 +483,59 @@ impl StreamSpec {
                     return Err(SpecError::new(
                         "source.url",
                         "must start with rtsp:// or rtsps://",
+                    ));
+                }
+                if *latency_ms > 10_000 {
+                    return Err(SpecError::new("source.latency_ms", "must be at most 10000"));
+                }
+                Ok(())
+            }
+            SourceSpec::Srt {
+                mode,
+                port,
+                url,
+                passphrase,
+                stream_id,
+                latency_ms,
+            } => {
+                match mode {
+                    SrtMode::Listener if !port.is_some_and(|p| p >= 1024) => {
+                        return Err(SpecError::new(
+                            "source.port",
+                            "a listener needs a UDP port from 1024 to 65535",
+                        ));
+                    }
+                    SrtMode::Caller
+                        if !url.as_deref().is_some_and(|u| {
+                            u.strip_prefix("srt://").is_some_and(|r| {
+                                r.rsplit_once(':').is_some_and(|(h, p)| {
+                                    !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                                })
+                            }) && !u.contains(['?', ' '])
+                        }) =>
+                    {
+                        return Err(SpecError::new(
+                            "source.url",
+                            "a caller needs srt://host:port (options are fields of their own)",
+                        ));
+                    }
+                    _ => {}
+                }
+                if passphrase
+                    .as_deref()
+                    .is_some_and(|p| !(10..=79).contains(&p.len()))
+                {
+                    return Err(SpecError::new(
+                        "source.passphrase",
+                        "must be 10 to 79 characters",
+                    ));
+                }
+                if stream_id.as_deref().is_some_and(|s| {
+                    s.is_empty() || s.len() > 512 || s.chars().any(|c| c.is_control())
+                }) {
+                    return Err(SpecError::new(
+                        "source.stream_id",
+                        "must be 1 to 512 printable characters",
                     ));
                 }
                 if *latency_ms > 10_000 {

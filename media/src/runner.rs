@@ -307,12 +307,12 @@ pub(super) async fn run(
                 };
                 let end = watch_run(
                     &id,
-                    &built.pipeline,
-                    &built.counters,
+                    &built,
                     &rt,
                     &shared,
                     &mut stop,
                     segments.as_ref().map(|(tx, status)| (tx, status)),
+                    srt_listener(&spec),
                 )
                 .await;
                 if let Some(f) = feeder {
@@ -393,6 +393,18 @@ pub(super) async fn run(
             ..StreamStatus::default()
         };
     });
+}
+
+/// The port of an SRT listener source.
+fn srt_listener(spec: &StreamSpec) -> Option<u16> {
+    match &spec.source {
+        SourceSpec::Srt {
+            mode: crate::spec::SrtMode::Listener,
+            port,
+            ..
+        } => *port,
+        _ => None,
+    }
 }
 
 /// The destinations of one run, sending while it lasts.
@@ -536,13 +548,15 @@ async fn feed(src: gstreamer_app::AppSrc, mut p: Publisher, first: Vec<RtmpMedia
 
 async fn watch_run(
     id: &str,
-    pipeline: &gst::Pipeline,
-    counters: &Arc<Counters>,
+    built: &pipeline::StreamPipeline,
     rt: &StreamRuntime,
     shared: &EngineShared,
     stop: &mut watch::Receiver<bool>,
     offload: Option<(&mpsc::Sender<SegmentClosed>, &offload::SharedStatus)>,
+    // An SRT listener waits for its caller as long as it takes (the port it listens on).
+    listener: Option<u16>,
 ) -> RunEnd {
+    let (pipeline, counters) = (&built.pipeline, &built.counters);
     let Some(bus) = pipeline.bus() else {
         return RunEnd::Failed {
             message: "pipeline has no bus".into(),
@@ -618,6 +632,13 @@ async fn watch_run(
                     }
                 } else if up && last_progress.elapsed() >= STALL {
                     return RunEnd::Failed { message: format!("no frames for {} s", STALL.as_secs()), encoder_failed: false };
+                } else if let (false, Some(port)) = (up, listener) {
+                    rt.update(|s| {
+                        if s.state != StreamState::Waiting {
+                            s.state = StreamState::Waiting;
+                            s.detail = Some(format!("waiting for an SRT caller on UDP port {port}"));
+                        }
+                    });
                 } else if !up && started.elapsed() >= FIRST_FRAME {
                     return RunEnd::Failed { message: format!("no frames within {} s of starting", FIRST_FRAME.as_secs()), encoder_failed: false };
                 }

@@ -120,10 +120,11 @@ impl RestreamView {
 pub struct SourceView {
     #[serde(flatten)]
     pub spec: SourceSpec,
-    /// RTSP sources: whether a password is stored.
+    /// RTSP sources: whether a password is stored; SRT: whether a passphrase is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_password: Option<bool>,
-    /// RTMP sources: whether a stream key is set (always, once created).
+    /// RTMP sources: whether a stream key is set (always, once created); SRT: whether a
+    /// stream id is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_stream_key: Option<bool>,
 }
@@ -140,6 +141,16 @@ impl SourceView {
             SourceSpec::Rtmp { stream_key } => {
                 has_stream_key = Some(!stream_key.is_empty());
                 stream_key.clear();
+            }
+            SourceSpec::Srt {
+                passphrase,
+                stream_id,
+                ..
+            } => {
+                has_password = Some(passphrase.is_some());
+                has_stream_key = Some(stream_id.is_some());
+                *passphrase = None;
+                *stream_id = None;
             }
             _ => {}
         }
@@ -866,6 +877,25 @@ impl Node {
                 },
                 SourceSpec::Rtmp { stream_key },
             ) if stream_key.is_empty() => stream_key.clone_from(old_key),
+            (
+                SourceSpec::Srt {
+                    passphrase: old_pass,
+                    stream_id: old_id,
+                    ..
+                },
+                SourceSpec::Srt {
+                    passphrase,
+                    stream_id,
+                    ..
+                },
+            ) => {
+                if passphrase.is_none() {
+                    passphrase.clone_from(old_pass);
+                }
+                if stream_id.is_none() {
+                    stream_id.clone_from(old_id);
+                }
+            }
             _ => {}
         }
     }
@@ -884,6 +914,24 @@ impl Node {
                 return Err(CommandError::Conflict {
                     field: Some("source.stream_key".into()),
                     message: "another stream already uses this stream key".into(),
+                });
+            }
+        }
+        if let SourceSpec::Srt {
+            mode: lpe_core::spec::SrtMode::Listener,
+            port: Some(port),
+            ..
+        } = &spec.source
+        {
+            let (all, _) = self.store.list_streams()?;
+            let clash = all.iter().any(|s| {
+                Some(s.id.as_str()) != id
+                    && matches!(&s.spec.source, SourceSpec::Srt { mode: lpe_core::spec::SrtMode::Listener, port: Some(p), .. } if p == port)
+            });
+            if clash {
+                return Err(CommandError::Conflict {
+                    field: Some("source.port".into()),
+                    message: format!("another stream already listens on SRT port {port}"),
                 });
             }
         }

@@ -25,7 +25,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::encoder::{self, EncoderKind};
-use super::spec::{self, ResolvedRendition, RtspTransport, SourceSpec, StreamSpec};
+use super::spec::{self, ResolvedRendition, RtspTransport, SourceSpec, SrtMode, StreamSpec};
 
 /// Everything a pipeline needs besides the stream's own spec.
 #[derive(Debug, Clone)]

@@ -228,6 +228,54 @@ pub(crate) fn attach(
                 }
             });
         }
+        (
+            SourceSpec::Srt {
+                mode,
+                port,
+                url,
+                passphrase,
+                stream_id,
+                latency_ms,
+            },
+            _,
+        ) => {
+            let src = make("srtsrc", "source")?;
+            let uri = match mode {
+                SrtMode::Listener => format!("srt://:{}?mode=listener", port.unwrap_or(0)),
+                SrtMode::Caller => format!("{}?mode=caller", url.as_deref().unwrap_or("")),
+            };
+            src.set_property("uri", &uri);
+            src.set_property("latency", *latency_ms as i32);
+            if let Some(p) = passphrase {
+                src.set_property("passphrase", p);
+            }
+            match (mode, stream_id) {
+                (SrtMode::Caller, Some(id)) => src.set_property("streamid", id),
+                // The stream id is the listener's key: a caller presenting another is refused
+                // before any of its data is read.
+                (SrtMode::Listener, Some(id)) => {
+                    src.set_property("authentication", true);
+                    let expected = id.clone();
+                    src.connect("caller-connecting", false, move |args| {
+                        let given = args.get(2).and_then(|v| v.get::<String>().ok());
+                        let ok = given
+                            .is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+                        if !ok {
+                            tracing::warn!("SRT caller refused: wrong stream id");
+                        }
+                        Some(ok.to_value())
+                    });
+                }
+                _ => {}
+            }
+            let parse = make("parsebin", "source-parse")?;
+            pipeline
+                .add_many([&src, &parse])
+                .map_err(|e| BuildError::Link(e.to_string()))?;
+            link(&[&src, &parse])?;
+            let bb = b.clone();
+            parse.connect_pad_added(move |_p, pad| demuxed(&bb, pad, "srt"));
+        }
         (SourceSpec::Uri { uri }, _) => {
             let uri = if uri.starts_with('/') {
                 gst::glib::filename_to_uri(uri, None)
@@ -252,34 +300,43 @@ pub(crate) fn attach(
                 }
             });
             let bb = b.clone();
-            parse.connect_pad_added(move |_p, pad| {
-                let Some(pipeline) = bb.pipeline() else {
-                    return;
-                };
-                let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-                let name = caps
-                    .structure(0)
-                    .map(|s| s.name().to_string())
-                    .unwrap_or_default();
-                let result = if name == "video/x-h264" {
-                    attach_h264(&bb, &pipeline, pad)
-                } else if name.starts_with("video/") || name.starts_with("image/") {
-                    decode_any(&bb, &pipeline, pad, "file")
-                } else if name.starts_with("audio/") {
-                    // The demuxer exposes its tracks before media flows, so this comes before
-                    // the video's caps make the renditions.
-                    super::audio::expect(&bb, &pipeline)
-                        .and_then(|()| super::audio::attach_input(&bb, &pipeline, pad))
-                } else {
-                    discard(&pipeline, pad, "other")
-                };
-                if let Err(e) = result {
-                    post_error(&pipeline, &e.to_string());
-                }
-            });
+            parse.connect_pad_added(move |_p, pad| demuxed(&bb, pad, "file"));
         }
     }
     Ok(appsrc)
+}
+
+/// One elementary stream out of a demuxer (a file, an SRT MPEG-TS): H.264 to the parser and
+/// its passthrough, other video decoded, audio to the audio input.
+fn demuxed(b: &Arc<Builder>, pad: &gst::Pad, what: &str) {
+    let Some(pipeline) = b.pipeline() else {
+        return;
+    };
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let name = caps
+        .structure(0)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
+    let result = if name == "video/x-h264" {
+        attach_h264(b, &pipeline, pad)
+    } else if name.starts_with("video/") || name.starts_with("image/") {
+        decode_any(b, &pipeline, pad, what)
+    } else if name.starts_with("audio/") {
+        // The demuxer exposes its tracks before media flows, so this comes before the
+        // video's caps make the renditions.
+        super::audio::expect(b, &pipeline)
+            .and_then(|()| super::audio::attach_input(b, &pipeline, pad))
+    } else {
+        discard(&pipeline, pad, "other")
+    };
+    if let Err(e) = result {
+        post_error(&pipeline, &e.to_string());
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn depay_h264(

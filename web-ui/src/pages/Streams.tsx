@@ -7,7 +7,7 @@ import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 type Kind = SourceSpec["kind"];
 /// Every kind's fields, each optional: the editor reads whichever the stream's kind has.
 type Fields<K extends Kind> = Partial<Omit<Extract<SourceSpec, { kind: K }>, "kind">>;
-type AnySource = { kind: Kind } & Fields<"test"> & Fields<"v4l2"> & Fields<"rtsp"> & Fields<"uri">;
+type AnySource = { kind: Kind } & Fields<"test"> & Fields<"v4l2"> & Fields<"rtsp"> & Fields<"uri"> & Omit<Fields<"srt">, "url">;
 interface Draft {
   id?: string;
   name: string;
@@ -23,6 +23,11 @@ interface Draft {
   fps: number;
   pattern: string;
   uri: string;
+  srt_mode: "listener" | "caller";
+  srt_port: number;
+  /// Both secrets: empty keeps the stored ones.
+  passphrase: string;
+  stream_id: string;
   /// Empty: the encoder the node probed.
   encoder: string;
   ladder: Rendition[];
@@ -48,6 +53,7 @@ function blank(): Draft {
   return {
     name: "", kind: "rtmp", url: "", username: "", password: "", transport: "tcp", latency_ms: 200, device: "",
     width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
+    srt_mode: "listener", srt_port: 9000, passphrase: "", stream_id: "",
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
     offload: false,
     restream: [],
@@ -71,6 +77,10 @@ function fromStream(s: Stream): Draft {
     fps: src.fps ?? 30,
     pattern: src.pattern ?? "smpte",
     uri: src.uri ?? "",
+    srt_mode: src.mode ?? "listener",
+    srt_port: src.port ?? 9000,
+    passphrase: "",
+    stream_id: "",
     encoder: s.encoder ?? "",
     ladder: s.ladder.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })),
     enabled: s.enabled,
@@ -123,6 +133,18 @@ export function toSpec(d: Draft) {
   if (d.kind === "v4l2") Object.assign(source, { device: d.device, width: d.width, height: d.height, fps: d.fps });
   if (d.kind === "test") Object.assign(source, { width: d.width, height: d.height, fps: d.fps, pattern: d.pattern });
   if (d.kind === "uri") source.uri = d.uri;
+  if (d.kind === "srt") {
+    source.mode = d.srt_mode;
+    if (d.srt_mode === "listener") {
+      source.port = d.srt_port;
+      delete source.url;
+    } else {
+      source.url = d.url;
+      delete source.port;
+    }
+    if (d.passphrase) source.passphrase = d.passphrase;
+    if (d.stream_id) source.stream_id = d.stream_id;
+  }
   const ladder = d.ladder.map((r) => {
     const o: any = { ...r };
     for (const k of ["width", "height", "fps", "gop_frames"] as const) if (!o[k]) delete o[k];
@@ -180,6 +202,7 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         <select name="kind" value={d.kind} onChange={set("kind")} disabled={!!d.id && d.kind === "rtmp"}>
           <option value="rtmp">RTMP push (OBS, encoders)</option>
           <option value="rtsp">RTSP camera</option>
+          <option value="srt">SRT (encoder or server)</option>
           <option value="v4l2">USB / CSI camera</option>
           <option value="uri">File or URL</option>
           <option value="test">Test pattern</option>
@@ -221,6 +244,31 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
               <input name="latency" type="number" value={d.latency_ms} onInput={set("latency_ms", true)} />
             </Field>
           </div>
+        </>
+      )}
+      {d.kind === "srt" && (
+        <>
+          <Field label="Mode">
+            <select name="srt-mode" value={d.srt_mode} onChange={set("srt_mode")}>
+              <option value="listener">Listen: the encoder calls this box</option>
+              <option value="caller">Call an SRT server</option>
+            </select>
+          </Field>
+          {d.srt_mode === "listener" ? (
+            <Field label="UDP port" error={server("source.port")}>
+              <input name="srt-port" type="number" min={1024} max={65535} value={d.srt_port} onInput={set("srt_port", true)} />
+            </Field>
+          ) : (
+            <Field label="Server" error={server("source.url")}>
+              <input name="srt-url" required placeholder="srt://host:port" value={d.url} onInput={set("url")} />
+            </Field>
+          )}
+          <Field label="Passphrase" error={server("source.passphrase")} hint={d.id ? "leave empty to keep the stored one" : "10 to 79 characters; empty: unencrypted"}>
+            <input name="srt-passphrase" type="password" value={d.passphrase} onInput={set("passphrase")} autocomplete="new-password" />
+          </Field>
+          <Field label="Stream id" error={server("source.stream_id")} hint={d.srt_mode === "listener" ? "callers must present it (the stream's key)" : undefined}>
+            <input name="srt-stream-id" type="password" value={d.stream_id} onInput={set("stream_id")} autocomplete="off" />
+          </Field>
         </>
       )}
       {d.kind === "v4l2" && (
