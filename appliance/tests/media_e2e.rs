@@ -413,11 +413,20 @@ fn a_files_audio_is_encoded_to_aac_and_a_silent_file_stays_silent() {
         let id = s["id"].as_str().expect("id").to_string();
         // 44.1 kHz MP3 in, 48 kHz AAC-LC out: decoded and encoded once. (A file runs for
         // less than the status's one-second sampling; the RTMP and RTSP tests check it.)
-        wait_segments(
-            &rendition_dir(&node, &id, "240p"),
-            3,
-            Duration::from_secs(30),
-        );
+        // A file starts again once read through, which replaces its segments: once a run
+        // has ended (its playlist closed) the stream is stopped, so that run's stay to be
+        // probed.
+        let playlist = rendition_dir(&node, &id, "240p").join("index.m3u8");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&playlist).is_ok_and(|p| p.contains("#EXT-X-ENDLIST"))
+            || segments(&playlist).len() < 3
+        {
+            assert!(Instant::now() < deadline, "the file never ended");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (st, _) = node.send("POST", &format!("/api/streams/{id}/stop"), None);
+        assert_eq!(st, 200);
+        node.wait_state(&id, "stopped", Duration::from_secs(15));
         check_ladder(
             &node,
             &id,
