@@ -27,6 +27,26 @@ fn wait_segments(dir: &Path, n: usize, timeout: Duration) {
     }
 }
 
+/// How much later the first audio sample of a segment is presented than its first frame,
+/// seconds (ffprobe's stream start times).
+fn av_offset(segment: &Path) -> f64 {
+    let start = |select: &str| {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", select])
+            .args(["-show_entries", "stream=start_time", "-of", "csv=p=0"])
+            .arg(segment)
+            .output()
+            .expect("ffprobe");
+        // MPEG-TS streams are listed twice (once in their program): the first line.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    start("a:0") - start("v:0")
+}
+
 /// Every rendition exists with the right size and codec, and with AAC-LC audio at
 /// `audio_rate` when given; segments last 2 s ± 10 %.
 fn check_ladder(
@@ -54,6 +74,16 @@ fn check_ladder(
                 assert_eq!(a["codec_name"], "aac", "{name}: {audio}");
                 assert_eq!(a["profile"], "LC", "{name}: {audio}");
                 assert_eq!(a["sample_rate"], rate, "{name}: {audio}");
+                // A/V sync: in a segment after the first, audio and video start together
+                // (the sources here start both at once), within an AAC frame or two.
+                let segs = segments(&dir.join("index.m3u8"));
+                if let Some(seg) = segs.get(1) {
+                    let offset = av_offset(&dir.join(seg));
+                    assert!(
+                        offset.abs() < 0.05,
+                        "{name}/{seg}: audio starts {offset} s after video"
+                    );
+                }
             }
             None => assert!(
                 audio["streams"].as_array().is_none_or(|a| a.is_empty()),
@@ -119,7 +149,7 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
             .is_some_and(|u| u.ends_with("/live")),
         "{again}"
     );
-    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 14);
+    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 22);
     let v = node.wait_state(&id, "running", Duration::from_secs(20));
     // Wait for the ladder to fill, then check it while the publisher is still live.
     wait_segments(
@@ -127,6 +157,8 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
         4,
         Duration::from_secs(30),
     );
+    // The status while the publisher is live (probing the ladder takes a while).
+    let v2 = node.get(&format!("/api/streams/{id}")).1;
     check_ladder(
         &node,
         &id,
@@ -138,7 +170,6 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
         // The publisher's AAC passed through.
         Some("44100"),
     );
-    let v2 = node.get(&format!("/api/streams/{id}")).1;
     let audio = &v2["status"]["audio"];
     assert_eq!(audio["codec"], "aac", "{v2}");
     assert_eq!(audio["passthrough"], true, "{v2}");
@@ -551,7 +582,7 @@ fn srt_listener_ingest() {
     let (_, v) = node.get(&format!("/api/streams/{id}"));
     assert_eq!(v["status"]["state"], "waiting", "{v}");
 
-    let mut push = srt_push(port, "a-long-passphrase", "venue-main", 12);
+    let mut push = srt_push(port, "a-long-passphrase", "venue-main", 30);
     node.wait_state(&id, "running", Duration::from_secs(30));
     wait_segments(
         &rendition_dir(&node, &id, "240p"),
