@@ -597,6 +597,9 @@ fn srt_listener_ingest() {
     );
     let (_, v) = node.get(&format!("/api/streams/{id}"));
     assert_eq!(v["status"]["audio"]["passthrough"], true, "{v}");
+    // The caller leaves: the listener waits for the next one, no reconnect counted.
     let _ = push.kill();
     let _ = push.wait();
+    let v = node.wait_state(&id, "waiting", Duration::from_secs(20));
+    assert_eq!(v["status"]["reconnects"], 0, "{v}");
 }

@@ -334,6 +334,21 @@ pub(super) async fn run(
         }
         match end {
             RunEnd::Stopped => break,
+            // An SRT listener's caller left: listen again at once, as an RTMP stream waits
+            // for its next publisher (unless the run was too short to have had a caller).
+            RunEnd::SourceEnded
+                if srt_listener(&spec).is_some() && started.elapsed() >= Duration::from_secs(2) =>
+            {
+                events.emit(Some(&id), EventKind::StreamDown, "the SRT caller left");
+                rt.update(|s| {
+                    s.state = StreamState::Waiting;
+                    s.detail = srt_listener(&spec)
+                        .map(|port| format!("waiting for an SRT caller on UDP port {port}"));
+                    s.input_fps = 0.0;
+                    s.input_kbps = 0.0;
+                });
+                continue;
+            }
             RunEnd::SourceEnded => {
                 events.emit(Some(&id), EventKind::StreamDown, "source ended");
                 rt.update(|s| {
