@@ -7,5 +7,6 @@ pub mod admission;
 pub mod events;
 pub mod ids;
 pub mod role;
+pub mod secret;
 pub mod spec;
 pub mod supervisor;

@@ -84,16 +84,6 @@ impl Drop for Registration {
     }
 }
 
-/// A constant-time comparison: how long it takes says nothing of where a guess went wrong.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
-}
-
 impl RemoteTranscoders {
     /// `secret`: what transcoders must present; none (or empty) refuses every one.
     pub fn new(secret: Option<String>) -> Self {
@@ -113,7 +103,7 @@ impl RemoteTranscoders {
     pub fn authentic(&self, credentials: &str) -> bool {
         self.secret
             .as_deref()
-            .is_some_and(|s| same_secret(s, credentials))
+            .is_some_and(|s| lpe_core::secret::same_secret(s, credentials))
     }
 
     /// Registers a transcoder from `address`; its tasks arrive on the returned receiver

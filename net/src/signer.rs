@@ -37,7 +37,6 @@ use lpe_pm::wire::{encode_payment_header, params_from_wire, payment_for_batch};
 use lpe_pm::{Address, BigRational};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::client;
 use crate::fee::estimated_fee;
@@ -154,8 +153,7 @@ impl Signer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        // Digests compared, so the time taken says nothing about the token.
-        if sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(token.as_bytes()) {
+        if lpe_core::secret::same_secret(given, token) {
             Ok(())
         } else {
             Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized"))

@@ -258,8 +258,8 @@ pub(crate) fn attach(
                     let expected = id.clone();
                     src.connect("caller-connecting", false, move |args| {
                         let given = args.get(2).and_then(|v| v.get::<String>().ok());
-                        let ok = given
-                            .is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+                        let ok =
+                            given.is_some_and(|g| lpe_core::secret::same_secret(&g, &expected));
                         if !ok {
                             tracing::warn!("SRT caller refused: wrong stream id");
                         }
@@ -332,11 +332,6 @@ fn demuxed(b: &Arc<Builder>, pad: &gst::Pad, what: &str) {
     if let Err(e) = result {
         post_error(&pipeline, &e.to_string());
     }
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn depay_h264(
