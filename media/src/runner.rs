@@ -342,8 +342,7 @@ pub(super) async fn run(
                 events.emit(Some(&id), EventKind::StreamDown, "the SRT caller left");
                 rt.update(|s| {
                     s.state = StreamState::Waiting;
-                    s.detail = srt_listener(&spec)
-                        .map(|port| format!("waiting for an SRT caller on UDP port {port}"));
+                    s.detail = Some("waiting for the next SRT caller".into());
                     s.input_fps = 0.0;
                     s.input_kbps = 0.0;
                 });
