@@ -195,6 +195,17 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             }
         });
     }
+    let keeper = Arc::clone(&node);
+    subsystems.spawn("retention", Restart::ALWAYS, move |mut stop| {
+        let node = Arc::clone(&keeper);
+        async move {
+            tokio::select! {
+                _ = node.keep_recordings() => {}
+                _ = stop.changed() => {}
+            }
+            Ok(())
+        }
+    });
     let (device, data_dir) = (Arc::clone(&node.device), cfg.data_dir.clone());
     subsystems.spawn("device", Restart::ALWAYS, move |stop| {
         let sampling = Arc::clone(&device).run(data_dir.clone(), stop);

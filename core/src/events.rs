@@ -45,6 +45,11 @@ pub enum EventKind {
     RestreamLive,
     /// A restream destination failed; it is retried with backoff.
     RestreamFailed,
+    /// A stream's recorder failed (it is retried with backoff) or stopped writing because
+    /// the disk is full.
+    RecordingFailed,
+    /// Retention deleted recordings early to keep the disk from filling.
+    RecordingsPurged,
 }
 
 impl EventKind {
@@ -79,6 +84,8 @@ impl EventKind {
             Self::AudioRestored => "audio_restored",
             Self::RestreamLive => "restream_live",
             Self::RestreamFailed => "restream_failed",
+            Self::RecordingFailed => "recording_failed",
+            Self::RecordingsPurged => "recordings_purged",
         }
     }
 }

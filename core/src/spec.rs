@@ -47,6 +47,30 @@ pub struct StreamSpec {
     #[serde(default)]
     #[schema(max_items = 8)]
     pub restream: Vec<RestreamTarget>,
+    /// Whether the stream is recorded to disk, and which rendition.
+    #[serde(default)]
+    pub recording: RecordingSpec,
+}
+
+/// What a stream records: one rendition (with the stream's audio) as fragmented MP4 files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSpec {
+    #[serde(default)]
+    pub mode: RecordingMode,
+    /// The rendition recorded; absent: the largest one (the source itself when the ladder
+    /// passes it through).
+    #[serde(default)]
+    pub rendition: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingMode {
+    #[default]
+    Off,
+    /// Everything the stream sends, while it runs.
+    Continuous,
 }
 
 /// An RTMP(S) destination a stream is sent on to, from one of its renditions.
@@ -368,7 +392,16 @@ impl StreamSpec {
         }
         self.validate_source()?;
         self.validate_ladder()?;
-        self.validate_restream()
+        self.validate_restream()?;
+        if let Some(r) = &self.recording.rendition
+            && !self.ladder.iter().any(|l| &l.name == r)
+        {
+            return Err(SpecError::new(
+                "recording.rendition",
+                "is not a rendition of the ladder",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_restream(&self) -> Result<(), SpecError> {
@@ -790,6 +823,7 @@ mod tests {
             enabled: true,
             offload: false,
             restream: Vec::new(),
+            recording: RecordingSpec::default(),
         }
     }
 
@@ -971,6 +1005,7 @@ mod tests {
                 enabled: true,
                 offload: false,
                 restream: Vec::new(),
+                recording: RecordingSpec::default(),
             };
             f(&mut spec.ladder[0]);
             spec.validate()

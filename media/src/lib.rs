@@ -9,9 +9,11 @@ pub mod encoder;
 pub mod hls;
 pub mod offload;
 pub mod pipeline;
+pub mod recording;
 pub mod restream;
 pub mod rtmp;
 pub mod runner;
+pub mod tap;
 pub mod transcode;
 
 use lpe_core::spec;
@@ -47,6 +49,9 @@ pub struct MediaConfig {
     pub x264_tune: String,
     /// When a stream's audio counts as silent; `None`: not watched.
     pub silence: Option<Silence>,
+    /// Where recordings are written (may be another filesystem than the data directory).
+    pub recordings_root: PathBuf,
+    pub retention: recording::Retention,
 }
 
 /// Audio below `below_db` (RMS, dBFS) for `after` is silence.
@@ -63,6 +68,8 @@ pub struct EngineShared {
     pub events: EventBus,
     /// Where offloaded streams send their segments; none: they encode locally.
     pub offload: std::sync::RwLock<Option<Arc<dyn offload::Offload>>>,
+    /// `None` when the recordings directory could not be made.
+    pub recordings: Option<Arc<recording::Library>>,
 }
 
 struct Entry {
@@ -84,12 +91,24 @@ pub fn init() -> Result<(), String> {
 
 impl MediaEngine {
     pub fn new(cfg: MediaConfig, inventory: EncoderInventory, events: EventBus) -> Self {
+        let recordings =
+            match recording::Library::open(cfg.recordings_root.clone(), cfg.retention.clone()) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(
+                        "recordings directory {}: {e}; streams will not be recorded",
+                        cfg.recordings_root.display()
+                    );
+                    None
+                }
+            };
         Self {
             shared: Arc::new(EngineShared {
                 cfg,
                 inventory,
                 events,
                 offload: std::sync::RwLock::new(None),
+                recordings,
             }),
             registry: PublishRegistry::default(),
             streams: Mutex::new(HashMap::new()),
@@ -116,6 +135,19 @@ impl MediaEngine {
 
     pub fn inventory(&self) -> &EncoderInventory {
         &self.shared.inventory
+    }
+
+    /// The recordings, when their directory could be made.
+    pub fn recordings(&self) -> Option<Arc<recording::Library>> {
+        self.shared.recordings.clone()
+    }
+
+    /// Applies retention every [`recording::FILE_SECONDS`] until the process ends.
+    pub async fn keep_recordings(&self) {
+        let Some(library) = self.recordings() else {
+            return;
+        };
+        recording::keep(library, self.shared.events.clone()).await
     }
 
     pub fn hls_root(&self) -> &std::path::Path {

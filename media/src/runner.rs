@@ -83,6 +83,8 @@ pub struct StreamStatus {
     pub audio: Option<crate::pipeline::AudioInfo>,
     /// Each restream destination: live, connecting or retrying, its bitrate and errors.
     pub restream: Vec<restream::RestreamStatus>,
+    /// The recorder's state; absent when the stream is not recorded.
+    pub recording: Option<crate::recording::recorder::RecordingStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -110,6 +112,7 @@ impl Default for StreamStatus {
             offload: None,
             audio: None,
             restream: Vec::new(),
+            recording: None,
         }
     }
 }
@@ -274,7 +277,7 @@ pub(super) async fn run(
                     (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
                     _ => None,
                 };
-                let restreams = start_restreams(&id, &spec, &built, &shared);
+                let consumers = start_consumers(&id, &spec, &built, &shared);
                 let (segments, worker) = if spec.offload {
                     let offload_status: offload::SharedStatus =
                         Arc::new(Mutex::new(OffloadStatus::starting()));
@@ -321,7 +324,7 @@ pub(super) async fn run(
                 if let Some(w) = worker {
                     w.abort();
                 }
-                restreams.stop().await;
+                consumers.stop().await;
                 teardown(built.pipeline, matches!(end, RunEnd::Stopped)).await;
                 if let Ok(mut c) = rt.counters.lock() {
                     *c = None;
@@ -421,13 +424,14 @@ fn srt_listener(spec: &StreamSpec) -> Option<u16> {
     }
 }
 
-/// The destinations of one run, sending while it lasts.
-struct Restreams {
+/// What one run feeds besides its HLS output — restream destinations and the recorder —
+/// running while it lasts.
+struct Consumers {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Restreams {
+impl Consumers {
     async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
@@ -436,18 +440,21 @@ impl Restreams {
     }
 }
 
-/// Starts a destination task for each enabled restream target (their taps are in the
-/// pipeline's counters before it plays); the stream's status lists every target.
-fn start_restreams(
+/// Starts a destination task for each enabled restream target and the recorder when the
+/// stream is recorded (their taps are in the pipeline's counters before it plays); the
+/// stream's status lists every target and the recorder.
+fn start_consumers(
     id: &str,
     spec: &StreamSpec,
     built: &pipeline::StreamPipeline,
     shared: &Arc<EngineShared>,
-) -> Restreams {
+) -> Consumers {
+    use crate::recording::recorder::{Recorder, RecordingStatus};
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut statuses = Vec::new();
     let audio = built.pipeline.by_name("audio-tee").is_some();
+    let mut taps = Vec::new();
     for t in &spec.restream {
         let dest =
             restream::Destination::new(t.clone(), t.rendition.clone().unwrap_or_default(), audio);
@@ -462,19 +469,45 @@ fn start_restreams(
             }
             continue;
         }
-        if let Ok(mut taps) = built.counters.restream.lock() {
-            taps.push(dest.tap.clone());
-        }
+        taps.push(dest.tap.clone());
         tasks.push(tokio::spawn(dest.run(
             id.to_string(),
             shared.events.clone(),
             stop_rx.clone(),
         )));
     }
+    if spec.recording.mode == crate::spec::RecordingMode::Continuous {
+        let rendition = spec.recording.rendition.clone().unwrap_or_default();
+        let status = match (&shared.recordings, spec.offload) {
+            (_, true) => Arc::new(Mutex::new(RecordingStatus::off(
+                rendition,
+                Some("offloaded streams are not recorded yet".into()),
+            ))),
+            (None, _) => Arc::new(Mutex::new(RecordingStatus::off(
+                rendition,
+                Some("the recordings directory cannot be used (see the log)".into()),
+            ))),
+            (Some(library), false) => {
+                let recorder = Recorder::new(id, rendition, audio, library.clone());
+                let status = recorder.status.clone();
+                taps.push(recorder.tap.clone());
+                tasks.push(tokio::spawn(
+                    recorder.run(shared.events.clone(), stop_rx.clone()),
+                ));
+                status
+            }
+        };
+        if let Ok(mut s) = built.counters.recording_status.lock() {
+            *s = Some(status);
+        }
+    }
+    if let Ok(mut t) = built.counters.taps.lock() {
+        *t = taps;
+    }
     if let Ok(mut s) = built.counters.restream_status.lock() {
         *s = statuses;
     }
-    Restreams { stop, tasks }
+    Consumers { stop, tasks }
 }
 
 /// Waits for the publisher's first video tag (and a moment more for its audio); refuses
@@ -827,6 +860,17 @@ impl Sampler {
                     .collect()
             })
             .unwrap_or_default();
+        let recording = c
+            .recording_status
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.lock().ok().map(|r| r.clone())))
+            .map(|mut r| {
+                if r.rendition.is_empty() {
+                    r.rendition.clone_from(&top);
+                }
+                r
+            });
         let skipped = c
             .skipped
             .lock()
@@ -847,6 +891,7 @@ impl Sampler {
             s.source = source;
             s.audio = audio;
             s.restream = restream;
+            s.recording = recording;
             s.skipped_renditions = skipped;
             s.dropped_frames = dropped;
         });

@@ -40,6 +40,7 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub hls: HlsConfig,
     pub media: MediaConfig,
+    pub recording: RecordingConfig,
     pub pm: PmConfig,
     pub net: NetConfig,
     pub mqtt: MqttConfig,
@@ -162,6 +163,22 @@ impl Config {
                 after: std::time::Duration::from_secs(u64::from(self.media.silence_seconds)),
                 below_db: f64::from(self.media.silence_db),
             }),
+            recordings_root: self.recordings_dir(),
+            retention: lpe_media::recording::Retention {
+                max_age_days: self.recording.max_age_days,
+                max_disk_percent: u8::try_from(self.recording.max_disk_percent).unwrap_or(100),
+                max_bytes: self.recording.max_megabytes.saturating_mul(1_000_000),
+                min_free_bytes: self.recording.min_free_megabytes.saturating_mul(1_000_000),
+            },
+        }
+    }
+
+    /// Where recordings are written.
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.recording.dir.is_empty() {
+            self.data_dir.join("recordings")
+        } else {
+            PathBuf::from(&self.recording.dir)
         }
     }
 }
@@ -277,6 +294,23 @@ pub struct MediaConfig {
     pub silence_db: i32,
 }
 
+/// Where recordings go and how long they stay (streams choose whether they are recorded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// The recordings directory, which may be on another disk; empty: `<data_dir>/recordings`.
+    pub dir: String,
+    /// Recordings older than this are deleted; 0: kept until space is needed.
+    pub max_age_days: u32,
+    /// The share of their filesystem recordings may fill, in percent.
+    pub max_disk_percent: u32,
+    /// A size budget for all recordings, in megabytes; 0: only the share applies.
+    pub max_megabytes: u64,
+    /// Free space always kept on the recordings' filesystem: below it the oldest
+    /// recordings are deleted at once, and with none left recording pauses.
+    pub min_free_megabytes: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -347,6 +381,13 @@ impl Default for Config {
                 max_price_pixels_per_unit: 1,
                 remote_signer_url: String::new(),
                 signer_token_file: String::new(),
+            },
+            recording: RecordingConfig {
+                dir: String::new(),
+                max_age_days: 30,
+                max_disk_percent: 80,
+                max_megabytes: 0,
+                min_free_megabytes: 1024,
             },
             mqtt: MqttConfig {
                 url: String::new(),
@@ -520,6 +561,18 @@ impl Config {
         )?;
         range("media.max_streams", self.media.max_streams, 1, 256)?;
         range("media.silence_seconds", self.media.silence_seconds, 0, 3600)?;
+        range(
+            "recording.max_age_days",
+            self.recording.max_age_days,
+            0,
+            36_500,
+        )?;
+        range(
+            "recording.max_disk_percent",
+            self.recording.max_disk_percent,
+            1,
+            95,
+        )?;
         if !(-100..=0).contains(&self.media.silence_db) {
             return Err(ConfigError::new("media.silence_db", "allowed: -100 to 0"));
         }

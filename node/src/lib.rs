@@ -22,6 +22,7 @@ pub mod views {
     pub use crate::transcoding::TranscoderView;
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
+    pub use lpe_media::recording;
     pub use lpe_media::runner::{StreamState, StreamStatus};
     pub use lpe_media::transcode::{
         OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
@@ -61,6 +62,7 @@ pub struct StreamView {
     pub offload: bool,
     /// Where the stream is sent on, without the keys (the status says how each is doing).
     pub restream: Vec<RestreamView>,
+    pub recording: lpe_core::spec::RecordingSpec,
     pub status: StreamStatus,
     pub hls_url: String,
     pub snapshot_url: String,
@@ -515,6 +517,16 @@ impl Node {
     /// Where each stream's HLS output is written.
     pub fn hls_root(&self) -> &std::path::Path {
         self.media.hls_root()
+    }
+
+    /// The recordings; `None` when their directory could not be made.
+    pub fn recordings(&self) -> Option<Arc<lpe_media::recording::Library>> {
+        self.media.recordings()
+    }
+
+    /// Applies recording retention until the process ends.
+    pub async fn keep_recordings(&self) {
+        self.media.keep_recordings().await
     }
 
     pub fn encoders(&self) -> &lpe_media::encoder::EncoderInventory {
@@ -1004,6 +1016,7 @@ impl Node {
             enabled: s.spec.enabled,
             offload: s.spec.offload,
             restream: s.spec.restream.iter().map(RestreamView::of).collect(),
+            recording: s.spec.recording.clone(),
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
@@ -1050,6 +1063,7 @@ impl Node {
                     enabled: true,
                     offload: false,
                     restream: Vec::new(),
+                    recording: Default::default(),
                 }),
                 None if self.cfg.media.demo_stream => Some(StreamSpec {
                     name: "Demo (test pattern)".into(),
@@ -1064,6 +1078,7 @@ impl Node {
                     enabled: true,
                     offload: false,
                     restream: Vec::new(),
+                    recording: Default::default(),
                 }),
                 None => None,
             };

@@ -14,6 +14,7 @@ fn spec(name: &str) -> StreamSpec {
         enabled: true,
         offload: false,
         restream: Vec::new(),
+        recording: Default::default(),
     }
 }
 

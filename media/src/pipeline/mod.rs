@@ -66,21 +66,23 @@ pub struct Counters {
     /// The stream's audio, once a source said it has some.
     pub audio: Mutex<Option<AudioInfo>>,
     pub audio_bytes: AtomicU64,
-    /// Restream destinations' feeds; set before the pipeline plays.
-    pub restream: Mutex<Vec<Arc<crate::restream::Tap>>>,
+    /// Feeds of restream destinations and the recorder; set before the pipeline plays.
+    pub taps: Mutex<Vec<Arc<crate::tap::Tap>>>,
     /// Every restream target's status (enabled or not), in the spec's order.
     pub restream_status: Mutex<Vec<Arc<Mutex<crate::restream::RestreamStatus>>>>,
+    /// The recorder's status, when the stream is to be recorded.
+    pub recording_status: Mutex<Option<Arc<Mutex<crate::recording::recorder::RecordingStatus>>>>,
     /// The largest rendition (what a destination without a rendition is sent).
     pub top_rendition: Mutex<Option<String>>,
 }
 
 impl Counters {
-    /// Copies a rendition's encoded buffers to the destinations that take it.
+    /// Copies a rendition's encoded buffers to the taps on it.
     pub(crate) fn tap_video(self: &Arc<Self>, pad: &gst::Pad, rendition: &str) {
-        let taps: Vec<Arc<crate::restream::Tap>> = {
+        let taps: Vec<Arc<crate::tap::Tap>> = {
             let top = self.top_rendition.lock().ok().and_then(|t| t.clone());
             let is_top = top.as_deref() == Some(rendition);
-            self.restream
+            self.taps
                 .lock()
                 .map(|t| {
                     t.iter()
@@ -98,24 +100,24 @@ impl Counters {
                 && let Some(buf) = running_time(pad, buf)
             {
                 for t in &taps {
-                    t.offer(crate::restream::Packet::Video(caps.clone(), buf.clone()));
+                    t.offer(crate::tap::Packet::Video(caps.clone(), buf.clone()));
                 }
             }
             gst::PadProbeReturn::Ok
         });
     }
 
-    /// Copies the stream's audio to every destination. The audio tee is made while the
-    /// pipeline is built, before the destinations are known, so the list is read per buffer.
+    /// Copies the stream's audio to every tap. The audio tee is made while the pipeline is
+    /// built, before the taps are known, so the list is read per buffer.
     pub(crate) fn tap_audio(self: &Arc<Self>, pad: &gst::Pad) {
-        if let Ok(taps) = self.restream.lock() {
+        if let Ok(taps) = self.taps.lock() {
             for t in taps.iter() {
                 t.audio.store(true, Ordering::Relaxed);
             }
         }
         let counters = Arc::clone(self);
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            let Ok(taps) = counters.restream.lock() else {
+            let Ok(taps) = counters.taps.lock() else {
                 return gst::PadProbeReturn::Ok;
             };
             if let (false, Some(buf), Some(caps)) =
@@ -123,7 +125,7 @@ impl Counters {
                 && let Some(buf) = running_time(pad, buf)
             {
                 for t in taps.iter() {
-                    t.offer(crate::restream::Packet::Audio(caps.clone(), buf.clone()));
+                    t.offer(crate::tap::Packet::Audio(caps.clone(), buf.clone()));
                 }
             }
             gst::PadProbeReturn::Ok
