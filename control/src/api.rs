@@ -145,7 +145,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(fund))
         .routes(routes!(unlock))
         .routes(routes!(cancel_unlock))
-        .routes(routes!(withdraw));
+        .routes(routes!(withdraw))
+        .merge(super::recordings_api::routes());
     let (router, mut doc) = api.split_for_parts();
     document_refusals(&mut doc);
     (router, doc)

@@ -7,3 +7,4 @@ pub mod auth_api;
 pub mod http;
 pub mod metrics;
 pub mod mqtt;
+pub mod recordings_api;
