@@ -7,12 +7,14 @@ import { Dashboard } from "./pages/Dashboard";
 import { Streams } from "./pages/Streams";
 import { DevicePage } from "./pages/Device";
 import { Payments } from "./pages/Payments";
+import { Recordings } from "./pages/Recordings";
 import { Settings } from "./pages/Settings";
 import "./style.css";
 
 const PAGES = [
   ["dashboard", "Dashboard"],
   ["streams", "Streams"],
+  ["recordings", "Recordings"],
   ["device", "Device"],
   ["payments", "Payments"],
   ["settings", "Settings"],
@@ -21,7 +23,7 @@ type Page = (typeof PAGES)[number][0];
 
 function usePage(): Page {
   const read = () => {
-    const p = location.hash.replace(/^#\/?/, "") as Page;
+    const p = location.hash.replace(/^#\/?/, "").split("?")[0] as Page;
     return PAGES.some(([k]) => k === p) ? p : "dashboard";
   };
   const [page, setPage] = useState<Page>(read());
@@ -96,6 +98,7 @@ function App() {
       <main class="content">
         {page === "dashboard" && <Dashboard />}
         {page === "streams" && <Streams admin={admin} />}
+        {page === "recordings" && <Recordings />}
         {page === "device" && <DevicePage />}
         {page === "payments" && <Payments />}
         {page === "settings" && <Settings admin={admin} />}

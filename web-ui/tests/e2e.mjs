@@ -70,6 +70,7 @@ try {
   if (!(await page.locator("form button[type=submit]").isDisabled())) throw new Error("save is enabled with an invalid ladder");
   await shot("ladder-error");
   await height2.fill("480");
+  await page.check("input[name=recording]");
   await page.click("form button[type=submit]");
   const server = (await page.locator("[data-testid=rtmp-server]").first().textContent()).trim();
   const key = (await page.locator("[data-testid=rtmp-key]").first().textContent()).trim();
@@ -140,6 +141,22 @@ try {
   const later = await video.evaluate((v) => v.currentTime);
   if (!(later > start + 1)) throw new Error(`the preview does not advance: ${start} → ${later}`);
   await shot("preview-playing");
+
+  // The stream is recorded: its card says so, and the recordings page plays it back from
+  // the day's timeline.
+  await page.click("a[href='#/streams']");
+  await page.waitForFunction(() => /recording · [1-9]\d* files/.test(document.querySelector("[data-testid=recording]")?.textContent ?? ""), null, { timeout: 40000 });
+  await page.click("[data-testid=recording] a");
+  await page.getByRole("heading", { name: "Recordings" }).waitFor();
+  await page.locator(".timeline .recorded").first().waitFor({ timeout: 20000 });
+  await page.locator(".timeline .recorded").first().click();
+  const playback = page.locator("video[data-testid=playback]");
+  await playback.waitFor();
+  await page.waitForFunction(() => (document.querySelector("video[data-testid=playback]")?.currentTime ?? 0) > 1, null, { timeout: 30000 });
+  await page.waitForFunction(() => (document.querySelector("[data-testid=playing-at]")?.textContent ?? "").startsWith("Playing"));
+  const href = await page.locator("[data-testid=export]").getAttribute("href");
+  if (!/export\.mp4\?from=\d+&to=\d+/.test(href ?? "")) throw new Error(`export link: ${href}`);
+  await shot("recordings");
 
   // Device charts render, and the GPU is honestly reported.
   await page.click("a[href='#/device']");

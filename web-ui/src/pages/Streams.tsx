@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { ApiError, Rendition, Stream, api, get } from "../api";
-import type { OffloadStatus, RestreamStatus, SourceSpec } from "../api.gen";
+import { ApiError, Rendition, Stream, api, bytes, get } from "../api";
+import type { OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
@@ -36,6 +36,9 @@ interface Draft {
   offload: boolean;
   /// RTMP(S) destinations; an empty key keeps the stored one.
   restream: RestreamDraft[];
+  /// Recorded continuously, and which rendition (empty: the largest).
+  recording: boolean;
+  recording_rendition: string;
   /// The stream as stored, so that an edit changes only what the editor shows.
   original?: Stream;
 }
@@ -57,6 +60,8 @@ function blank(): Draft {
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
     offload: false,
     restream: [],
+    recording: false,
+    recording_rendition: "",
   };
 }
 
@@ -88,6 +93,8 @@ function fromStream(s: Stream): Draft {
     restream: (s.restream ?? []).map((t) => ({
       name: t.name, server: t.server, key: "", has_key: t.has_key, rendition: t.rendition ?? "", enabled: t.enabled,
     })),
+    recording: s.recording?.mode === "continuous",
+    recording_rendition: s.recording?.rendition ?? "",
     original: s,
   };
 }
@@ -157,7 +164,9 @@ export function toSpec(d: Draft) {
     if (t.rendition) o.rendition = t.rendition;
     return o;
   });
-  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload, restream };
+  const recording: any = { mode: d.recording ? "continuous" : "off" };
+  if (d.recording_rendition) recording.rendition = d.recording_rendition;
+  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload, restream, recording };
   if (d.encoder) spec.encoder = d.encoder;
   return spec;
 }
@@ -428,6 +437,28 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
           </button>
         )}
       </fieldset>
+      <fieldset>
+        <legend>Recording</legend>
+        <div class="row">
+          <label class="check">
+            <input
+              type="checkbox"
+              name="recording"
+              checked={d.recording}
+              onChange={(e) => setD({ ...d, recording: (e.target as HTMLInputElement).checked })}
+            />{" "}
+            Record continuously (kept as the node's retention settings say)
+          </label>
+          <Field label="Rendition" error={server("recording.rendition")}>
+            <select value={d.recording_rendition} onChange={(e) => setD({ ...d, recording_rendition: (e.target as HTMLSelectElement).value })}>
+              <option value="">largest</option>
+              {d.ladder.map((r) => (
+                <option value={r.name}>{r.name}</option>
+              ))}
+            </select>
+          </Field>
+        </div>
+      </fieldset>
       <label class="check">
         <input type="checkbox" checked={d.enabled} onChange={(e) => setD({ ...d, enabled: (e.target as HTMLInputElement).checked })} /> Running
       </label>
@@ -517,6 +548,7 @@ export function Streams({ admin }: { admin: boolean }) {
             {s.status.restream.map((r) => (
               <Restream r={r} />
             ))}
+            {s.status.recording && <Recording r={s.status.recording} id={s.id} />}
             {s.rtmp_server && (
               <div class="push">
                 <span>OBS server</span>
@@ -586,6 +618,29 @@ function Audio({ a }: { a: NonNullable<Stream["status"]["audio"]> | null }) {
     <p class={a.silent ? "warning" : "muted"} data-testid="audio">
       Audio: {what.trim()} · {a.passthrough ? "passed through" : "encoded to AAC"} · {Math.round(a.kbps)} kbit/s in{level}
       {a.silent ? " · silent: is the mixer muted?" : ""}
+    </p>
+  );
+}
+
+/// The recorder: recording, retrying or paused, with what it wrote.
+function Recording({ r, id }: { r: RecordingStatus; id: string }) {
+  const state =
+    r.state === "recording"
+      ? "recording"
+      : r.state === "retrying"
+        ? `failed, retrying in ${r.retry_in_s ?? "?"} s`
+        : r.state === "disk_full"
+          ? "paused: the disk is full"
+          : r.state === "off"
+            ? "off"
+            : "starting";
+  const bad = r.state === "retrying" || r.state === "disk_full" || (r.state === "off" && r.last_error);
+  return (
+    <p class={bad ? "warning" : "muted"} data-testid="recording">
+      ● Recording ({r.rendition || "largest"}): {state} · {r.files} files, {bytes(r.bytes)}
+      {r.dropped > 0 ? ` · ${r.dropped} dropped` : ""}
+      {r.last_error && r.state !== "recording" ? ` — ${r.last_error}` : ""} ·{" "}
+      <a href={`#/recordings?stream=${id}`}>play back</a>
     </p>
   );
 }
