@@ -48,7 +48,8 @@ fn availability_state_telemetry_events_and_last_will() {
     let obs = Observer::connect(broker.port, &["livepeer-edge/box1/#"]);
     let mut node = start(dir.path(), &broker, "box1");
     obs.wait("livepeer-edge/box1/status", T, |m| m.text() == "online");
-    let s = node.create(json!({"name": "bars", "source": {"kind": "test"}}));
+    let s = node.create(json!({"name": "bars", "source": {"kind": "test"},
+        "recording": {"mode": "continuous"}}));
     let id = s["id"].as_str().expect("id").to_string();
     node.wait_state(&id, "running", T);
 
@@ -68,6 +69,13 @@ fn availability_state_telemetry_events_and_last_will() {
     });
     let t = t.json();
     assert!(t["tickets"]["won"].is_u64());
+    // The recorder and the recordings' disk.
+    let recording = &t["streams"][0]["recording"];
+    assert!(
+        ["starting", "recording"].contains(&recording["state"].as_str().unwrap_or("")),
+        "{t}"
+    );
+    assert_eq!(t["recordings"]["disk_full"], false, "{t}");
     assert!(t["uptime_s"].is_u64());
     // Events: the stream came up.
     obs.wait("livepeer-edge/box1/events", T, |m| {

@@ -546,7 +546,8 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
             // view), and how it runs.
             json!({
                 "id": s.id, "name": s.name, "enabled": s.enabled, "source": s.source,
-                "ladder": s.ladder, "restream": s.restream, "state": s.status.state,
+                "ladder": s.ladder, "restream": s.restream, "recording": s.recording,
+                "state": s.status.state,
                 "encoder": s.status.encoder, "last_error": s.status.last_error,
             })
         })
@@ -579,6 +580,10 @@ fn telemetry_doc(node: &Node) -> Value {
                     "name": r.name, "state": r.state, "kbps": r.kbps, "errors": r.errors,
                     "last_error": r.last_error,
                 })).collect::<Vec<_>>(),
+                "recording": s.status.recording.as_ref().map(|r| json!({
+                    "state": r.state, "files": r.files, "bytes": r.bytes, "dropped": r.dropped,
+                    "last_error": r.last_error,
+                })),
             })
         })
         .collect();
@@ -590,6 +595,9 @@ fn telemetry_doc(node: &Node) -> Value {
         "tickets": node.ticket_counts().ok(),
         "reward": node.reward_status(),
         "transcoder": node.transcoder_view(),
+        "recordings": node.recordings().map(|r| json!({
+            "bytes": r.bytes(), "disk_full": r.disk_full(),
+        })),
     })
 }
 
