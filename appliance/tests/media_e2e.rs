@@ -603,3 +603,73 @@ fn srt_listener_ingest() {
     let v = node.wait_state(&id, "waiting", Duration::from_secs(20));
     assert_eq!(v["status"]["reconnects"], 0, "{v}");
 }
+
+/// Bars and tone: a test pattern with its 1 kHz tone (a live raw-audio source, as a
+/// microphone is) carries AAC in every rendition, at the tone's level, starting with the
+/// video.
+#[test]
+fn bars_and_tone_carry_the_tone_in_every_rendition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({
+        "name": "bars and tone",
+        "source": {"kind": "test", "width": 640, "height": 360, "fps": 25, "tone": true},
+        "ladder": [{"name": "360p", "height": 360, "bitrate_kbps": 600},
+                   {"name": "240p", "height": 240, "bitrate_kbps": 300}],
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    assert_eq!(s["source"]["tone"], true, "{s}");
+    // A sine at 0.1 of full scale: −20 dBFS peak, −23 dBFS RMS.
+    let v = node.wait_stream(&id, "at the tone's level", Duration::from_secs(30), |v| {
+        v["status"]["audio"]["level_db"]
+            .as_f64()
+            .is_some_and(|l| (-24.5..=-21.5).contains(&l))
+    });
+    assert_eq!(v["status"]["audio"]["passthrough"], false, "{v}");
+    for r in ["360p", "240p"] {
+        let d = rendition_dir(&node, &id, r);
+        wait_segments(&d, 3, Duration::from_secs(30));
+        let audio = probe_audio(&d.join("index.m3u8"));
+        assert_eq!(audio["streams"][0]["codec_name"], "aac", "{r}: {audio}");
+        assert_eq!(audio["streams"][0]["sample_rate"], "48000", "{r}: {audio}");
+        let first = d.join(&segments(&d.join("index.m3u8"))[1]);
+        let offset = av_offset(&first);
+        assert!(
+            offset.abs() <= 0.04,
+            "{r}: audio {offset:.3} s from the video"
+        );
+    }
+}
+
+/// A camera's microphone (ALSA) beside its pictures; runs where the machine has both a V4L2
+/// camera and an ALSA capture device (the kernel's `vivid` and `snd-aloop` do), and says
+/// why it is skipped elsewhere.
+#[test]
+fn a_cameras_microphone_is_captured_with_its_pictures() {
+    let mics = lpe_drivers::microphone::discover();
+    let cams = lpe_drivers::camera::discover();
+    let (Some(mic), Some(cam)) = (mics.first(), cams.first()) else {
+        eprintln!(
+            "skipped: this machine has {} ALSA capture devices and {} V4L2 cameras (load snd-aloop and vivid to run it)",
+            mics.len(),
+            cams.len()
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({
+        "name": "camera with microphone",
+        "source": {"kind": "v4l2", "device": cam.path, "width": 640, "height": 480, "fps": 30,
+                   "audio_device": mic.device},
+        "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300}],
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let d = rendition_dir(&node, &id, "240p");
+    wait_segments(&d, 3, Duration::from_secs(30));
+    let audio = probe_audio(&d.join("index.m3u8"));
+    assert_eq!(audio["streams"][0]["codec_name"], "aac", "{audio}");
+    let first = d.join(&segments(&d.join("index.m3u8"))[1]);
+    let offset = av_offset(&first);
+    assert!(offset.abs() <= 0.04, "audio {offset:.3} s from the video");
+}

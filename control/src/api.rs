@@ -131,6 +131,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(device_history))
         .routes(routes!(metrics))
         .routes(routes!(cameras))
+        .routes(routes!(microphones))
         .routes(routes!(encoders))
         .routes(routes!(events))
         .routes(routes!(event_stream))
@@ -893,6 +894,21 @@ async fn metrics(State(node): State<AppState>) -> Response {
 )]
 async fn cameras() -> Json<Vec<lpe_drivers::camera::CameraInfo>> {
     let list = tokio::task::spawn_blocking(lpe_drivers::camera::discover)
+        .await
+        .unwrap_or_default();
+    Json(list)
+}
+
+/// ALSA capture devices, each with the camera it belongs to (a USB camera's microphone).
+#[utoipa::path(
+    get,
+    path = "/api/microphones",
+    tag = "device",
+    responses((status = 200, body = [lpe_drivers::microphone::Microphone])),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn microphones() -> Json<Vec<lpe_drivers::microphone::Microphone>> {
+    let list = tokio::task::spawn_blocking(lpe_drivers::microphone::discover)
         .await
         .unwrap_or_default();
     Json(list)

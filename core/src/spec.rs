@@ -93,6 +93,17 @@ pub struct RestreamTarget {
     pub enabled: bool,
 }
 
+/// `hw:…` or `plughw:…` with a card (and device) of letters, digits, `_`, `,`, `=`.
+fn is_alsa_device(d: &str) -> bool {
+    let rest = d.strip_prefix("plughw:").or_else(|| d.strip_prefix("hw:"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.len() <= 64
+            && r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ',' | '=' | '-'))
+    })
+}
+
 /// Destinations a stream may have.
 pub const MAX_RESTREAMS: usize = 8;
 
@@ -122,8 +133,12 @@ pub enum SourceSpec {
         fps: u32,
         #[serde(default)]
         pattern: TestPattern,
+        /// Bars and tone: a 1 kHz tone at −20 dBFS beside the pattern, to check a chain's
+        /// audio end to end.
+        #[serde(default)]
+        tone: bool,
     },
-    /// A V4L2 camera.
+    /// A V4L2 camera, with a microphone when `audio_device` names one.
     V4l2 {
         device: String,
         #[serde(default = "w1280")]
@@ -132,6 +147,10 @@ pub enum SourceSpec {
         height: u32,
         #[serde(default = "fps30")]
         fps: u32,
+        /// An ALSA capture device, `hw:CARD=<id>,DEV=<n>` as `/api/microphones` lists them
+        /// (a USB camera's own microphone is matched to it there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio_device: Option<String>,
     },
     /// RTMP push to `rtmp://<host>:1935/live/<stream_key>`.
     Rtmp {
@@ -491,11 +510,18 @@ impl StreamSpec {
                 width,
                 height,
                 fps,
+                audio_device,
             } => {
                 if !device.starts_with("/dev/") {
                     return Err(SpecError::new(
                         "source.device",
                         "must be a device path such as /dev/video0",
+                    ));
+                }
+                if audio_device.as_deref().is_some_and(|d| !is_alsa_device(d)) {
+                    return Err(SpecError::new(
+                        "source.audio_device",
+                        "must be an ALSA capture device such as hw:CARD=C920,DEV=0",
                     ));
                 }
                 size(*width, *height, *fps)
@@ -817,6 +843,7 @@ mod tests {
                 height: 720,
                 fps: 30,
                 pattern: TestPattern::Smpte,
+                tone: false,
             },
             ladder,
             encoder: None,

@@ -4,4 +4,5 @@
 //! and every function degrades to "not present" when the hardware is missing.
 
 pub mod camera;
+pub mod microphone;
 pub mod system;

@@ -1057,6 +1057,12 @@ impl Node {
                         width: n.width,
                         height: n.height,
                         fps: (n.fps_num / n.fps_den.max(1)).max(1),
+                        // The camera's own microphone, when it has one.
+                        audio_device: lpe_drivers::microphone::of_camera(
+                            &lpe_drivers::microphone::discover(),
+                            &cam.path,
+                        )
+                        .map(|m| m.device.clone()),
                     },
                     ladder: default_ladder(),
                     encoder: None,
@@ -1072,6 +1078,7 @@ impl Node {
                         height: 720,
                         fps: 30,
                         pattern: TestPattern::Smpte,
+                        tone: true,
                     },
                     ladder: default_ladder(),
                     encoder: None,

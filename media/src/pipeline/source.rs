@@ -4,6 +4,26 @@
 
 use super::*;
 
+/// A live raw-audio source (a microphone, a test tone) into the stream's audio: `src !
+/// audioconvert ! audioresample`, then encoded to AAC once like any audio that is not AAC.
+fn live_audio(
+    b: &Arc<Builder>,
+    pipeline: &gst::Pipeline,
+    src: &gst::Element,
+) -> Result<(), BuildError> {
+    super::audio::expect(b, pipeline)?;
+    let convert = make("audioconvert", "audio-source-convert")?;
+    let resample = make("audioresample", "audio-source-resample")?;
+    pipeline
+        .add_many([src, &convert, &resample])
+        .map_err(|e| BuildError::Link(e.to_string()))?;
+    link(&[src, &convert, &resample])?;
+    let pad = resample
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link("audioresample has no src pad".into()))?;
+    super::audio::attach_input(b, pipeline, &pad)
+}
+
 /// Adds the source elements for `spec` (and, for sources whose caps are known before media
 /// flows, the branches behind them); returns the appsrc an RTMP publisher feeds.
 pub(crate) fn attach(
@@ -20,9 +40,18 @@ pub(crate) fn attach(
                 height,
                 fps,
                 pattern,
+                tone,
             },
             _,
         ) => {
+            if *tone {
+                let src = make("audiotestsrc", "audio-source")?;
+                src.set_property("is-live", true);
+                src.set_property("freq", 1000.0f64);
+                // −20 dBFS: the usual alignment tone.
+                src.set_property("volume", 0.1f64);
+                live_audio(b, pipeline, &src)?;
+            }
             let src = gst::ElementFactory::make("videotestsrc")
                 .name("source")
                 .property("is-live", true)
@@ -63,9 +92,18 @@ pub(crate) fn attach(
                 width,
                 height,
                 fps,
+                audio_device,
             },
             _,
         ) => {
+            if let Some(mic) = audio_device {
+                let src = make("alsasrc", "audio-source")?;
+                src.set_property("device", mic);
+                // Timestamps from the pipeline's clock, like v4l2src's: audio and video on
+                // one clock stay in sync whatever each device's own clock drifts to.
+                src.set_property_from_str("slave-method", "re-timestamp");
+                live_audio(b, pipeline, &src)?;
+            }
             let info = lpe_drivers::camera::probe(Path::new(device))
                 .map_err(|e| BuildError::Source(e.to_string()))?;
             let n =

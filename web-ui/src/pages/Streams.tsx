@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, bytes, get } from "../api";
-import type { OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec } from "../api.gen";
+import type { Microphone, OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
@@ -22,6 +22,10 @@ interface Draft {
   height: number;
   fps: number;
   pattern: string;
+  /// A test pattern's 1 kHz tone.
+  tone: boolean;
+  /// A camera's microphone (ALSA); empty: none.
+  audio_device: string;
   uri: string;
   srt_mode: "listener" | "caller";
   srt_port: number;
@@ -55,7 +59,7 @@ interface RestreamDraft {
 function blank(): Draft {
   return {
     name: "", kind: "rtmp", url: "", username: "", password: "", transport: "tcp", latency_ms: 200, device: "",
-    width: 1280, height: 720, fps: 30, pattern: "smpte", uri: "", encoder: "",
+    width: 1280, height: 720, fps: 30, pattern: "smpte", tone: false, audio_device: "", uri: "", encoder: "",
     srt_mode: "listener", srt_port: 9000, passphrase: "", stream_id: "",
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
     offload: false,
@@ -81,6 +85,8 @@ function fromStream(s: Stream): Draft {
     height: src.height ?? 720,
     fps: src.fps ?? 30,
     pattern: src.pattern ?? "smpte",
+    tone: src.tone ?? false,
+    audio_device: src.audio_device ?? "",
     uri: src.uri ?? "",
     srt_mode: src.mode ?? "listener",
     srt_port: src.port ?? 9000,
@@ -137,8 +143,12 @@ export function toSpec(d: Draft) {
     else delete source.username;
     if (d.password) source.password = d.password;
   }
-  if (d.kind === "v4l2") Object.assign(source, { device: d.device, width: d.width, height: d.height, fps: d.fps });
-  if (d.kind === "test") Object.assign(source, { width: d.width, height: d.height, fps: d.fps, pattern: d.pattern });
+  if (d.kind === "v4l2") {
+    Object.assign(source, { device: d.device, width: d.width, height: d.height, fps: d.fps });
+    if (d.audio_device) source.audio_device = d.audio_device;
+    else delete source.audio_device;
+  }
+  if (d.kind === "test") Object.assign(source, { width: d.width, height: d.height, fps: d.fps, pattern: d.pattern, tone: d.tone });
   if (d.kind === "uri") source.uri = d.uri;
   if (d.kind === "srt") {
     source.mode = d.srt_mode;
@@ -175,6 +185,7 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
   const [d, setD] = useState<Draft>(draft);
   const [err, setErr] = useState<ApiError | null>(null);
   const cameras = usePoll(() => get<{ path: string; name: string }[]>("/api/cameras"), 60000);
+  const microphones = usePoll(() => get<Microphone[]>("/api/microphones"), 60000);
   const encoders = usePoll(() => get<{ preferred: string; encoders: { element: string; hardware: boolean; works: boolean }[] }>("/api/encoders"), 60000);
   const errs = ladderErrors(d.ladder);
   const set = (k: keyof Draft, num = false) => (e: Event) => {
@@ -223,13 +234,18 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         </Field>
       )}
       {d.kind === "test" && (
-        <Field label="Pattern" error={server("source.pattern")}>
-          <select name="pattern" value={d.pattern} onChange={set("pattern")}>
-            {["smpte", "ball", "snow", "black"].map((p) => (
-              <option value={p}>{p}</option>
-            ))}
-          </select>
-        </Field>
+        <div class="row">
+          <Field label="Pattern" error={server("source.pattern")}>
+            <select name="pattern" value={d.pattern} onChange={set("pattern")}>
+              {["smpte", "ball", "snow", "black"].map((p) => (
+                <option value={p}>{p}</option>
+              ))}
+            </select>
+          </Field>
+          <label class="check">
+            <input type="checkbox" name="tone" checked={d.tone} onChange={(e) => setD({ ...d, tone: (e.target as HTMLInputElement).checked })} /> 1 kHz tone
+          </label>
+        </div>
       )}
       {d.kind === "rtsp" && (
         <>
@@ -281,16 +297,39 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         </>
       )}
       {d.kind === "v4l2" && (
-        <Field label="Camera" error={server("source.device")}>
-          <select name="device" value={d.device} onChange={set("device")} required>
-            <option value="">Choose…</option>
-            {(cameras.value ?? []).map((c) => (
-              <option value={c.path}>
-                {c.name} ({c.path})
-              </option>
-            ))}
-          </select>
-        </Field>
+        <div class="row">
+          <Field label="Camera" error={server("source.device")}>
+            <select
+              name="device"
+              value={d.device}
+              onChange={(e) => {
+                const device = (e.target as HTMLSelectElement).value;
+                // A camera's own microphone comes with it.
+                const own = (microphones.value ?? []).find((m) => m.camera === device);
+                setD({ ...d, device, audio_device: own ? own.device : d.audio_device });
+              }}
+              required
+            >
+              <option value="">Choose…</option>
+              {(cameras.value ?? []).map((c) => (
+                <option value={c.path}>
+                  {c.name} ({c.path})
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field label="Microphone" error={server("source.audio_device")}>
+            <select name="audio-device" value={d.audio_device} onChange={set("audio_device")}>
+              <option value="">none</option>
+              {(microphones.value ?? []).map((m) => (
+                <option value={m.device}>
+                  {m.name}
+                  {m.camera ? ` (${m.camera === d.device ? "this camera's" : `of ${m.camera}`})` : ""}
+                </option>
+              ))}
+            </select>
+          </Field>
+        </div>
       )}
       {(d.kind === "v4l2" || d.kind === "test") && (
         <div class="row">
