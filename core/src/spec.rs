@@ -919,6 +919,45 @@ mod tests {
     }
 
     #[test]
+    fn microphones_and_the_recorded_rendition_are_checked() {
+        let field = |s: StreamSpec| s.validate().err().map(|e| e.field);
+        let camera = |mic: Option<&str>| {
+            let mut s = spec(vec![rung(Some(360))]);
+            s.source = SourceSpec::V4l2 {
+                device: "/dev/video0".into(),
+                width: 1280,
+                height: 720,
+                fps: 30,
+                audio_device: mic.map(str::to_string),
+            };
+            s
+        };
+        assert_eq!(field(camera(None)), None);
+        assert_eq!(field(camera(Some("hw:CARD=C920,DEV=0"))), None);
+        assert_eq!(field(camera(Some("plughw:1,0"))), None);
+        for bad in ["default", "hw:", "hw:CARD=a b", "hw:x;rm", "pulse"] {
+            assert_eq!(
+                field(camera(Some(bad))).as_deref(),
+                Some("source.audio_device"),
+                "{bad}"
+            );
+        }
+        let mut s = spec(vec![rung(Some(360))]);
+        s.recording = RecordingSpec {
+            mode: RecordingMode::Continuous,
+            rendition: Some("r360".into()),
+        };
+        assert_eq!(field(s.clone()), None);
+        s.recording.rendition = Some("r720".into());
+        assert_eq!(field(s).as_deref(), Some("recording.rendition"));
+        // Absent from a stored spec: not recorded.
+        let old: StreamSpec =
+            serde_json::from_value(serde_json::json!({"name": "a", "source": {"kind": "rtmp"}}))
+                .expect("spec");
+        assert_eq!(old.recording.mode, RecordingMode::Off);
+    }
+
+    #[test]
     fn restream_destinations_are_checked() {
         let target = |name: &str, server: &str| RestreamTarget {
             name: name.into(),
