@@ -127,6 +127,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(stop_stream))
         .routes(routes!(rotate_stream_key))
         .routes(routes!(snapshot))
+        .routes(routes!(whep))
+        .routes(routes!(whep_end))
         .routes(routes!(device))
         .routes(routes!(device_history))
         .routes(routes!(metrics))
@@ -830,6 +832,93 @@ async fn snapshot(
         jpeg,
     )
         .into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct WhepQuery {
+    /// The rendition to watch; absent: the smallest one encoded here.
+    rendition: Option<String>,
+}
+
+/// WebRTC preview (WHEP, RFC 9725): the body is the browser's SDP offer (H.264, no trickle
+/// ICE); the answer comes back with the session's URL in `Location`. The rendition is sent as
+/// it is encoded, with no encode per viewer.
+#[utoipa::path(
+    post,
+    path = "/api/streams/{id}/whep",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id"), WhepQuery),
+    request_body(content = String, content_type = "application/sdp"),
+    responses(
+        (status = 201, content_type = "application/sdp", body = String, description = "the SDP answer; `Location` is the session"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the stream is not running"),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn whep(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<WhepQuery>, axum::extract::rejection::QueryRejection>,
+    offer: String,
+) -> Result<Response, ApiError> {
+    use lpe_node::views::WhepError as W;
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    node.view(&id)?;
+    let (session, answer) = node
+        .whep(&id, &offer, q.rendition.as_deref())
+        .await
+        .map_err(|e| match e {
+            W::BadOffer(_) | W::NoH264 => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_offer", e.to_string())
+            }
+            W::NotRunning => ApiError::new(StatusCode::CONFLICT, "not_running", e.to_string()),
+            W::NoRendition(_) => ApiError::invalid("rendition", e.to_string()),
+            W::Full => ApiError {
+                retry_after_s: Some(10),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "full", e.to_string())
+            },
+            W::Failed(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "webrtc", e.to_string())
+            }
+        })?;
+    let location = format!("/api/streams/{id}/whep/{session}");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/sdp"),
+            ),
+            (
+                header::LOCATION,
+                HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/")),
+            ),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Ends a WebRTC viewer.
+#[utoipa::path(
+    delete,
+    path = "/api/streams/{id}/whep/{session}",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id"), ("session" = String, Path)),
+    responses((status = 200, description = "ended"), (status = 404, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn whep_end(
+    State(node): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if node.whep_end(&id, &session) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("no such WebRTC session"))
+    }
 }
 
 /// The device: identity, version, uptime and the latest health sample.

@@ -15,6 +15,7 @@ pub mod rtmp;
 pub mod runner;
 pub mod tap;
 pub mod transcode;
+pub mod webrtc;
 
 use lpe_core::spec;
 
@@ -72,6 +73,12 @@ pub struct EngineShared {
     pub recordings: Option<Arc<recording::Library>>,
 }
 
+/// A WebRTC viewer: its stream, and how to end it.
+struct Viewer {
+    stream: String,
+    stop: watch::Sender<bool>,
+}
+
 struct Entry {
     rt: Arc<StreamRuntime>,
     task: Option<(watch::Sender<bool>, JoinHandle<()>, Option<String>)>,
@@ -82,6 +89,7 @@ pub struct MediaEngine {
     shared: Arc<EngineShared>,
     registry: PublishRegistry,
     streams: Mutex<HashMap<String, Entry>>,
+    viewers: Arc<Mutex<HashMap<String, Viewer>>>,
 }
 
 /// Initialises GStreamer once per process; safe to call repeatedly.
@@ -112,6 +120,7 @@ impl MediaEngine {
             }),
             registry: PublishRegistry::default(),
             streams: Mutex::new(HashMap::new()),
+            viewers: Arc::default(),
         }
     }
 
@@ -243,6 +252,103 @@ impl MediaEngine {
         let buffer = sample.buffer()?;
         let map = buffer.map_readable().ok()?;
         Some(map.as_slice().to_vec())
+    }
+
+    /// A WebRTC viewer of a running stream: negotiates `offer` and starts feeding it
+    /// `rendition` (default: the smallest encoded one); returns the session's id and the SDP
+    /// answer.
+    pub async fn whep(
+        &self,
+        stream: &str,
+        offer: &str,
+        rendition: Option<&str>,
+    ) -> Result<(String, String), webrtc::WhepError> {
+        use webrtc::WhepError;
+        if self.viewers.lock().map(|v| v.len()).unwrap_or(usize::MAX) >= webrtc::MAX_VIEWERS {
+            return Err(WhepError::Full);
+        }
+        let counters = self
+            .streams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(stream).map(|e| e.rt.clone()))
+            .and_then(|rt| rt.counters.lock().ok().and_then(|c| c.clone()))
+            .ok_or(WhepError::NotRunning)?;
+        let renditions: Vec<(String, u32, bool)> = counters
+            .renditions
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|r| (r.name.clone(), r.height, r.passthrough))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let chosen = match rendition {
+            Some(r) if renditions.iter().any(|(n, ..)| n == r) => r.to_string(),
+            Some(r) => return Err(WhepError::NoRendition(r.to_string())),
+            // Encoded here with the node's settings (no B-frames, a keyframe per segment):
+            // the smallest such one; a passed-through source only when there is nothing else.
+            None => renditions
+                .iter()
+                .filter(|(_, _, passthrough)| !passthrough)
+                .min_by_key(|(_, h, _)| *h)
+                .or(renditions.first())
+                .map(|(n, ..)| n.clone())
+                .ok_or(WhepError::NotRunning)?,
+        };
+        let (mut session, answer) = webrtc::answer(offer, chosen).await?;
+        let tap = session.tap.take().ok_or(WhepError::NotRunning)?;
+        let weak = Arc::downgrade(&tap);
+        if let Ok(mut taps) = counters.taps.lock() {
+            taps.push(tap);
+        }
+        let id = lpe_core::ids::random_string(lpe_core::ids::ID_ALPHABET, 16);
+        let (stop, stop_rx) = watch::channel(false);
+        if let Ok(mut v) = self.viewers.lock() {
+            v.insert(
+                id.clone(),
+                Viewer {
+                    stream: stream.to_string(),
+                    stop,
+                },
+            );
+        }
+        let viewers = Arc::clone(&self.viewers);
+        let session_id = id.clone();
+        tokio::spawn(async move {
+            session.run(stop_rx).await;
+            if let Ok(mut taps) = counters.taps.lock() {
+                taps.retain(|t| !std::ptr::eq(Arc::as_ptr(t), weak.as_ptr()));
+            }
+            if let Ok(mut v) = viewers.lock() {
+                v.remove(&session_id);
+            }
+        });
+        Ok((id, answer))
+    }
+
+    /// Ends a WebRTC viewer of `stream`; false when there is no such viewer.
+    pub fn whep_end(&self, stream: &str, session: &str) -> bool {
+        let Ok(mut v) = self.viewers.lock() else {
+            return false;
+        };
+        match v.get(session) {
+            Some(s) if s.stream == stream => {
+                if let Some(s) = v.remove(session) {
+                    let _ = s.stop.send(true);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// WebRTC viewers of `stream`.
+    pub fn whep_viewers(&self, stream: &str) -> usize {
+        self.viewers
+            .lock()
+            .map(|v| v.values().filter(|s| s.stream == stream).count())
+            .unwrap_or(0)
     }
 
     /// Stops every stream concurrently; playlists are finalised.

@@ -27,6 +27,7 @@ pub mod views {
     pub use lpe_media::transcode::{
         OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
     };
+    pub use lpe_media::webrtc::WhepError;
     pub use lpe_money::chain::{ChainClient, ChainError, Mined, OrchestratorStatus};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::reward::{RewardState, RewardStatus};
@@ -536,6 +537,21 @@ impl Node {
     /// The stream's latest picture (JPEG), if it has produced one.
     pub fn snapshot(&self, id: &str) -> Option<Vec<u8>> {
         self.media.snapshot(id)
+    }
+
+    /// A WebRTC (WHEP) viewer of a running stream: its session id and the SDP answer.
+    pub async fn whep(
+        &self,
+        id: &str,
+        offer: &str,
+        rendition: Option<&str>,
+    ) -> Result<(String, String), lpe_media::webrtc::WhepError> {
+        self.media.whep(id, offer, rendition).await
+    }
+
+    /// Ends a WebRTC viewer; false when there is none by that id on that stream.
+    pub fn whep_end(&self, id: &str, session: &str) -> bool {
+        self.media.whep_end(id, session)
     }
 
     pub fn log_level(&self) -> String {

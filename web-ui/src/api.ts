@@ -17,6 +17,29 @@ export function setCsrf(token: string | null) {
   csrf = token;
 }
 
+/// WebRTC preview (WHEP): the browser's offer in, the node's answer out; returns the
+/// session's URL (DELETE it to leave).
+export async function whep(stream: string, offer: string): Promise<{ answer: string; location: string }> {
+  const headers: Record<string, string> = { "content-type": "application/sdp" };
+  if (csrf) headers["x-csrf-token"] = csrf;
+  const res = await fetch(`/api/streams/${stream}/whep`, { method: "POST", headers, body: offer, credentials: "same-origin" });
+  const text = await res.text();
+  if (res.status !== 201) {
+    let e: any = {};
+    try {
+      e = JSON.parse(text).error ?? {};
+    } catch {}
+    throw new ApiError(res.status, e.code ?? "http", e.message ?? `HTTP ${res.status}`);
+  }
+  return { answer: text, location: res.headers.get("location") ?? "" };
+}
+
+export function leave(location: string) {
+  const headers: Record<string, string> = {};
+  if (csrf) headers["x-csrf-token"] = csrf;
+  fetch(location, { method: "DELETE", headers, credentials: "same-origin" }).catch(() => {});
+}
+
 export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";

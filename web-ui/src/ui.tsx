@@ -2,7 +2,7 @@
 // the SVG line chart (no chart library: a polyline is enough and weighs nothing).
 import { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError } from "./api";
+import { ApiError, leave, whep } from "./api";
 
 // One EventSource for the whole page, shared by every poller; reconnects on its own.
 const listeners = new Set<() => void>();
@@ -128,6 +128,54 @@ export function Preview({ src, label }: { src: string; label: string }) {
   }, [src]);
   // Muted so that it may start by itself; the controls unmute it.
   return <video ref={ref} class="preview" muted controls playsInline autoplay aria-label={`Preview of ${label}`} />;
+}
+
+/// Sub-second preview over WebRTC (WHEP): the node sends an encoded rendition as it is made.
+export function WebRtcPreview({ stream, label }: { stream: string; label: string }) {
+  const ref = useRef<HTMLVideoElement>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    const video = ref.current;
+    if (!video) return;
+    const pc = new RTCPeerConnection();
+    let location = "";
+    let live = true;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.ontrack = (e) => {
+      video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+      video.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed") setError("the WebRTC connection failed");
+    };
+    (async () => {
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise<void>((ok) => {
+          if (pc.iceGatheringState === "complete") return ok();
+          pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
+          setTimeout(ok, 2000);
+        });
+        const r = await whep(stream, pc.localDescription!.sdp);
+        location = r.location;
+        if (!live) return leave(location);
+        await pc.setRemoteDescription({ type: "answer", sdp: r.answer });
+      } catch (e) {
+        setError(e instanceof Error ? e.message : String(e));
+      }
+    })();
+    return () => {
+      live = false;
+      if (location) leave(location);
+      pc.close();
+    };
+  }, [stream]);
+  return (
+    <>
+      <video ref={ref} class="preview" muted playsInline autoplay data-testid="webrtc-preview" aria-label={`Live preview of ${label} over WebRTC`} />
+      {error && <p class="error">{error}</p>}
+    </>
+  );
 }
 
 export interface Series {

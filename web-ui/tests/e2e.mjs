@@ -142,6 +142,12 @@ try {
   if (!(later > start + 1)) throw new Error(`the preview does not advance: ${start} → ${later}`);
   await shot("preview-playing");
 
+  // The sub-second preview: the same stream over WebRTC plays too.
+  await page.locator("[data-testid=low-latency]").first().check();
+  await page.waitForFunction(() => (document.querySelector("video[data-testid=webrtc-preview]")?.currentTime ?? 0) > 1, null, { timeout: 30000 });
+  await shot("webrtc-preview");
+  await page.locator("[data-testid=low-latency]").first().uncheck();
+
   // The stream is recorded: its card says so, and the recordings page plays it back from
   // the day's timeline.
   await page.click("a[href='#/streams']");

@@ -77,29 +77,34 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Copies a rendition's encoded buffers to the taps on it.
+    /// Copies a rendition's encoded buffers to the taps on it. Taps come and go while the
+    /// stream runs (a WebRTC viewer joins), so the list is read per buffer.
     pub(crate) fn tap_video(self: &Arc<Self>, pad: &gst::Pad, rendition: &str) {
-        let taps: Vec<Arc<crate::tap::Tap>> = {
-            let top = self.top_rendition.lock().ok().and_then(|t| t.clone());
-            let is_top = top.as_deref() == Some(rendition);
-            self.taps
-                .lock()
-                .map(|t| {
-                    t.iter()
-                        .filter(|t| t.rendition == rendition || (t.rendition.is_empty() && is_top))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        if taps.is_empty() {
-            return;
-        }
+        let counters = Arc::clone(self);
+        let rendition = rendition.to_string();
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Ok(taps) = counters.taps.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if taps.is_empty() {
+                return gst::PadProbeReturn::Ok;
+            }
+            let is_top = counters
+                .top_rendition
+                .lock()
+                .ok()
+                .is_some_and(|t| t.as_deref() == Some(rendition.as_str()));
+            let mut on_this = taps
+                .iter()
+                .filter(|t| t.rendition == rendition || (t.rendition.is_empty() && is_top))
+                .peekable();
+            if on_this.peek().is_none() {
+                return gst::PadProbeReturn::Ok;
+            }
             if let (Some(buf), Some(caps)) = (info.buffer(), pad.current_caps())
                 && let Some(buf) = running_time(pad, buf)
             {
-                for t in &taps {
+                for t in on_this {
                     t.offer(crate::tap::Packet::Video(caps.clone(), buf.clone()));
                 }
             }

@@ -1,5 +1,6 @@
 import { Stream, get } from "../api";
-import { ErrorBox, Preview, StateBadge, usePoll } from "../ui";
+import { useState } from "preact/hooks";
+import { ErrorBox, Preview, StateBadge, WebRtcPreview, usePoll } from "../ui";
 import type { Health, StoredEvent as Event, TranscoderView } from "../api.gen";
 
 
@@ -7,6 +8,8 @@ const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "audio_silent
 
 export function Dashboard() {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);
+  // Streams previewed over WebRTC instead of HLS.
+  const [lowLatency, setLowLatency] = useState<Set<string>>(new Set());
   const health = usePoll(() => get<Health>("/api/health"), 5000);
   const events = usePoll(() => get<Event[]>("/api/events?limit=50"), 5000);
   // Only a node that transcodes for an orchestrator (net.orchestrator_addr) has the task.
@@ -55,7 +58,30 @@ export function Dashboard() {
               <h2>{s.name}</h2>
               <StateBadge state={s.status.state} />
             </header>
-            {s.status.state === "running" ? <Preview src={s.hls_url} label={s.name} /> : <div class="preview empty">{s.status.detail ?? s.status.last_error ?? "no picture"}</div>}
+            {s.status.state !== "running" ? (
+              <div class="preview empty">{s.status.detail ?? s.status.last_error ?? "no picture"}</div>
+            ) : lowLatency.has(s.id) ? (
+              <WebRtcPreview stream={s.id} label={s.name} />
+            ) : (
+              <Preview src={s.hls_url} label={s.name} />
+            )}
+            {s.status.state === "running" && (
+              <label class="check">
+                <input
+                  type="checkbox"
+                  data-testid="low-latency"
+                  checked={lowLatency.has(s.id)}
+                  onChange={(e) => {
+                    const on = (e.target as HTMLInputElement).checked;
+                    const next = new Set(lowLatency);
+                    if (on) next.add(s.id);
+                    else next.delete(s.id);
+                    setLowLatency(next);
+                  }}
+                />{" "}
+                Sub-second preview (WebRTC, no sound yet)
+              </label>
+            )}
             <dl class="stats">
               <dt>fps</dt>
               <dd>{s.status.input_fps.toFixed(1)}</dd>

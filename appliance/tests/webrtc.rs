@@ -1,0 +1,135 @@
+//! WebRTC preview (WHEP) in headless Chromium against a real node: an RTMP push with a clock
+//! burned into its picture, the browser's offer answered, the video decoded and the
+//! glass-to-glass latency measured (push's frame time → frame shown). Viewers end with
+//! DELETE; bad offers and stopped streams are refused with reasons.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::NodeProc;
+use serde_json::{Value, json};
+
+/// A 640×360 push whose top row shows the frame's time in milliseconds, bit k a 16 px box.
+struct ClockPush(std::process::Child);
+
+impl ClockPush {
+    fn start(url: &str) -> (Self, u64) {
+        let boxes: Vec<String> = (0..20)
+            .map(|k| {
+                format!(
+                    "drawbox=x={}:y=0:w=16:h=16:color=white:t=fill:enable='mod(floor(t*1000/{}),2)'",
+                    k * 16,
+                    1u64 << k
+                )
+            })
+            .collect();
+        let filter = format!(
+            "drawbox=x=0:y=0:w=320:h=16:color=black:t=fill,{}",
+            boxes.join(",")
+        );
+        let t0 = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-t", "60", "-vf", &filter])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-pix_fmt", "yuv420p", "-g", "30", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg");
+        (Self(child), t0)
+    }
+}
+
+impl Drop for ClockPush {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_webrtc_viewer_plays_the_stream_within_a_second() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({
+        "name": "stage", "source": {"kind": "rtmp"},
+        "ladder": [{"name": "source", "bitrate_kbps": 1500},
+                   {"name": "360p", "height": 360, "bitrate_kbps": 800}],
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key").to_string();
+
+    // Not running yet: refused, with a reason.
+    let r = node.call(
+        "POST",
+        &format!("/api/streams/{id}/whep"),
+        Some("v=0\r\n"),
+        &[("authorization", &node.authorization())],
+    );
+    assert!(matches!(r.status, 400 | 409), "{} {}", r.status, r.body);
+
+    let (_push, t0) = ClockPush::start(&node.rtmp_url(&key));
+    node.wait_state(&id, "running", Duration::from_secs(30));
+    // An offer without H.264 is refused.
+    let r = node.call(
+        "POST",
+        &format!("/api/streams/{id}/whep"),
+        Some("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"),
+        &[("authorization", &node.authorization())],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let out = Command::new("node")
+        .arg(root.join("web-ui/tests/whep.mjs"))
+        .env("BASE_URL", node.url(""))
+        .env("AUTHORIZATION", node.authorization())
+        .env("STREAM", &id)
+        .env("T0", t0.to_string())
+        .current_dir(root.join("web-ui"))
+        .output()
+        .expect("node (Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "WHEP in the browser failed:\n{stdout}\n{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    let result: Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("a JSON result");
+    let frames = result["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 100, "only {frames} frames in 8 s: {result}");
+    let p50 = result["latency_ms"]["p50"].as_i64().expect("p50");
+    println!("WebRTC glass-to-glass latency: {result}");
+    // The goal is ≤ 1 s; the bound also covers ffmpeg's start-up, counted as latency.
+    assert!(
+        (0..=1000).contains(&p50),
+        "median latency {p50} ms: {result}"
+    );
+    // The viewer left with DELETE: none remain.
+    let (st, _) = node.send(
+        "DELETE",
+        &format!("/api/streams/{id}/whep/nosuchsession"),
+        None,
+    );
+    assert_eq!(st, 404);
+}

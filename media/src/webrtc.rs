@@ -1,0 +1,302 @@
+//! WebRTC preview (WHEP): a viewer receives one of the stream's renditions as it is
+//! encoded — no encode per viewer — through a `webrtcbin` of its own.
+//!
+//! `answer` takes the browser's SDP offer, picks its H.264 payload (packetization mode 1,
+//! High, Main or Constrained Baseline, in that order), builds `appsrc ! h264parse !
+//! rtph264pay ! webrtcbin` with that payload type (the profile is left to the stream: a
+//! browser's decoder takes any of the three whatever the offer's `profile-level-id`), and returns the answer once ICE
+//! gathering is complete (no trickle: one request, one answer). The session is then fed by a
+//! [`Tap`] like a restream destination, starting at the next keyframe; it ends when the
+//! viewer leaves (DELETE, or its connection fails), when the stream's run ends, or when its
+//! queue overflows for long (a viewer that cannot keep up is dropped, never waited for).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::tap::{self, Packet, Tap};
+
+/// WebRTC viewers the node serves at once, all streams together.
+pub const MAX_VIEWERS: usize = 16;
+/// How long gathering may take before the answer goes with what it has.
+const GATHERING: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WhepError {
+    #[error("the offer is not SDP: {0}")]
+    BadOffer(String),
+    #[error("the offer has no H.264 video with packetization-mode=1")]
+    NoH264,
+    #[error("the stream is not running")]
+    NotRunning,
+    #[error("the stream has no rendition {0}")]
+    NoRendition(String),
+    #[error("{MAX_VIEWERS} WebRTC viewers are watching already")]
+    Full,
+    #[error("WebRTC failed: {0}")]
+    Failed(String),
+}
+
+/// The H.264 payload type of the offer's first video section the node can send: mode 1,
+/// preferring High, then Main, then Constrained Baseline.
+pub fn h264_payload(offer: &gst_sdp::SDPMessageRef) -> Option<u8> {
+    let video = offer.medias().find(|m| m.media() == Some("video"))?;
+    let mut found: Vec<(u8, u8, String)> = Vec::new();
+    for attr in video.attributes() {
+        if attr.key() != "fmtp" {
+            continue;
+        }
+        let Some((pt, params)) = attr.value().and_then(|v| v.split_once(' ')) else {
+            continue;
+        };
+        let Ok(pt) = pt.parse::<u8>() else { continue };
+        let is_h264 = video.attributes().any(|a| {
+            a.key() == "rtpmap"
+                && a.value().is_some_and(|v| {
+                    v.split_once(' ').is_some_and(|(p, c)| {
+                        p == pt.to_string() && c.to_ascii_uppercase().starts_with("H264/")
+                    })
+                })
+        });
+        let param = |k: &str| {
+            params
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix(k)?.strip_prefix('='))
+        };
+        if !is_h264 || param("packetization-mode") != Some("1") {
+            continue;
+        }
+        let profile = param("profile-level-id")
+            .unwrap_or("42e01f")
+            .to_ascii_lowercase();
+        let rank = match profile.get(..2) {
+            Some("64") => 0,
+            Some("4d") => 1,
+            _ if profile.starts_with("42e0") => 2,
+            _ => 3,
+        };
+        found.push((rank, pt, profile));
+    }
+    found.sort();
+    found.into_iter().next().map(|(_, pt, _)| pt)
+}
+
+/// A negotiated viewer, ready to be fed. Its tap goes to the stream's pipeline, which holds
+/// the only reference: when the run ends the tap goes with it and the session sees its queue
+/// close.
+pub struct Session {
+    pub tap: Option<Arc<Tap>>,
+    rx: mpsc::Receiver<Packet>,
+    pipeline: gst::Pipeline,
+    video: gst_app::AppSrc,
+    webrtc: gst::Element,
+}
+
+/// Builds a viewer's pipeline for `offer` and returns it with the SDP answer.
+pub async fn answer(offer: &str, rendition: String) -> Result<(Session, String), WhepError> {
+    let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
+        .map_err(|e| WhepError::BadOffer(e.to_string()))?;
+    let pt = h264_payload(&sdp).ok_or(WhepError::NoH264)?;
+    let failed = |e: String| WhepError::Failed(e);
+    let pipeline = gst::Pipeline::with_name("whep");
+    let video = gst_app::AppSrc::builder()
+        .name("video")
+        .is_live(true)
+        .format(gst::Format::Time)
+        .do_timestamp(true)
+        .max_bytes(4 * 1024 * 1024)
+        .block(false)
+        .build();
+    video.set_property_from_str("leaky-type", "downstream");
+    let parse = tap::make("h264parse", "video-parse").map_err(failed)?;
+    parse.set_property("config-interval", -1i32);
+    let pay = tap::make("rtph264pay", "video-pay").map_err(failed)?;
+    pay.set_property("pt", u32::from(pt));
+    pay.set_property("config-interval", -1i32);
+    pay.set_property_from_str("aggregate-mode", "zero-latency");
+    let caps = tap::make("capsfilter", "video-rtp-caps").map_err(failed)?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("application/x-rtp")
+            .field("media", "video")
+            .field("encoding-name", "H264")
+            .field("payload", i32::from(pt))
+            .field("clock-rate", 90_000i32)
+            .field("packetization-mode", "1")
+            .build(),
+    );
+    let webrtc = tap::make("webrtcbin", "webrtc").map_err(failed)?;
+    webrtc.set_property_from_str("bundle-policy", "max-bundle");
+    pipeline
+        .add_many([video.upcast_ref(), &parse, &pay, &caps, &webrtc])
+        .map_err(|e| failed(e.to_string()))?;
+    gst::Element::link_many([video.upcast_ref(), &parse, &pay, &caps])
+        .map_err(|e| failed(e.to_string()))?;
+    let sink = webrtc
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| failed("webrtcbin gives no sink pad".into()))?;
+    caps.static_pad("src")
+        .ok_or_else(|| failed("no src pad".into()))?
+        .link(&sink)
+        .map_err(|e| failed(format!("{e:?}")))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| failed(e.to_string()))?;
+
+    let negotiated = negotiate(&webrtc, sdp).await;
+    let text = match negotiated {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(e);
+        }
+    };
+    let (tap, rx) = Tap::new(rendition, false);
+    Ok((
+        Session {
+            tap: Some(tap),
+            rx,
+            pipeline,
+            video,
+            webrtc,
+        },
+        text,
+    ))
+}
+
+/// Offer in, answer out, gathering complete.
+async fn negotiate(webrtc: &gst::Element, offer: gst_sdp::SDPMessage) -> Result<String, WhepError> {
+    let failed = |e: &str| WhepError::Failed(e.to_string());
+    let desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
+    webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &None::<gst::Promise>]);
+    let (tx, rx) = oneshot::channel();
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let answer = reply
+            .ok()
+            .flatten()
+            .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("answer").ok());
+        let _ = tx.send(answer);
+    });
+    webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
+    let answer = tokio::time::timeout(GATHERING, rx)
+        .await
+        .map_err(|_| failed("no answer in time"))?
+        .map_err(|_| failed("no answer"))?
+        .ok_or_else(|| failed("the offer cannot be answered"))?;
+    let (done_tx, mut done_rx) = watch::channel(false);
+    webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
+        let state = w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+        if state == gst_webrtc::WebRTCICEGatheringState::Complete {
+            let _ = done_tx.send(true);
+        }
+    });
+    webrtc.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
+    let complete = webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+        == gst_webrtc::WebRTCICEGatheringState::Complete;
+    if !complete {
+        let _ = tokio::time::timeout(GATHERING, done_rx.wait_for(|d| *d)).await;
+    }
+    let local = webrtc
+        .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+        .ok_or_else(|| failed("no local description"))?;
+    local
+        .sdp()
+        .as_text()
+        .map_err(|e| WhepError::Failed(e.to_string()))
+}
+
+impl Session {
+    /// Feeds the viewer from the next keyframe until `stop`, the stream's end, or its
+    /// connection failing.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let Some(bus) = self.pipeline.bus() else {
+            return;
+        };
+        use futures::StreamExt;
+        let mut messages = bus.stream();
+        let (state_tx, mut state_rx) = watch::channel(gst_webrtc::WebRTCPeerConnectionState::New);
+        self.webrtc
+            .connect_notify(Some("connection-state"), move |w, _| {
+                let _ = state_tx
+                    .send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
+            });
+        loop {
+            tokio::select! {
+                p = self.rx.recv() => match p {
+                    None => break,
+                    Some(Packet::Video(caps, mut b)) => {
+                        if self.video.caps().as_ref() != Some(&caps) {
+                            self.video.set_caps(Some(&caps));
+                        }
+                        {
+                            // Stamped with the pipeline's running time as it is pushed.
+                            let m = b.make_mut();
+                            m.set_pts(gst::ClockTime::NONE);
+                            m.set_dts(gst::ClockTime::NONE);
+                        }
+                        if self.video.push_buffer(b).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Packet::Audio(..)) => {}
+                },
+                m = messages.next() => match m.as_ref().map(|m| m.view()) {
+                    Some(gst::MessageView::Error(e)) => {
+                        tracing::warn!("WebRTC viewer: {} ({:?})", e.error(), e.debug());
+                        break;
+                    }
+                    None | Some(gst::MessageView::Eos(_)) => break,
+                    _ => {}
+                },
+                s = state_rx.changed() => {
+                    if s.is_err() {
+                        break;
+                    }
+                    let state = *state_rx.borrow();
+                    if matches!(
+                        state,
+                        gst_webrtc::WebRTCPeerConnectionState::Failed
+                            | gst_webrtc::WebRTCPeerConnectionState::Closed
+                    ) {
+                        break;
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        let pipeline = self.pipeline;
+        let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_h264_payload_of_an_offer_is_chosen() {
+        crate::init().expect("gstreamer");
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 102 104 108 116\r\nc=IN IP4 0.0.0.0\r\n\
+            a=rtpmap:96 VP8/90000\r\n\
+            a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+            a=rtpmap:104 H264/90000\r\na=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=64001f\r\n\
+            a=rtpmap:108 H264/90000\r\na=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+            a=rtpmap:116 H264/90000\r\na=fmtp:116 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f\r\n";
+        let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).expect("sdp");
+        assert_eq!(h264_payload(&sdp), Some(116));
+        let vp8_only = offer
+            .lines()
+            .filter(|l| !l.contains("H264") && !l.contains("fmtp"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let sdp = gst_sdp::SDPMessage::parse_buffer(vp8_only.as_bytes()).expect("sdp");
+        assert_eq!(h264_payload(&sdp), None);
+    }
+}

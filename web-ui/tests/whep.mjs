@@ -1,0 +1,81 @@
+// WebRTC preview in headless Chromium: a WHEP session against the node, the video plays,
+// and the glass-to-glass latency is measured from a clock burned into the pushed picture
+// (bit k of the frame's millisecond timestamp is a 16 px box, white for 1, in the top row),
+// read back from decoded frames.
+//
+// Environment: BASE_URL, AUTHORIZATION (`Bearer …`), STREAM (id), T0 (wall-clock ms of
+// the push's first frame). Prints one JSON line: {"frames", "latency_ms": {p50, p90, max}}.
+import { chromium } from "playwright-core";
+
+const { BASE_URL: base, AUTHORIZATION: auth, STREAM: stream, T0 } = process.env;
+if (!base || !auth || !stream || !T0) throw new Error("BASE_URL, AUTHORIZATION, STREAM and T0 are required");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-features=WebRtcHideLocalIpsWithMdns"],
+});
+try {
+  const page = await browser.newPage();
+  // A page of the node's own origin (the API answers JSON at /api/health).
+  await page.goto(`${base}/api/health`);
+  const result = await page.evaluate(async ([auth, stream, t0]) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver("video", { direction: "recvonly" });
+    const video = document.createElement("video");
+    video.muted = true;
+    video.autoplay = true;
+    document.body.append(video);
+    pc.ontrack = (e) => (video.srcObject = e.streams[0] ?? new MediaStream([e.track]));
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((ok) => {
+      if (pc.iceGatheringState === "complete") return ok();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
+      setTimeout(ok, 3000);
+    });
+    const r = await fetch(`/api/streams/${stream}/whep`, {
+      method: "POST",
+      headers: { authorization: auth, "content-type": "application/sdp" },
+      body: pc.localDescription.sdp,
+    });
+    if (r.status !== 201) return { error: `WHEP answered ${r.status}: ${await r.text()}` };
+    const location = r.headers.get("location");
+    const answer = await r.text();
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    // Frames for 8 s once it plays.
+    const started = Date.now();
+    while (video.currentTime === 0) {
+      if (Date.now() - started > 20000) return { error: `no picture (connection ${pc.connectionState}, ICE ${pc.iceConnectionState})`, answer, offer: pc.localDescription.sdp };
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    const canvas = document.createElement("canvas");
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    const latencies = [];
+    await new Promise((done) => {
+      const until = Date.now() + 8000;
+      const frame = () => {
+        const now = Date.now();
+        canvas.width = video.videoWidth;
+        canvas.height = video.videoHeight;
+        ctx.drawImage(video, 0, 0);
+        let ms = 0;
+        for (let k = 0; k < 20; k++) {
+          const [r, g, b] = ctx.getImageData(k * 16 + 8, 8, 1, 1).data;
+          if (r + g + b > 3 * 128) ms += 2 ** k;
+        }
+        latencies.push(now - (t0 + ms));
+        if (now < until) video.requestVideoFrameCallback(frame);
+        else done();
+      };
+      video.requestVideoFrameCallback(frame);
+    });
+    await fetch(location, { method: "DELETE", headers: { authorization: auth } });
+    pc.close();
+    latencies.sort((a, b) => a - b);
+    const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+    return { frames: latencies.length, latency_ms: { p50: at(0.5), p90: at(0.9), max: latencies[latencies.length - 1] } };
+  }, [auth, stream, Number(T0)]);
+  console.log(JSON.stringify(result));
+  if (result.error) process.exitCode = 1;
+} finally {
+  await browser.close();
+}
