@@ -869,6 +869,7 @@ fn health_reports_each_subsystem_and_503_when_the_node_cannot_work() {
         [
             ("device", "running"),
             ("mqtt", "running"),
+            ("retention", "running"),
             ("rtmp", "running")
         ],
         "{h}"
