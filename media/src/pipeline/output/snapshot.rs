@@ -11,9 +11,29 @@ pub(crate) fn snapshot_branch(
     let queue = make("queue", "snapshot-queue")?;
     queue.set_property_from_str("leaky", "downstream");
     queue.set_property("max-size-buffers", 1u32);
-    let rate = make("videorate", "snapshot-rate")?;
-    rate.set_property("drop-only", true);
-    rate.set_property("max-rate", 1i32);
+    // At most one frame a second, chosen by a probe on the frames' times. Not `videorate
+    // drop-only max-rate=1`: fed frames without durations (a variable frame rate, as WebRTC
+    // publishers send) it fails an assertion that aborts the process.
+    if let Some(pad) = queue.static_pad("src") {
+        let last = std::sync::Mutex::new(None::<gst::ClockTime>);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                return gst::PadProbeReturn::Drop;
+            };
+            let Ok(mut last) = last.lock() else {
+                return gst::PadProbeReturn::Drop;
+            };
+            match *last {
+                Some(t) if pts >= t && pts - t < gst::ClockTime::SECOND => {
+                    gst::PadProbeReturn::Drop
+                }
+                _ => {
+                    *last = Some(pts);
+                    gst::PadProbeReturn::Ok
+                }
+            }
+        });
+    }
     let scale = make("videoscale", "snapshot-scale")?;
     let convert = make("videoconvert", "snapshot-convert")?;
     let filter = make("capsfilter", "snapshot-caps")?;
@@ -33,10 +53,7 @@ pub(crate) fn snapshot_branch(
     sink.set_property("sync", false);
     sink.set_property("async", false);
     sink.set_property("enable-last-sample", true);
-    add_linked(
-        pipeline,
-        &[&queue, &rate, &scale, &convert, &filter, &enc, &sink],
-    )?;
+    add_linked(pipeline, &[&queue, &scale, &convert, &filter, &enc, &sink])?;
     tee.link(&queue)
         .map_err(|e| BuildError::Link(format!("tee → snapshot: {e}")))?;
     if let Ok(mut s) = b.counters.snapshot.lock() {
