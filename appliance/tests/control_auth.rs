@@ -59,6 +59,8 @@ fn every_route_in_the_openapi_document_enforces_its_role() {
         "/api/openapi.json",
         "/api/setup",
         "/api/auth/login",
+        "/api/whip",
+        "/api/whip/{session}",
     ];
     for (method, path, roles) in &ops {
         let url = concrete(path);

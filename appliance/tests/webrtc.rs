@@ -133,3 +133,86 @@ fn a_webrtc_viewer_plays_the_stream_within_a_second() {
     );
     assert_eq!(st, 404);
 }
+
+/// WHIP ingest: headless Chromium publishes its fake camera and microphone to a pushed
+/// stream; the ladder and its audio come out as from an RTMP push, a second publisher and a
+/// wrong key are refused, and when the publisher leaves the stream waits for the next one.
+#[test]
+fn a_browser_publishes_over_whip() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let s = node.create(json!({
+        "name": "from the browser", "source": {"kind": "rtmp"},
+        // A frame rate of its own: videorate on a browser's variable frame rate.
+        "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 400, "fps": 15}],
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key").to_string();
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+    let r = node.call(
+        "POST",
+        "/api/whip",
+        Some(offer),
+        &[("authorization", "Bearer not-the-key-at-all")],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    let browser = Command::new("node")
+        .arg(root.join("web-ui/tests/whip.mjs"))
+        .env("BASE_URL", node.url(""))
+        .env("KEY", &key)
+        .env("SECONDS", "14")
+        .current_dir(root.join("web-ui"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js)");
+    let running = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        node.wait_state(&id, "running", Duration::from_secs(30));
+        // One publisher at a time.
+        let r = node.call(
+            "POST",
+            "/api/whip",
+            Some(offer),
+            &[("authorization", &format!("Bearer {key}"))],
+        );
+        assert_eq!(r.status, 409, "{}", r.body);
+        let d = dir.path().join("hls").join(&id).join("240p");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while common::segments(&d.join("index.m3u8")).len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no segments from the WHIP publisher"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let video = common::probe_video(&d.join("index.m3u8"));
+        assert_eq!(video["streams"][0]["height"], 240, "{video}");
+        let audio = common::probe_audio(&d.join("index.m3u8"));
+        assert_eq!(audio["streams"][0]["codec_name"], "aac", "{audio}");
+    }));
+    let out = browser.wait_with_output().expect("browser");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if let Err(e) = running {
+        panic!(
+            "{e:?}\nbrowser: {stdout}\n{}\nnode log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+    }
+    let result: Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    assert_eq!(result["connected"], true, "{stdout}");
+    assert_eq!(result["deleted"], 200, "{result}");
+    println!("WHIP publish: {result}");
+    // The publisher left: the stream waits for the next one.
+    node.wait_stream(&id, "waiting again", Duration::from_secs(15), |v| {
+        matches!(
+            v["status"]["state"].as_str(),
+            Some("waiting" | "reconnecting")
+        )
+    });
+}

@@ -128,7 +128,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rotate_stream_key))
         .routes(routes!(snapshot))
         .routes(routes!(whep))
-        .routes(routes!(whep_end))
+        .routes(routes!(whep_leave))
+        .routes(routes!(whip))
+        .routes(routes!(whip_end))
         .routes(routes!(device))
         .routes(routes!(device_history))
         .routes(routes!(metrics))
@@ -901,6 +903,85 @@ async fn whep(
         .into_response())
 }
 
+/// WHIP ingest (RFC 9725): an encoder (OBS 30+, a browser) publishes to a pushed stream over
+/// WebRTC. Public like RTMP ingest: the stream's key, sent as `Authorization: Bearer <key>`,
+/// is the credential. The body is the publisher's SDP offer; the answer comes back with the
+/// session's URL in `Location` (DELETE it to stop publishing).
+#[utoipa::path(
+    post,
+    path = "/api/whip",
+    tag = "streams",
+    request_body(content = String, content_type = "application/sdp"),
+    responses(
+        (status = 201, content_type = "application/sdp", body = String, description = "the SDP answer; `Location` is the session"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the stream already has a publisher"),
+        (status = 500, body = ErrorBody)),
+)]
+async fn whip(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    offer: String,
+) -> Result<Response, ApiError> {
+    use lpe_node::views::WhipError as W;
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the stream's key as 'Authorization: Bearer <stream key>'",
+        )
+    };
+    if key.is_empty() {
+        return Err(refused());
+    }
+    let (session, answer) = node.whip(key, &offer).await.map_err(|e| match e {
+        W::UnknownKey => refused(),
+        W::BadOffer(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_offer", e.to_string()),
+        W::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+        W::Failed(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "webrtc", e.to_string()),
+    })?;
+    let location = format!("/api/whip/{session}");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/sdp"),
+            ),
+            (
+                header::LOCATION,
+                HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/")),
+            ),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Stops a WHIP publisher; the session's URL is its credential.
+#[utoipa::path(
+    delete,
+    path = "/api/whip/{session}",
+    tag = "streams",
+    params(("session" = String, Path)),
+    responses((status = 200, description = "stopped"), (status = 404, body = ErrorBody)),
+)]
+async fn whip_end(
+    State(node): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if node.whip_end(&session) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("no such WHIP session"))
+    }
+}
+
 /// Ends a WebRTC viewer.
 #[utoipa::path(
     delete,
@@ -910,7 +991,7 @@ async fn whep(
     responses((status = 200, description = "ended"), (status = 404, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
-async fn whep_end(
+async fn whep_leave(
     State(node): State<AppState>,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

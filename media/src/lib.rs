@@ -90,6 +90,8 @@ pub struct MediaEngine {
     registry: PublishRegistry,
     streams: Mutex<HashMap<String, Entry>>,
     viewers: Arc<Mutex<HashMap<String, Viewer>>>,
+    /// WHIP publishers by session id: their stream, and how to make them leave.
+    publishers: Mutex<HashMap<String, (String, watch::Sender<bool>)>>,
 }
 
 /// Initialises GStreamer once per process; safe to call repeatedly.
@@ -121,6 +123,7 @@ impl MediaEngine {
             registry: PublishRegistry::default(),
             streams: Mutex::new(HashMap::new()),
             viewers: Arc::default(),
+            publishers: Mutex::default(),
         }
     }
 
@@ -325,6 +328,61 @@ impl MediaEngine {
             }
         });
         Ok((id, answer))
+    }
+
+    /// A WHIP publisher for the pushed stream whose key is `key`: hands its offer to the
+    /// stream's runner and returns the session's id and the SDP answer.
+    pub async fn whip(
+        &self,
+        key: &str,
+        offer: &str,
+    ) -> Result<(String, String), webrtc::WhipError> {
+        use webrtc::WhipError;
+        if offer.len() > 64 * 1024 {
+            return Err(WhipError::BadOffer("larger than 64 KiB".into()));
+        }
+        let (stream, handover, guard) = self.registry.claim_whip(key).map_err(|e| match e {
+            rtmp::Refusal::Busy => WhipError::Busy,
+            _ => WhipError::UnknownKey,
+        })?;
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+        let (leave, leave_rx) = watch::channel(false);
+        handover
+            .try_send(rtmp::WhipPublish {
+                offer: offer.to_string(),
+                answer: answer_tx,
+                leave: leave_rx,
+                guard,
+            })
+            .map_err(|_| WhipError::Busy)?;
+        let answer = tokio::time::timeout(Duration::from_secs(15), answer_rx)
+            .await
+            .map_err(|_| WhipError::Failed("no answer in time".into()))?
+            .map_err(|_| WhipError::Failed("the stream stopped".into()))?
+            .map_err(WhipError::Failed)?;
+        let id = lpe_core::ids::random_string(lpe_core::ids::ID_ALPHABET, 16);
+        if let Ok(mut p) = self.publishers.lock() {
+            // Sessions whose run ended are gone from the runner; their senders are closed.
+            p.retain(|_, (_, l)| !l.is_closed());
+            p.insert(id.clone(), (stream, leave));
+        }
+        Ok((id, answer))
+    }
+
+    /// Ends a WHIP publisher's session; false when there is none by that id.
+    pub fn whip_end(&self, session: &str) -> bool {
+        let left = self
+            .publishers
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(session));
+        match left {
+            Some((_, leave)) => {
+                let _ = leave.send(true);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Ends a WebRTC viewer of `stream`; false when there is no such viewer.

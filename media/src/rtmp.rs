@@ -39,9 +39,26 @@ pub struct Publisher {
     pub media: mpsc::Receiver<RtmpMedia>,
 }
 
+/// A WHIP publisher handed to the stream that owns its key: the client's SDP offer, where
+/// the answer goes, and when the client leaves. The key stays busy while it is held.
+pub struct WhipPublish {
+    pub offer: String,
+    pub answer: tokio::sync::oneshot::Sender<Result<String, String>>,
+    pub leave: tokio::sync::watch::Receiver<bool>,
+    pub guard: BusyGuard,
+}
+
+/// Where a pushed stream's publishers arrive: RTMP connections and WHIP sessions, one at a
+/// time over both.
+pub struct Publishers {
+    pub rtmp: mpsc::Receiver<Publisher>,
+    pub whip: mpsc::Receiver<WhipPublish>,
+}
+
 struct Slot {
     stream_id: String,
     tx: mpsc::Sender<Publisher>,
+    whip: mpsc::Sender<WhipPublish>,
     busy: Arc<AtomicBool>,
 }
 
@@ -70,19 +87,42 @@ pub fn mask_key(key: &str) -> String {
 
 impl PublishRegistry {
     /// Binds `key` to a stream; returns where its publishers will arrive.
-    pub fn register(&self, key: &str, stream_id: &str) -> mpsc::Receiver<Publisher> {
+    pub fn register(&self, key: &str, stream_id: &str) -> Publishers {
         let (tx, rx) = mpsc::channel(1);
+        let (whip, whip_rx) = mpsc::channel(1);
         if let Ok(mut m) = self.inner.lock() {
             m.insert(
                 key.to_string(),
                 Slot {
                     stream_id: stream_id.to_string(),
                     tx,
+                    whip,
                     busy: Arc::new(AtomicBool::new(false)),
                 },
             );
         }
-        rx
+        Publishers {
+            rtmp: rx,
+            whip: whip_rx,
+        }
+    }
+
+    /// Claims `key` for a WHIP publisher: the stream's id, where to hand the publish over,
+    /// and the guard that keeps the key busy.
+    pub fn claim_whip(
+        &self,
+        key: &str,
+    ) -> Result<(String, mpsc::Sender<WhipPublish>, BusyGuard), Refusal> {
+        let m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
+        let slot = m.get(key).ok_or(Refusal::UnknownKey)?;
+        if slot.busy.swap(true, Ordering::SeqCst) {
+            return Err(Refusal::Busy);
+        }
+        Ok((
+            slot.stream_id.clone(),
+            slot.whip.clone(),
+            BusyGuard(slot.busy.clone()),
+        ))
     }
 
     pub fn unregister(&self, key: &str) {
@@ -106,7 +146,7 @@ impl PublishRegistry {
 }
 
 /// Frees the key for the next publisher when the connection ends, however it ends.
-struct BusyGuard(Arc<AtomicBool>);
+pub struct BusyGuard(Arc<AtomicBool>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {

@@ -184,7 +184,7 @@ pub(super) async fn run(
     shared: Arc<EngineShared>,
     rt: Arc<StreamRuntime>,
     mut stop: watch::Receiver<bool>,
-    mut publishers: Option<mpsc::Receiver<Publisher>>,
+    mut publishers: Option<rtmp::Publishers>,
 ) {
     let mut backoff = Backoff::new();
     let mut fallback = false;
@@ -193,8 +193,10 @@ pub(super) async fn run(
         if *stop.borrow() {
             break;
         }
-        // RTMP: wait for a publisher and check what it sends before building anything.
+        // A pushed stream: wait for a publisher — RTMP (checked for what it sends before
+        // anything is built) or WHIP.
         let mut publisher = None;
+        let mut whip = None;
         let mut first_tags = Vec::new();
         if let Some(rx) = publishers.as_mut() {
             rt.update(|s| {
@@ -205,27 +207,31 @@ pub(super) async fn run(
                         StreamState::Waiting
                     };
                 }
-                s.detail = Some("waiting for an RTMP publisher".into());
+                s.detail = Some("waiting for a publisher (RTMP or WHIP)".into());
                 s.running_since_ms = None;
             });
-            let mut p = tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => break },
+            let arrived = tokio::select! {
+                p = rx.rtmp.recv() => match p { Some(p) => Arrived::Rtmp(p), None => break },
+                w = rx.whip.recv() => match w { Some(w) => Arrived::Whip(w), None => break },
                 _ = stop.changed() => break,
             };
-            match first_video(&mut p).await {
-                Ok(tags) => {
-                    first_tags = tags;
-                    publisher = Some(p);
-                }
-                Err(why) => {
-                    events.emit(Some(&id), EventKind::StreamError, why.clone());
-                    rt.update(|s| {
-                        s.state = StreamState::Failed;
-                        s.last_error = Some(why);
-                        s.detail = Some("publish refused; waiting for a new publisher".into());
-                    });
-                    continue;
-                }
+            match arrived {
+                Arrived::Whip(w) => whip = Some(w),
+                Arrived::Rtmp(mut p) => match first_video(&mut p).await {
+                    Ok(tags) => {
+                        first_tags = tags;
+                        publisher = Some(p);
+                    }
+                    Err(why) => {
+                        events.emit(Some(&id), EventKind::StreamError, why.clone());
+                        rt.update(|s| {
+                            s.state = StreamState::Failed;
+                            s.last_error = Some(why);
+                            s.detail = Some("publish refused; waiting for a new publisher".into());
+                        });
+                        continue;
+                    }
+                },
             }
         }
 
@@ -254,6 +260,10 @@ pub(super) async fn run(
                     .iter()
                     .any(|m| matches!(m, RtmpMedia::Audio { .. })),
             }
+        } else if let Some(w) = &whip {
+            Input::Whip {
+                audio: crate::webrtc::offers_audio(&w.offer),
+            }
         } else {
             Input::None
         };
@@ -273,8 +283,12 @@ pub(super) async fn run(
                 if let Ok(mut c) = rt.counters.lock() {
                     *c = Some(built.counters.clone());
                 }
-                let feeder = match (built.appsrc.clone(), publisher.take()) {
-                    (Some(src), Some(p)) => Some(tokio::spawn(feed(src, p, first_tags))),
+                let feeder = match (built.appsrc.clone(), publisher.take(), whip.take()) {
+                    (Some(src), Some(p), _) => Some(tokio::spawn(feed(src, p, first_tags))),
+                    (_, _, Some(w)) => Some(tokio::spawn(crate::webrtc::publish(
+                        built.pipeline.clone(),
+                        w,
+                    ))),
                     _ => None,
                 };
                 let consumers = start_consumers(&id, &spec, &built, &shared);
@@ -422,6 +436,12 @@ fn srt_listener(spec: &StreamSpec) -> Option<u16> {
         } => *port,
         _ => None,
     }
+}
+
+/// A publisher of a pushed stream, as it arrived.
+enum Arrived {
+    Rtmp(Publisher),
+    Whip(rtmp::WhipPublish),
 }
 
 /// What one run feeds besides its HLS output — restream destinations and the recorder —

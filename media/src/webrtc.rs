@@ -43,6 +43,18 @@ pub enum WhepError {
     Failed(String),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum WhipError {
+    #[error("the offer is not usable: {0}")]
+    BadOffer(String),
+    #[error("no stream takes this key")]
+    UnknownKey,
+    #[error("the stream already has a publisher")]
+    Busy,
+    #[error("WebRTC failed: {0}")]
+    Failed(String),
+}
+
 /// The H.264 payload type of the offer's first video section the node can send: mode 1,
 /// preferring High, then Main, then Constrained Baseline.
 pub fn h264_payload(offer: &gst_sdp::SDPMessageRef) -> Option<u8> {
@@ -85,6 +97,78 @@ pub fn h264_payload(offer: &gst_sdp::SDPMessageRef) -> Option<u8> {
     }
     found.sort();
     found.into_iter().next().map(|(_, pt, _)| pt)
+}
+
+/// Whether an offer sends audio (a WHIP publisher's microphone).
+pub fn offers_audio(offer: &str) -> bool {
+    gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
+        .is_ok_and(|sdp| sdp.medias().any(|m| m.media() == Some("audio")))
+}
+
+/// A WHIP publisher's session on a run's pipeline: negotiates its offer on the `source`
+/// webrtcbin once the pipeline plays and sends the answer; then, when the publisher leaves
+/// (DELETE) or its connection fails, ends the run with EOS. Aborted with the run, which
+/// drops the guard and frees the key.
+pub async fn publish(pipeline: gst::Pipeline, w: crate::rtmp::WhipPublish) {
+    let crate::rtmp::WhipPublish {
+        offer,
+        answer,
+        mut leave,
+        guard: _guard,
+    } = w;
+    let end = |why: &str| {
+        tracing::info!("WHIP publisher: {why}");
+        let _ = pipeline.send_event(gst::event::Eos::new());
+    };
+    let Some(webrtc) = pipeline.by_name("source") else {
+        let _ = answer.send(Err("the stream has no WebRTC input".into()));
+        return;
+    };
+    for _ in 0..50 {
+        if pipeline.current_state() == gst::State::Playing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sdp = match gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()) {
+        Ok(sdp) => sdp,
+        Err(e) => {
+            let _ = answer.send(Err(format!("the offer is not SDP: {e}")));
+            return end("bad offer");
+        }
+    };
+    match negotiate(&webrtc, sdp).await {
+        Ok(text) => {
+            let _ = answer.send(Ok(text));
+        }
+        Err(e) => {
+            let _ = answer.send(Err(e.to_string()));
+            return end("negotiation failed");
+        }
+    }
+    let (state_tx, mut state_rx) = watch::channel(gst_webrtc::WebRTCPeerConnectionState::New);
+    webrtc.connect_notify(Some("connection-state"), move |w, _| {
+        let _ =
+            state_tx.send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
+    });
+    loop {
+        tokio::select! {
+            _ = leave.changed() => return end("left"),
+            s = state_rx.changed() => {
+                if s.is_err() {
+                    return end("gone");
+                }
+                let state = *state_rx.borrow();
+                if matches!(
+                    state,
+                    gst_webrtc::WebRTCPeerConnectionState::Failed
+                        | gst_webrtc::WebRTCPeerConnectionState::Closed
+                ) {
+                    return end("connection lost");
+                }
+            }
+        }
+    }
 }
 
 /// A negotiated viewer, ready to be fed. Its tap goes to the stream's pipeline, which holds

@@ -27,7 +27,7 @@ pub mod views {
     pub use lpe_media::transcode::{
         OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
     };
-    pub use lpe_media::webrtc::WhepError;
+    pub use lpe_media::webrtc::{WhepError, WhipError};
     pub use lpe_money::chain::{ChainClient, ChainError, Mined, OrchestratorStatus};
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::reward::{RewardState, RewardStatus};
@@ -547,6 +547,21 @@ impl Node {
         rendition: Option<&str>,
     ) -> Result<(String, String), lpe_media::webrtc::WhepError> {
         self.media.whep(id, offer, rendition).await
+    }
+
+    /// A WHIP publisher for the pushed stream whose key is `key`: its session id and the SDP
+    /// answer.
+    pub async fn whip(
+        &self,
+        key: &str,
+        offer: &str,
+    ) -> Result<(String, String), lpe_media::webrtc::WhipError> {
+        self.media.whip(key, offer).await
+    }
+
+    /// Stops a WHIP publisher; false when there is no such session.
+    pub fn whip_end(&self, session: &str) -> bool {
+        self.media.whip_end(session)
     }
 
     /// Ends a WebRTC viewer; false when there is none by that id on that stream.

@@ -186,11 +186,17 @@ pub struct StreamPipeline {
     pub counters: Arc<Counters>,
 }
 
-/// The RTMP source's input: FLV bytes pushed by the ingest server, with whether the
-/// publisher sends audio.
+/// A pushed stream's input: FLV bytes from the RTMP ingest server, or RTP from a WHIP
+/// publisher; with whether the publisher sends audio.
 pub enum Input {
     None,
-    Flv { audio: bool },
+    Flv {
+        audio: bool,
+    },
+    /// A WHIP publisher, whose offer says whether it sends audio.
+    Whip {
+        audio: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -190,6 +190,24 @@ pub(crate) fn attach(
             });
             appsrc = Some(src);
         }
+        (SourceSpec::Rtmp { .. }, Input::Whip { audio }) => {
+            // A WHIP publisher: RTP from the browser or encoder, through a webrtcbin the
+            // runner negotiates once the pipeline plays.
+            if audio {
+                super::audio::expect(b, pipeline)?;
+            }
+            let webrtc = make("webrtcbin", "source")?;
+            webrtc.set_property_from_str("bundle-policy", "max-bundle");
+            pipeline
+                .add(&webrtc)
+                .map_err(|e| BuildError::Link(e.to_string()))?;
+            let bb = b.clone();
+            webrtc.connect_pad_added(move |_w, pad| {
+                if pad.direction() == gst::PadDirection::Src {
+                    on_rtp_pad(&bb, pad);
+                }
+            });
+        }
         (SourceSpec::Rtmp { .. }, Input::None) => {
             return Err(BuildError::Source("RTMP source without a publisher".into()));
         }
@@ -244,27 +262,7 @@ pub(crate) fn attach(
                 Some(true.to_value())
             });
             let bb = b.clone();
-            src.connect_pad_added(move |_src, pad| {
-                let Some(pipeline) = bb.pipeline() else {
-                    return;
-                };
-                let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-                let Some(s) = caps.structure(0) else { return };
-                let media = s.get::<&str>("media").unwrap_or("");
-                let encoding = s.get::<&str>("encoding-name").unwrap_or("");
-                let result = if media == "audio" {
-                    depay_audio(&bb, &pipeline, pad)
-                } else if media != "video" {
-                    discard(&pipeline, pad, "rtp")
-                } else if encoding.eq_ignore_ascii_case("H264") {
-                    depay_h264(&bb, &pipeline, pad)
-                } else {
-                    decode_any(&bb, &pipeline, pad, "rtp")
-                };
-                if let Err(e) = result {
-                    post_error(&pipeline, &e.to_string());
-                }
-            });
+            src.connect_pad_added(move |_src, pad| on_rtp_pad(&bb, pad));
         }
         (
             SourceSpec::Srt {
@@ -366,6 +364,30 @@ fn demuxed(b: &Arc<Builder>, pad: &gst::Pad, what: &str) {
             .and_then(|()| super::audio::attach_input(b, &pipeline, pad))
     } else {
         discard(&pipeline, pad, "other")
+    };
+    if let Err(e) = result {
+        post_error(&pipeline, &e.to_string());
+    }
+}
+
+/// An RTP pad of an RTSP camera or a WHIP publisher: H.264 depayloaded and passed on as
+/// is, other video decoded, audio depayloaded into the audio input.
+fn on_rtp_pad(b: &Arc<Builder>, pad: &gst::Pad) {
+    let Some(pipeline) = b.pipeline() else {
+        return;
+    };
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let Some(s) = caps.structure(0) else { return };
+    let media = s.get::<&str>("media").unwrap_or("");
+    let encoding = s.get::<&str>("encoding-name").unwrap_or("");
+    let result = if media == "audio" {
+        depay_audio(b, &pipeline, pad)
+    } else if media != "video" {
+        discard(&pipeline, pad, "rtp")
+    } else if encoding.eq_ignore_ascii_case("H264") {
+        depay_h264(b, &pipeline, pad)
+    } else {
+        decode_any(b, &pipeline, pad, "rtp")
     };
     if let Err(e) = result {
         post_error(&pipeline, &e.to_string());
