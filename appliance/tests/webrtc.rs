@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::NodeProc;
 use serde_json::{Value, json};
 
-/// A 640×360 push whose top row shows the frame's time in milliseconds, bit k a 16 px box.
+/// A 640×360 push with a tone, whose top row shows the frame's time in milliseconds, bit k a
+/// 16 px box.
 struct ClockPush(std::process::Child);
 
 impl ClockPush {
@@ -37,6 +38,7 @@ impl ClockPush {
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args(["-t", "60", "-vf", &filter])
             .args([
                 "-c:v",
@@ -46,7 +48,8 @@ impl ClockPush {
                 "-tune",
                 "zerolatency",
             ])
-            .args(["-pix_fmt", "yuv420p", "-g", "30", "-f", "flv", url])
+            .args(["-pix_fmt", "yuv420p", "-g", "30"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -125,6 +128,12 @@ fn a_webrtc_viewer_plays_the_stream_within_a_second() {
         (0..=1000).contains(&p50),
         "median latency {p50} ms: {result}"
     );
+    // With sound: the stream's AAC encoded once to Opus for its viewers.
+    let packets = result["audio"]["packets"].as_u64().unwrap_or(0);
+    assert!(packets >= 100, "{packets} audio packets in 8 s: {result}");
+    assert_eq!(result["audio"]["codec"], "audio/opus", "{result}");
+    let bytes = result["audio"]["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes / packets >= 40, "packets of silence: {result}");
     // The viewer left with DELETE: none remain.
     let (st, _) = node.send(
         "DELETE",

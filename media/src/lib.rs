@@ -299,7 +299,8 @@ impl MediaEngine {
                 .map(|(n, ..)| n.clone())
                 .ok_or(WhepError::NotRunning)?,
         };
-        let (mut session, answer) = webrtc::answer(offer, chosen).await?;
+        let audio = pipeline::ensure_opus(&counters);
+        let (mut session, answer) = webrtc::answer(offer, chosen, audio).await?;
         let tap = session.tap.take().ok_or(WhepError::NotRunning)?;
         let weak = Arc::downgrade(&tap);
         if let Ok(mut taps) = counters.taps.lock() {

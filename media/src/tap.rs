@@ -47,18 +47,30 @@ pub struct Tap {
     /// The stream carries audio (known at build for RTMP, later for RTSP and files): each
     /// consumer waits for its caps before it starts.
     pub audio: AtomicBool,
+    /// Takes the stream's audio as Opus (a WebRTC viewer) instead of AAC.
+    pub opus: bool,
     pub dropped: AtomicU64,
 }
 
 impl Tap {
     /// A tap on `rendition` and the queue its consumer reads.
     pub fn new(rendition: String, audio: bool) -> (Arc<Tap>, mpsc::Receiver<Packet>) {
+        Self::with_opus(rendition, audio, false)
+    }
+
+    /// A tap whose audio is the stream's Opus encode when `opus`.
+    pub fn with_opus(
+        rendition: String,
+        audio: bool,
+        opus: bool,
+    ) -> (Arc<Tap>, mpsc::Receiver<Packet>) {
         let (tx, rx) = mpsc::channel(QUEUED);
         let tap = Tap {
             rendition,
             tx,
             resync: AtomicBool::new(true),
             audio: AtomicBool::new(audio),
+            opus,
             dropped: AtomicU64::new(0),
         };
         (Arc::new(tap), rx)

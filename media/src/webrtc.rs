@@ -171,6 +171,17 @@ pub async fn publish(pipeline: gst::Pipeline, w: crate::rtmp::WhipPublish) {
     }
 }
 
+/// The Opus payload type of the offer's first audio section.
+pub fn opus_payload(offer: &gst_sdp::SDPMessageRef) -> Option<u8> {
+    let audio = offer.medias().find(|m| m.media() == Some("audio"))?;
+    audio.attributes().find_map(|a| {
+        let (pt, codec) = a.value()?.split_once(' ')?;
+        (a.key() == "rtpmap" && codec.to_ascii_lowercase().starts_with("opus/48000"))
+            .then(|| pt.parse().ok())
+            .flatten()
+    })
+}
+
 /// A negotiated viewer, ready to be fed. Its tap goes to the stream's pipeline, which holds
 /// the only reference: when the run ends the tap goes with it and the session sees its queue
 /// close.
@@ -179,11 +190,18 @@ pub struct Session {
     rx: mpsc::Receiver<Packet>,
     pipeline: gst::Pipeline,
     video: gst_app::AppSrc,
+    /// The stream's Opus audio, when it has audio and the viewer takes it.
+    audio: Option<gst_app::AppSrc>,
     webrtc: gst::Element,
 }
 
-/// Builds a viewer's pipeline for `offer` and returns it with the SDP answer.
-pub async fn answer(offer: &str, rendition: String) -> Result<(Session, String), WhepError> {
+/// Builds a viewer's pipeline for `offer` and returns it with the SDP answer; with `audio`
+/// (the stream has audio, encoded to Opus) and an offer that takes Opus, sound goes too.
+pub async fn answer(
+    offer: &str,
+    rendition: String,
+    audio: bool,
+) -> Result<(Session, String), WhepError> {
     let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
         .map_err(|e| WhepError::BadOffer(e.to_string()))?;
     let pt = h264_payload(&sdp).ok_or(WhepError::NoH264)?;
@@ -229,6 +247,13 @@ pub async fn answer(offer: &str, rendition: String) -> Result<(Session, String),
         .ok_or_else(|| failed("no src pad".into()))?
         .link(&sink)
         .map_err(|e| failed(format!("{e:?}")))?;
+    // A viewer that asks for sound gets an audio branch even when the stream has none: a
+    // transceiver without a linked pad holds webrtcbin's whole bundle back, the picture
+    // too. That branch is then never fed, and the viewer's audio track stays muted.
+    let audio = match opus_payload(&sdp) {
+        Some(pt) => Some(opus_branch(&pipeline, &webrtc, pt).map_err(failed)?).filter(|_| audio),
+        None => None,
+    };
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| failed(e.to_string()))?;
@@ -241,17 +266,64 @@ pub async fn answer(offer: &str, rendition: String) -> Result<(Session, String),
             return Err(e);
         }
     };
-    let (tap, rx) = Tap::new(rendition, false);
+    let (tap, rx) = Tap::with_opus(rendition, false, audio.is_some());
     Ok((
         Session {
             tap: Some(tap),
             rx,
             pipeline,
             video,
+            audio,
             webrtc,
         },
         text,
     ))
+}
+
+/// `appsrc ! rtpopuspay ! caps ! webrtcbin`: the stream's Opus packets to the viewer.
+fn opus_branch(
+    pipeline: &gst::Pipeline,
+    webrtc: &gst::Element,
+    pt: u8,
+) -> Result<gst_app::AppSrc, String> {
+    let src = gst_app::AppSrc::builder()
+        .name("audio")
+        .is_live(true)
+        .format(gst::Format::Time)
+        .do_timestamp(true)
+        .max_bytes(256 * 1024)
+        .block(false)
+        .caps(
+            &gst::Caps::builder("audio/x-opus")
+                .field("channel-mapping-family", 0i32)
+                .build(),
+        )
+        .build();
+    src.set_property_from_str("leaky-type", "downstream");
+    let pay = tap::make("rtpopuspay", "audio-pay")?;
+    pay.set_property("pt", u32::from(pt));
+    let caps = tap::make("capsfilter", "audio-rtp-caps")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("application/x-rtp")
+            .field("media", "audio")
+            .field("encoding-name", "OPUS")
+            .field("payload", i32::from(pt))
+            .field("clock-rate", 48_000i32)
+            .build(),
+    );
+    pipeline
+        .add_many([src.upcast_ref(), &pay, &caps])
+        .map_err(|e| e.to_string())?;
+    gst::Element::link_many([src.upcast_ref(), &pay, &caps]).map_err(|e| e.to_string())?;
+    let sink = webrtc
+        .request_pad_simple("sink_%u")
+        .ok_or("webrtcbin gives no audio pad")?;
+    caps.static_pad("src")
+        .ok_or("no src pad")?
+        .link(&sink)
+        .map_err(|e| format!("audio → webrtcbin: {e:?}"))?;
+    Ok(src)
 }
 
 /// Offer in, answer out, gathering complete.
@@ -328,7 +400,21 @@ impl Session {
                             break;
                         }
                     }
-                    Some(Packet::Audio(..)) => {}
+                    Some(Packet::Audio(caps, mut b)) => {
+                        if let Some(audio) = &self.audio {
+                            if audio.caps().as_ref() != Some(&caps) {
+                                audio.set_caps(Some(&caps));
+                            }
+                            {
+                                let m = b.make_mut();
+                                m.set_pts(gst::ClockTime::NONE);
+                                m.set_dts(gst::ClockTime::NONE);
+                            }
+                            if audio.push_buffer(b).is_err() {
+                                break;
+                            }
+                        }
+                    }
                 },
                 m = messages.next() => match m.as_ref().map(|m| m.view()) {
                     Some(gst::MessageView::Error(e)) => {

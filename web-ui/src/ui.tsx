@@ -141,9 +141,18 @@ export function WebRtcPreview({ stream, label }: { stream: string; label: string
     let location = "";
     let live = true;
     pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const tracks = new MediaStream();
+    video.srcObject = tracks;
+    // A track joins the player once media arrives on it: an audio track that never gets
+    // any (a stream without sound) would otherwise hold the picture back.
     pc.ontrack = (e) => {
-      video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
-      video.play().catch(() => {});
+      const add = () => {
+        tracks.addTrack(e.track);
+        video.play().catch(() => {});
+      };
+      if (e.track.muted) e.track.onunmute = add;
+      else add();
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed") setError("the WebRTC connection failed");
@@ -172,7 +181,8 @@ export function WebRtcPreview({ stream, label }: { stream: string; label: string
   }, [stream]);
   return (
     <>
-      <video ref={ref} class="preview" muted playsInline autoplay data-testid="webrtc-preview" aria-label={`Live preview of ${label} over WebRTC`} />
+      {/* Muted so that it may start by itself; the controls unmute it. */}
+      <video ref={ref} class="preview" muted controls playsInline autoplay data-testid="webrtc-preview" aria-label={`Live preview of ${label} over WebRTC`} />
       {error && <p class="error">{error}</p>}
     </>
   );

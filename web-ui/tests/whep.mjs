@@ -4,7 +4,8 @@
 // read back from decoded frames.
 //
 // Environment: BASE_URL, AUTHORIZATION (`Bearer …`), STREAM (id), T0 (wall-clock ms of
-// the push's first frame). Prints one JSON line: {"frames", "latency_ms": {p50, p90, max}}.
+// the push's first frame). Prints one JSON line: {"frames", "latency_ms": {p50, p90, max},
+// "audio": {packets, bytes, codec}}.
 import { chromium } from "playwright-core";
 
 const { BASE_URL: base, AUTHORIZATION: auth, STREAM: stream, T0 } = process.env;
@@ -21,11 +22,17 @@ try {
   const result = await page.evaluate(async ([auth, stream, t0]) => {
     const pc = new RTCPeerConnection();
     pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
     const video = document.createElement("video");
     video.muted = true;
     video.autoplay = true;
     document.body.append(video);
-    pc.ontrack = (e) => (video.srcObject = e.streams[0] ?? new MediaStream([e.track]));
+    const tracks = new MediaStream();
+    video.srcObject = tracks;
+    pc.ontrack = (e) => {
+      if (e.track.muted) e.track.onunmute = () => tracks.addTrack(e.track);
+      else tracks.addTrack(e.track);
+    };
     await pc.setLocalDescription(await pc.createOffer());
     await new Promise((ok) => {
       if (pc.iceGatheringState === "complete") return ok();
@@ -44,7 +51,11 @@ try {
     // Frames for 8 s once it plays.
     const started = Date.now();
     while (video.currentTime === 0) {
-      if (Date.now() - started > 20000) return { error: `no picture (connection ${pc.connectionState}, ICE ${pc.iceConnectionState})`, answer, offer: pc.localDescription.sdp };
+      if (Date.now() - started > 20000) {
+        const inbound = [];
+        (await pc.getStats()).forEach((r) => r.type === "inbound-rtp" && inbound.push({ kind: r.kind, packets: r.packetsReceived, frames: r.framesDecoded }));
+        return { error: `no picture (connection ${pc.connectionState}, ICE ${pc.iceConnectionState})`, inbound, tracks: tracks.getTracks().map((t) => `${t.kind}:${t.muted}`), answer };
+      }
       await new Promise((ok) => setTimeout(ok, 100));
     }
     const canvas = document.createElement("canvas");
@@ -68,11 +79,20 @@ try {
       };
       video.requestVideoFrameCallback(frame);
     });
+    // The stream's sound came too (its Opus encode).
+    // (Headless Chromium plays no audio out, so levels are not measured here: the packets'
+    // size tells a tone from silence, which Opus sends in a few bytes.)
+    let audio = { packets: 0, bytes: 0, codec: "" };
+    const stats = await pc.getStats();
+    stats.forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "audio")
+        audio = { packets: r.packetsReceived, bytes: r.bytesReceived, codec: stats.get(r.codecId)?.mimeType ?? "" };
+    });
     await fetch(location, { method: "DELETE", headers: { authorization: auth } });
     pc.close();
     latencies.sort((a, b) => a - b);
     const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
-    return { frames: latencies.length, latency_ms: { p50: at(0.5), p90: at(0.9), max: latencies[latencies.length - 1] } };
+    return { audio, frames: latencies.length, latency_ms: { p50: at(0.5), p90: at(0.9), max: latencies[latencies.length - 1] } };
   }, [auth, stream, Number(T0)]);
   console.log(JSON.stringify(result));
   if (result.error) process.exitCode = 1;

@@ -123,6 +123,51 @@ pub(crate) fn link_rendition(
     Ok(())
 }
 
+/// The stream's audio as Opus, for WebRTC viewers: `queue ! avdec_aac ! audioconvert !
+/// audioresample ! opusenc ! fakesink` off the audio tee, made when the first viewer that
+/// takes audio arrives (one encode for all of them), its packets handed to the Opus taps.
+/// False when the stream has no audio.
+pub fn ensure_opus(counters: &Arc<Counters>) -> bool {
+    let Some(pipeline) = counters
+        .pipeline
+        .lock()
+        .ok()
+        .and_then(|p| p.as_ref().and_then(|p| p.upgrade()))
+    else {
+        return false;
+    };
+    let Some(tee) = pipeline.by_name(TEE) else {
+        return false;
+    };
+    if pipeline.by_name("audio-opus-encode").is_some() {
+        return true;
+    }
+    let made = (|| -> Result<(), BuildError> {
+        let queue = make("queue", "audio-opus-queue")?;
+        queue.set_property_from_str("leaky", "downstream");
+        let decode = make("avdec_aac", "audio-opus-decode")?;
+        let convert = make("audioconvert", "audio-opus-convert")?;
+        let resample = make("audioresample", "audio-opus-resample")?;
+        let encode = make("opusenc", "audio-opus-encode")?;
+        let sink = make("fakesink", "audio-opus-sink")?;
+        sink.set_property("sync", false);
+        sink.set_property("async", false);
+        add_linked(
+            &pipeline,
+            &[&queue, &decode, &convert, &resample, &encode, &sink],
+        )?;
+        if let Some(pad) = encode.static_pad("src") {
+            counters.tap_opus(&pad);
+        }
+        tee.link(&queue)
+            .map_err(|e| BuildError::Link(format!("audio tee → opus: {e}")))
+    })();
+    if let Err(e) = &made {
+        tracing::warn!("no Opus audio for WebRTC viewers: {e}");
+    }
+    made.is_ok()
+}
+
 fn note(b: &Builder, f: impl FnOnce(&mut AudioInfo)) {
     if let Ok(mut a) = b.counters.audio.lock() {
         f(a.get_or_insert_with(AudioInfo::default));

@@ -14,7 +14,7 @@ mod audio;
 mod output;
 mod source;
 
-pub use audio::{AudioInfo, LEVEL, loudest_rms};
+pub use audio::{AudioInfo, LEVEL, ensure_opus, loudest_rms};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +74,8 @@ pub struct Counters {
     pub recording_status: Mutex<Option<Arc<Mutex<crate::recording::recorder::RecordingStatus>>>>,
     /// The largest rendition (what a destination without a rendition is sent).
     pub top_rendition: Mutex<Option<String>>,
+    /// The pipeline, for branches made while it runs (the Opus encode for WebRTC).
+    pub(crate) pipeline: Mutex<Option<gst::glib::WeakRef<gst::Pipeline>>>,
 }
 
 impl Counters {
@@ -129,7 +131,23 @@ impl Counters {
                 (taps.is_empty(), info.buffer(), pad.current_caps())
                 && let Some(buf) = running_time(pad, buf)
             {
-                for t in taps.iter() {
+                for t in taps.iter().filter(|t| !t.opus) {
+                    t.offer(crate::tap::Packet::Audio(caps.clone(), buf.clone()));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Copies the stream's Opus audio to the taps that take Opus (WebRTC viewers).
+    pub(crate) fn tap_opus(self: &Arc<Self>, pad: &gst::Pad) {
+        let counters = Arc::clone(self);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Ok(taps) = counters.taps.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let (Some(buf), Some(caps)) = (info.buffer(), pad.current_caps()) {
+                for t in taps.iter().filter(|t| t.opus) {
                     t.offer(crate::tap::Packet::Audio(caps.clone(), buf.clone()));
                 }
             }
@@ -316,6 +334,9 @@ pub fn build(
 ) -> Result<StreamPipeline, BuildError> {
     let pipeline = gst::Pipeline::with_name(&format!("stream-{stream_id}"));
     let counters = Arc::new(Counters::default());
+    if let Ok(mut p) = counters.pipeline.lock() {
+        *p = Some(pipeline.downgrade());
+    }
     let live = !matches!(spec.source, SourceSpec::Uri { .. });
     let b = Arc::new(Builder {
         pipeline: pipeline.downgrade(),

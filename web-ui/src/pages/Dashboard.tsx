@@ -79,7 +79,7 @@ export function Dashboard() {
                     setLowLatency(next);
                   }}
                 />{" "}
-                Sub-second preview (WebRTC, no sound yet)
+                Sub-second preview (WebRTC)
               </label>
             )}
             <dl class="stats">
