@@ -885,8 +885,15 @@ async fn whep(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "webrtc", e.to_string())
             }
         })?;
-    let location = format!("/api/streams/{id}/whep/{session}");
-    Ok((
+    Ok(sdp_answer(
+        &format!("/api/streams/{id}/whep/{session}"),
+        answer,
+    ))
+}
+
+/// `201 Created` with an SDP answer and the session's URL: how WHIP and WHEP answer.
+fn sdp_answer(location: &str, answer: String) -> Response {
+    (
         StatusCode::CREATED,
         [
             (
@@ -895,12 +902,12 @@ async fn whep(
             ),
             (
                 header::LOCATION,
-                HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/")),
+                HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
             ),
         ],
         answer,
     )
-        .into_response())
+        .into_response()
 }
 
 /// WHIP ingest (RFC 9725): an encoder (OBS 30+, a browser) publishes to a pushed stream over
@@ -945,22 +952,7 @@ async fn whip(
         W::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
         W::Failed(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "webrtc", e.to_string()),
     })?;
-    let location = format!("/api/whip/{session}");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/sdp"),
-            ),
-            (
-                header::LOCATION,
-                HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/")),
-            ),
-        ],
-        answer,
-    )
-        .into_response())
+    Ok(sdp_answer(&format!("/api/whip/{session}"), answer))
 }
 
 /// Stops a WHIP publisher; the session's URL is its credential.

@@ -113,16 +113,7 @@ impl PublishRegistry {
         &self,
         key: &str,
     ) -> Result<(String, mpsc::Sender<WhipPublish>, BusyGuard), Refusal> {
-        let m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
-        let slot = m.get(key).ok_or(Refusal::UnknownKey)?;
-        if slot.busy.swap(true, Ordering::SeqCst) {
-            return Err(Refusal::Busy);
-        }
-        Ok((
-            slot.stream_id.clone(),
-            slot.whip.clone(),
-            BusyGuard(slot.busy.clone()),
-        ))
+        self.claim_for(key, |slot| slot.whip.clone())
     }
 
     pub fn unregister(&self, key: &str) {
@@ -132,6 +123,16 @@ impl PublishRegistry {
     }
 
     fn claim(&self, key: &str) -> Result<(String, mpsc::Sender<Publisher>, BusyGuard), Refusal> {
+        self.claim_for(key, |slot| slot.tx.clone())
+    }
+
+    /// Marks `key` busy for one publisher, over RTMP and WHIP alike; `handover` picks where
+    /// that kind of publisher goes.
+    fn claim_for<T>(
+        &self,
+        key: &str,
+        handover: impl FnOnce(&Slot) -> mpsc::Sender<T>,
+    ) -> Result<(String, mpsc::Sender<T>, BusyGuard), Refusal> {
         let m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
         let slot = m.get(key).ok_or(Refusal::UnknownKey)?;
         if slot.busy.swap(true, Ordering::SeqCst) {
@@ -139,7 +140,7 @@ impl PublishRegistry {
         }
         Ok((
             slot.stream_id.clone(),
-            slot.tx.clone(),
+            handover(slot),
             BusyGuard(slot.busy.clone()),
         ))
     }

@@ -146,29 +146,27 @@ pub async fn publish(pipeline: gst::Pipeline, w: crate::rtmp::WhipPublish) {
             return end("negotiation failed");
         }
     }
-    let (state_tx, mut state_rx) = watch::channel(gst_webrtc::WebRTCPeerConnectionState::New);
-    webrtc.connect_notify(Some("connection-state"), move |w, _| {
-        let _ =
-            state_tx.send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
-    });
-    loop {
-        tokio::select! {
-            _ = leave.changed() => return end("left"),
-            s = state_rx.changed() => {
-                if s.is_err() {
-                    return end("gone");
-                }
-                let state = *state_rx.borrow();
-                if matches!(
-                    state,
-                    gst_webrtc::WebRTCPeerConnectionState::Failed
-                        | gst_webrtc::WebRTCPeerConnectionState::Closed
-                ) {
-                    return end("connection lost");
-                }
-            }
-        }
+    let mut lost = connection_lost(&webrtc);
+    tokio::select! {
+        _ = leave.changed() => end("left"),
+        _ = lost.wait_for(|l| *l) => end("connection lost"),
     }
+}
+
+/// Turns true when the peer connection fails or closes.
+fn connection_lost(webrtc: &gst::Element) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    webrtc.connect_notify(Some("connection-state"), move |w, _| {
+        let state = w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state");
+        if matches!(
+            state,
+            gst_webrtc::WebRTCPeerConnectionState::Failed
+                | gst_webrtc::WebRTCPeerConnectionState::Closed
+        ) {
+            let _ = tx.send(true);
+        }
+    });
+    rx
 }
 
 /// The Opus payload type of the offer's first audio section.
@@ -376,12 +374,7 @@ impl Session {
         };
         use futures::StreamExt;
         let mut messages = bus.stream();
-        let (state_tx, mut state_rx) = watch::channel(gst_webrtc::WebRTCPeerConnectionState::New);
-        self.webrtc
-            .connect_notify(Some("connection-state"), move |w, _| {
-                let _ = state_tx
-                    .send(w.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state"));
-            });
+        let mut lost = connection_lost(&self.webrtc);
         loop {
             tokio::select! {
                 p = self.rx.recv() => match p {
@@ -424,19 +417,7 @@ impl Session {
                     None | Some(gst::MessageView::Eos(_)) => break,
                     _ => {}
                 },
-                s = state_rx.changed() => {
-                    if s.is_err() {
-                        break;
-                    }
-                    let state = *state_rx.borrow();
-                    if matches!(
-                        state,
-                        gst_webrtc::WebRTCPeerConnectionState::Failed
-                            | gst_webrtc::WebRTCPeerConnectionState::Closed
-                    ) {
-                        break;
-                    }
-                }
+                _ = lost.wait_for(|l| *l) => break,
                 _ = stop.changed() => break,
             }
         }
