@@ -356,7 +356,7 @@ fn a_full_recordings_disk_never_stops_live_streaming() {
     assert!(purged, "no purge: {events}");
     // Recording goes on after the purges: files keep being finished.
     let files = v["status"]["recording"]["files"].as_u64().unwrap_or(0);
-    assert!(files >= 4, "{v} LOG {}", node.log());
+    assert!(files >= 4, "{v}\nnode log:\n{}", node.log());
     let t = timeline(&node, &id);
     assert!(
         !t["segments"].as_array().expect("segments").is_empty(),

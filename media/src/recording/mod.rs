@@ -76,7 +76,7 @@ pub struct Library {
 }
 
 impl Library {
-    /// A library at `root` (created), its usage counted.
+    /// A library at `root` (created); its usage is counted in the background.
     pub fn open(root: PathBuf, retention: Retention) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&root)?;
         let lib = Self {
@@ -86,15 +86,27 @@ impl Library {
             disk_full: AtomicBool::new(false),
             exporting: tokio::sync::Semaphore::new(1),
         };
-        let total: u64 = lib
-            .streams()
-            .iter()
-            .flat_map(|s| lib.days(s))
-            .flat_map(|(_, dir)| files(&dir))
-            .map(|f| f.bytes)
-            .sum();
-        lib.bytes.store(total, Ordering::Relaxed);
-        Ok(Arc::new(lib))
+        let lib = Arc::new(lib);
+        // Months of 10 s files are hundreds of thousands of them: counted on a thread of its
+        // own, not in the node's start-up. Until then the budget sees less than there is; the
+        // free-space purge reads the filesystem and is never misled.
+        let counting = Arc::clone(&lib);
+        let spawned = std::thread::Builder::new()
+            .name("recordings-count".into())
+            .spawn(move || {
+                let total: u64 = counting
+                    .streams()
+                    .iter()
+                    .flat_map(|s| counting.days(s))
+                    .flat_map(|(_, dir)| files(&dir))
+                    .map(|f| f.bytes)
+                    .sum();
+                counting.bytes.fetch_add(total, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("recordings are not counted: {e}");
+        }
+        Ok(lib)
     }
 
     pub fn root(&self) -> &Path {

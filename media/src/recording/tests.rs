@@ -17,6 +17,11 @@ fn library(
         std::fs::write(day.join(format!("{start}-{dur}.mp4")), vec![0u8; *bytes]).expect("file");
     }
     let lib = Library::open(dir.path().to_path_buf(), retention).expect("open");
+    let expected: u64 = files.iter().map(|f| f.3 as u64).sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lib.bytes() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     (dir, lib)
 }
 
