@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 if [ "${BENCH_SMOKE:-}" = 1 ]; then
-  cargo build -p livepeer-edge --bin livepeer-edge
+  # What the test suite built already (a single package would build its own feature set).
+  cargo build --workspace --all-targets
   BIN=target/debug; SIZE=640x360; WINDOW=6; WARMUP=4
   echo "smoke run: the procedure works; these figures mean nothing"
 else
