@@ -27,8 +27,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+source bench/lib.sh
 dir_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
 
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=$SIZE:rate=30" \
@@ -36,29 +35,8 @@ ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=$SIZE:rate=30"
   -c:v libx264 -preset veryfast -b:v 6M -g 60 -keyint_min 60 -sc_threshold 0 -pix_fmt yuv420p \
   -c:a aac -b:a 128k "$WORK/clip.mp4"
 
-start_node() { # name → HTTP RTMP PID set (in this shell, so that cleanup stops it)
-  HTTP=$(port); RTMP=$(port)
-  LPE_MEDIA_DEMO_STREAM=false LPE_LOG_LEVEL=warn \
-    "$BIN/livepeer-edge" run --data-dir "$WORK/$1" --http-listen "127.0.0.1:$HTTP" \
-    --rtmp-listen "127.0.0.1:$RTMP" 2>"$WORK/$1.log" &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HTTP/api/health" >/dev/null && break; sleep 0.1; done
-}
-setup_token() { # http name → bearer token, through first-boot setup
-  local code csrf
-  code=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$2.log" | grep -o 'setup code [A-Z0-9-]*' | awk '{print $3}' | tail -1)
-  csrf=$(curl -fs -c "$WORK/$2.cookies" -H 'content-type: application/json' \
-    -d "{\"code\":\"$code\",\"password\":\"bench bench bench\",\"device_name\":\"bench\",\"role\":\"off\"}" \
-    "http://127.0.0.1:$1/api/setup" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')
-  curl -fs -b "$WORK/$2.cookies" -H "x-csrf-token: $csrf" -H 'content-type: application/json' \
-    -d '{"name":"bench","role":"admin"}' "http://127.0.0.1:$1/api/tokens" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
 stream() { # http token recording-mode → stream key
-  curl -fs -H "authorization: Bearer $2" -H 'content-type: application/json' \
-    -d "{\"name\":\"bench\",\"source\":{\"kind\":\"rtmp\"},\"ladder\":[{\"name\":\"source\",\"bitrate_kbps\":6000}],\"recording\":{\"mode\":\"$3\"}}" \
-    "http://127.0.0.1:$1/api/streams" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])'
+  create_stream "$1" "$2" "{\"name\":\"bench\",\"source\":{\"kind\":\"rtmp\"},\"ladder\":[{\"name\":\"source\",\"bitrate_kbps\":6000}],\"recording\":{\"mode\":\"$3\"}}" | cut -d' ' -f2
 }
 push() { # url
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$WORK/clip.mp4" -c copy -f flv "$1" &
