@@ -137,6 +137,21 @@ pub async fn publish(pipeline: gst::Pipeline, w: crate::rtmp::WhipPublish) {
             return end("bad offer");
         }
     };
+    // H.264 when the publisher offers it, so it is passed through like an RTMP push instead
+    // of decoded: left to itself webrtcbin answers with the offer's first codec (a browser's
+    // VP8).
+    if let Some(pt) = h264_payload(&sdp) {
+        let caps = gst::Caps::builder("application/x-rtp")
+            .field("media", "video")
+            .field("encoding-name", "H264")
+            .field("payload", i32::from(pt))
+            .field("clock-rate", 90_000i32)
+            .build();
+        webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+            "add-transceiver",
+            &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
+        );
+    }
     match negotiate(&webrtc, sdp).await {
         Ok(text) => {
             let _ = answer.send(Ok(text));
