@@ -400,6 +400,11 @@ pub(crate) fn depay_h264(
     pad: &gst::Pad,
 ) -> Result<(), BuildError> {
     let depay = make("rtph264depay", &unique(pipeline, "source-depay"))?;
+    // Start at a keyframe and ask the sender for one when packets are lost: a WebRTC
+    // publisher sends one only when asked (RTCP PLI), and a lost first one would otherwise
+    // leave the stream without pictures.
+    depay.set_property("wait-for-keyframe", true);
+    depay.set_property("request-keyframe", true);
     add_linked(pipeline, &[&depay])?;
     let sink = depay
         .static_pad("sink")
