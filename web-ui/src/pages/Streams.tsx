@@ -595,7 +595,12 @@ export function Streams({ admin }: { admin: boolean }) {
                 <button class="link" onClick={() => copy(s.rtmp_server!)}>
                   copy
                 </button>
-                <span>Stream key</span>
+                <span>or WHIP (OBS 30+)</span>
+                <code data-testid="whip-url">{`${location.origin}/api/whip`}</code>
+                <button class="link" onClick={() => copy(`${location.origin}/api/whip`)}>
+                  copy
+                </button>
+                <span>Stream key{" "}<small class="muted">(WHIP: the Bearer token)</small></span>
                 {shownKey?.id === s.id ? (
                   <>
                     <code data-testid="rtmp-key">{shownKey.key}</code>
