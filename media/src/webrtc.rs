@@ -141,12 +141,7 @@ pub async fn publish(pipeline: gst::Pipeline, w: crate::rtmp::WhipPublish) {
     // of decoded: left to itself webrtcbin answers with the offer's first codec (a browser's
     // VP8).
     if let Some(pt) = h264_payload(&sdp) {
-        let caps = gst::Caps::builder("application/x-rtp")
-            .field("media", "video")
-            .field("encoding-name", "H264")
-            .field("payload", i32::from(pt))
-            .field("clock-rate", 90_000i32)
-            .build();
+        let caps = rtp_caps("video", "H264", pt, 90_000).build();
         webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
             "add-transceiver",
             &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
@@ -220,15 +215,7 @@ pub async fn answer(
     let pt = h264_payload(&sdp).ok_or(WhepError::NoH264)?;
     let failed = |e: String| WhepError::Failed(e);
     let pipeline = gst::Pipeline::with_name("whep");
-    let video = gst_app::AppSrc::builder()
-        .name("video")
-        .is_live(true)
-        .format(gst::Format::Time)
-        .do_timestamp(true)
-        .max_bytes(4 * 1024 * 1024)
-        .block(false)
-        .build();
-    video.set_property_from_str("leaky-type", "downstream");
+    let video = pushed_live("video", 4 * 1024 * 1024, None);
     let parse = tap::make("h264parse", "video-parse").map_err(failed)?;
     parse.set_property("config-interval", -1i32);
     let pay = tap::make("rtph264pay", "video-pay").map_err(failed)?;
@@ -238,11 +225,7 @@ pub async fn answer(
     let caps = tap::make("capsfilter", "video-rtp-caps").map_err(failed)?;
     caps.set_property(
         "caps",
-        gst::Caps::builder("application/x-rtp")
-            .field("media", "video")
-            .field("encoding-name", "H264")
-            .field("payload", i32::from(pt))
-            .field("clock-rate", 90_000i32)
+        rtp_caps("video", "H264", pt, 90_000)
             .field("packetization-mode", "1")
             .build(),
     );
@@ -293,38 +276,52 @@ pub async fn answer(
     ))
 }
 
+/// RTP caps as webrtcbin matches them to an m-line.
+fn rtp_caps(
+    media: &str,
+    encoding: &str,
+    pt: u8,
+    clock_rate: i32,
+) -> gst::caps::Builder<gst::caps::NoFeature> {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", media)
+        .field("encoding-name", encoding)
+        .field("payload", i32::from(pt))
+        .field("clock-rate", clock_rate)
+}
+
+/// A live `appsrc` stamped with the pipeline's running time as buffers are pushed, dropping
+/// the oldest when `max_bytes` are queued (a viewer that cannot keep up loses frames alone).
+fn pushed_live(name: &str, max_bytes: u64, caps: Option<&gst::Caps>) -> gst_app::AppSrc {
+    let mut b = gst_app::AppSrc::builder()
+        .name(name)
+        .is_live(true)
+        .format(gst::Format::Time)
+        .do_timestamp(true)
+        .max_bytes(max_bytes)
+        .block(false);
+    if let Some(caps) = caps {
+        b = b.caps(caps);
+    }
+    let src = b.build();
+    src.set_property_from_str("leaky-type", "downstream");
+    src
+}
+
 /// `appsrc ! rtpopuspay ! caps ! webrtcbin`: the stream's Opus packets to the viewer.
 fn opus_branch(
     pipeline: &gst::Pipeline,
     webrtc: &gst::Element,
     pt: u8,
 ) -> Result<gst_app::AppSrc, String> {
-    let src = gst_app::AppSrc::builder()
-        .name("audio")
-        .is_live(true)
-        .format(gst::Format::Time)
-        .do_timestamp(true)
-        .max_bytes(256 * 1024)
-        .block(false)
-        .caps(
-            &gst::Caps::builder("audio/x-opus")
-                .field("channel-mapping-family", 0i32)
-                .build(),
-        )
+    let opus = gst::Caps::builder("audio/x-opus")
+        .field("channel-mapping-family", 0i32)
         .build();
-    src.set_property_from_str("leaky-type", "downstream");
+    let src = pushed_live("audio", 256 * 1024, Some(&opus));
     let pay = tap::make("rtpopuspay", "audio-pay")?;
     pay.set_property("pt", u32::from(pt));
     let caps = tap::make("capsfilter", "audio-rtp-caps")?;
-    caps.set_property(
-        "caps",
-        gst::Caps::builder("application/x-rtp")
-            .field("media", "audio")
-            .field("encoding-name", "OPUS")
-            .field("payload", i32::from(pt))
-            .field("clock-rate", 48_000i32)
-            .build(),
-    );
+    caps.set_property("caps", rtp_caps("audio", "OPUS", pt, 48_000).build());
     pipeline
         .add_many([src.upcast_ref(), &pay, &caps])
         .map_err(|e| e.to_string())?;
