@@ -77,16 +77,26 @@ impl Library {
     pub fn enforce_on(&self, now_ms: u64, disk: DiskSpace) -> RetentionReport {
         let r = &self.retention;
         let mut report = RetentionReport::default();
+        // Each step lists files only when it has something to do: a pass runs every 10 s,
+        // and a day of one stream is 8640 files.
         if r.max_age_days > 0 {
             let cutoff = now_ms.saturating_sub(u64::from(r.max_age_days) * 86_400_000);
-            self.delete_oldest(&mut report, |_, s, _| s.end_ms() < cutoff);
+            let cutoff_day = super::day_of(cutoff);
+            let due = self.streams().iter().any(|s| {
+                self.days(s)
+                    .first()
+                    .is_some_and(|(day, _)| *day <= cutoff_day)
+            });
+            if due {
+                self.delete_oldest(&mut report, |_, s, _| s.end_ms() < cutoff);
+            }
         }
         let share = u128::from(disk.total) * u128::from(r.max_disk_percent.clamp(1, 100)) / 100;
         let mut budget = u64::try_from(share).unwrap_or(u64::MAX);
         if r.max_bytes > 0 {
             budget = budget.min(r.max_bytes);
         }
-        if disk.total > 0 || r.max_bytes > 0 {
+        if (disk.total > 0 || r.max_bytes > 0) && self.bytes() > budget {
             self.delete_oldest(&mut report, |lib, _, _| lib.bytes() > budget);
         }
         let before = report.deleted_files;
