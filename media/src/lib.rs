@@ -7,6 +7,7 @@
 
 pub mod encoder;
 pub mod hls;
+pub mod llhls;
 pub mod offload;
 pub mod pipeline;
 pub mod recording;
@@ -53,6 +54,8 @@ pub struct MediaConfig {
     /// Where recordings are written (may be another filesystem than the data directory).
     pub recordings_root: PathBuf,
     pub retention: recording::Retention,
+    /// Low-latency HLS part duration; `None`: no low-latency HLS.
+    pub part: Option<Duration>,
 }
 
 /// Audio below `below_db` (RMS, dBFS) for `after` is silence.
@@ -243,6 +246,26 @@ impl MediaEngine {
             .lock()
             .ok()
             .and_then(|m| m.get(id).map(|e| e.rt.snapshot()))
+            .unwrap_or_default()
+    }
+
+    /// A stream's low-latency HLS rendition, while it has one.
+    pub fn low_latency(&self, id: &str, rendition: &str) -> Option<Arc<llhls::Playlist>> {
+        self.streams
+            .lock()
+            .ok()?
+            .get(id)?
+            .rt
+            .low_latency
+            .get(rendition)
+    }
+
+    /// The names of a stream's low-latency HLS renditions.
+    pub fn low_latency_renditions(&self, id: &str) -> Vec<String> {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.rt.low_latency.names()))
             .unwrap_or_default()
     }
 

@@ -122,6 +122,8 @@ impl Default for StreamStatus {
 pub struct StreamRuntime {
     pub status: Mutex<StreamStatus>,
     pub counters: Mutex<Option<Arc<Counters>>>,
+    /// The low-latency HLS renditions, kept across runs.
+    pub low_latency: Arc<crate::llhls::Renditions>,
 }
 
 impl StreamRuntime {
@@ -291,7 +293,7 @@ pub(super) async fn run(
                     ))),
                     _ => None,
                 };
-                let consumers = start_consumers(&id, &spec, &built, &shared);
+                let consumers = start_consumers(&id, &spec, &built, &shared, &rt);
                 let (segments, worker) = if spec.offload {
                     let offload_status: offload::SharedStatus =
                         Arc::new(Mutex::new(OffloadStatus::starting()));
@@ -444,8 +446,8 @@ enum Arrived {
     Whip(rtmp::WhipPublish),
 }
 
-/// What one run feeds besides its HLS output — restream destinations and the recorder —
-/// running while it lasts.
+/// What one run feeds besides its HLS output — restream destinations, the recorder and the
+/// low-latency packagers — running while it lasts.
 struct Consumers {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -468,6 +470,7 @@ fn start_consumers(
     spec: &StreamSpec,
     built: &pipeline::StreamPipeline,
     shared: &Arc<EngineShared>,
+    rt: &StreamRuntime,
 ) -> Consumers {
     use crate::recording::recorder::{Recorder, RecordingStatus};
     let (stop, stop_rx) = watch::channel(false);
@@ -522,7 +525,17 @@ fn start_consumers(
         }
     }
     if let Ok(mut t) = built.counters.taps.lock() {
-        *t = taps;
+        t.extend(taps);
+    }
+    if let (Some(part), false) = (shared.cfg.part, spec.offload) {
+        tasks.push(tokio::spawn(crate::llhls::attach(
+            id.to_string(),
+            built.counters.clone(),
+            rt.low_latency.clone(),
+            part,
+            Duration::from_secs(u64::from(shared.cfg.segment_seconds)),
+            stop_rx.clone(),
+        )));
     }
     if let Ok(mut s) = built.counters.restream_status.lock() {
         *s = statuses;

@@ -164,6 +164,8 @@ impl Config {
                 below_db: f64::from(self.media.silence_db),
             }),
             recordings_root: self.recordings_dir(),
+            part: (self.hls.part_milliseconds > 0)
+                .then(|| std::time::Duration::from_millis(u64::from(self.hls.part_milliseconds))),
             retention: lpe_media::recording::Retention {
                 max_age_days: self.recording.max_age_days,
                 max_disk_percent: u8::try_from(self.recording.max_disk_percent).unwrap_or(100),
@@ -272,6 +274,9 @@ pub struct HlsConfig {
     /// Upper bound for the segments of one stream, all renditions together, in megabytes.
     /// The ring shrinks (never below 3 segments) so that the ladder's bitrates fit.
     pub max_megabytes_per_stream: u32,
+    /// Low-latency HLS (`/llhls/<stream>/index.m3u8`): the part duration in milliseconds,
+    /// 100 to 2000 and less than a segment; 0 turns it off.
+    pub part_milliseconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +339,7 @@ impl Default for Config {
                 segment_seconds: 2,
                 max_segments: 8,
                 max_megabytes_per_stream: 256,
+                part_milliseconds: 500,
             },
             media: MediaConfig {
                 demo_stream: true,
@@ -528,6 +534,15 @@ impl Config {
         }
         range("hls.segment_seconds", self.hls.segment_seconds, 1, 30)?;
         range("hls.max_segments", self.hls.max_segments, 3, 1000)?;
+        if self.hls.part_milliseconds != 0 {
+            let below_segment = (self.hls.segment_seconds * 1000).saturating_sub(1).max(100);
+            range(
+                "hls.part_milliseconds",
+                self.hls.part_milliseconds,
+                100,
+                below_segment.min(2000),
+            )?;
+        }
         range(
             "hls.max_megabytes_per_stream",
             self.hls.max_megabytes_per_stream,

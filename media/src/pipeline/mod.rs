@@ -79,6 +79,15 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Whether the stream's renditions carry audio (its audio tee exists).
+    pub(crate) fn has_audio(&self) -> bool {
+        self.pipeline
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(|w| w.upgrade()))
+            .is_some_and(|p| audio::expected(&p))
+    }
+
     /// Copies a rendition's encoded buffers to the taps on it. Taps come and go while the
     /// stream runs (a WebRTC viewer joins), so the list is read per buffer.
     pub(crate) fn tap_video(self: &Arc<Self>, pad: &gst::Pad, rendition: &str) {
