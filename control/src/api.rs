@@ -187,7 +187,9 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
             confine_to(root.clone(), req, next)
         }))
         .service(hls);
-    let api = api.nest_service("/hls", hls);
+    let api = api
+        .nest_service("/hls", hls)
+        .merge(super::llhls_api::router());
     let api = match ui_dir(&node.cfg) {
         Some(dir) => {
             tracing::info!("web UI from {}", dir.display());
@@ -197,7 +199,8 @@ pub fn router(node: Arc<Node>, counters: Arc<Counters>) -> Router {
                 let files = files.clone();
                 async move {
                     let p = req.uri().path();
-                    if p.starts_with("/api/") || p.starts_with("/hls/") {
+                    if p.starts_with("/api/") || p.starts_with("/hls/") || p.starts_with("/llhls/")
+                    {
                         return ApiError::not_found("no such route").into_response();
                     }
                     use tower::ServiceExt;
@@ -279,6 +282,7 @@ async fn count_requests(
     let method = req.method().to_string();
     let route = match &matched {
         Some(m) if m.as_str().starts_with("/hls") => "/hls".to_string(),
+        Some(m) if m.as_str().starts_with("/llhls") => "/llhls".to_string(),
         Some(m) => m.as_str().to_string(),
         None => "unmatched".to_string(),
     };
@@ -289,7 +293,8 @@ async fn count_requests(
 
 /// The UI talks to no host but this one, and is never framed by another site.
 async fn ui_headers(req: Request, next: axum::middleware::Next) -> Response {
-    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/hls/");
+    let path = req.uri().path();
+    let api = path.starts_with("/api/") || path.starts_with("/hls/") || path.starts_with("/llhls/");
     let mut res = next.run(req).await;
     if api {
         return res;

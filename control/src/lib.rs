@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth_api;
 pub mod http;
+pub mod llhls_api;
 pub mod metrics;
 pub mod mqtt;
 pub mod recordings_api;

@@ -21,6 +21,7 @@ pub mod views {
     pub use crate::OrchestratorView;
     pub use crate::transcoding::TranscoderView;
     pub use lpe_media::encoder::EncoderInventory;
+    pub use lpe_media::llhls;
     pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
     pub use lpe_media::recording;
     pub use lpe_media::runner::{StreamState, StreamStatus};
@@ -518,6 +519,20 @@ impl Node {
     /// Where each stream's HLS output is written.
     pub fn hls_root(&self) -> &std::path::Path {
         self.media.hls_root()
+    }
+
+    /// A stream's low-latency HLS rendition, while it has one.
+    pub fn low_latency(
+        &self,
+        stream: &str,
+        rendition: &str,
+    ) -> Option<Arc<lpe_media::llhls::Playlist>> {
+        self.media.low_latency(stream, rendition)
+    }
+
+    /// The names of a stream's low-latency HLS renditions.
+    pub fn low_latency_renditions(&self, stream: &str) -> Vec<String> {
+        self.media.low_latency_renditions(stream)
     }
 
     /// The recordings; `None` when their directory could not be made.
