@@ -7,9 +7,9 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::NodeProc;
+use common::{ClockPush, NodeProc};
 use serde_json::{Value, json};
 
 /// One browser at a time: two nodes, two browsers and their media on two cores at once made
@@ -18,60 +18,6 @@ static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_browser() -> std::sync::MutexGuard<'static, ()> {
     ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A 640×360 push with a tone, whose top row shows the frame's time in milliseconds, bit k a
-/// 16 px box.
-struct ClockPush(std::process::Child);
-
-impl ClockPush {
-    fn start(url: &str) -> (Self, u64) {
-        let boxes: Vec<String> = (0..20)
-            .map(|k| {
-                format!(
-                    "drawbox=x={}:y=0:w=16:h=16:color=white:t=fill:enable='mod(floor(t*1000/{}),2)'",
-                    k * 16,
-                    1u64 << k
-                )
-            })
-            .collect();
-        let filter = format!(
-            "drawbox=x=0:y=0:w=320:h=16:color=black:t=fill,{}",
-            boxes.join(",")
-        );
-        let t0 = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-t", "60", "-vf", &filter])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args(["-pix_fmt", "yuv420p", "-g", "30"])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg");
-        (Self(child), t0)
-    }
-}
-
-impl Drop for ClockPush {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
