@@ -67,6 +67,9 @@ pub struct StreamView {
     pub recording: lpe_core::spec::RecordingSpec,
     pub status: StreamStatus,
     pub hls_url: String,
+    /// Low-latency HLS of the same renditions (absent for offloaded streams, or when
+    /// `hls.part_milliseconds` is 0).
+    pub llhls_url: Option<String>,
     pub snapshot_url: String,
     /// For RTMP sources: the application path publishers use (`/live`).
     pub rtmp_app: Option<String>,
@@ -1065,6 +1068,8 @@ impl Node {
             recording: s.spec.recording.clone(),
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
+            llhls_url: (self.cfg.hls.part_milliseconds > 0 && !s.spec.offload)
+                .then(|| format!("/llhls/{}/index.m3u8", s.id)),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
             rtmp_app,
             stream_key: None,

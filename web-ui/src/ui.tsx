@@ -95,6 +95,7 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
 }
 
 /// Live HLS preview: native HLS where the browser has it, hls.js (loaded on demand) elsewhere.
+/// A low-latency playlist is played at its own hold-back (about three parts behind).
 export function Preview({ src, label }: { src: string; label: string }) {
   const ref = useRef<HTMLVideoElement>(null);
   useEffect(() => {

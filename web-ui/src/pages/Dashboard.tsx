@@ -63,7 +63,7 @@ export function Dashboard() {
             ) : lowLatency.has(s.id) ? (
               <WebRtcPreview stream={s.id} label={s.name} />
             ) : (
-              <Preview src={s.hls_url} label={s.name} />
+              <Preview src={s.llhls_url ?? s.hls_url} label={s.name} />
             )}
             {s.status.state === "running" && (
               <label class="check">
