@@ -5,4 +5,5 @@
 
 pub mod camera;
 pub mod microphone;
+pub mod onvif;
 pub mod system;
