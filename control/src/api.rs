@@ -151,7 +151,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(unlock))
         .routes(routes!(cancel_unlock))
         .routes(routes!(withdraw))
-        .merge(super::recordings_api::routes());
+        .merge(super::recordings_api::routes())
+        .merge(super::onvif_api::routes());
     let (router, mut doc) = api.split_for_parts();
     document_refusals(&mut doc);
     (router, doc)

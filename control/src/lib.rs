@@ -8,4 +8,5 @@ pub mod http;
 pub mod llhls_api;
 pub mod metrics;
 pub mod mqtt;
+pub mod onvif_api;
 pub mod recordings_api;
