@@ -2,6 +2,7 @@ import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, bytes, get } from "../api";
 import type { Microphone, OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
+import type { OnvifCamera as Camera, OnvifDevice as Device, OnvifInterface as Interface } from "../api.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
 
 type Kind = SourceSpec["kind"];
@@ -249,6 +250,13 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
       )}
       {d.kind === "rtsp" && (
         <>
+          {!d.id && (
+            <OnvifFinder
+              user={d.username}
+              password={d.password}
+              onPick={(url, name) => setD({ ...d, url, name: d.name || name })}
+            />
+          )}
           <Field label="RTSP URL" error={server("source.url")}>
             <input name="url" required placeholder="rtsp://camera/stream" value={d.url} onInput={set("url")} />
           </Field>
@@ -515,6 +523,102 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
 }
 
 /// Where an offloaded stream's renditions come from.
+/// IP cameras on a LAN the operator picks (ONVIF): search, then read a camera's profiles
+/// with the user and password typed once below, which the stream then keeps.
+function OnvifFinder({ user, password, onPick }: { user: string; password: string; onPick: (url: string, name: string) => void }) {
+  const [ifaces, setIfaces] = useState<Interface[] | null>(null);
+  const [iface, setIface] = useState("");
+  const [devices, setDevices] = useState<Device[] | null>(null);
+  const [camera, setCamera] = useState<Camera | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState<ApiError | null>(null);
+  const run = async <T,>(f: () => Promise<T>): Promise<T | undefined> => {
+    setBusy(true);
+    setErr(null);
+    try {
+      return await f();
+    } catch (e) {
+      setErr(e as ApiError);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const open = async () => {
+    const list = await run(() => get<Interface[]>("/api/onvif/interfaces"));
+    if (list) {
+      setIfaces(list);
+      setIface(list[0]?.name ?? "");
+    }
+  };
+  const search = async () => {
+    setCamera(null);
+    const r = await run(() => api<{ devices: Device[] }>("POST", "/api/onvif/discover", { interface: iface, timeout_ms: 3000 }));
+    if (r) setDevices(r.devices);
+  };
+  const read = async (d: Device) => {
+    const c = await run(() => api<Camera>("POST", "/api/onvif/camera", { xaddr: d.xaddrs[0], username: user, password }));
+    if (c) setCamera(c);
+  };
+  if (!ifaces)
+    return (
+      <p>
+        <button type="button" class="secondary" data-testid="onvif-open" onClick={open} disabled={busy}>
+          Find IP cameras (ONVIF)
+        </button>
+      </p>
+    );
+  return (
+    <fieldset class="onvif" data-testid="onvif">
+      <legend>IP cameras (ONVIF)</legend>
+      <div class="row">
+        <Field label="Network" hint="the search is sent on this interface only">
+          <select name="onvif-interface" value={iface} onChange={(e) => setIface((e.target as HTMLSelectElement).value)}>
+            {ifaces.map((i) => (
+              <option value={i.name}>
+                {i.name} ({i.ipv4.join(", ")})
+              </option>
+            ))}
+          </select>
+        </Field>
+        <button type="button" data-testid="onvif-search" onClick={search} disabled={busy || !iface}>
+          {busy ? "Searching…" : "Search"}
+        </button>
+      </div>
+      {err && <ErrorBox error={err} />}
+      {devices && devices.length === 0 && <p class="muted">No camera answered on {iface}.</p>}
+      {devices && devices.length > 0 && (
+        <ul class="onvif-devices">
+          {devices.map((d) => (
+            <li>
+              <strong>{d.name ?? d.endpoint}</strong> {d.hardware && <span class="muted">{d.hardware}</span>} <span class="muted">{d.address}</span>{" "}
+              <button type="button" class="secondary" onClick={() => read(d)} disabled={busy} title="with the user and password below">
+                Read streams
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {camera && (
+        <ul class="onvif-profiles" data-testid="onvif-profiles">
+          {camera.profiles.map((p) => (
+            <li>
+              {p.name}: {p.encoding ?? "?"} {p.width && p.height ? `${p.width}×${p.height}` : ""} {p.fps ? `${p.fps} fps` : ""}{" "}
+              {p.rtsp_url ? (
+                <button type="button" onClick={() => onPick(p.rtsp_url ?? "", [camera.info.model, p.name].filter(Boolean).join(" "))}>
+                  Use
+                </button>
+              ) : (
+                <span class="muted">no RTSP URL</span>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      <p class="muted">Type the camera's user and password below first: they are used to read its streams and kept with the stream.</p>
+    </fieldset>
+  );
+}
+
 function Offload({ o }: { o: OffloadStatus }) {
   const where =
     o.mode === "network" ? `from ${o.orchestrator}` : o.mode === "local" ? "encoded here" : "waiting for the first segment";
