@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{ApiError, ApiJson, AppState, ErrorBody};
-use lpe_drivers::onvif::{self, Camera, Device, Interface, OnvifError};
+use lpe_node::views::onvif::{self, Camera, Device, Interface, OnvifError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -5,5 +5,4 @@
 
 pub mod camera;
 pub mod microphone;
-pub mod onvif;
 pub mod system;

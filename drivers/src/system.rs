@@ -50,6 +50,22 @@ pub struct Interface {
     pub transmitted_bytes: u64,
 }
 
+/// The network interfaces with IPv4 addresses, loopback excepted, by name — read from the
+/// kernel in one call (`getifaddrs`), so an address is never paired with another interface's
+/// name while interfaces come and go.
+pub fn ipv4_interfaces() -> Vec<(String, Vec<std::net::Ipv4Addr>)> {
+    let mut by_name: std::collections::BTreeMap<String, Vec<std::net::Ipv4Addr>> =
+        std::collections::BTreeMap::new();
+    for i in if_addrs::get_if_addrs().unwrap_or_default() {
+        if let std::net::IpAddr::V4(a) = i.ip()
+            && !a.is_loopback()
+        {
+            by_name.entry(i.name).or_default().push(a);
+        }
+    }
+    by_name.into_iter().collect()
+}
+
 /// Where GPU readings come from.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -9,6 +9,7 @@ pub mod encoder;
 pub mod hls;
 pub mod llhls;
 pub mod offload;
+pub mod onvif;
 pub mod pipeline;
 pub mod recording;
 pub mod restream;

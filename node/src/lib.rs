@@ -23,6 +23,7 @@ pub mod views {
     pub use lpe_media::encoder::EncoderInventory;
     pub use lpe_media::llhls;
     pub use lpe_media::offload::{Offload, Offloaded, OrchestratorSpend, SegmentJob};
+    pub use lpe_media::onvif;
     pub use lpe_media::recording;
     pub use lpe_media::runner::{StreamState, StreamStatus};
     pub use lpe_media::transcode::{

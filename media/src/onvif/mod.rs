@@ -1,10 +1,10 @@
-//! IP cameras on the local network (ONVIF): a WS-Discovery probe sent on the interface the
+//! IP cameras on the local network (ONVIF), the sources an operator looks for first: a WS-Discovery probe sent on the interface the
 //! operator chooses, and, for a camera found, its media profiles with their RTSP URLs
 //! (asked with the operator's credentials as a WS-Security UsernameToken digest).
 //!
 //! Bounds: a probe listens at most [`MAX_WAIT`], keeps at most [`MAX_DEVICES`], reads
 //! datagrams and answers of at most [`xml::MAX_BYTES`]; a camera's HTTP answer must come
-//! within [`HTTP_TIMEOUT`]. Only the interface chosen sees the probe (`IP_MULTICAST_IF`), so
+//! within [`HTTP_TIMEOUT`]. Only the interface chosen sees the probe (`SO_BINDTODEVICE`), so
 //! discovery never leaves the LAN it was asked for.
 
 pub mod xml;
@@ -50,26 +50,13 @@ pub struct Interface {
 
 /// The interfaces with an IPv4 address, loopback excepted, by name.
 pub fn interfaces() -> Vec<Interface> {
-    let networks = sysinfo::Networks::new_with_refreshed_list();
-    let mut out: Vec<Interface> = networks
-        .iter()
-        .filter_map(|(name, data)| {
-            let ipv4: Vec<String> = data
-                .ip_networks()
-                .iter()
-                .filter_map(|n| match n.addr {
-                    std::net::IpAddr::V4(a) if !a.is_loopback() => Some(a.to_string()),
-                    _ => None,
-                })
-                .collect();
-            (!ipv4.is_empty()).then(|| Interface {
-                name: name.clone(),
-                ipv4,
-            })
+    lpe_drivers::system::ipv4_interfaces()
+        .into_iter()
+        .map(|(name, v4)| Interface {
+            name,
+            ipv4: v4.iter().map(|a| a.to_string()).collect(),
         })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+        .collect()
 }
 
 fn interface_address(name: &str) -> Result<Ipv4Addr, OnvifError> {
@@ -191,6 +178,9 @@ pub async fn discover(interface: &str, wait: Duration) -> Result<Vec<Device>, On
     )
     .map_err(|e| OnvifError::Socket(e.to_string()))?;
     let setup = || -> std::io::Result<()> {
+        // Bound to the device as well as to its address: the probe leaves by this interface
+        // or not at all.
+        socket.bind_device(Some(interface.as_bytes()))?;
         socket.set_multicast_if_v4(&local)?;
         socket.set_multicast_ttl_v4(1)?;
         socket.set_multicast_loop_v4(false)?;
