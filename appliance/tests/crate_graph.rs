@@ -23,6 +23,8 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
     BTreeMap::from([
         // Pure: no I/O, no clock, no randomness of its own.
         ("lpe-pm", (&[][..], IO_CRATES)),
+        // Inference: frames in, detections out; the library is loaded, nothing else is done.
+        ("lpe-ai", (&[][..], IO_CRATES)),
         // Hardware access knows nothing of the node.
         (
             "lpe-drivers",
