@@ -13,6 +13,7 @@
 
 pub mod centerface;
 pub mod detect;
+pub mod registry;
 pub mod runtime;
 pub mod session;
 pub mod yolo;

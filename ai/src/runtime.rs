@@ -39,7 +39,7 @@ pub struct Runtime {
 
 /// Where the library may be, in order: `configured` (a file), `ORT_DYLIB_PATH`, beside the
 /// binary (`../lib`), the system's library directories, and a source checkout's
-/// `target/pyenv` (the `onnxruntime` wheel the set-up installs).
+/// `target/pyenv` (the `onnxruntime` wheel the set-up installs) beside `target/<profile>/`.
 pub fn candidates(configured: &Path) -> Vec<PathBuf> {
     if !configured.as_os_str().is_empty() {
         return vec![configured.to_path_buf()];
@@ -64,7 +64,12 @@ pub fn candidates(configured: &Path) -> Vec<PathBuf> {
         ]
         .map(PathBuf::from),
     );
-    if let Ok(libs) = std::fs::read_dir("target/pyenv/lib") {
+    // A source checkout: the binary is target/<profile>/livepeer-edge, the set-up's Python
+    // environment target/pyenv.
+    let pyenv = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("../pyenv/lib")));
+    if let Some(libs) = pyenv.and_then(|p| std::fs::read_dir(p).ok()) {
         for python in libs.flatten() {
             dirs.push(python.path().join("site-packages/onnxruntime/capi"));
         }

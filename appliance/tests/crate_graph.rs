@@ -70,6 +70,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
             "lpe-node",
             (
                 &[
+                    "lpe-ai",
                     "lpe-core",
                     "lpe-drivers",
                     "lpe-media",
@@ -109,6 +110,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
             "livepeer-edge",
             (
                 &[
+                    "lpe-ai",
                     "lpe-control",
                     "lpe-core",
                     "lpe-drivers",

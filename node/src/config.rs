@@ -44,6 +44,18 @@ pub struct Config {
     pub pm: PmConfig,
     pub net: NetConfig,
     pub mqtt: MqttConfig,
+    pub ai: AiConfig,
+}
+
+/// On-device inference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiConfig {
+    /// `libonnxruntime.so` to load; empty: `ORT_DYLIB_PATH`, beside the binary (`../lib`),
+    /// the system's library directories, or a source checkout's `target/pyenv`.
+    pub onnxruntime_path: String,
+    /// Threads each inference session uses; 0: all cores but one (left to the media engine).
+    pub intra_threads: u32,
 }
 
 /// The orchestrator's port on the Livepeer network: gRPC and HTTP on one listener, served
@@ -395,6 +407,10 @@ impl Default for Config {
                 max_megabytes: 0,
                 min_free_megabytes: 1024,
             },
+            ai: AiConfig {
+                onnxruntime_path: String::new(),
+                intra_threads: 0,
+            },
             mqtt: MqttConfig {
                 url: String::new(),
                 prefix: "livepeer-edge".into(),
@@ -534,6 +550,7 @@ impl Config {
         }
         range("hls.segment_seconds", self.hls.segment_seconds, 1, 30)?;
         range("hls.max_segments", self.hls.max_segments, 3, 1000)?;
+        range("ai.intra_threads", self.ai.intra_threads, 0, 64)?;
         if self.hls.part_milliseconds != 0 {
             let below_segment = (self.hls.segment_seconds * 1000).saturating_sub(1).max(100);
             range(

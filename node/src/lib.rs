@@ -2,6 +2,7 @@
 //! of state as a [`Command`] in one place. The HTTP API (and later MQTT and the CLI) are thin
 //! adapters that build commands and render outcomes.
 
+pub mod ai;
 pub mod auth;
 pub mod command;
 pub mod config;
@@ -18,6 +19,14 @@ pub use command::{
 
 /// The other planes' types as the transports see them: views, records and errors.
 pub mod views {
+    pub use lpe_ai::registry::{MAX_MODEL_BYTES, Model};
+    pub use lpe_ai::session::{Descriptor, ModelKind};
+    pub use lpe_ai::yolo::Layout;
+
+    /// A name for an upload's staging file.
+    pub fn random_upload_name() -> String {
+        lpe_core::ids::random_string(lpe_core::ids::ID_ALPHABET, 16)
+    }
     pub use crate::OrchestratorView;
     pub use crate::transcoding::TranscoderView;
     pub use lpe_media::encoder::EncoderInventory;
@@ -199,6 +208,8 @@ pub struct Node {
     restart: std::sync::atomic::AtomicBool,
     /// Flush requests to the event recorder, once it runs.
     event_flush: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushRequest>>,
+    /// Inference: the runtime and the models.
+    pub ai: Arc<crate::ai::AiPlane>,
 }
 
 /// How long the event recorder gathers events before writing them in one transaction, so a
@@ -238,7 +249,9 @@ impl Node {
         subsystems: lpe_core::supervisor::Supervisor,
         shutdown: tokio::sync::watch::Sender<bool>,
     ) -> Arc<Self> {
+        let ai = Arc::new(crate::ai::AiPlane::start(&cfg));
         Arc::new(Self {
+            ai,
             cfg,
             store,
             media,
