@@ -152,7 +152,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cancel_unlock))
         .routes(routes!(withdraw))
         .merge(super::recordings_api::routes())
-        .merge(super::onvif_api::routes());
+        .merge(super::onvif_api::routes())
+        .merge(super::ai_api::routes());
     let (router, mut doc) = api.split_for_parts();
     document_refusals(&mut doc);
     (router, doc)
@@ -244,6 +245,10 @@ const MAX_PUBLIC_BODY: usize = 64 << 10;
 /// close the connection instead), so a body is never left half-read on a keep-alive
 /// connection whether or not the handler wanted it; an oversized body is refused once, here.
 async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response {
+    // A model upload is streamed to disk by its handler, which bounds it.
+    if req.method() == axum::http::Method::POST && req.uri().path() == super::ai_api::UPLOAD_PATH {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let limit = if parts
         .extensions

@@ -2,6 +2,7 @@
 //! fleet control and metrics. Transports decode a request into a node command or query and
 //! encode the answer; the state they keep is their own connection bookkeeping and counters.
 
+pub mod ai_api;
 pub mod api;
 pub mod auth_api;
 pub mod http;
