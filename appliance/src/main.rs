@@ -26,6 +26,9 @@ enum Cmd {
     Cameras,
     /// Print the HTTP API's OpenAPI document (what `/api/openapi.json` serves).
     Openapi,
+    /// Run a model on a packed RGB image and print its detections and timings, as JSON: a
+    /// model tried by hand, and the inference benchmark.
+    Detect(DetectArgs),
     /// Livepeer payment tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
@@ -54,6 +57,38 @@ enum Cmd {
         #[arg(long, value_name = "FILE", global = true)]
         password_file: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The .onnx file.
+    #[arg(long)]
+    model: PathBuf,
+    /// `yolo` or `centerface`.
+    #[arg(long, default_value = "centerface")]
+    kind: String,
+    /// The model's input size (multiples of 32).
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 384)]
+    height: u32,
+    /// Class names, comma-separated (YOLO).
+    #[arg(long, default_value = "")]
+    labels: String,
+    #[arg(long, default_value_t = 0.5)]
+    min_score: f32,
+    /// The image: packed RGB, `image_width` × `image_height` × 3 bytes.
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long)]
+    image_width: u32,
+    #[arg(long)]
+    image_height: u32,
+    /// Runs (the first, a warm-up, is not timed).
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
 }
 
 #[derive(Subcommand)]
@@ -351,6 +386,90 @@ fn restart_self() -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `detect`: timings of the session's run alone and of the whole detection (letterbox,
+/// run, decoding, suppression), medians over the timed runs.
+fn detect(args: DetectArgs) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("livepeer-edge: {e}");
+        ExitCode::FAILURE
+    };
+    let cfg = match load(args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match lpe_ai::runtime::Runtime::load(
+        std::path::Path::new(&cfg.ai.onnxruntime_path),
+        cfg.ai.intra_threads as usize,
+    ) {
+        Ok(rt) => rt,
+        Err(report) => return fail(report.error.unwrap_or_default()),
+    };
+    let kind = match args.kind.as_str() {
+        "yolo" => lpe_ai::session::ModelKind::Yolo,
+        "centerface" => lpe_ai::session::ModelKind::Centerface,
+        other => return fail(format!("--kind {other}: yolo or centerface")),
+    };
+    let descriptor = lpe_ai::session::Descriptor {
+        name: args.model.display().to_string(),
+        kind,
+        width: args.width,
+        height: args.height,
+        labels: args
+            .labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        min_score: args.min_score,
+        nms_iou: if kind == lpe_ai::session::ModelKind::Centerface {
+            0.3
+        } else {
+            0.45
+        },
+        layout: None,
+    };
+    let mut detector = match lpe_ai::session::Detector::open(&rt, &args.model, descriptor) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let rgb = match std::fs::read(&args.image) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("{}: {e}", args.image.display())),
+    };
+    let Some(frame) = lpe_ai::detect::Frame::packed(args.image_width, args.image_height, &rgb)
+    else {
+        return fail("the image is smaller than its width × height × 3".into());
+    };
+    let mut inference = Vec::new();
+    let mut total = Vec::new();
+    let mut detections = Vec::new();
+    for i in 0..args.runs.max(1) + 1 {
+        let started = std::time::Instant::now();
+        match detector.detect(&frame) {
+            Ok(d) => detections = d,
+            Err(e) => return fail(e.to_string()),
+        }
+        if i > 0 {
+            total.push(started.elapsed().as_secs_f64() * 1000.0);
+            inference.push(detector.last_inference.as_secs_f64() * 1000.0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (inference_ms, total_ms) = (median(&mut inference), median(&mut total));
+    print_json(&serde_json::json!({
+        "provider": detector.provider,
+        "threads": rt.report.intra_threads,
+        "runs": args.runs.max(1),
+        "inference_ms_p50": inference_ms,
+        "total_ms_p50": total_ms,
+        "overhead_percent": (total_ms - inference_ms) / inference_ms * 100.0,
+        "detections": detections,
+    }))
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
     match serde_json::to_string_pretty(v) {
         Ok(s) => {
@@ -458,6 +577,7 @@ fn main() -> ExitCode {
             print_json(&lpe_media::encoder::probe(&cfg.media.encoder_candidates))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::Detect(args) => detect(args),
         Cmd::Openapi => match lpe_control::api::openapi().to_pretty_json() {
             Ok(doc) => {
                 println!("{doc}");
