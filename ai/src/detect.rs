@@ -3,25 +3,44 @@
 
 use serde::Serialize;
 
-/// An RGB frame, 3 bytes per pixel, rows `stride` bytes apart.
+/// An RGB frame, 3 bytes per pixel, rows `stride` bytes apart. Made only by its
+/// constructors, which check that the bytes hold every row.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
-    pub width: u32,
-    pub height: u32,
-    pub stride: usize,
-    pub rgb: &'a [u8],
+    width: u32,
+    height: u32,
+    stride: usize,
+    rgb: &'a [u8],
 }
 
 impl<'a> Frame<'a> {
-    /// A packed frame (`stride` = 3 × `width`); `None` when `rgb` is too short.
-    pub fn packed(width: u32, height: u32, rgb: &'a [u8]) -> Option<Self> {
-        let stride = width as usize * 3;
-        (rgb.len() >= stride * height as usize && width > 0 && height > 0).then_some(Self {
+    /// A frame whose rows are `stride` bytes apart (a video frame's padding); `None` when
+    /// `rgb` does not hold them all.
+    pub fn new(width: u32, height: u32, stride: usize, rgb: &'a [u8]) -> Option<Self> {
+        let row = width as usize * 3;
+        let needed = (height as usize)
+            .checked_sub(1)?
+            .checked_mul(stride)?
+            .checked_add(row)?;
+        (width > 0 && stride >= row && rgb.len() >= needed).then_some(Self {
             width,
             height,
             stride,
             rgb,
         })
+    }
+
+    /// A packed frame (`stride` = 3 × `width`); `None` when `rgb` is too short.
+    pub fn packed(width: u32, height: u32, rgb: &'a [u8]) -> Option<Self> {
+        Self::new(width, height, width as usize * 3, rgb)
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
     }
 }
 
@@ -120,23 +139,31 @@ pub fn letterbox(frame: &Frame, width: u32, height: u32, px: PixelFormat) -> (Ve
     let max_x = frame.width as usize - 1;
     let max_y = frame.height as usize - 1;
     let order: [usize; 3] = if px.rgb { [0, 1, 2] } else { [2, 1, 0] };
+    // Source columns and weights, once per column rather than once per pixel.
+    let columns: Vec<(usize, usize, f32)> = (0..scaled_w)
+        .map(|x| {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
+            let x0 = (fx as usize).min(max_x);
+            (x0 * 3, (x0 + 1).min(max_x) * 3, fx - x0 as f32)
+        })
+        .collect();
+    let (red, rest) = out.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    let planes = [red, green, blue];
     for y in 0..scaled_h {
         let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
         let y0 = (fy as usize).min(max_y);
         let y1 = (y0 + 1).min(max_y);
         let wy = fy - y0 as f32;
-        for x in 0..scaled_w {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
-            let x0 = (fx as usize).min(max_x);
-            let x1 = (x0 + 1).min(max_x);
-            let wx = fx - x0 as f32;
-            let at = (py0 + y) * w + px0 + x;
-            for (c, &src) in order.iter().enumerate() {
-                let p =
-                    |xx: usize, yy: usize| f32::from(frame.rgb[yy * frame.stride + xx * 3 + src]);
-                let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
-                let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
-                out[c * plane + at] = (top * (1.0 - wy) + bottom * wy) * px.scale;
+        let row0 = &frame.rgb[y0 * frame.stride..y0 * frame.stride + frame.width as usize * 3];
+        let row1 = &frame.rgb[y1 * frame.stride..y1 * frame.stride + frame.width as usize * 3];
+        let at = (py0 + y) * w + px0;
+        for (c, &src) in order.iter().enumerate() {
+            let dst = &mut planes[c][at..at + scaled_w];
+            for (d, &(a, b, wx)) in dst.iter_mut().zip(&columns) {
+                let top = f32::from(row0[a + src]) * (1.0 - wx) + f32::from(row0[b + src]) * wx;
+                let bottom = f32::from(row1[a + src]) * (1.0 - wx) + f32::from(row1[b + src]) * wx;
+                *d = (top * (1.0 - wy) + bottom * wy) * px.scale;
             }
         }
     }
@@ -270,6 +297,12 @@ mod tests {
             }
         }
         let frame = Frame::packed(4, 2, &rgb).expect("frame");
+        assert!(Frame::packed(4, 3, &rgb).is_none(), "too few bytes");
+        assert!(
+            Frame::new(4, 2, 11, &rgb).is_none(),
+            "a stride shorter than a row"
+        );
+        assert!(Frame::packed(0, 2, &rgb).is_none());
         let (t, fit) = letterbox(
             &frame,
             4,
