@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,6 @@ fn codecs(v: &Value) -> Vec<String> {
 
 #[test]
 fn low_latency_hls_plays_within_three_seconds() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProc::start(dir.path());
     let s = node.create(json!({
@@ -184,25 +183,13 @@ fn low_latency_hls_plays_within_three_seconds() {
     assert_eq!(status, 404);
 
     // hls.js in low-latency mode, in the browser.
-    let out = Command::new("node")
-        .arg(root.join("web-ui/tests/llhls.mjs"))
-        .env("BASE_URL", node.url(""))
-        .env("STREAM", &id)
-        .env("T0", t0.to_string())
-        .current_dir(root.join("web-ui"))
-        .output()
-        .expect("node (Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "LL-HLS in the browser failed:\n{stdout}\n{}\nnode log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
+    let base = node.url("");
+    let t0 = t0.to_string();
+    let result = common::browser_script(
+        "llhls.mjs",
+        &[("BASE_URL", &base), ("STREAM", &id), ("T0", &t0)],
+        &node,
     );
-    let result: Value = stdout
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("a JSON result");
     println!("LL-HLS glass-to-glass latency: {result}");
     let frames = result["frames"].as_u64().unwrap_or(0);
     assert!(frames >= 100, "only {frames} frames in 8 s: {result}");

@@ -258,26 +258,18 @@ fn the_stream_editor_finds_the_camera_and_keeps_its_credentials() {
         dir.path(),
         &[("LPE_HTTP_UI_DIR", ui.to_str().expect("utf-8"))],
     );
-    let out = Command::new("node")
-        .arg(root.join("web-ui/tests/onvif.mjs"))
-        .env("BASE_URL", node.url(""))
-        .env("PASSWORD", common::ADMIN_PASSWORD)
-        .env("IFACE", &lan.host_if)
-        .env("CAMERA_USER", "viewer1")
-        .env("CAMERA_PASSWORD", "ui-pass-42")
-        .current_dir(root.join("web-ui"))
-        .output()
-        .expect("node (Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the ONVIF finder failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (base, iface) = (node.url(""), lan.host_if.clone());
+    let filled = common::browser_script(
+        "onvif.mjs",
+        &[
+            ("BASE_URL", &base),
+            ("PASSWORD", common::ADMIN_PASSWORD),
+            ("IFACE", &iface),
+            ("CAMERA_USER", "viewer1"),
+            ("CAMERA_PASSWORD", "ui-pass-42"),
+        ],
+        &node,
     );
-    let filled: serde_json::Value = stdout
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("a JSON result");
     let url = format!("rtsp://{}:554/Streaming/102", lan.camera);
     assert_eq!(filled["url"], url.as_str(), "{filled}");
     assert_eq!(filled["name"], "TestCam-2 subStream", "{filled}");

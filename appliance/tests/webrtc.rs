@@ -23,7 +23,6 @@ fn one_browser() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_webrtc_viewer_plays_the_stream_within_a_second() {
     let _one = one_browser();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProc::start(dir.path());
     let s = node.create(json!({
@@ -54,26 +53,17 @@ fn a_webrtc_viewer_plays_the_stream_within_a_second() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
 
-    let out = Command::new("node")
-        .arg(root.join("web-ui/tests/whep.mjs"))
-        .env("BASE_URL", node.url(""))
-        .env("AUTHORIZATION", node.authorization())
-        .env("STREAM", &id)
-        .env("T0", t0.to_string())
-        .current_dir(root.join("web-ui"))
-        .output()
-        .expect("node (Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "WHEP in the browser failed:\n{stdout}\n{}\nnode log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
+    let (base, auth, t0) = (node.url(""), node.authorization(), t0.to_string());
+    let result = common::browser_script(
+        "whep.mjs",
+        &[
+            ("BASE_URL", &base),
+            ("AUTHORIZATION", &auth),
+            ("STREAM", &id),
+            ("T0", &t0),
+        ],
+        &node,
     );
-    let result: Value = stdout
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("a JSON result");
     let frames = result["frames"].as_u64().unwrap_or(0);
     assert!(frames >= 100, "only {frames} frames in 8 s: {result}");
     let p50 = result["latency_ms"]["p50"].as_i64().expect("p50");

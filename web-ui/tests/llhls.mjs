@@ -21,6 +21,7 @@ try {
   const page = await browser.newPage();
   // A page of the node's own origin (the API answers JSON at /api/health).
   await page.goto(`${base}/api/health`);
+  await page.addScriptTag({ path: new URL("./clock.js", import.meta.url).pathname });
   await page.addScriptTag({ path: hlsjs });
   const result = await page.evaluate(async ([stream, t0]) => {
     const video = document.createElement("video");
@@ -47,34 +48,11 @@ try {
     }
     // Let it settle on its target latency, then read frames for 8 s.
     await new Promise((ok) => setTimeout(ok, 4000));
-    const canvas = document.createElement("canvas");
-    const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    const latencies = [];
-    await new Promise((done) => {
-      const until = Date.now() + 8000;
-      const frame = () => {
-        const now = Date.now();
-        canvas.width = video.videoWidth;
-        canvas.height = video.videoHeight;
-        ctx.drawImage(video, 0, 0);
-        let ms = 0;
-        for (let k = 0; k < 20; k++) {
-          const [r, g, b] = ctx.getImageData(k * 16 + 8, 8, 1, 1).data;
-          if (r + g + b > 3 * 128) ms += 2 ** k;
-        }
-        latencies.push(now - (t0 + ms));
-        if (now < until) video.requestVideoFrameCallback(frame);
-        else done();
-      };
-      video.requestVideoFrameCallback(frame);
-    });
+    const clock = await window.measureClock(video, t0, 8000);
     const hlsLatency = hls.latency;
     hls.destroy();
-    latencies.sort((a, b) => a - b);
-    const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
     return {
-      frames: latencies.length,
-      latency_ms: { p50: at(0.5), p90: at(0.9), max: latencies[latencies.length - 1] },
+      ...clock,
       parts,
       audio_codec: audioCodec,
       hls_latency_s: hlsLatency,

@@ -19,6 +19,7 @@ try {
   const page = await browser.newPage();
   // A page of the node's own origin (the API answers JSON at /api/health).
   await page.goto(`${base}/api/health`);
+  await page.addScriptTag({ path: new URL("./clock.js", import.meta.url).pathname });
   const result = await page.evaluate(async ([auth, stream, t0]) => {
     const pc = new RTCPeerConnection();
     pc.addTransceiver("video", { direction: "recvonly" });
@@ -58,27 +59,7 @@ try {
       }
       await new Promise((ok) => setTimeout(ok, 100));
     }
-    const canvas = document.createElement("canvas");
-    const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    const latencies = [];
-    await new Promise((done) => {
-      const until = Date.now() + 8000;
-      const frame = () => {
-        const now = Date.now();
-        canvas.width = video.videoWidth;
-        canvas.height = video.videoHeight;
-        ctx.drawImage(video, 0, 0);
-        let ms = 0;
-        for (let k = 0; k < 20; k++) {
-          const [r, g, b] = ctx.getImageData(k * 16 + 8, 8, 1, 1).data;
-          if (r + g + b > 3 * 128) ms += 2 ** k;
-        }
-        latencies.push(now - (t0 + ms));
-        if (now < until) video.requestVideoFrameCallback(frame);
-        else done();
-      };
-      video.requestVideoFrameCallback(frame);
-    });
+    const clock = await window.measureClock(video, t0, 8000);
     // The stream's sound came too (its Opus encode).
     // (Headless Chromium plays no audio out, so levels are not measured here: the packets'
     // size tells a tone from silence, which Opus sends in a few bytes.)
@@ -90,9 +71,7 @@ try {
     });
     await fetch(location, { method: "DELETE", headers: { authorization: auth } });
     pc.close();
-    latencies.sort((a, b) => a - b);
-    const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
-    return { audio, frames: latencies.length, latency_ms: { p50: at(0.5), p90: at(0.9), max: latencies[latencies.length - 1] } };
+    return { audio, ...clock };
   }, [auth, stream, Number(T0)]);
   console.log(JSON.stringify(result));
   if (result.error) process.exitCode = 1;

@@ -807,3 +807,27 @@ impl Drop for ClockPush {
         let _ = self.0.wait();
     }
 }
+
+/// Runs a browser script of `web-ui/tests/` (headless Chromium, from `web-ui/` so its
+/// packages resolve) with `env`, and returns the JSON line it printed; a failure panics with
+/// its output and the node's log.
+pub fn browser_script(script: &str, env: &[(&str, &str)], node: &NodeProc) -> Value {
+    let ui = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web-ui");
+    let out = Command::new("node")
+        .arg(ui.join("tests").join(script))
+        .envs(env.iter().copied())
+        .current_dir(&ui)
+        .output()
+        .expect("node (Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{script} printed no JSON result:\n{stdout}"))
+}
