@@ -116,12 +116,13 @@ async fn rendition_file(
         },
         (Some(Ok(msn)), Some(Ok(part))) => {
             let until = hold(&p);
+            let mut changes = p.watch();
             loop {
                 if let Some(b) = p.part(msn, part) {
                     return answer("video/mp4", "max-age=60", b);
                 }
                 // Only the hinted part is waited for; anything else is gone or never was.
-                if !p.is_next(msn, part) || !p.changed(until).await {
+                if !p.is_next(msn, part) || !changes.next(until).await {
                     return not_found();
                 }
             }
@@ -141,6 +142,7 @@ async fn media_playlist(p: &Arc<Playlist>, q: Blocking) -> Response {
     }
     if let Some(msn) = q.msn {
         let until = hold(p);
+        let mut changes = p.watch();
         loop {
             match p.ready(msn, q.part) {
                 Ready::Yes => break,
@@ -153,7 +155,7 @@ async fn media_playlist(p: &Arc<Playlist>, q: Blocking) -> Response {
                     .into_response();
                 }
                 Ready::NotYet => {
-                    if !p.changed(until).await {
+                    if !changes.next(until).await {
                         return ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "not_yet",

@@ -59,6 +59,19 @@ struct State {
     longest: f64,
 }
 
+/// Changes of a playlist, seen from one request.
+pub struct Changes(watch::Receiver<u64>);
+
+impl Changes {
+    /// Waits for a change since the last one seen (or since [`Playlist::watch`]) or `until`;
+    /// `false` at the deadline.
+    pub async fn next(&mut self, until: tokio::time::Instant) -> bool {
+        tokio::time::timeout_at(until, self.0.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 /// What a blocking request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
@@ -186,11 +199,10 @@ impl Playlist {
         });
     }
 
-    /// Waits for a change or `until`; `false` at the deadline.
-    pub async fn changed(&self, until: tokio::time::Instant) -> bool {
-        let mut rx = self.version.subscribe();
-        rx.mark_unchanged();
-        tokio::time::timeout_at(until, rx.changed()).await.is_ok()
+    /// A watcher of changes. Taken before looking at the playlist, so that a change between
+    /// the look and the wait is not missed.
+    pub fn watch(&self) -> Changes {
+        Changes(self.version.subscribe())
     }
 
     /// Whether the playlist holds segment `msn` (complete), or its part `part` (or a later
@@ -494,6 +506,17 @@ mod tests {
         let text = p.render().expect("playlist");
         assert!(text.contains("#EXTINF:12.00000,\n0.mp4\n"), "{text}");
         assert!(text.contains("#EXT-X-TARGETDURATION:12\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_change_between_looking_and_waiting_is_not_missed() {
+        let p = playlist();
+        let mut changes = p.watch();
+        // The part is published after the request looked and before it waits.
+        p.begin(Bytes::from_static(b"init"));
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(changes.next(soon()).await);
+        assert!(!changes.next(soon()).await, "nothing new since");
     }
 
     #[test]
