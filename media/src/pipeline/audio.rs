@@ -48,35 +48,10 @@ pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildE
     tee.set_property("allow-not-linked", true);
     add_linked(pipeline, &[&tee])?;
     if let Some(pad) = tee.static_pad("sink") {
-        drop_untimed(&pad);
         b.counters.tap_audio(&pad);
     }
     note(b, |_| {});
     level_branch(b, pipeline, &tee)
-}
-
-/// Drops audio buffers that have no place on the stream's timeline: no timestamp, or one
-/// before the segment's start (a WebRTC publisher's first packets can be either). The
-/// renditions' muxers (`splitmuxsink` in `hlssink2`) fail the whole run on such a buffer.
-fn drop_untimed(pad: &gst::Pad) {
-    pad.add_probe(gst::PadProbeType::BUFFER, |pad, info| {
-        let Some(buf) = info.buffer() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let segment = pad
-            .sticky_event::<gst::event::Segment>(0)
-            .and_then(|e| e.segment().downcast_ref::<gst::ClockTime>().cloned());
-        let placed = match (buf.pts(), segment) {
-            (Some(pts), Some(seg)) => seg.to_running_time(pts).is_some(),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if placed {
-            gst::PadProbeReturn::Ok
-        } else {
-            gst::PadProbeReturn::Drop
-        }
-    });
 }
 
 /// `queue ! avdec_aac ! audioconvert ! level ! fakesink` off the audio tee: the level
