@@ -167,6 +167,23 @@ pub fn make(factory: &str, name: &str) -> Result<gst::Element, String> {
         .map_err(|_| format!("GStreamer element {factory} is not installed"))
 }
 
+/// Links a parser's src pad to a new request pad of `sink` (a muxer's `video_%u`, …).
+pub fn link_to_request_pad(
+    parser: &gst::Element,
+    sink: &gst::Element,
+    template: &str,
+) -> Result<(), String> {
+    let sinkpad = sink
+        .request_pad_simple(template)
+        .ok_or_else(|| format!("{} has no {template} pad", sink.name()))?;
+    parser
+        .static_pad("src")
+        .ok_or("the parser has no src pad")?
+        .link(&sinkpad)
+        .map(|_| ())
+        .map_err(|e| format!("{template}: {e:?}"))
+}
+
 impl Feed {
     /// Builds the sources and parsers in `pipeline`, then links them with `link(parser,
     /// is_audio)`, which adds the consumer's elements and links the parser's src pad to them.

@@ -227,15 +227,6 @@ fn packager(
         .map_err(|e| e.to_string())?;
     mux.link(&sink).map_err(|e| format!("mux → sink: {e}"))?;
     Feed::build(pipeline, start, |_, parser, audio| {
-        let pad = if audio { "audio_%u" } else { "video_%u" };
-        let sinkpad = mux
-            .request_pad_simple(pad)
-            .ok_or_else(|| format!("mp4mux has no {pad} pad"))?;
-        parser
-            .static_pad("src")
-            .ok_or("the parser has no src pad")?
-            .link(&sinkpad)
-            .map(|_| ())
-            .map_err(|e| format!("{pad}: {e:?}"))
+        tap::link_to_request_pad(parser, &mux, if audio { "audio_%u" } else { "video_%u" })
     })
 }

@@ -373,16 +373,7 @@ fn writer(dir: &Path, wall_zero: u64, start: &tap::Start) -> Result<Feed, String
     let pipeline = gst::Pipeline::with_name("recorder");
     pipeline.add(&sink).map_err(|e| e.to_string())?;
     Feed::build(pipeline, start, |_, parser, audio| {
-        let pad = if audio { "audio_%u" } else { "video" };
-        let sinkpad = sink
-            .request_pad_simple(pad)
-            .ok_or_else(|| format!("splitmuxsink has no {pad} pad"))?;
-        parser
-            .static_pad("src")
-            .ok_or("the parser has no src pad")?
-            .link(&sinkpad)
-            .map(|_| ())
-            .map_err(|e| format!("{pad}: {e:?}"))
+        tap::link_to_request_pad(parser, &sink, if audio { "audio_%u" } else { "video" })
     })
 }
 
