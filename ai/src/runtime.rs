@@ -163,23 +163,23 @@ impl Runtime {
     }
 }
 
+/// [`PROVIDERS`], each with whether the library was built with it.
 fn providers() -> Vec<ProviderReport> {
     use ort::ep::ExecutionProvider;
-    let compiled = |r: ort::Result<bool>| r.unwrap_or(false);
-    vec![
-        ProviderReport {
-            name: "TensorRT".into(),
-            compiled_in: compiled(ort::ep::TensorRT::is_available()),
-        },
-        ProviderReport {
-            name: "CUDA".into(),
-            compiled_in: compiled(ort::ep::CUDA::is_available()),
-        },
-        ProviderReport {
-            name: "CPU".into(),
-            compiled_in: true,
-        },
-    ]
+    PROVIDERS
+        .iter()
+        .map(|&name| {
+            let compiled_in = match name {
+                "TensorRT" => ort::ep::TensorRT::is_available(),
+                "CUDA" => ort::ep::CUDA::is_available(),
+                _ => Ok(true),
+            };
+            ProviderReport {
+                name: name.into(),
+                compiled_in: compiled_in.unwrap_or(false),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
