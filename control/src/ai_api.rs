@@ -34,8 +34,13 @@ pub const UPLOAD_PATH: &str = "/api/ai/models";
     responses((status = 200, body = AiView)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
-async fn status(State(state): State<AppState>) -> Json<AiView> {
-    Json(state.node.ai.view())
+async fn status(State(state): State<AppState>) -> Result<Json<AiView>, ApiError> {
+    // The registry is read from disk.
+    let ai = state.node.ai.clone();
+    tokio::task::spawn_blocking(move || ai.view())
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
