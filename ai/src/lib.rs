@@ -5,7 +5,8 @@
 //! Code map: [`runtime`] finds and loads the library and reports its providers; [`session`]
 //! opens a model as a [`session::Detector`] (provider tried TensorRT → CUDA → CPU, checked
 //! with a dry run); [`detect`] is the letterbox and suppression every detector shares;
-//! [`yolo`] and [`centerface`] decode their models' outputs.
+//! [`yolo`] and [`centerface`] decode their models' outputs; [`track`] follows detections
+//! over time (ids, zones, minimum duration) and says when an object is an event.
 //!
 //! Invariant: this crate knows nothing of streams, the node or the network; it takes frames
 //! and returns detections in the frame's pixels. A model that cannot work is refused when it
@@ -16,4 +17,5 @@ pub mod detect;
 pub mod registry;
 pub mod runtime;
 pub mod session;
+pub mod track;
 pub mod yolo;

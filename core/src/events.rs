@@ -50,6 +50,20 @@ pub enum EventKind {
     RecordingFailed,
     /// Retention deleted recordings early to keep the disk from filling.
     RecordingsPurged,
+    /// A tracked object has been seen for the stream's minimum duration (in a zone, when
+    /// the stream has zones).
+    ObjectStarted,
+    /// A tracked object entered or left a zone, or was seen better (a new best snapshot).
+    ObjectUpdated,
+    /// A tracked object has not been seen for a while, or left every zone.
+    ObjectEnded,
+    /// A stream's detector failed (a model that stopped working, a provider that failed and
+    /// was replaced by the next one); the message says what runs instead.
+    AiFailed,
+    /// Privacy mode cannot look for faces: the stream's pictures are blanked.
+    PrivacyBlanked,
+    /// Privacy mode looks for faces again: the pictures are shown, blurred.
+    PrivacyRestored,
 }
 
 impl EventKind {
@@ -86,6 +100,12 @@ impl EventKind {
             Self::RestreamFailed => "restream_failed",
             Self::RecordingFailed => "recording_failed",
             Self::RecordingsPurged => "recordings_purged",
+            Self::ObjectStarted => "object_started",
+            Self::ObjectUpdated => "object_updated",
+            Self::ObjectEnded => "object_ended",
+            Self::AiFailed => "ai_failed",
+            Self::PrivacyBlanked => "privacy_blanked",
+            Self::PrivacyRestored => "privacy_restored",
         }
     }
 }
@@ -97,6 +117,31 @@ pub struct NodeEvent {
     pub stream_id: Option<String>,
     pub kind: EventKind,
     pub message: String,
+    /// The object of `object_*` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectEvent>,
+}
+
+/// A tracked object as its events carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ObjectEvent {
+    /// The detection's id: `GET /api/detections` lists it, its snapshot is at
+    /// `/api/detections/{id}/snapshot.jpg`.
+    pub id: String,
+    pub label: String,
+    /// The best score it was seen with.
+    pub score: f32,
+    /// Where it is now: `[x1, y1, x2, y2]`, normalised to the picture.
+    pub bbox: [f32; 4],
+    /// The zones it is in now.
+    pub zones: Vec<String>,
+    /// When it was first seen (milliseconds since the Unix epoch).
+    pub started_ms: u64,
+    /// When it was last seen, for `object_ended`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    /// Whether a snapshot was kept.
+    pub snapshot: bool,
 }
 
 /// Cloneable handle to the bus. Emitting never blocks; slow subscribers miss old events
@@ -119,6 +164,17 @@ impl EventBus {
     }
 
     pub fn emit(&self, stream_id: Option<&str>, kind: EventKind, message: impl Into<String>) {
+        self.emit_object(stream_id, kind, message, None);
+    }
+
+    /// Emits an event about a tracked object.
+    pub fn emit_object(
+        &self,
+        stream_id: Option<&str>,
+        kind: EventKind,
+        message: impl Into<String>,
+        object: Option<ObjectEvent>,
+    ) {
         let message = message.into();
         tracing::info!(
             stream = stream_id.unwrap_or("-"),
@@ -130,6 +186,7 @@ impl EventBus {
             stream_id: stream_id.map(str::to_string),
             kind,
             message,
+            object,
         });
     }
 

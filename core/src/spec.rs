@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod analysis;
+pub use analysis::{AnalysisSpec, PrivacySpec, Zone};
+
 /// A field-level validation failure (`ladder[2].bitrate_kbps`: must be at least 1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -50,6 +53,12 @@ pub struct StreamSpec {
     /// Whether the stream is recorded to disk, and which rendition.
     #[serde(default)]
     pub recording: RecordingSpec,
+    /// Object detection on the stream's pictures.
+    #[serde(default)]
+    pub ai: AnalysisSpec,
+    /// What the stream's outputs may show.
+    #[serde(default)]
+    pub privacy: PrivacySpec,
 }
 
 /// What a stream records: one rendition (with the stream's audio) as fragmented MP4 files.
@@ -412,6 +421,13 @@ impl StreamSpec {
         self.validate_source()?;
         self.validate_ladder()?;
         self.validate_restream()?;
+        self.ai.validate()?;
+        if self.privacy.blur_faces && self.offload {
+            return Err(SpecError::new(
+                "privacy.blur_faces",
+                "an offloaded stream is transcoded elsewhere; privacy mode needs the node's own encode",
+            ));
+        }
         if let Some(r) = &self.recording.rendition
             && !self.ladder.iter().any(|l| &l.name == r)
         {
@@ -851,6 +867,8 @@ mod tests {
             offload: false,
             restream: Vec::new(),
             recording: RecordingSpec::default(),
+            ai: Default::default(),
+            privacy: Default::default(),
         }
     }
 
@@ -1072,6 +1090,8 @@ mod tests {
                 offload: false,
                 restream: Vec::new(),
                 recording: RecordingSpec::default(),
+                ai: Default::default(),
+                privacy: Default::default(),
             };
             f(&mut spec.ladder[0]);
             spec.validate()

@@ -75,6 +75,8 @@ pub struct StreamView {
     /// Where the stream is sent on, without the keys (the status says how each is doing).
     pub restream: Vec<RestreamView>,
     pub recording: lpe_core::spec::RecordingSpec,
+    pub ai: lpe_core::spec::AnalysisSpec,
+    pub privacy: lpe_core::spec::PrivacySpec,
     pub status: StreamStatus,
     pub hls_url: String,
     /// Low-latency HLS of the same renditions (absent for offloaded streams, or when
@@ -1080,6 +1082,8 @@ impl Node {
             offload: s.spec.offload,
             restream: s.spec.restream.iter().map(RestreamView::of).collect(),
             recording: s.spec.recording.clone(),
+            ai: s.spec.ai.clone(),
+            privacy: s.spec.privacy.clone(),
             status,
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             llhls_url: (self.cfg.hls.part_milliseconds > 0 && !s.spec.offload)
@@ -1135,6 +1139,8 @@ impl Node {
                     offload: false,
                     restream: Vec::new(),
                     recording: Default::default(),
+                    ai: Default::default(),
+                    privacy: Default::default(),
                 }),
                 None if self.cfg.media.demo_stream => Some(StreamSpec {
                     name: "Demo (test pattern)".into(),
@@ -1151,6 +1157,8 @@ impl Node {
                     offload: false,
                     restream: Vec::new(),
                     recording: Default::default(),
+                    ai: Default::default(),
+                    privacy: Default::default(),
                 }),
                 None => None,
             };

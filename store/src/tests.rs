@@ -15,6 +15,8 @@ fn spec(name: &str) -> StreamSpec {
         offload: false,
         restream: Vec::new(),
         recording: Default::default(),
+        ai: Default::default(),
+        privacy: Default::default(),
     }
 }
 
@@ -63,6 +65,7 @@ fn event(i: u64) -> NodeEvent {
         stream_id: None,
         kind: lpe_core::events::EventKind::SettingsChanged,
         message: format!("event {i}"),
+        object: None,
     }
 }
 
