@@ -5,6 +5,7 @@
 //! so). It takes stream specs and its own [`MediaConfig`], and reports status and events;
 //! persistence is the caller's business.
 
+pub mod analysis;
 pub mod encoder;
 pub mod hls;
 pub mod llhls;
@@ -73,6 +74,8 @@ pub struct EngineShared {
     pub events: EventBus,
     /// Where offloaded streams send their segments; none: they encode locally.
     pub offload: std::sync::RwLock<Option<Arc<dyn offload::Offload>>>,
+    /// What runs' pictures feed (the AI plane); none: nothing.
+    pub analysis: std::sync::RwLock<Option<Arc<dyn analysis::Analysis>>>,
     /// `None` when the recordings directory could not be made.
     pub recordings: Option<Arc<recording::Library>>,
 }
@@ -122,6 +125,7 @@ impl MediaEngine {
                 inventory,
                 events,
                 offload: std::sync::RwLock::new(None),
+                analysis: std::sync::RwLock::new(None),
                 recordings,
             }),
             registry: PublishRegistry::default(),
@@ -140,6 +144,13 @@ impl MediaEngine {
     pub fn set_offload(&self, offload: Option<Arc<dyn offload::Offload>>) {
         if let Ok(mut o) = self.shared.offload.write() {
             *o = offload;
+        }
+    }
+
+    /// Installs what runs' pictures feed; takes effect at each stream's next run.
+    pub fn set_analysis(&self, analysis: Option<Arc<dyn analysis::Analysis>>) {
+        if let Ok(mut a) = self.shared.analysis.write() {
+            *a = analysis;
         }
     }
 

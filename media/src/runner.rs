@@ -255,6 +255,7 @@ pub(super) async fn run(
             x264_tune: shared.cfg.x264_tune.clone(),
             offload: spec.offload,
             watch_silence: shared.cfg.silence.is_some(),
+            analysis: open_analysis(&id, &spec, &shared).await,
         };
         let input = if publisher.is_some() {
             Input::Flv {
@@ -334,6 +335,14 @@ pub(super) async fn run(
                     srt_listener(&spec),
                 )
                 .await;
+                if let Some(analysis) = &ctx.analysis {
+                    if let Some(mask) = &analysis.mask {
+                        mask.close();
+                    }
+                    if let Some(plane) = shared.analysis.read().ok().and_then(|a| a.clone()) {
+                        plane.close(&id);
+                    }
+                }
                 if let Some(f) = feeder {
                     f.abort();
                 }
@@ -541,6 +550,36 @@ fn start_consumers(
         *s = statuses;
     }
     Consumers { stop, tasks }
+}
+
+/// What this run's pictures feed, asked of the AI plane off the async threads. Privacy mode
+/// without an answer still gets a mask — a failed one, so the outputs are blanked.
+async fn open_analysis(
+    id: &str,
+    spec: &StreamSpec,
+    shared: &Arc<EngineShared>,
+) -> Option<Arc<crate::analysis::AnalysisRun>> {
+    use crate::analysis::{AnalysisRun, PrivacyMask};
+    if spec.offload {
+        return None;
+    }
+    let plane = shared.analysis.read().ok().and_then(|a| a.clone());
+    let mut run = match plane {
+        Some(plane) => {
+            let (id, spec) = (id.to_string(), spec.clone());
+            tokio::task::spawn_blocking(move || plane.open(&id, &spec))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
+    if spec.privacy.blur_faces && run.as_ref().is_none_or(|r| r.mask.is_none()) {
+        let mask = PrivacyMask::new(Duration::from_secs(2));
+        mask.fail("faces cannot be looked for: the AI plane is not running");
+        run.get_or_insert_with(AnalysisRun::default).mask = Some(Arc::new(mask));
+    }
+    run.map(Arc::new)
 }
 
 /// Waits for the publisher's first video tag (and a moment more for its audio); refuses

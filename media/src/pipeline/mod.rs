@@ -47,6 +47,15 @@ pub struct BuildContext {
     pub offload: bool,
     /// Measure the audio's level (for silence detection).
     pub watch_silence: bool,
+    /// The AI plane's frame taps and privacy mask for this run.
+    pub analysis: Option<Arc<crate::analysis::AnalysisRun>>,
+}
+
+impl BuildContext {
+    /// Privacy mode: every output passes the mask, so nothing is passed through.
+    fn private(&self) -> bool {
+        self.analysis.as_ref().is_some_and(|a| a.mask.is_some())
+    }
 }
 
 /// Counters shared between streaming threads (pad probes) and the supervisor.
@@ -464,6 +473,7 @@ fn resolve(
     fps: (i32, i32),
     h264: bool,
 ) -> (Vec<ResolvedRendition>, Vec<(String, String)>) {
+    let h264 = h264 && !b.ctx.private();
     let (resolved, skipped) =
         spec::resolve_ladder(&b.spec.ladder, w, h, fps, h264, b.ctx.segment_seconds);
     if let Ok(mut s) = b.counters.skipped.lock() {

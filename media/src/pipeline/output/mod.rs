@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod analysis;
 mod hls;
 pub(crate) mod segmenter;
 mod snapshot;
@@ -11,7 +12,8 @@ pub(crate) use hls::passthrough_branch;
 
 /// Attaches the outputs to `raw_tee`: the encoded renditions of the ladder with their HLS
 /// sinks, the snapshot tap, and the master playlist listing `playlist` (encoded and
-/// passthrough renditions).
+/// passthrough renditions); and the AI plane's frame taps. In privacy mode the outputs hang
+/// from the privacy gate instead (and the builder made no passthrough rendition).
 pub(crate) fn attach(
     b: &Arc<Builder>,
     pipeline: &gst::Pipeline,
@@ -20,8 +22,15 @@ pub(crate) fn attach(
     playlist: &[ResolvedRendition],
     skipped: &[(String, String)],
 ) -> Result<(), BuildError> {
-    hls::encode_all(b, pipeline, raw_tee, encoded)?;
-    snapshot::snapshot_branch(b, pipeline, raw_tee)?;
+    let outputs = match b.ctx.analysis.as_ref().and_then(|a| a.mask.as_ref()) {
+        Some(mask) => analysis::privacy_gate(b, pipeline, raw_tee, mask)?,
+        None => raw_tee.clone(),
+    };
+    for tap in b.ctx.analysis.iter().flat_map(|a| &a.taps) {
+        analysis::frame_tap(b, pipeline, raw_tee, tap)?;
+    }
+    hls::encode_all(b, pipeline, &outputs, encoded)?;
+    snapshot::snapshot_branch(b, pipeline, &outputs)?;
     hls::write_master(b, pipeline, playlist, skipped);
     Ok(())
 }
