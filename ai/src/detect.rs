@@ -1,7 +1,7 @@
 //! What every detector shares: frames in, detections out, the letterbox between them, and
 //! non-maximum suppression.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An RGB frame, 3 bytes per pixel, rows `stride` bytes apart. Made only by its
 /// constructors, which check that the bytes hold every row.
@@ -45,7 +45,7 @@ impl<'a> Frame<'a> {
 }
 
 /// A box in the source frame's pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoundingBox {
     pub x1: f32,
     pub y1: f32,
@@ -67,7 +67,7 @@ impl BoundingBox {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Detection {
     /// Index into the model's labels.
     pub class: usize,

@@ -6,7 +6,8 @@
 //! opens a model as a [`session::Detector`] (provider tried TensorRT → CUDA → CPU, checked
 //! with a dry run); [`detect`] is the letterbox and suppression every detector shares;
 //! [`yolo`] and [`centerface`] decode their models' outputs; [`track`] follows detections
-//! over time (ids, zones, minimum duration) and says when an object is an event.
+//! over time (ids, zones, minimum duration) and says when an object is an event; [`worker`]
+//! runs a detector in a process of its own (the node starts its own executable for it).
 //!
 //! Invariant: this crate knows nothing of streams, the node or the network; it takes frames
 //! and returns detections in the frame's pixels. A model that cannot work is refused when it
@@ -18,4 +19,5 @@ pub mod registry;
 pub mod runtime;
 pub mod session;
 pub mod track;
+pub mod worker;
 pub mod yolo;

@@ -80,7 +80,7 @@ pub enum AiError {
 }
 
 /// How the provider choice went for one session.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderAttempt {
     pub provider: String,
     pub error: Option<String>,

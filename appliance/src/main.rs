@@ -29,6 +29,13 @@ enum Cmd {
     /// Run a model on a packed RGB image and print its detections and timings, as JSON: a
     /// model tried by hand, and the inference benchmark.
     Detect(DetectArgs),
+    /// A detector process: the node starts one per model a stream runs, and talks to it
+    /// over its stdin and stdout (`lpe_ai::worker`).
+    #[command(hide = true)]
+    AiWorker {
+        /// What to open, as JSON (`lpe_ai::worker::WorkerSpec`).
+        spec: String,
+    },
     /// Livepeer payment tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
@@ -578,6 +585,13 @@ fn main() -> ExitCode {
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
         Cmd::Detect(args) => detect(args),
+        Cmd::AiWorker { spec } => match lpe_ai::worker::main(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("livepeer-edge ai-worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Openapi => match lpe_control::api::openapi().to_pretty_json() {
             Ok(doc) => {
                 println!("{doc}");
