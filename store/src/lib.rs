@@ -1,7 +1,7 @@
 //! The node's one SQLite database (WAL). Owns every table; other modules call these typed
 //! functions and never write SQL of their own. Migrations are versioned in code through
 //! `PRAGMA user_version`. One module per table family: `streams`, `meta`, `journal` (the
-//! event log and the command journal), `tickets`, `auth` (users, sessions, API tokens).
+//! event log and the command journal), `tickets`, `auth` (users, sessions, API tokens), `detections` (objects the AI plane followed).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +27,7 @@ pub enum StoreError {
 }
 
 mod auth;
+mod detections;
 mod journal;
 mod meta;
 mod migrations;
@@ -36,6 +37,7 @@ mod tests;
 mod tickets;
 
 pub use auth::{SessionRecord, TokenRecord, UserRecord};
+pub use detections::{DetectionQuery, DetectionRecord};
 pub use journal::StoredEvent;
 pub use streams::StoredStream;
 pub use tickets::{TicketCounts, TicketRecord, TicketState, WinningTicket};
@@ -99,10 +101,10 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// [`Store::write`] for the tests, which run outside the async runtime: blocks the
-    /// calling thread until the write is done.
-    #[cfg(test)]
-    pub(crate) fn write_blocking<T: Send + 'static>(
+    /// [`Store::write`] for threads outside the async runtime (the tests, the AI plane's
+    /// detector threads): blocks the calling thread until the write is done. Never call it
+    /// from an async task.
+    pub fn write_blocking<T: Send + 'static>(
         &self,
         write: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

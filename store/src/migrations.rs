@@ -94,4 +94,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 7: a ticket that must wait (a transient revert, gas, an inactive recipient) is not
     // looked at again before its next attempt
     "ALTER TABLE winning_tickets ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;",
+    // 8: objects the AI plane followed, one row each, updated as they move and end
+    "CREATE TABLE detections (
+        id TEXT PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        score REAL NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        zones TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        snapshot INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX detections_started ON detections(started_ms);
+     CREATE INDEX detections_stream ON detections(stream_id, started_ms);",
 ];

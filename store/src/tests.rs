@@ -360,3 +360,70 @@ fn a_file_that_is_not_a_database_is_an_error() {
     .expect("write");
     assert!(Store::open(&path).is_err());
 }
+
+#[test]
+fn a_detection_is_written_once_and_updated_in_place() {
+    use crate::{DetectionQuery, DetectionRecord};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("node.db")).expect("store");
+    let person = DetectionRecord {
+        id: "d1".into(),
+        stream_id: "s1".into(),
+        label: "person".into(),
+        score: 0.8,
+        bbox: [0.1, 0.2, 0.3, 0.4],
+        zones: vec!["door".into()],
+        started_ms: 1000,
+        updated_ms: 1000,
+        ended_ms: None,
+        snapshot: true,
+    };
+    let car = DetectionRecord {
+        id: "d2".into(),
+        label: "car".into(),
+        started_ms: 2000,
+        updated_ms: 2000,
+        zones: vec![],
+        ..person.clone()
+    };
+    for d in [person.clone(), car.clone()] {
+        s.write_blocking(move |w| w.put_detection(&d)).expect("put");
+    }
+    let ended = DetectionRecord {
+        score: 0.9,
+        ended_ms: Some(5000),
+        updated_ms: 5000,
+        ..person.clone()
+    };
+    let e = ended.clone();
+    s.write_blocking(move |w| w.put_detection(&e))
+        .expect("update");
+    assert_eq!(s.detection("d1").expect("get"), Some(ended.clone()));
+    let all = |q: DetectionQuery| s.detections(&q).expect("list");
+    let q = DetectionQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(all(q.clone()), vec![car.clone(), ended.clone()]);
+    assert_eq!(
+        all(DetectionQuery {
+            label: Some("person"),
+            ..q.clone()
+        }),
+        vec![ended]
+    );
+    assert_eq!(
+        all(DetectionQuery {
+            since_ms: Some(1500),
+            ..q.clone()
+        }),
+        vec![car]
+    );
+    assert!(
+        all(DetectionQuery {
+            stream_id: Some("s2"),
+            ..q
+        })
+        .is_empty()
+    );
+}
