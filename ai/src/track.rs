@@ -360,7 +360,11 @@ mod tests {
         let u = t.update(ms(0), vec![obs("person", 0.6, b)]);
         assert!(u.events.is_empty());
         assert_eq!(u.best_now, vec![1]);
-        assert!(t.update(ms(200), vec![obs("person", 0.6, b)]).events.is_empty());
+        assert!(
+            t.update(ms(200), vec![obs("person", 0.6, b)])
+                .events
+                .is_empty()
+        );
         let u = t.update(ms(400), vec![obs("person", 0.62, b)]);
         assert_eq!(changes(&u), vec![(Change::Started, 1)]);
         assert!(u.best_now.is_empty(), "0.62 is not better by 0.05");

@@ -153,7 +153,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(withdraw))
         .merge(super::recordings_api::routes())
         .merge(super::onvif_api::routes())
-        .merge(super::ai_api::routes());
+        .merge(super::ai_api::routes())
+        .merge(super::detections_api::routes());
     let (router, mut doc) = api.split_for_parts();
     document_refusals(&mut doc);
     (router, doc)

@@ -5,6 +5,7 @@
 pub mod ai_api;
 pub mod api;
 pub mod auth_api;
+pub mod detections_api;
 pub mod http;
 pub mod llhls_api;
 pub mod metrics;

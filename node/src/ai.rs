@@ -142,6 +142,27 @@ impl AiPlane {
         })
     }
 
+    /// What a detector process needs to open model `id`: the library this node loaded, its
+    /// thread count, the model's file and descriptor.
+    pub fn worker_spec(&self, id: &str) -> Result<lpe_ai::worker::WorkerSpec, String> {
+        let Some(rt) = &self.runtime else {
+            return Err(self.report.error.clone().unwrap_or_default());
+        };
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("the models directory cannot be used; see the log")?;
+        let (model, m) = registry
+            .get(id)
+            .ok_or_else(|| format!("model {id} is not installed"))?;
+        Ok(lpe_ai::worker::WorkerSpec {
+            model,
+            descriptor: m.descriptor,
+            onnxruntime: rt.report.library.clone().unwrap_or_default().into(),
+            threads: rt.report.intra_threads,
+        })
+    }
+
     pub fn remove(&self, id: &str) -> bool {
         self.registry.as_ref().is_some_and(|r| r.remove(id))
     }

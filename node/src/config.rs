@@ -56,6 +56,10 @@ pub struct AiConfig {
     pub onnxruntime_path: String,
     /// Threads each inference session uses; 0: all cores but one (left to the media engine).
     pub intra_threads: u32,
+    /// Object snapshots kept (`<data_dir>/snapshots`), the oldest deleted first.
+    pub snapshots_kept: u32,
+    /// And at most this many megabytes of them.
+    pub snapshots_megabytes: u32,
 }
 
 /// The orchestrator's port on the Livepeer network: gRPC and HTTP on one listener, served
@@ -410,6 +414,8 @@ impl Default for Config {
             ai: AiConfig {
                 onnxruntime_path: String::new(),
                 intra_threads: 0,
+                snapshots_kept: 2000,
+                snapshots_megabytes: 256,
             },
             mqtt: MqttConfig {
                 url: String::new(),
@@ -551,6 +557,13 @@ impl Config {
         range("hls.segment_seconds", self.hls.segment_seconds, 1, 30)?;
         range("hls.max_segments", self.hls.max_segments, 3, 1000)?;
         range("ai.intra_threads", self.ai.intra_threads, 0, 64)?;
+        range("ai.snapshots_kept", self.ai.snapshots_kept, 1, 1_000_000)?;
+        range(
+            "ai.snapshots_megabytes",
+            self.ai.snapshots_megabytes,
+            1,
+            1_000_000,
+        )?;
         if self.hls.part_milliseconds != 0 {
             let below_segment = (self.hls.segment_seconds * 1000).saturating_sub(1).max(100);
             range(

@@ -3,6 +3,7 @@
 //! adapters that build commands and render outcomes.
 
 pub mod ai;
+pub mod analysis;
 pub mod auth;
 pub mod command;
 pub mod config;
@@ -43,7 +44,9 @@ pub mod views {
     pub use lpe_money::payments::{Orchestrator, PaymentError, PaymentReceipt};
     pub use lpe_money::reward::{RewardState, RewardStatus};
     pub use lpe_money::watcher::HeadView;
-    pub use lpe_store::{StoredEvent, TicketCounts, TicketRecord, TokenRecord, UserRecord};
+    pub use lpe_store::{
+        DetectionQuery, StoredEvent, TicketCounts, TicketRecord, TokenRecord, UserRecord,
+    };
 }
 
 use std::sync::Arc;
@@ -78,6 +81,8 @@ pub struct StreamView {
     pub ai: lpe_core::spec::AnalysisSpec,
     pub privacy: lpe_core::spec::PrivacySpec,
     pub status: StreamStatus,
+    /// The stream's detectors and privacy mask, while it runs with any.
+    pub analysis: Option<crate::analysis::AnalysisView>,
     pub hls_url: String,
     /// Low-latency HLS of the same renditions (absent for offloaded streams, or when
     /// `hls.part_milliseconds` is 0).
@@ -212,6 +217,8 @@ pub struct Node {
     event_flush: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<FlushRequest>>,
     /// Inference: the runtime and the models.
     pub ai: Arc<crate::ai::AiPlane>,
+    /// The AI tap of each stream: detectors, privacy masks, objects.
+    pub analyser: Arc<crate::analysis::Analyser>,
 }
 
 /// How long the event recorder gathers events before writing them in one transaction, so a
@@ -252,8 +259,12 @@ impl Node {
         shutdown: tokio::sync::watch::Sender<bool>,
     ) -> Arc<Self> {
         let ai = Arc::new(crate::ai::AiPlane::start(&cfg));
+        let analyser =
+            crate::analysis::Analyser::new(ai.clone(), &cfg, events.clone(), store.clone());
+        media.set_analysis(Some(analyser.clone()));
         Arc::new(Self {
             ai,
+            analyser,
             cfg,
             store,
             media,
@@ -1085,6 +1096,7 @@ impl Node {
             ai: s.spec.ai.clone(),
             privacy: s.spec.privacy.clone(),
             status,
+            analysis: self.analyser.view(&s.id),
             hls_url: format!("/hls/{}/index.m3u8", s.id),
             llhls_url: (self.cfg.hls.part_milliseconds > 0 && !s.spec.offload)
                 .then(|| format!("/llhls/{}/index.m3u8", s.id)),
@@ -1287,6 +1299,19 @@ impl Node {
     ) -> Result<Vec<lpe_store::StoredEvent>, StoreError> {
         self.flush_events().await;
         self.store.recent_events(stream_id, limit)
+    }
+
+    /// Objects the AI plane followed, newest first, with their snapshots' URLs.
+    pub fn detections(
+        &self,
+        q: &lpe_store::DetectionQuery,
+    ) -> Result<Vec<crate::analysis::DetectionView>, StoreError> {
+        Ok(self
+            .store
+            .detections(q)?
+            .into_iter()
+            .map(|d| self.analyser.detection_view(d))
+            .collect())
     }
 
     pub async fn shutdown(&self) {

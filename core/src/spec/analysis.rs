@@ -151,11 +151,7 @@ impl AnalysisSpec {
                 ));
             }
             if !(3..=MAX_ZONE_POINTS).contains(&z.points.len())
-                || z
-                    .points
-                    .iter()
-                    .flatten()
-                    .any(|v| !(0.0..=1.0).contains(v))
+                || z.points.iter().flatten().any(|v| !(0.0..=1.0).contains(v))
             {
                 return Err(SpecError::new(
                     format!("ai.zones[{i}].points"),

@@ -1,0 +1,392 @@
+//! The AI tap on live streams, on a real node: a looped still with a known face (scikit-image's
+//! `astronaut`) is pushed over RTMP, the shipped CenterFace runs in its detector process, and
+//! - as the stream's object model, the face becomes one tracked object at the known box, with
+//!   `object_started` on SSE, a detection row and a snapshot;
+//! - in privacy mode, the face is covered in the encoded rendition (the pixel variance inside
+//!   its box falls by 90 % or more, the rest of the picture is unchanged), and when the
+//!   detector process is killed the pictures are blanked, never sent uncovered, until it is
+//!   back;
+//! - a model that is not installed is an `ai_failed` event and the video runs on.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::NodeProc;
+use serde_json::{Value, json};
+
+/// The face in `astronaut` (512×512), as CenterFace finds it.
+const FACE: [f32; 4] = [181.0, 58.0, 270.0, 178.0];
+const SIZE: usize = 512;
+
+fn astronaut(dir: &Path) -> PathBuf {
+    let png = dir.join("astronaut.png");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from skimage import data, io; io.imsave(sys.argv[1], data.astronaut())",
+        ])
+        .arg(&png)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    png
+}
+
+/// ffmpeg pushing the still at 10 fps for `seconds`; killed on drop.
+struct StillPush(Child);
+
+impl StillPush {
+    fn start(png: &Path, url: &str, seconds: u32) -> Self {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-loop", "1"])
+            .args(["-framerate", "10", "-i"])
+            .arg(png)
+            .args(["-t", &seconds.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-g", "10", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg");
+        Self(child)
+    }
+}
+
+impl Drop for StillPush {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Events from `/api/events/stream`, each `(kind, data)`, read on a thread of their own.
+fn sse(node: &NodeProc) -> mpsc::Receiver<(String, Value)> {
+    let (tx, rx) = mpsc::channel();
+    let url = node.url("/api/events/stream");
+    let auth = node.authorization();
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        let Ok(res) = agent.get(&url).header("authorization", &auth).call() else {
+            return;
+        };
+        let reader = std::io::BufReader::new(res.into_body().into_reader());
+        let mut kind = String::new();
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(k) = line.strip_prefix("event: ") {
+                kind = k.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let v = serde_json::from_str(d).unwrap_or(Value::Null);
+                if tx.send((kind.clone(), v)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn next_event(rx: &mpsc::Receiver<(String, Value)>, kind: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((k, v)) if k == kind => return v,
+            Ok(_) => {}
+            Err(_) => panic!("no {kind} event within {timeout:?}"),
+        }
+    }
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+/// The luma of the newest complete segment's last picture of rendition `source`.
+fn rendition_luma(node_dir: &Path, id: &str, newer_than: u64) -> Vec<u8> {
+    let dir = node_dir.join("hls").join(id).join("source");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let segments = common::segments(&dir.join("index.m3u8"));
+        let fresh = segments.iter().rev().find(|s| {
+            std::fs::metadata(dir.join(s))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|t| t.as_millis() as u64 > newer_than)
+        });
+        if let Some(seg) = fresh {
+            let out = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-i"])
+                .arg(dir.join(seg))
+                .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+                .output()
+                .expect("ffmpeg");
+            let n = out.stdout.len();
+            if n >= SIZE * SIZE && n.is_multiple_of(SIZE * SIZE) {
+                return out.stdout[n - SIZE * SIZE..].to_vec();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh segment in {}: {segments:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn jpeg_luma(jpeg: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i", "-"])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = jpeg.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("ffmpeg");
+    let _ = writer.join();
+    out.stdout
+}
+
+/// Mean and variance of the pixels inside (`inside`) or outside the box.
+fn stats(luma: &[u8], width: usize, b: [f32; 4], inside: bool) -> (f64, f64) {
+    let (mut n, mut sum, mut sq) = (0f64, 0f64, 0f64);
+    for (i, v) in luma.iter().enumerate() {
+        let (x, y) = ((i % width) as f32, (i / width) as f32);
+        let within = x >= b[0] && x < b[2] && y >= b[1] && y < b[3];
+        if within == inside {
+            let v = f64::from(*v);
+            n += 1.0;
+            sum += v;
+            sq += v * v;
+        }
+    }
+    let mean = sum / n;
+    (mean, sq / n - mean * mean)
+}
+
+/// The detector processes the node runs.
+fn workers(node: &NodeProc) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &node.pid().to_string(), "-f", "ai-worker"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_dies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = astronaut(dir.path());
+    let node = NodeProc::start(dir.path());
+    let events = sse(&node);
+    let created = node.create(json!({
+        "name": "stage",
+        "source": {"kind": "rtmp"},
+        "ladder": [{"name": "source", "bitrate_kbps": 1500}],
+        "ai": {"model": "centerface", "fps": 5, "min_duration_ms": 400},
+    }));
+    let id = created["id"].as_str().expect("id").to_string();
+    let key = created["stream_key"].as_str().expect("key").to_string();
+    let push = StillPush::start(&png, &node.rtmp_url(&key), 240);
+
+    // One face, at the known box, on SSE and in the detections.
+    let started = next_event(&events, "object_started", Duration::from_secs(60));
+    let object = &started["object"];
+    assert_eq!(object["label"], "face", "{started}");
+    let bbox: Vec<f32> = object["bbox"]
+        .as_array()
+        .expect("bbox")
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(-1.0) as f32 * SIZE as f32)
+        .collect();
+    let found = [bbox[0], bbox[1], bbox[2], bbox[3]];
+    assert!(
+        iou(found, FACE) >= 0.7,
+        "face at {found:?}, expected {FACE:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, list) = node.get(&format!("/api/detections?stream_id={id}"));
+    assert_eq!(st, 200, "{list}");
+    let list = list.as_array().expect("list").clone();
+    assert_eq!(list.len(), 1, "exactly one face: {list:?}");
+    assert_eq!(list[0]["id"], object["id"]);
+    let snapshot = list[0]["snapshot_url"].as_str().expect("snapshot url");
+    let (st, ct, jpeg) = node.get_bytes(snapshot);
+    assert_eq!((st, ct.as_str()), (200, "image/jpeg"));
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let (_, faces) = node.get(&format!(
+        "/api/detections?label=face&since={}",
+        now_ms() + 60_000
+    ));
+    assert_eq!(faces, json!([]), "since filters");
+    let v = node.wait_stream(&id, "detecting", Duration::from_secs(10), |v| {
+        v["analysis"]["objects"]["frames"].as_u64().unwrap_or(0) > 5
+    });
+    let objects = &v["analysis"]["objects"];
+    assert_eq!(objects["state"], "running", "{objects}");
+    assert_eq!(objects["provider"], "CPU", "{objects}");
+    assert!(
+        objects["latency_ms_p50"].as_f64().unwrap_or(0.0) > 0.0,
+        "{objects}"
+    );
+
+    // The picture as the rendition carries it, before privacy mode.
+    let before = rendition_luma(dir.path(), &id, now_ms());
+
+    // Privacy mode alone (one detector process, the face detector).
+    let (st, v) = node.send(
+        "PATCH",
+        &format!("/api/streams/{id}"),
+        Some(&json!({"ai": {"model": null}, "privacy": {"blur_faces": true}}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    // The edit restarted the stream, which dropped the publisher.
+    drop(push);
+    let _push = StillPush::start(&png, &node.rtmp_url(&key), 240);
+    let v = node.wait_stream(&id, "covering", Duration::from_secs(60), |v| {
+        v["analysis"]["privacy"]["covered"].as_u64().unwrap_or(0) > 20
+    });
+    assert_eq!(v["analysis"]["privacy"]["state"], "covering", "{v}");
+    let after = rendition_luma(dir.path(), &id, now_ms());
+    let (_, var_before) = stats(&before, SIZE, FACE, true);
+    let (_, var_after) = stats(&after, SIZE, FACE, true);
+    eprintln!(
+        "face box variance {var_before:.1} → {var_after:.1}; gate delay {} ms",
+        v["analysis"]["privacy"]["delay_ms"]
+    );
+    assert!(
+        var_after <= var_before * 0.1,
+        "variance in the face box: {var_before:.1} before, {var_after:.1} covered"
+    );
+    // Outside the covered box (the face's, grown by the mask's margin and a little more for
+    // the encoder's blocks), the picture is what it was.
+    let grown = [
+        FACE[0] - 40.0,
+        FACE[1] - 40.0,
+        FACE[2] + 40.0,
+        FACE[3] + 40.0,
+    ];
+    let diff: Vec<u8> = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let (mean_diff, _) = stats(&diff, SIZE, grown, false);
+    eprintln!("outside the face: mean difference {mean_diff:.2}");
+    assert!(
+        mean_diff < 3.0,
+        "outside the face the picture changed by {mean_diff:.2} on average"
+    );
+    let (_, var_out_before) = stats(&before, SIZE, grown, false);
+    let (_, var_out_after) = stats(&after, SIZE, grown, false);
+    assert!(
+        (var_out_after / var_out_before - 1.0).abs() < 0.05,
+        "variance outside: {var_out_before:.1} → {var_out_after:.1}"
+    );
+
+    // Kill the face detector: pictures are blanked, then covered again once it is back.
+    let pids = workers(&node);
+    assert_eq!(pids.len(), 1, "one detector process: {pids:?}");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    next_event(&events, "privacy_blanked", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, _, jpeg) = node.get_bytes(&format!("/api/streams/{id}/snapshot.jpg"));
+        if st == 200 {
+            let luma = jpeg_luma(&jpeg);
+            let (mean, var) = stats(&luma, 640, [0.0, 0.0, 0.0, 0.0], false);
+            if mean < 25.0 && var < 10.0 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the picture was never blanked");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    next_event(&events, "privacy_restored", Duration::from_secs(30));
+    let back = rendition_luma(dir.path(), &id, now_ms() + 500);
+    let (_, var_back) = stats(&back, SIZE, FACE, true);
+    let (mean_back, _) = stats(&back, SIZE, grown, false);
+    assert!(mean_back > 40.0, "the picture is back");
+    assert!(var_back <= var_before * 0.1, "and the face still covered");
+    assert_eq!(workers(&node).len(), 1, "the detector was started again");
+}
+
+#[test]
+fn a_missing_model_is_an_event_and_the_video_runs_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = astronaut(dir.path());
+    let node = NodeProc::start(dir.path());
+    let created = node.create(json!({
+        "name": "no model",
+        "source": {"kind": "rtmp"},
+        "ladder": [{"name": "source", "bitrate_kbps": 500}],
+        "ai": {"model": "m-notinstalled"},
+    }));
+    let id = created["id"].as_str().expect("id").to_string();
+    let key = created["stream_key"].as_str().expect("key").to_string();
+    let _push = StillPush::start(&png, &node.rtmp_url(&key), 60);
+    let v = node.wait_stream(&id, "encoding", Duration::from_secs(60), |v| {
+        v["status"]["renditions"][0]["fps"].as_f64().unwrap_or(0.0) > 5.0
+    });
+    let objects = &v["analysis"]["objects"];
+    assert_eq!(objects["state"], "failed", "{v}");
+    assert!(
+        objects["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not installed")),
+        "{objects}"
+    );
+    let (_, events) = node.get(&format!("/api/events?stream_id={id}"));
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "ai_failed")),
+        "{events}"
+    );
+}
