@@ -1,7 +1,8 @@
 //! The AI tap on live streams, on a real node: a looped still with a known face (scikit-image's
 //! `astronaut`) is pushed over RTMP, the shipped CenterFace runs in its detector process, and
 //! - as the stream's object model, the face becomes one tracked object at the known box, with
-//!   `object_started` on SSE, a detection row and a snapshot;
+//!   `object_started` on SSE and MQTT (Mosquitto), a detection row, a snapshot, the retained
+//!   object counts and a Home Assistant occupancy sensor;
 //! - in privacy mode, the face is covered in the encoded rendition (the pixel variance inside
 //!   its box falls by 90 % or more, the rest of the picture is unchanged), and when the
 //!   detector process is killed the pictures are blanked, never sent uncovered, until it is
@@ -17,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::NodeProc;
+use common::mqtt::{Broker, Observer};
 use serde_json::{Value, json};
 
 /// The face in `astronaut` (512×512), as CenterFace finds it.
@@ -219,7 +221,20 @@ fn now_ms() -> u64 {
 fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_dies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let png = astronaut(dir.path());
-    let node = NodeProc::start(dir.path());
+    let broker = Broker::start();
+    let mqtt = Observer::connect(broker.port, &["livepeer-edge/venue/#", "homeassistant/#"]);
+    let url = broker.url();
+    let node = NodeProc::start_with(
+        dir.path(),
+        &[
+            ("LPE_MQTT_URL", url.as_str()),
+            ("LPE_MQTT_DEVICE_ID", "venue"),
+            ("LPE_MQTT_HOMEASSISTANT", "true"),
+        ],
+    );
+    mqtt.wait("livepeer-edge/venue/status", Duration::from_secs(20), |m| {
+        m.text() == "online"
+    });
     let events = sse(&node);
     let created = node.create(json!({
         "name": "stage",

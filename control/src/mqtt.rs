@@ -601,8 +601,14 @@ fn telemetry_doc(node: &Node) -> Value {
     })
 }
 
-/// Home Assistant discovery: a connectivity sensor and per-device gauges.
-fn homeassistant(topics: &Topics, device_id: &str, name: &str) -> Vec<(String, Value)> {
+/// Home Assistant discovery: a connectivity sensor, per-device gauges, and per stream with
+/// an object detector an occupancy sensor per label it senses ("person detected").
+fn homeassistant(
+    node: &Node,
+    topics: &Topics,
+    device_id: &str,
+    name: &str,
+) -> Vec<(String, Value)> {
     let device = json!({"identifiers": [device_id], "name": name, "manufacturer": "Livepeer Edge",
         "sw_version": env!("CARGO_PKG_VERSION")});
     let mut out = vec![(
@@ -634,7 +640,35 @@ fn homeassistant(topics: &Topics, device_id: &str, name: &str) -> Vec<(String, V
                 "device": device}),
         ));
     }
+    for s in node.list().unwrap_or_default() {
+        for label in node.analyser.sensed_labels(&s.ai) {
+            // Labels and ids become topic levels and ids: only their safe characters.
+            let key: String = format!("{}_{label}", s.id)
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let label_json = serde_json::to_string(&label).unwrap_or_default();
+            out.push((
+                format!("homeassistant/binary_sensor/{device_id}/{key}/config"),
+                json!({"name": format!("{} {label} detected", s.name),
+                    "unique_id": format!("{device_id}_{key}"),
+                    "state_topic": topics.objects(&s.id),
+                    "value_template": format!(
+                        "{{{{ 'ON' if (value_json.counts[{label_json}] | default(0)) > 0 else 'OFF' }}}}"
+                    ),
+                    "device_class": "occupancy", "availability_topic": topics.status,
+                    "device": device}),
+            ));
+        }
+    }
     out
+}
+
+/// A stream's retained object counts.
+fn objects_doc(node: &Node, stream_id: &str) -> Vec<u8> {
+    json!({"ts_ms": now_ms(), "counts": node.analyser.object_counts(stream_id)})
+        .to_string()
+        .into_bytes()
 }
 
 /// The node's own topics under `<prefix>/<device-id>`, spelled once.
@@ -646,6 +680,8 @@ struct Topics {
     desired: String,
     /// `…/cmd/`, followed by the command's name.
     cmd: String,
+    /// `…/objects/`, followed by a stream's id: what its detector sees now (retained).
+    objects: String,
 }
 
 impl Topics {
@@ -657,7 +693,12 @@ impl Topics {
             telemetry: format!("{base}/telemetry"),
             desired: format!("{base}/config/desired"),
             cmd: format!("{base}/cmd/"),
+            objects: format!("{base}/objects/"),
         }
+    }
+
+    fn objects(&self, stream_id: &str) -> String {
+        format!("{}{stream_id}", self.objects)
     }
 }
 
@@ -759,12 +800,15 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                         let name = node.device_identity()
                             .map(|d| d.name)
                             .unwrap_or_else(|_| id.clone());
-                        for (topic, cfg) in homeassistant(&topics, &id, &name) {
+                        for (topic, cfg) in homeassistant(&node, &topics, &id, &name) {
                             publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
                         }
                     }
                     let state = state_doc(&node, &desired_status);
                     publish(&link, &topics.state, state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
+                    for s in node.list().unwrap_or_default().iter().filter(|s| s.ai.model.is_some()) {
+                        publish(&link, &topics.objects(&s.id), objects_doc(&node, &s.id), true, None, Delivery::AtLeastOnce);
+                    }
                     while let Some(e) = queue.pop_front() {
                         publish(&link, &topics.events, e, false, None, Delivery::AtLeastOnce);
                     }
@@ -824,6 +868,22 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                         }
                         queue.push_back(body);
                     }
+                    if let (true, Some(stream)) = (
+                        connected && matches!(e.kind, EventKind::ObjectStarted | EventKind::ObjectEnded),
+                        &e.stream_id,
+                    ) {
+                        let doc = objects_doc(&node, stream);
+                        publish(&link, &topics.objects(stream), doc, true, None, Delivery::AtLeastOnce);
+                    }
+                    if connected
+                        && node.cfg.mqtt.homeassistant
+                        && matches!(e.kind, EventKind::StreamCreated | EventKind::StreamUpdated)
+                    {
+                        let name = node.device_identity().map(|d| d.name).unwrap_or_else(|_| id.clone());
+                        for (topic, cfg) in homeassistant(&node, &topics, &id, &name) {
+                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
+                        }
+                    }
                     if affects_state(e.kind) && state_due.is_none() {
                         // Coalesce bursts of changes into one retained state update.
                         state_due = Some(tokio::time::Instant::now() + Duration::from_millis(250));
@@ -843,6 +903,9 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                 if connected {
                     let state = state_doc(&node, &desired_status);
                     publish(&link, &topics.state, state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
+                    for s in node.list().unwrap_or_default().iter().filter(|s| s.ai.model.is_some()) {
+                        publish(&link, &topics.objects(&s.id), objects_doc(&node, &s.id), true, None, Delivery::AtLeastOnce);
+                    }
                 }
             }
             _ = shutdown.changed() => break,

@@ -7,7 +7,7 @@
 
 mod snapshots;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,8 @@ pub struct AnalysisView {
     /// The object detector.
     pub objects: Option<DetectorView>,
     pub privacy: Option<PrivacyView>,
+    /// Objects seen now (started, not ended), by label.
+    pub objects_now: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -170,11 +172,15 @@ impl DetectorStats {
     }
 }
 
+/// Objects seen now by label, shared by a stream's object detector and the views.
+type Counts = Arc<Mutex<BTreeMap<String, u32>>>;
+
 #[derive(Clone, Default)]
 struct StreamAnalysis {
     faces: Option<Arc<DetectorStats>>,
     objects: Option<Arc<DetectorStats>>,
     mask: Option<Arc<PrivacyMask>>,
+    counts: Counts,
 }
 
 /// Implements the media engine's [`Analysis`] for the node.
@@ -219,10 +225,45 @@ impl Analyser {
         })
     }
 
+    /// Objects a stream's detector sees now (started, not ended), by label; empty when it
+    /// runs none.
+    pub fn object_counts(&self, stream_id: &str) -> BTreeMap<String, u32> {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|s| s.get(stream_id).map(|a| a.counts.clone()))
+            .and_then(|c| c.lock().ok().map(|c| c.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The labels a stream's "detected" sensors report (Home Assistant): those configured,
+    /// else `person` when its model knows people, else the model's first labels; empty
+    /// without a model.
+    pub fn sensed_labels(&self, ai: &lpe_core::spec::AnalysisSpec) -> Vec<String> {
+        const MAX_SENSORS: usize = 8;
+        let Some(model) = &ai.model else {
+            return Vec::new();
+        };
+        if !ai.labels.is_empty() {
+            return ai.labels.iter().take(MAX_SENSORS).cloned().collect();
+        }
+        let labels = self
+            .plane
+            .worker_spec(model)
+            .map(|w| w.descriptor.labels)
+            .unwrap_or_default();
+        if labels.iter().any(|l| l == "person") {
+            vec!["person".into()]
+        } else {
+            labels.into_iter().take(MAX_SENSORS).collect()
+        }
+    }
+
     /// What a stream's detectors and mask are doing; `None` when it has none.
     pub fn view(&self, stream_id: &str) -> Option<AnalysisView> {
         let s = self.streams.lock().ok()?.get(stream_id)?.clone();
         Some(AnalysisView {
+            objects_now: s.counts.lock().map(|c| c.clone()).unwrap_or_default(),
             faces: s.faces.as_ref().map(|d| d.view()),
             objects: s.objects.as_ref().map(|d| d.view()),
             privacy: s.mask.as_ref().map(|m| {
@@ -335,7 +376,14 @@ impl Analysis for Analyser {
         }
         if let Some(model) = &spec.ai.model {
             let objects = self.detector(stream_id, "objects", model, spec.ai.fps, |ws| {
-                Box::new(Objects::new(self, stream_id, spec, ws, state.mask.clone()))
+                Box::new(Objects::new(
+                    self,
+                    stream_id,
+                    spec,
+                    ws,
+                    state.mask.clone(),
+                    state.counts.clone(),
+                ))
             });
             match objects {
                 Ok((tap, stats)) => {
@@ -518,6 +566,7 @@ struct Objects {
     /// The last frame's time on both clocks, for objects ended at the run's end.
     last: Option<(Duration, u64)>,
     mask: Option<Arc<PrivacyMask>>,
+    counts: Counts,
     events: EventBus,
     store: Arc<Store>,
     snapshots: Option<Arc<Snapshots>>,
@@ -530,6 +579,7 @@ impl Objects {
         spec: &StreamSpec,
         ws: &WorkerSpec,
         mask: Option<Arc<PrivacyMask>>,
+        counts: Counts,
     ) -> Self {
         let zones = spec
             .ai
@@ -559,6 +609,7 @@ impl Objects {
             best: HashMap::new(),
             last: None,
             mask,
+            counts,
             events: a.events.clone(),
             store: a.store.clone(),
             snapshots: a.snapshots.clone(),
@@ -630,6 +681,17 @@ impl Objects {
             Change::Better => (EventKind::ObjectUpdated, "seen better"),
             Change::Ended => (EventKind::ObjectEnded, "gone"),
         };
+        if let Ok(mut counts) = self.counts.lock() {
+            match change {
+                Change::Started => *counts.entry(track.label.clone()).or_default() += 1,
+                Change::Ended => {
+                    if let Some(n) = counts.get_mut(&track.label) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                Change::Zones | Change::Better => {}
+            }
+        }
         let row = record.clone();
         if let Err(e) = self.store.write_blocking(move |w| w.put_detection(&row)) {
             tracing::warn!("detection {id}: {e}");
