@@ -287,6 +287,26 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
         "{objects}"
     );
 
+    // Prometheus.
+    let (st, _, metrics) = node.get_bytes("/metrics");
+    assert_eq!(st, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        format!("lpe_ai_up{{stream=\"{id}\",detector=\"objects\"}} 1"),
+        format!("lpe_ai_objects{{stream=\"{id}\",label=\"face\"}} 1"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("lpe_ai_frames_total{{stream=\"{id}\""))),
+        "{metrics}"
+    );
+
     // The picture as the rendition carries it, before privacy mode.
     let before = rendition_luma(dir.path(), &id, now_ms());
 
@@ -304,6 +324,12 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
         v["analysis"]["privacy"]["covered"].as_u64().unwrap_or(0) > 20
     });
     assert_eq!(v["analysis"]["privacy"]["state"], "covering", "{v}");
+    let (_, _, metrics) = node.get_bytes("/metrics");
+    assert!(
+        String::from_utf8_lossy(&metrics)
+            .lines()
+            .any(|l| l.starts_with(&format!("lpe_privacy_covered_total{{stream=\"{id}\"}}"))),
+    );
     let after = rendition_luma(dir.path(), &id, now_ms());
     let (_, var_before) = stats(&before, SIZE, FACE, true);
     let (_, var_after) = stats(&after, SIZE, FACE, true);

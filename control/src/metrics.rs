@@ -92,6 +92,129 @@ impl Out {
     }
 }
 
+/// Labels of objects exported per stream, at most (a model may know thousands).
+const MAX_OBJECT_LABELS: usize = 100;
+
+/// Per stream and detector (`faces`, `objects`): rate, drops, inference time, end-to-end
+/// latency; objects seen now by label; privacy mode's gate.
+fn ai_metrics(o: &mut Out, streams: &[lpe_node::StreamView]) {
+    let detectors = || {
+        streams
+            .iter()
+            .filter_map(|s| s.analysis.as_ref().map(|a| (s, a)))
+            .flat_map(|(s, a)| {
+                [("faces", &a.faces), ("objects", &a.objects)]
+                    .into_iter()
+                    .filter_map(move |(k, d)| d.as_ref().map(|d| (s.id.as_str(), k, d)))
+            })
+    };
+    type Field = fn(&lpe_node::analysis::DetectorView) -> f64;
+    let families: [(&str, &str, &str, Field); 6] = [
+        (
+            "lpe_ai_up",
+            "gauge",
+            "1 while the detector process runs.",
+            |d| f64::from(u8::from(d.state == "running")),
+        ),
+        (
+            "lpe_ai_frames_total",
+            "counter",
+            "Frames the detector looked at in this run.",
+            |d| d.frames as f64,
+        ),
+        (
+            "lpe_ai_dropped_frames_total",
+            "counter",
+            "Frames dropped because the detector was busy, in this run.",
+            |d| d.dropped as f64,
+        ),
+        ("lpe_ai_fps", "gauge", "Frames looked at per second.", |d| {
+            d.fps
+        }),
+        (
+            "lpe_ai_inference_ms",
+            "gauge",
+            "Mean time of the model's run.",
+            |d| d.inference_ms,
+        ),
+        (
+            "lpe_ai_latency_p50_ms",
+            "gauge",
+            "Median time from a picture reaching the tee to its answer handled (events published).",
+            |d| d.latency_ms_p50,
+        ),
+    ];
+    for (name, kind, help, field) in families {
+        o.family(name, kind, help);
+        for (stream, detector, d) in detectors() {
+            o.sample(
+                name,
+                &[("stream", stream), ("detector", detector)],
+                field(d),
+            );
+        }
+    }
+    o.family(
+        "lpe_ai_latency_p99_ms",
+        "gauge",
+        "99th percentile of the same.",
+    );
+    for (stream, detector, d) in detectors() {
+        o.sample(
+            "lpe_ai_latency_p99_ms",
+            &[("stream", stream), ("detector", detector)],
+            d.latency_ms_p99,
+        );
+    }
+    o.family(
+        "lpe_ai_objects",
+        "gauge",
+        "Objects a stream's detector sees now, by label.",
+    );
+    for s in streams {
+        for (label, n) in s
+            .analysis
+            .iter()
+            .flat_map(|a| &a.objects_now)
+            .take(MAX_OBJECT_LABELS)
+        {
+            o.sample("lpe_ai_objects", &[("stream", &s.id), ("label", label)], n);
+        }
+    }
+    let privacy = || {
+        streams.iter().filter_map(|s| {
+            s.analysis
+                .as_ref()
+                .and_then(|a| a.privacy.as_ref())
+                .map(|p| (s, p))
+        })
+    };
+    o.family(
+        "lpe_privacy_covered_total",
+        "counter",
+        "Pictures let out by privacy mode's gate with their faces covered, in this run.",
+    );
+    for (s, p) in privacy() {
+        o.sample("lpe_privacy_covered_total", &[("stream", &s.id)], p.covered);
+    }
+    o.family(
+        "lpe_privacy_blanked_total",
+        "counter",
+        "Pictures privacy mode blanked because faces could not be looked for, in this run.",
+    );
+    for (s, p) in privacy() {
+        o.sample("lpe_privacy_blanked_total", &[("stream", &s.id)], p.blanked);
+    }
+    o.family(
+        "lpe_privacy_delay_ms",
+        "gauge",
+        "Mean time a picture waited at the gate for the face detector.",
+    );
+    for (s, p) in privacy() {
+        o.sample("lpe_privacy_delay_ms", &[("stream", &s.id)], p.delay_ms);
+    }
+}
+
 /// The whole exposition.
 pub fn render(node: &Node, c: &Counters) -> String {
     let mut o = Out(String::with_capacity(8192));
@@ -181,6 +304,7 @@ pub fn render(node: &Node, c: &Counters) -> String {
             );
         }
     }
+    ai_metrics(&mut o, &streams);
     o.family(
         "lpe_rendition_fps",
         "gauge",

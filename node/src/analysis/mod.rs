@@ -54,6 +54,8 @@ pub struct DetectorView {
     /// Frames looked at, and dropped because the detector was busy.
     pub frames: u64,
     pub dropped: u64,
+    /// Frames looked at per second, over the last few seconds.
+    pub fps: f64,
     /// Mean time of the model's run alone.
     pub inference_ms: f64,
     /// From the picture reaching the tee to its answer (and events) handled, over the last
@@ -99,6 +101,8 @@ struct DetectorStats {
     frames: AtomicU64,
     inference_us: AtomicU64,
     latencies_us: Mutex<VecDeque<u64>>,
+    /// When the last answers came (for the rate).
+    answered_at: Mutex<VecDeque<Instant>>,
 }
 
 impl DetectorStats {
@@ -113,6 +117,7 @@ impl DetectorStats {
             frames: AtomicU64::new(0),
             inference_us: AtomicU64::new(0),
             latencies_us: Mutex::default(),
+            answered_at: Mutex::default(),
         })
     }
 
@@ -134,6 +139,27 @@ impl DetectorStats {
                 l.pop_front();
             }
             l.push_back(captured.elapsed().as_micros() as u64);
+        }
+        if let Ok(mut a) = self.answered_at.lock() {
+            if a.len() >= 32 {
+                a.pop_front();
+            }
+            a.push_back(Instant::now());
+        }
+    }
+
+    /// Answers per second over the last ones, if they are recent.
+    fn fps(&self) -> f64 {
+        let Ok(a) = self.answered_at.lock() else {
+            return 0.0;
+        };
+        match (a.front(), a.back()) {
+            (Some(first), Some(last))
+                if a.len() > 1 && last.elapsed() < Duration::from_secs(5) && last > first =>
+            {
+                (a.len() - 1) as f64 / last.duration_since(*first).as_secs_f64()
+            }
+            _ => 0.0,
         }
     }
 
@@ -161,6 +187,7 @@ impl DetectorStats {
             error,
             frames,
             dropped: self.tap.dropped.load(Ordering::Relaxed),
+            fps: self.fps(),
             inference_ms: if frames == 0 {
                 0.0
             } else {
