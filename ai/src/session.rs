@@ -129,6 +129,17 @@ impl Detector {
     /// Opens `path` as `descriptor` says, on the first provider that works, and checks it with
     /// a dry run.
     pub fn open(rt: &Runtime, path: &Path, descriptor: Descriptor) -> Result<Detector, AiError> {
+        Self::open_avoiding(rt, path, descriptor, &[])
+    }
+
+    /// [`Detector::open`] without the providers in `avoid` (those that failed while running
+    /// this model).
+    pub fn open_avoiding(
+        rt: &Runtime,
+        path: &Path,
+        descriptor: Descriptor,
+        avoid: &[String],
+    ) -> Result<Detector, AiError> {
         descriptor.validate().map_err(AiError::Model)?;
         let mut attempts = Vec::new();
         let mut opened = None;
@@ -138,6 +149,13 @@ impl Detector {
                 .providers
                 .iter()
                 .any(|r| r.name == p && r.compiled_in);
+            if avoid.iter().any(|a| a == p) {
+                attempts.push(ProviderAttempt {
+                    provider: p.into(),
+                    error: Some("failed while running this model; not tried again".into()),
+                });
+                continue;
+            }
             if !compiled {
                 continue;
             }

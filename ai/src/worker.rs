@@ -124,6 +124,9 @@ pub struct WorkerSpec {
     /// `ai.onnxruntime_path` (empty: searched).
     pub onnxruntime: PathBuf,
     pub threads: usize,
+    /// Providers that failed while running this model (not tried again).
+    #[serde(default)]
+    pub avoid_providers: Vec<String>,
 }
 
 /// The node's side of a worker process. Dropping it ends the process.

@@ -218,3 +218,54 @@ fn centerface_finds_the_astronauts_face_where_it_is() {
     };
     assert!(faces[0].bbox.iou(&known) >= 0.7, "{faces:?}");
 }
+
+#[test]
+fn a_provider_that_failed_while_running_is_not_tried_again() {
+    let model = root().join("target/models/centerface.onnx");
+    let avoid = ["CPU".to_string()];
+    match Detector::open_avoiding(runtime(), &model, centerface(), &avoid) {
+        Err(AiError::Model(why)) => assert!(why.contains("no execution provider"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened on an avoided provider"),
+    }
+}
+
+/// The worker process's loop, over in-memory pipes: a frame is answered with its detections;
+/// a frame larger than the worker takes ends it with the reason; the end of input ends it.
+#[test]
+fn the_worker_answers_frames_and_refuses_oversized_ones() {
+    use lpe_ai::worker::{Answer, serve};
+    let model = root().join("target/models/centerface.onnx");
+    let rgb = std::fs::read(graphs().join("astronaut.rgb")).expect("photo");
+    let frame = |w: u32, h: u32, body: &[u8]| {
+        let mut v = Vec::new();
+        v.extend_from_slice(&w.to_le_bytes());
+        v.extend_from_slice(&h.to_le_bytes());
+        v.extend_from_slice(&42u64.to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    };
+    let open = || Detector::open(runtime(), &model, centerface()).expect("CenterFace");
+
+    let mut out = Vec::new();
+    serve(open(), &frame(512, 512, &rgb)[..], &mut out).expect("served");
+    let text = String::from_utf8(out).expect("utf-8");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["ready"]["provider"], "CPU");
+    let answer: Answer = serde_json::from_value(lines[1]["answer"].clone()).expect("answer");
+    assert_eq!(answer.detections.len(), 1, "{answer:?}");
+    assert!(answer.inference_us > 0 && answer.total_us >= answer.inference_us);
+
+    let mut out = Vec::new();
+    let why = serve(open(), &frame(5000, 10, &[])[..], &mut out).expect_err("refused");
+    assert!(why.contains("5000×10"), "{why}");
+    assert!(String::from_utf8_lossy(&out).contains(r#""error""#));
+
+    // A frame cut short: the worker ends without answering it.
+    let mut out = Vec::new();
+    assert!(serve(open(), &frame(512, 512, &rgb[..1000])[..], &mut out).is_err());
+}

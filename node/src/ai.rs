@@ -160,6 +160,7 @@ impl AiPlane {
             descriptor: m.descriptor,
             onnxruntime: rt.report.library.clone().unwrap_or_default().into(),
             threads: rt.report.intra_threads,
+            avoid_providers: Vec::new(),
         })
     }
 

@@ -466,14 +466,16 @@ struct DetectorRun {
 impl DetectorRun {
     /// Until the run ends (the tap's sender is dropped): start the process, hand it frames,
     /// and when it fails, report it and start it again after a backoff.
-    fn run(self, rx: Receiver<AnalysisFrame>, mut handler: Box<dyn Handler>) {
+    fn run(mut self, rx: Receiver<AnalysisFrame>, mut handler: Box<dyn Handler>) {
         let mut backoff = Duration::from_secs(1);
         let mut down = false;
         'run: loop {
             self.stats.set("starting", None, None);
+            let mut provider = None;
             let failure = match Worker::spawn(&self.command, &self.spec) {
                 Err(e) => e.to_string(),
                 Ok(mut worker) => {
+                    provider = Some(worker.ready.provider.clone());
                     tracing::info!(
                         stream = self.stream_id,
                         model = self.stats.model,
@@ -515,6 +517,19 @@ impl DetectorRun {
                 "detector failed: {failure}; restarting in {} s",
                 backoff.as_secs()
             );
+            // A GPU provider that fails while running is not used again for this model: the
+            // next one that opens it takes over.
+            if let Some(p) = provider.filter(|p| p != "CPU") {
+                self.events.emit(
+                    Some(&self.stream_id),
+                    EventKind::AiFailed,
+                    format!(
+                        "{} failed on {p} ({failure}); falling back to the next provider",
+                        self.stats.model
+                    ),
+                );
+                self.spec.avoid_providers.push(p);
+            }
             self.stats.set("failed", None, Some(failure.clone()));
             if !down {
                 down = true;
