@@ -1,4 +1,5 @@
-//! `/api/detections`: the objects streams' detectors followed, and their snapshots.
+//! `/api/detections`: the objects streams' detectors followed, and their snapshots; and
+//! `/api/streams/{id}/objects`, what a stream's detector sees picture by picture.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -9,13 +10,50 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{ApiError, AppState, ErrorBody};
-use lpe_node::analysis::DetectionView;
+use lpe_node::analysis::{DetectionView, ObjectsNow};
 use lpe_node::views::DetectionQuery;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_detections))
         .routes(routes!(detection_snapshot))
+        .routes(routes!(objects_now))
+}
+
+/// Server-sent events: what the stream's object detector sees, once per picture it looks at
+/// (`event: objects`, an [`ObjectsNow`]); the current state first. For overlays on the
+/// preview; the objects' events are on `/api/events/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/streams/{id}/objects",
+    tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = ObjectsNow, description = "one event per picture looked at"),
+        (status = 404, body = ErrorBody)),
+    security(("session" = ["viewer"]), ("token" = ["viewer"]))
+)]
+async fn objects_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    state.node.view(&id)?;
+    let rx = state.node.analyser.watch_objects(&id);
+    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let now = rx.borrow_and_update().clone();
+        let ev = Event::default()
+            .event("objects")
+            .json_data(&now)
+            .unwrap_or_default();
+        Some((Ok::<_, std::convert::Infallible>(ev), (rx, false)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

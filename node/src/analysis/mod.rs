@@ -77,6 +77,26 @@ pub struct PrivacyView {
     pub delay_ms: f64,
 }
 
+/// What a stream's object detector sees in its latest picture (followed objects, started or
+/// not): the live overlay's feed.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ObjectsNow {
+    /// When the picture was taken (milliseconds since the Unix epoch); 0: nothing yet.
+    pub ts_ms: u64,
+    pub objects: Vec<ObjectNow>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ObjectNow {
+    /// The detection's id once the object is an event (started).
+    pub id: Option<String>,
+    pub label: String,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]`, normalised.
+    pub bbox: [f32; 4],
+    pub zones: Vec<String>,
+}
+
 /// A detection as the API lists it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DetectionView {
@@ -218,6 +238,9 @@ pub struct Analyser {
     store: Arc<Store>,
     snapshots: Option<Arc<Snapshots>>,
     streams: Mutex<HashMap<String, StreamAnalysis>>,
+    /// Each stream's latest objects, for overlays; kept across runs so a viewer's
+    /// subscription outlives a restart.
+    live: Mutex<HashMap<String, tokio::sync::watch::Sender<ObjectsNow>>>,
 }
 
 impl Analyser {
@@ -249,7 +272,23 @@ impl Analyser {
             store,
             snapshots,
             streams: Mutex::default(),
+            live: Mutex::default(),
         })
+    }
+
+    /// Follows what a stream's object detector sees, picture by picture.
+    pub fn watch_objects(&self, stream_id: &str) -> tokio::sync::watch::Receiver<ObjectsNow> {
+        self.live_sender(stream_id).subscribe()
+    }
+
+    fn live_sender(&self, stream_id: &str) -> tokio::sync::watch::Sender<ObjectsNow> {
+        let Ok(mut live) = self.live.lock() else {
+            return tokio::sync::watch::channel(ObjectsNow::default()).0;
+        };
+        // One small entry per stream ever analysed or watched (streams are few).
+        live.entry(stream_id.to_string())
+            .or_insert_with(|| tokio::sync::watch::channel(ObjectsNow::default()).0)
+            .clone()
     }
 
     /// Objects a stream's detector sees now (started, not ended), by label; empty when it
@@ -410,6 +449,7 @@ impl Analysis for Analyser {
                     ws,
                     state.mask.clone(),
                     state.counts.clone(),
+                    self.live_sender(stream_id),
                 ))
             });
             match objects {
@@ -609,6 +649,7 @@ struct Objects {
     last: Option<(Duration, u64)>,
     mask: Option<Arc<PrivacyMask>>,
     counts: Counts,
+    live: tokio::sync::watch::Sender<ObjectsNow>,
     events: EventBus,
     store: Arc<Store>,
     snapshots: Option<Arc<Snapshots>>,
@@ -622,6 +663,7 @@ impl Objects {
         ws: &WorkerSpec,
         mask: Option<Arc<PrivacyMask>>,
         counts: Counts,
+        live: tokio::sync::watch::Sender<ObjectsNow>,
     ) -> Self {
         let zones = spec
             .ai
@@ -652,6 +694,7 @@ impl Objects {
             last: None,
             mask,
             counts,
+            live,
             events: a.events.clone(),
             store: a.store.clone(),
             snapshots: a.snapshots.clone(),
@@ -681,8 +724,12 @@ impl Objects {
         Some(out)
     }
 
+    fn detection_id(&self, track: u64) -> String {
+        format!("{}-{}-{track}", self.stream_id, self.run)
+    }
+
     fn publish(&mut self, change: Change, track: &lpe_ai::track::Track, pts: Duration, wall: u64) {
-        let id = format!("{}-{}-{}", self.stream_id, self.run, track.id);
+        let id = self.detection_id(track.id);
         let at = |t: Duration| wall.saturating_sub(pts.saturating_sub(t).as_millis() as u64);
         let mut snapshot = self
             .snapshots
@@ -795,6 +842,24 @@ impl Handler for Objects {
         for ev in update.events {
             self.publish(ev.change, &ev.track, frame.pts, wall);
         }
+        // Objects seen in this picture (not those only remembered).
+        let objects = self
+            .tracker
+            .tracks()
+            .iter()
+            .filter(|t| t.last_seen == frame.pts)
+            .map(|t| ObjectNow {
+                id: t.started.then(|| self.detection_id(t.id)),
+                label: t.label.clone(),
+                score: t.score,
+                bbox: [t.bbox.x1, t.bbox.y1, t.bbox.x2, t.bbox.y2],
+                zones: t.zones.clone(),
+            })
+            .collect();
+        self.live.send_replace(ObjectsNow {
+            ts_ms: wall,
+            objects,
+        });
     }
 
     fn down(&mut self, stream_id: &str, events: &EventBus, why: Option<&str>) {
@@ -813,5 +878,9 @@ impl Handler for Objects {
         for ev in self.tracker.finish() {
             self.publish(ev.change, &ev.track, pts, wall);
         }
+        self.live.send_replace(ObjectsNow {
+            ts_ms: now_ms(),
+            objects: Vec::new(),
+        });
     }
 }
