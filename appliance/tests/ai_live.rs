@@ -2,7 +2,9 @@
 //! `astronaut`) is pushed over RTMP, the shipped CenterFace runs in its detector process, and
 //! - as the stream's object model, the face becomes one tracked object at the known box, with
 //!   `object_started` on SSE and MQTT (Mosquitto), a detection row, a snapshot, the retained
-//!   object counts and a Home Assistant occupancy sensor;
+//!   object counts and a Home Assistant occupancy sensor; the web UI (headless Chromium) draws
+//!   its box over the preview, shows it on the Detections page and saves a zone drawn on the
+//!   stream's picture;
 //! - in privacy mode, the face is covered in the encoded rendition (the pixel variance inside
 //!   its box falls by 90 % or more, the rest of the picture is unchanged), and when the
 //!   detector process is killed the pictures are blanked, never sent uncovered, until it is
@@ -224,9 +226,11 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
     let broker = Broker::start();
     let mqtt = Observer::connect(broker.port, &["livepeer-edge/venue/#", "homeassistant/#"]);
     let url = broker.url();
+    let ui = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web-ui/dist");
     let node = NodeProc::start_with(
         dir.path(),
         &[
+            ("LPE_HTTP_UI_DIR", ui.to_str().expect("utf-8")),
             ("LPE_MQTT_URL", url.as_str()),
             ("LPE_MQTT_DEVICE_ID", "venue"),
             ("LPE_MQTT_HOMEASSISTANT", "true"),
@@ -244,7 +248,7 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
     }));
     let id = created["id"].as_str().expect("id").to_string();
     let key = created["stream_key"].as_str().expect("key").to_string();
-    let push = StillPush::start(&png, &node.rtmp_url(&key), 240);
+    let mut push = StillPush::start(&png, &node.rtmp_url(&key), 240);
 
     // One face, at the known box, on SSE and in the detections.
     let started = next_event(&events, "object_started", Duration::from_secs(60));
@@ -306,6 +310,59 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
             .any(|l| l.starts_with(&format!("lpe_ai_frames_total{{stream=\"{id}\""))),
         "{metrics}"
     );
+
+    // The web UI: the box over the preview, the Detections page, a zone drawn and saved.
+    let seen = common::browser_script(
+        "ai.mjs",
+        &[
+            ("BASE_URL", &node.url("")),
+            ("PASSWORD", common::ADMIN_PASSWORD),
+            ("STREAM", &id),
+        ],
+        &node,
+    );
+    let on_screen: Vec<f32> = seen["box"]
+        .as_array()
+        .expect("box")
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(-1.0) as f32)
+        .collect();
+    let s = SIZE as f32;
+    let face = [
+        FACE[0] / s,
+        FACE[1] / s,
+        (FACE[2] - FACE[0]) / s,
+        (FACE[3] - FACE[1]) / s,
+    ];
+    for (got, want) in on_screen.iter().zip(face) {
+        assert!(
+            (got - want).abs() < 0.05,
+            "overlay box {on_screen:?}, face at {face:?}"
+        );
+    }
+    assert_eq!(seen["detections"], 1, "{seen}");
+    assert!(seen["snapshot_width"].as_u64().unwrap_or(0) > 0, "{seen}");
+    assert!(
+        seen["models"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("CenterFace")))),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["no_detector_notice"], 1,
+        "no object detector is installed: {seen}"
+    );
+    let (_, v) = node.get(&format!("/api/streams/{id}"));
+    let zones = &v["ai"]["zones"];
+    assert_eq!(zones[0]["name"], "stage", "{v}");
+    assert_eq!(zones[0]["points"].as_array().map(Vec::len), Some(4), "{v}");
+    assert_eq!(
+        v["ai"]["model"], "centerface",
+        "the edit kept the model: {v}"
+    );
+    // The edit restarted the stream, which dropped the publisher.
+    drop(push);
+    push = StillPush::start(&png, &node.rtmp_url(&key), 240);
 
     // The picture as the rendition carries it, before privacy mode.
     let before = rendition_luma(dir.path(), &id, now_ms());

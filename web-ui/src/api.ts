@@ -41,15 +41,19 @@ export function leave(location: string) {
 }
 
 export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  return request<T>(method, path, body === undefined ? undefined : JSON.stringify(body), "application/json");
+}
+
+/// A file as the body (`application/octet-stream`), e.g. a model upload.
+export function upload<T = unknown>(path: string, file: Blob): Promise<T> {
+  return request<T>("POST", path, file, "application/octet-stream");
+}
+
+async function request<T>(method: string, path: string, body: BodyInit | undefined, type: string): Promise<T> {
   const headers: Record<string, string> = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
+  if (body !== undefined) headers["content-type"] = type;
   if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
-  const res = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "same-origin",
-  });
+  const res = await fetch(path, { method, headers, body, credentials: "same-origin" });
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   let data: any = null;

@@ -8,6 +8,7 @@ import { Streams } from "./pages/Streams";
 import { DevicePage } from "./pages/Device";
 import { Payments } from "./pages/Payments";
 import { Recordings } from "./pages/Recordings";
+import { Detections } from "./pages/Detections";
 import { Settings } from "./pages/Settings";
 import "./style.css";
 
@@ -15,6 +16,7 @@ const PAGES = [
   ["dashboard", "Dashboard"],
   ["streams", "Streams"],
   ["recordings", "Recordings"],
+  ["detections", "Detections"],
   ["device", "Device"],
   ["payments", "Payments"],
   ["settings", "Settings"],
@@ -99,6 +101,7 @@ function App() {
         {page === "dashboard" && <Dashboard />}
         {page === "streams" && <Streams admin={admin} />}
         {page === "recordings" && <Recordings />}
+        {page === "detections" && <Detections admin={admin} />}
         {page === "device" && <DevicePage />}
         {page === "payments" && <Payments />}
         {page === "settings" && <Settings admin={admin} />}

@@ -3,6 +3,7 @@
 import { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, leave, whep } from "./api";
+import type { ObjectNow } from "./api.gen";
 
 // One EventSource for the whole page, shared by every poller; reconnects on its own.
 const listeners = new Set<() => void>();
@@ -21,7 +22,7 @@ function onNodeEvent(fn: () => void): () => void {
       }, 300);
     };
     source.onmessage = fire;
-    for (const kind of ["stream_up", "stream_down", "stream_created", "stream_updated", "stream_deleted", "stream_error", "encoder_fallback", "ticket_won", "ticket_redeemed", "ticket_failed", "settings_changed", "funding_changed"]) {
+    for (const kind of ["stream_up", "stream_down", "stream_created", "stream_updated", "stream_deleted", "stream_error", "encoder_fallback", "ticket_won", "ticket_redeemed", "ticket_failed", "settings_changed", "funding_changed", "object_started", "object_ended", "ai_failed", "privacy_blanked", "privacy_restored"]) {
       source.addEventListener(kind, fire);
     }
   }
@@ -69,6 +70,7 @@ export function ErrorBox({ error }: { error: unknown }) {
 export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []) {
   const [value, setValue] = useState<T | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const reloader = useRef<() => void>(() => {});
   useEffect(() => {
     let live = true;
     const tick = async () => {
@@ -83,6 +85,7 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
       }
     };
     tick();
+    reloader.current = tick;
     const t = setInterval(tick, ms);
     const unsubscribe = onNodeEvent(tick);
     return () => {
@@ -91,7 +94,7 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
       unsubscribe();
     };
   }, deps);
-  return { value, error, setValue };
+  return { value, error, setValue, reload: () => reloader.current() };
 }
 
 /// Live HLS preview: native HLS where the browser has it, hls.js (loaded on demand) elsewhere.
@@ -129,6 +132,43 @@ export function Preview({ src, label }: { src: string; label: string }) {
   }, [src]);
   // Muted so that it may start by itself; the controls unmute it.
   return <video ref={ref} class="preview" muted controls playsInline autoplay aria-label={`Preview of ${label}`} />;
+}
+
+/// What a stream's object detector sees, drawn over its preview: boxes from the node's
+/// per-picture feed (`/api/streams/{id}/objects`), placed on the picture inside the 16:9
+/// player (`aspect`: the source's width / height). Objects already reported as events are
+/// drawn solid, those still being confirmed dashed.
+export function ObjectOverlay({ stream, aspect }: { stream: string; aspect: number }) {
+  const [objects, setObjects] = useState<ObjectNow[]>([]);
+  useEffect(() => {
+    if (typeof EventSource === "undefined") return;
+    const es = new EventSource(`/api/streams/${stream}/objects`);
+    es.addEventListener("objects", (e) => {
+      try {
+        setObjects(JSON.parse((e as MessageEvent).data).objects ?? []);
+      } catch {}
+    });
+    return () => es.close();
+  }, [stream]);
+  const player = 16 / 9;
+  const a = aspect > 0 ? aspect : player;
+  const [w, h] = a > player ? [100, (player / a) * 100] : [(a / player) * 100, 100];
+  const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
+  return (
+    <div class="overlay" data-testid="overlay" style={{ left: `${(100 - w) / 2}%`, top: `${(100 - h) / 2}%`, width: `${w}%`, height: `${h}%` }}>
+      {objects.map((o) => (
+        <div
+          class={o.id ? "box started" : "box"}
+          data-testid="overlay-box"
+          style={{ left: pct(o.bbox[0]), top: pct(o.bbox[1]), width: pct(o.bbox[2] - o.bbox[0]), height: pct(o.bbox[3] - o.bbox[1]) }}
+        >
+          <span>
+            {o.label} {Math.round(o.score * 100)}%
+          </span>
+        </div>
+      ))}
+    </div>
+  );
 }
 
 /// Sub-second preview over WebRTC (WHEP): the node sends an encoded rendition as it is made.

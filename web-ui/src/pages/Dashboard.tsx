@@ -1,10 +1,10 @@
 import { Stream, get } from "../api";
 import { useState } from "preact/hooks";
-import { ErrorBox, Preview, StateBadge, WebRtcPreview, usePoll } from "../ui";
+import { ErrorBox, ObjectOverlay, Preview, StateBadge, WebRtcPreview, usePoll } from "../ui";
 import type { Health, StoredEvent as Event, TranscoderView } from "../api.gen";
 
 
-const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "audio_silent", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected", "reward_failed"];
+const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "audio_silent", "ai_failed", "privacy_blanked", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected", "reward_failed"];
 
 export function Dashboard() {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);
@@ -60,10 +60,35 @@ export function Dashboard() {
             </header>
             {s.status.state !== "running" ? (
               <div class="preview empty">{s.status.detail ?? s.status.last_error ?? "no picture"}</div>
-            ) : lowLatency.has(s.id) ? (
-              <WebRtcPreview stream={s.id} label={s.name} />
             ) : (
-              <Preview src={s.llhls_url ?? s.hls_url} label={s.name} />
+              <div class="previewed">
+                {lowLatency.has(s.id) ? (
+                  <WebRtcPreview stream={s.id} label={s.name} />
+                ) : (
+                  <Preview src={s.llhls_url ?? s.hls_url} label={s.name} />
+                )}
+                {s.ai.model && (
+                  <ObjectOverlay stream={s.id} aspect={s.status.source ? s.status.source.width / Math.max(1, s.status.source.height) : 16 / 9} />
+                )}
+              </div>
+            )}
+            {s.analysis?.privacy && (
+              <p class={s.analysis.privacy.state === "blanked" ? "warning" : "muted"} data-testid="privacy">
+                Privacy mode:{" "}
+                {s.analysis.privacy.state === "blanked"
+                  ? `picture blanked — ${s.analysis.privacy.reason ?? "faces cannot be looked for"}`
+                  : `faces covered (${Math.round(s.analysis.privacy.delay_ms)} ms delay)`}
+              </p>
+            )}
+            {s.analysis?.objects && (
+              <p class={s.analysis.objects.state === "failed" ? "warning" : "muted"} data-testid="detector">
+                {s.analysis.objects.state === "failed"
+                  ? `Detection failed: ${s.analysis.objects.error ?? ""}`
+                  : `${Object.entries(s.analysis.objects_now)
+                      .map(([l, n]) => `${n} ${l}`)
+                      .join(", ") || "nothing seen"} · ${s.analysis.objects.fps.toFixed(1)} fps on ${s.analysis.objects.provider ?? "…"}`}{" "}
+                · <a href={`#/detections?stream=${s.id}`}>detections</a>
+              </p>
             )}
             {s.status.state === "running" && (
               <label class="check">

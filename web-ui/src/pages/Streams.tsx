@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, Rendition, Stream, api, bytes, get } from "../api";
-import type { Microphone, OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec } from "../api.gen";
+import type { AiView, Microphone, OffloadStatus, RecordingStatus, RestreamStatus, SourceSpec, Zone } from "../api.gen";
 import { DEFAULT_LADDER, LIMITS } from "../spec.gen";
 import type { OnvifCamera as Camera, OnvifDevice as Device, OnvifInterface as Interface } from "../api.gen";
 import { ErrorBox, Field, StateBadge, usePoll } from "../ui";
@@ -44,6 +44,16 @@ interface Draft {
   /// Recorded continuously, and which rendition (empty: the largest).
   recording: boolean;
   recording_rendition: string;
+  /// Object detection: the model (empty: none), pictures a second, labels (comma-separated;
+  /// empty: all), min score (empty: the model's), min duration, zones.
+  ai_model: string;
+  ai_fps: number;
+  ai_labels: string;
+  ai_min_score: string;
+  ai_min_duration_ms: number;
+  zones: Zone[];
+  /// Privacy mode: faces covered in every output.
+  blur_faces: boolean;
   /// The stream as stored, so that an edit changes only what the editor shows.
   original?: Stream;
 }
@@ -67,6 +77,13 @@ function blank(): Draft {
     restream: [],
     recording: false,
     recording_rendition: "",
+    ai_model: "",
+    ai_fps: 5,
+    ai_labels: "",
+    ai_min_score: "",
+    ai_min_duration_ms: 1000,
+    zones: [],
+    blur_faces: false,
   };
 }
 
@@ -102,6 +119,13 @@ function fromStream(s: Stream): Draft {
     })),
     recording: s.recording?.mode === "continuous",
     recording_rendition: s.recording?.rendition ?? "",
+    ai_model: s.ai?.model ?? "",
+    ai_fps: s.ai?.fps ?? 5,
+    ai_labels: (s.ai?.labels ?? []).join(", "),
+    ai_min_score: s.ai?.min_score == null ? "" : String(s.ai.min_score),
+    ai_min_duration_ms: s.ai?.min_duration_ms ?? 1000,
+    zones: s.ai?.zones ?? [],
+    blur_faces: s.privacy?.blur_faces ?? false,
     original: s,
   };
 }
@@ -177,7 +201,16 @@ export function toSpec(d: Draft) {
   });
   const recording: any = { mode: d.recording ? "continuous" : "off" };
   if (d.recording_rendition) recording.rendition = d.recording_rendition;
-  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload, restream, recording };
+  const ai: any = {
+    model: d.ai_model || null,
+    fps: d.ai_fps,
+    labels: d.ai_labels.split(",").map((l) => l.trim()).filter((l) => l),
+    min_duration_ms: d.ai_min_duration_ms,
+    zones: d.zones,
+  };
+  if (d.ai_min_score.trim()) ai.min_score = Number(d.ai_min_score);
+  const privacy = { blur_faces: d.blur_faces };
+  const spec: any = { name: d.name, source, ladder, enabled: d.enabled, offload: d.offload, restream, recording, ai, privacy };
   if (d.encoder) spec.encoder = d.encoder;
   return spec;
 }
@@ -188,6 +221,7 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
   const cameras = usePoll(() => get<{ path: string; name: string }[]>("/api/cameras"), 60000);
   const microphones = usePoll(() => get<Microphone[]>("/api/microphones"), 60000);
   const encoders = usePoll(() => get<{ preferred: string; encoders: { element: string; hardware: boolean; works: boolean }[] }>("/api/encoders"), 60000);
+  const ai = usePoll(() => get<AiView>("/api/ai"), 60000);
   const errs = ladderErrors(d.ladder);
   const set = (k: keyof Draft, num = false) => (e: Event) => {
     const v = (e.target as HTMLInputElement).value;
@@ -506,6 +540,52 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
           </Field>
         </div>
       </fieldset>
+      <fieldset>
+        <legend>Detection and privacy</legend>
+        <label class="check">
+          <input
+            type="checkbox"
+            name="blur_faces"
+            checked={d.blur_faces}
+            disabled={d.offload}
+            onChange={(e) => setD({ ...d, blur_faces: (e.target as HTMLInputElement).checked })}
+          />{" "}
+          Privacy mode: cover faces in every rendition, recording, restream and snapshot (the picture is blanked while faces
+          cannot be looked for)
+        </label>
+        {server("privacy.blur_faces") && <p class="error">{server("privacy.blur_faces")}</p>}
+        <div class="row">
+          <Field label="Detect objects with" error={server("ai.model")}>
+            <select name="ai_model" value={d.ai_model} onChange={set("ai_model")}>
+              <option value="">nothing</option>
+              {(ai.value?.models ?? []).map((m) => (
+                <option value={m.id}>
+                  {m.descriptor.name} ({m.descriptor.kind})
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field label="Pictures a second" error={server("ai.fps")}>
+            <input type="number" name="ai_fps" min={1} max={30} value={d.ai_fps} onInput={set("ai_fps", true)} />
+          </Field>
+          <Field label="Labels" error={server("ai.labels")} hint="comma-separated; empty: all">
+            <input name="ai_labels" placeholder="person, car" value={d.ai_labels} onInput={set("ai_labels")} />
+          </Field>
+          <Field label="Min score" error={server("ai.min_score")} hint="empty: the model's">
+            <input name="ai_min_score" inputMode="decimal" value={d.ai_min_score} onInput={set("ai_min_score")} />
+          </Field>
+          <Field label="Seen for at least (ms)" error={server("ai.min_duration_ms")}>
+            <input type="number" name="ai_min_duration_ms" min={0} max={600000} value={d.ai_min_duration_ms} onInput={set("ai_min_duration_ms", true)} />
+          </Field>
+        </div>
+        {ai.value && !ai.value.object_detector && (
+          <p class="muted">
+            Only faces can be detected until an object model (YOLOX, Apache-2.0, for example) is uploaded on the{" "}
+            <a href="#/detections">Detections</a> page.
+          </p>
+        )}
+        {d.ai_model && <ZoneEditor stream={d.id} zones={d.zones} error={err?.field?.startsWith("ai.zones") ? err.message : null} onChange={(zones) => setD({ ...d, zones })} />}
+      </fieldset>
       <label class="check">
         <input type="checkbox" checked={d.enabled} onChange={(e) => setD({ ...d, enabled: (e.target as HTMLInputElement).checked })} /> Running
       </label>
@@ -519,6 +599,74 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
         </button>
       </div>
     </form>
+  );
+}
+
+/// Zones drawn on the stream's snapshot: each click adds a corner, "Close" names and keeps
+/// the polygon. Corners are kept normalised (0 to 1), as the node stores them.
+function ZoneEditor({ stream, zones, error, onChange }: { stream?: string; zones: Zone[]; error: string | null; onChange: (z: Zone[]) => void }) {
+  const [points, setPoints] = useState<[number, number][]>([]);
+  const [name, setName] = useState("");
+  const [stamp] = useState(Date.now());
+  const click = (e: MouseEvent) => {
+    const r = (e.currentTarget as HTMLElement).getBoundingClientRect();
+    const x = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+    const y = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
+    if (points.length < 32) setPoints([...points, [Number(x.toFixed(4)), Number(y.toFixed(4))]]);
+  };
+  const close = () => {
+    const n = name.trim() || `zone ${zones.length + 1}`;
+    onChange([...zones, { name: n, points }]);
+    setPoints([]);
+    setName("");
+  };
+  const poly = (p: [number, number][]) => p.map(([x, y]) => `${x * 100},${y * 100}`).join(" ");
+  return (
+    <div data-testid="zones">
+      <p class="muted">
+        Zones: objects count only where the middle of their box's bottom edge is inside one. Click corners on the picture, then
+        close the zone. No zones: everywhere.
+      </p>
+      {stream ? (
+        <div class="zones" onClick={click} data-testid="zone-canvas">
+          <img src={`/api/streams/${stream}/snapshot.jpg?t=${stamp}`} alt="The stream's picture" />
+          <svg viewBox="0 0 100 100" preserveAspectRatio="none">
+            {zones.map((z) => (
+              <polygon points={poly(z.points as [number, number][])} fill="rgba(255,212,0,.25)" stroke="#ffd400" stroke-width="0.5" />
+            ))}
+            {points.length > 0 && <polyline points={poly(points)} fill="none" stroke="#e8710a" stroke-width="0.6" />}
+          </svg>
+        </div>
+      ) : (
+        <p class="muted">Save the stream and start it to draw zones on its picture.</p>
+      )}
+      {points.length > 0 && (
+        <div class="row">
+          <Field label="Zone name">
+            <input value={name} maxLength={50} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          </Field>
+          <div class="actions">
+            <button type="button" disabled={points.length < 3} onClick={close}>
+              Close zone ({points.length} corners)
+            </button>
+            <button type="button" class="secondary" onClick={() => setPoints([])}>
+              Discard
+            </button>
+          </div>
+        </div>
+      )}
+      <ul>
+        {zones.map((z, i) => (
+          <li data-testid={`zone-${i}`}>
+            {z.name} ({z.points.length} corners){" "}
+            <button type="button" class="link" onClick={() => onChange(zones.filter((_, j) => j !== i))}>
+              Remove
+            </button>
+          </li>
+        ))}
+      </ul>
+      {error && <p class="error">{error}</p>}
+    </div>
   );
 }
 
