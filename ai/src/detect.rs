@@ -139,6 +139,24 @@ pub fn letterbox(frame: &Frame, width: u32, height: u32, px: PixelFormat) -> (Ve
     let max_x = frame.width as usize - 1;
     let max_y = frame.height as usize - 1;
     let order: [usize; 3] = if px.rgb { [0, 1, 2] } else { [2, 1, 0] };
+    let (red, rest) = out.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    let mut planes = [red, green, blue];
+    if scaled_w == frame.width as usize && scaled_h == frame.height as usize {
+        // The frame fits as it is (the live tap scaled it in GStreamer): no resampling, each
+        // value converted once.
+        for y in 0..scaled_h {
+            let row = &frame.rgb[y * frame.stride..y * frame.stride + scaled_w * 3];
+            let at = (py0 + y) * w + px0;
+            for (c, &src) in order.iter().enumerate() {
+                let dst = &mut planes[c][at..at + scaled_w];
+                for (d, p) in dst.iter_mut().zip(row.chunks_exact(3)) {
+                    *d = f32::from(p[src]) * px.scale;
+                }
+            }
+        }
+        return (out, fit);
+    }
     // Source columns and weights, once per column rather than once per pixel.
     let columns: Vec<(usize, usize, f32)> = (0..scaled_w)
         .map(|x| {
@@ -147,9 +165,6 @@ pub fn letterbox(frame: &Frame, width: u32, height: u32, px: PixelFormat) -> (Ve
             (x0 * 3, (x0 + 1).min(max_x) * 3, fx - x0 as f32)
         })
         .collect();
-    let (red, rest) = out.split_at_mut(plane);
-    let (green, blue) = rest.split_at_mut(plane);
-    let planes = [red, green, blue];
     for y in 0..scaled_h {
         let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
         let y0 = (fy as usize).min(max_y);

@@ -269,3 +269,47 @@ fn the_worker_answers_frames_and_refuses_oversized_ones() {
     let mut out = Vec::new();
     assert!(serve(open(), &frame(512, 512, &rgb[..1000])[..], &mut out).is_err());
 }
+
+/// A real one-class detector (tests/graphs.py's ball.onnx: the box around the bright pixels)
+/// through the whole path: a 640×360 frame letterboxed into 320×320, run, v8 decoding,
+/// suppression of its 16 identical rows, mapped back to the frame.
+#[test]
+fn the_ball_detector_finds_a_white_square_where_it_is() {
+    let mut d = Detector::open(
+        runtime(),
+        &graphs().join("ball.onnx"),
+        Descriptor {
+            name: "ball".into(),
+            kind: ModelKind::Yolo,
+            width: 320,
+            height: 320,
+            labels: vec!["ball".into()],
+            min_score: 0.5,
+            nms_iou: 0.45,
+            layout: None,
+        },
+    )
+    .expect("ball detector");
+    assert_eq!(d.layout(), Some(Layout::V8));
+    let (w, h) = (640usize, 360usize);
+    let mut rgb = vec![0u8; w * h * 3];
+    for y in 100..160 {
+        for x in 400..460 {
+            rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].fill(255);
+        }
+    }
+    let frame = Frame::packed(w as u32, h as u32, &rgb).expect("frame");
+    let found = d.detect(&frame).expect("detect");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let want = BoundingBox {
+        x1: 400.0,
+        y1: 100.0,
+        x2: 460.0,
+        y2: 160.0,
+    };
+    assert!(found[0].bbox.iou(&want) > 0.85, "{found:?}");
+    assert_eq!(found[0].label, "ball");
+    let black = vec![0u8; w * h * 3];
+    let frame = Frame::packed(w as u32, h as u32, &black).expect("frame");
+    assert!(d.detect(&frame).expect("detect").is_empty());
+}
