@@ -141,7 +141,7 @@ pub fn letterbox(frame: &Frame, width: u32, height: u32, px: PixelFormat) -> (Ve
     let order: [usize; 3] = if px.rgb { [0, 1, 2] } else { [2, 1, 0] };
     let (red, rest) = out.split_at_mut(plane);
     let (green, blue) = rest.split_at_mut(plane);
-    let mut planes = [red, green, blue];
+    let planes = [red, green, blue];
     if scaled_w == frame.width as usize && scaled_h == frame.height as usize {
         // The frame fits as it is (the live tap scaled it in GStreamer): no resampling, each
         // value converted once.

@@ -4,49 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::time::Duration;
 
 use common::NodeProc;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn upload(node: &NodeProc, query: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    let url = node.url(&format!("/api/ai/models?{query}"));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut res = agent
-        .post(&url)
-        .header("authorization", &node.authorization())
-        .header("content-type", "application/octet-stream")
-        .send(body)
-        .expect("POST");
-    let status = res.status().as_u16();
-    let text = res.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 #[test]
 fn models_are_listed_checked_at_upload_and_removed() {
-    let graphs = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(root().join("target/pyenv/bin/python"))
-        .arg(root().join("ai/tests/graphs.py"))
-        .arg(graphs.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let graphs = common::test_graphs();
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProc::start(dir.path());
 
@@ -73,8 +36,7 @@ fn models_are_listed_checked_at_upload_and_removed() {
 
     // A YOLO model: checked, kept, listed.
     let yolo = std::fs::read(graphs.path().join("yolov8.onnx")).expect("graph");
-    let (status, m) = upload(
-        &node,
+    let (status, m) = node.upload_model(
         "name=Test%20YOLO&kind=yolo&width=320&height=320&labels=person,car",
         &yolo,
     );
@@ -125,19 +87,19 @@ fn models_are_listed_checked_at_upload_and_removed() {
         ),
         ("name=x&kind=yolo&width=320&height=320", Vec::new(), "empty"),
     ] {
-        let (status, e) = upload(&node, query, &body);
+        let (status, e) = node.upload_model(query, &body);
         assert_eq!(status, 422, "{query}: {e}");
         assert_eq!(e["error"]["field"], "file", "{e}");
         let msg = e["error"]["message"].as_str().unwrap_or("");
         assert!(msg.contains(says), "{query}: {msg}");
     }
-    let (status, e) = upload(&node, "name=x&kind=yolo&width=100&height=320", &yolo);
+    let (status, e) = node.upload_model("name=x&kind=yolo&width=100&height=320", &yolo);
     assert_eq!(
         (status, e["error"]["field"].as_str()),
         (422, Some("descriptor")),
         "{e}"
     );
-    let (status, _) = upload(&node, "kind=yolo", &yolo);
+    let (status, _) = node.upload_model("kind=yolo", &yolo);
     assert_eq!(status, 400);
     let (_, ai) = node.get("/api/ai");
     assert_eq!(

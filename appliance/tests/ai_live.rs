@@ -9,7 +9,9 @@
 //!   its box falls by 90 % or more, the rest of the picture is unchanged), and when the
 //!   detector process is killed the pictures are blanked, never sent uncovered, until it is
 //!   back;
-//! - a model that is not installed is an `ai_failed` event and the video runs on.
+//! - a model that is not installed is an `ai_failed` event and the video runs on;
+//! - a real one-class detector (the test graphs' ball detector, uploaded) follows GStreamer's
+//!   moving test ball as it enters and leaves a zone.
 
 mod common;
 
@@ -486,5 +488,58 @@ fn a_missing_model_is_an_event_and_the_video_runs_on() {
             .as_array()
             .is_some_and(|a| a.iter().any(|e| e["kind"] == "ai_failed")),
         "{events}"
+    );
+}
+
+#[test]
+fn a_moving_ball_enters_and_leaves_a_zone() {
+    let graphs = common::test_graphs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let model = std::fs::read(graphs.path().join("ball.onnx")).expect("ball.onnx");
+    let (st, m) = node.upload_model(
+        "name=ball&kind=yolo&width=320&height=320&labels=ball",
+        &model,
+    );
+    assert_eq!(st, 201, "{m}");
+    let events = sse(&node);
+    // The left half of the picture; the ball swings across the middle every few seconds.
+    node.create(json!({
+        "name": "ball",
+        "source": {"kind": "test", "pattern": "ball", "width": 640, "height": 360, "fps": 30},
+        "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300}],
+        "ai": {"model": m["id"], "fps": 10, "min_duration_ms": 300,
+               "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]},
+    }));
+    let t = Duration::from_secs(60);
+    let zones = |v: &Value| v["object"]["zones"].clone();
+    let started = next_event(&events, "object_started", t);
+    assert_eq!(started["object"]["label"], "ball", "{started}");
+    assert_eq!(
+        zones(&started),
+        json!(["left"]),
+        "started in the zone: {started}"
+    );
+    let b = &started["object"]["bbox"];
+    let centre = (b[0].as_f64().unwrap_or(9.0) + b[2].as_f64().unwrap_or(9.0)) / 2.0;
+    assert!(centre < 0.5, "in the left half: {started}");
+    // It leaves, then comes back: zone changes of the same object.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + t;
+    while seen.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = next_event(&events, "object_updated", left);
+        if e["object"]["id"] != started["object"]["id"] {
+            continue;
+        }
+        let z = zones(&e);
+        if seen.last() != Some(&z) && (z == json!([]) || z == json!(["left"])) {
+            seen.push(z);
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![json!([]), json!(["left"])],
+        "left the zone, then entered it"
     );
 }

@@ -356,6 +356,28 @@ impl NodeProc {
         (r.status, r.body)
     }
 
+    /// Uploads a model (`POST /api/ai/models?{query}`, the file as the body).
+    pub fn upload_model(&self, query: &str, body: &[u8]) -> (u16, Value) {
+        let url = self.url(&format!("/api/ai/models?{query}"));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut res = agent
+            .post(&url)
+            .header("authorization", &self.auth)
+            .header("content-type", "application/octet-stream")
+            .send(body)
+            .expect("POST");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub fn create(&self, body: Value) -> Value {
         let (status, v) = self.send("POST", "/api/streams", Some(&body.to_string()));
         assert_eq!(status, 201, "create failed: {v}");
@@ -806,6 +828,24 @@ impl Drop for ClockPush {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The ONNX graphs `ai/tests/graphs.py` builds (known outputs, a ball detector), in a
+/// directory of their own.
+pub fn test_graphs() -> tempfile::TempDir {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(root.join("target/pyenv/bin/python"))
+        .arg(root.join("ai/tests/graphs.py"))
+        .arg(dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }
 
 /// Runs a browser script of `web-ui/tests/` (headless Chromium, from `web-ui/` so its
