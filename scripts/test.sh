@@ -14,7 +14,7 @@ export EDGE_SUITE_RUN="suite-$$-$(date +%s%N)"
 status=0
 cargo test --workspace || status=$?
 # Every benchmark in its smoke mode, so none can rot.
-for bench in bench/transcode.sh bench/control.sh bench/tickets.sh bench/orchestrator.sh bench/gateway.sh bench/recording.sh bench/webrtc.sh bench/llhls.sh bench/audio.sh bench/ai.sh; do
+for bench in bench/transcode.sh bench/control.sh bench/tickets.sh bench/orchestrator.sh bench/gateway.sh bench/recording.sh bench/webrtc.sh bench/llhls.sh bench/audio.sh bench/ai.sh bench/ai_live.sh; do
   echo "== $bench (smoke)"
   BENCH_SMOKE=1 "$bench" || { echo "$bench failed" >&2; status=1; }
 done

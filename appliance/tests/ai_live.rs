@@ -236,6 +236,7 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
             ("LPE_MQTT_URL", url.as_str()),
             ("LPE_MQTT_DEVICE_ID", "venue"),
             ("LPE_MQTT_HOMEASSISTANT", "true"),
+            ("LPE_MQTT_TELEMETRY_SECONDS", "1"),
         ],
     );
     mqtt.wait("livepeer-edge/venue/status", Duration::from_secs(20), |m| {

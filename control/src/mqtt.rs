@@ -584,6 +584,7 @@ fn telemetry_doc(node: &Node) -> Value {
                     "state": r.state, "files": r.files, "bytes": r.bytes, "dropped": r.dropped,
                     "last_error": r.last_error,
                 })),
+                "analysis": s.analysis,
             })
         })
         .collect();
@@ -595,6 +596,7 @@ fn telemetry_doc(node: &Node) -> Value {
         "tickets": node.ticket_counts().ok(),
         "reward": node.reward_status(),
         "transcoder": node.transcoder_view(),
+        "ai": node.ai.runtime(),
         "recordings": node.recordings().map(|r| json!({
             "bytes": r.bytes(), "disk_full": r.disk_full(),
         })),

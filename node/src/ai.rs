@@ -78,6 +78,11 @@ impl AiPlane {
         }
     }
 
+    /// What was found at start: the library, its providers, or why inference is unavailable.
+    pub fn runtime(&self) -> &RuntimeReport {
+        &self.report
+    }
+
     pub fn view(&self) -> AiView {
         let models = self
             .registry
