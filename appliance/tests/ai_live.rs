@@ -11,7 +11,8 @@
 //!   back;
 //! - a model that is not installed is an `ai_failed` event and the video runs on;
 //! - a real one-class detector (the test graphs' ball detector, uploaded) follows GStreamer's
-//!   moving test ball as it enters and leaves a zone.
+//!   moving test ball as it enters and leaves a zone, and recording on events keeps the
+//!   stretches when it is in the zone, with their pre- and post-roll, and nothing between.
 
 mod common;
 
@@ -543,4 +544,74 @@ fn a_moving_ball_enters_and_leaves_a_zone() {
         vec![json!([]), json!(["left"])],
         "left the zone, then entered it"
     );
+}
+
+#[test]
+fn recording_on_events_keeps_the_ball_in_its_zone_with_pre_and_post_roll() {
+    let graphs = common::test_graphs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let model = std::fs::read(graphs.path().join("ball.onnx")).expect("ball.onnx");
+    let (st, m) = node.upload_model(
+        "name=ball&kind=yolo&width=320&height=320&labels=ball",
+        &model,
+    );
+    assert_eq!(st, 201, "{m}");
+    let events = sse(&node);
+    // The left quarter: the ball swings through it for about a third of each 6.7 s swing.
+    // A keyframe every half second, so the pre-roll starts close to where it is asked to.
+    let created = node.create(json!({
+        "name": "ball",
+        "source": {"kind": "test", "pattern": "ball", "width": 640, "height": 360, "fps": 30},
+        "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300, "gop_frames": 15}],
+        "ai": {"model": m["id"], "fps": 10, "min_duration_ms": 300,
+               "zones": [{"name": "left", "points": [[0, 0], [0.25, 0], [0.25, 1], [0, 1]]}]},
+        "recording": {"mode": "events", "pre_roll_seconds": 1, "post_roll_seconds": 1},
+    }));
+    let id = created["id"].as_str().expect("id").to_string();
+    let first = next_event(&events, "object_started", Duration::from_secs(60));
+    // When it entered the zone and counted (it was followed, outside the zone, before).
+    let counted = first["ts_ms"].as_u64().expect("ts");
+    let began = now_ms();
+    // Three swings.
+    std::thread::sleep(Duration::from_secs(20));
+    let v = node.get(&format!("/api/streams/{id}")).1;
+    let state = v["status"]["recording"]["state"].clone();
+    assert!(state == "waiting" || state == "recording", "{v}");
+    let (st, v) = node.send("POST", &format!("/api/streams/{id}/stop"), None);
+    assert_eq!(st, 200, "{v}");
+    node.wait_state(&id, "stopped", Duration::from_secs(15));
+    let ended = now_ms();
+    let (st, t) = node.get(&format!(
+        "/api/recordings?stream_id={id}&from={}&to={}",
+        counted - 60_000,
+        ended + 60_000
+    ));
+    assert_eq!(st, 200, "{t}");
+    let spans: Vec<(u64, u64)> = t["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .map(|s| {
+            (
+                s["from_ms"].as_u64().unwrap_or(0),
+                s["to_ms"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(spans.len() >= 2, "a stretch per visit, gaps between: {t}");
+    let (from, _) = spans[0];
+    assert!(
+        from + 700 <= counted && counted <= from + 4000,
+        "the first stretch starts with its pre-roll: from {from}, object counted at {counted}; {spans:?}"
+    );
+    let recorded: u64 = spans.iter().map(|(a, b)| b - a).sum();
+    let elapsed = ended - counted.min(began);
+    assert!(
+        recorded * 10 < elapsed * 9,
+        "only the visits are kept: {recorded} ms of {elapsed} ms; {spans:?}"
+    );
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1 + 300, "a gap between visits: {spans:?}");
+    }
 }

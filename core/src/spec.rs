@@ -62,7 +62,7 @@ pub struct StreamSpec {
 }
 
 /// What a stream records: one rendition (with the stream's audio) as fragmented MP4 files.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingSpec {
     #[serde(default)]
@@ -71,6 +71,39 @@ pub struct RecordingSpec {
     /// passes it through).
     #[serde(default)]
     pub rendition: Option<String>,
+    /// `events` mode: seconds kept from before an object appears.
+    #[serde(default = "default_pre_roll")]
+    #[schema(default = 5, maximum = 30)]
+    pub pre_roll_seconds: u32,
+    /// `events` mode: seconds recorded after the last object is gone.
+    #[serde(default = "default_post_roll")]
+    #[schema(default = 10, maximum = 300)]
+    pub post_roll_seconds: u32,
+    /// `events` mode: the labels that start a recording; empty: any object the stream's
+    /// detector reports.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub labels: Vec<String>,
+}
+
+fn default_pre_roll() -> u32 {
+    5
+}
+
+fn default_post_roll() -> u32 {
+    10
+}
+
+impl Default for RecordingSpec {
+    fn default() -> Self {
+        Self {
+            mode: RecordingMode::Off,
+            rendition: None,
+            pre_roll_seconds: default_pre_roll(),
+            post_roll_seconds: default_post_roll(),
+            labels: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -80,6 +113,9 @@ pub enum RecordingMode {
     Off,
     /// Everything the stream sends, while it runs.
     Continuous,
+    /// While the stream's detector sees an object (in a zone, when there are zones), with
+    /// the seconds before it (pre-roll) and after it (post-roll).
+    Events,
 }
 
 /// An RTMP(S) destination a stream is sent on to, from one of its renditions.
@@ -426,6 +462,24 @@ impl StreamSpec {
             return Err(SpecError::new(
                 "privacy.blur_faces",
                 "an offloaded stream is transcoded elsewhere; privacy mode needs the node's own encode",
+            ));
+        }
+        if self.recording.mode == RecordingMode::Events && self.ai.model.is_none() {
+            return Err(SpecError::new(
+                "recording.mode",
+                "recording on events needs an object detector (ai.model)",
+            ));
+        }
+        if self.recording.pre_roll_seconds > 30 {
+            return Err(SpecError::new("recording.pre_roll_seconds", "at most 30"));
+        }
+        if self.recording.post_roll_seconds > 300 {
+            return Err(SpecError::new("recording.post_roll_seconds", "at most 300"));
+        }
+        if self.recording.labels.len() > 100 || self.recording.labels.iter().any(|l| l.len() > 64) {
+            return Err(SpecError::new(
+                "recording.labels",
+                "at most 100 labels of at most 64 characters",
             ));
         }
         if let Some(r) = &self.recording.rendition
@@ -964,10 +1018,21 @@ mod tests {
         s.recording = RecordingSpec {
             mode: RecordingMode::Continuous,
             rendition: Some("r360".into()),
+            ..Default::default()
         };
         assert_eq!(field(s.clone()), None);
         s.recording.rendition = Some("r720".into());
-        assert_eq!(field(s).as_deref(), Some("recording.rendition"));
+        assert_eq!(field(s.clone()).as_deref(), Some("recording.rendition"));
+        // Recording on events needs a detector to say when.
+        s.recording = RecordingSpec {
+            mode: RecordingMode::Events,
+            ..Default::default()
+        };
+        assert_eq!(field(s.clone()).as_deref(), Some("recording.mode"));
+        s.ai.model = Some("centerface".into());
+        assert_eq!(field(s.clone()), None);
+        s.recording.pre_roll_seconds = 31;
+        assert_eq!(field(s).as_deref(), Some("recording.pre_roll_seconds"));
         // Absent from a stored spec: not recorded.
         let old: StreamSpec =
             serde_json::from_value(serde_json::json!({"name": "a", "source": {"kind": "rtmp"}}))

@@ -78,6 +78,33 @@ pub struct EngineShared {
     pub analysis: std::sync::RwLock<Option<Arc<dyn analysis::Analysis>>>,
     /// `None` when the recordings directory could not be made.
     pub recordings: Option<Arc<recording::Library>>,
+    /// The triggers of streams recorded on events.
+    pub triggers: RecordingTriggers,
+}
+
+/// What starts (and extends) the recording of streams recorded on events: their detector
+/// fires it as long as it sees an object that counts.
+#[derive(Clone, Default)]
+pub struct RecordingTriggers(Arc<Mutex<HashMap<String, watch::Sender<u64>>>>);
+
+impl RecordingTriggers {
+    /// An object was seen on `stream_id`: record (with its pre-roll), or record on.
+    pub fn fire(&self, stream_id: &str) {
+        if let Ok(t) = self.0.lock()
+            && let Some(tx) = t.get(stream_id)
+        {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// The trigger a run's recorder waits on (replacing the previous run's).
+    pub(crate) fn register(&self, stream_id: &str) -> watch::Receiver<u64> {
+        let (tx, rx) = watch::channel(0);
+        if let Ok(mut t) = self.0.lock() {
+            t.insert(stream_id.to_string(), tx);
+        }
+        rx
+    }
 }
 
 /// A WebRTC viewer: its stream, and how to end it.
@@ -127,6 +154,7 @@ impl MediaEngine {
                 offload: std::sync::RwLock::new(None),
                 analysis: std::sync::RwLock::new(None),
                 recordings,
+                triggers: RecordingTriggers::default(),
             }),
             registry: PublishRegistry::default(),
             streams: Mutex::new(HashMap::new()),
@@ -145,6 +173,11 @@ impl MediaEngine {
         if let Ok(mut o) = self.shared.offload.write() {
             *o = offload;
         }
+    }
+
+    /// What the AI plane fires when a stream recorded on events sees an object.
+    pub fn recording_triggers(&self) -> RecordingTriggers {
+        self.shared.triggers.clone()
     }
 
     /// Installs what runs' pictures feed; takes effect at each stream's next run.

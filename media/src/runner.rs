@@ -508,7 +508,7 @@ fn start_consumers(
             stop_rx.clone(),
         )));
     }
-    if spec.recording.mode == crate::spec::RecordingMode::Continuous {
+    if spec.recording.mode != crate::spec::RecordingMode::Off {
         let rendition = spec.recording.rendition.clone().unwrap_or_default();
         let status = match (&shared.recordings, spec.offload) {
             (_, true) => Arc::new(Mutex::new(RecordingStatus::off(
@@ -520,7 +520,14 @@ fn start_consumers(
                 Some("the recordings directory cannot be used (see the log)".into()),
             ))),
             (Some(library), false) => {
-                let recorder = Recorder::new(id, rendition, audio, library.clone());
+                let mut recorder = Recorder::new(id, rendition, audio, library.clone());
+                if spec.recording.mode == crate::spec::RecordingMode::Events {
+                    recorder = recorder.on_events(crate::recording::recorder::EventMode {
+                        pre_roll: Duration::from_secs(u64::from(spec.recording.pre_roll_seconds)),
+                        post_roll: Duration::from_secs(u64::from(spec.recording.post_roll_seconds)),
+                        trigger: shared.triggers.register(id),
+                    });
+                }
                 let status = recorder.status.clone();
                 taps.push(recorder.tap.clone());
                 tasks.push(tokio::spawn(

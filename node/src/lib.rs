@@ -259,8 +259,13 @@ impl Node {
         shutdown: tokio::sync::watch::Sender<bool>,
     ) -> Arc<Self> {
         let ai = Arc::new(crate::ai::AiPlane::start(&cfg));
-        let analyser =
-            crate::analysis::Analyser::new(ai.clone(), &cfg, events.clone(), store.clone());
+        let analyser = crate::analysis::Analyser::new(
+            ai.clone(),
+            &cfg,
+            events.clone(),
+            store.clone(),
+            media.recording_triggers(),
+        );
         media.set_analysis(Some(analyser.clone()));
         Arc::new(Self {
             ai,

@@ -70,7 +70,7 @@ try {
   if (!(await page.locator("form button[type=submit]").isDisabled())) throw new Error("save is enabled with an invalid ladder");
   await shot("ladder-error");
   await height2.fill("480");
-  await page.check("input[name=recording]");
+  await page.selectOption("select[name=recording_mode]", "continuous");
   await page.click("form button[type=submit]");
   const server = (await page.locator("[data-testid=rtmp-server]").first().textContent()).trim();
   const key = (await page.locator("[data-testid=rtmp-key]").first().textContent()).trim();

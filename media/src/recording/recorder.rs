@@ -5,8 +5,12 @@
 //! It fails alone, like a restream destination: a write error (a full or vanished disk)
 //! ends the file and is retried with backoff while the stream runs on; when retention
 //! reports the disk full, it stops writing until space comes back.
+//!
+//! On events ([`EventMode`]) it keeps the last pre-roll seconds in memory (from a keyframe)
+//! while it waits; a trigger (an object seen) writes them and what follows, until the
+//! post-roll has passed since the last trigger; then the file closes and it waits again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -40,6 +44,8 @@ pub enum RecordingState {
     Retrying,
     /// Not writing: the recordings' disk is full and retention found nothing to delete.
     DiskFull,
+    /// Recording on events: waiting for one, the last pre-roll seconds kept in memory.
+    Waiting,
     /// The stream is not recorded (off, or not possible for this stream).
     Off,
 }
@@ -86,12 +92,26 @@ pub struct Recorder {
     /// never overlap — not when a file is read faster than real time, nor when the clock
     /// steps back (a box without a battery-backed clock before NTP answers).
     timeline_end: std::sync::atomic::AtomicU64,
+    events: Option<EventMode>,
 }
+
+/// Recording on events: how much before and after, and the triggers.
+pub struct EventMode {
+    pub pre_roll: Duration,
+    pub post_roll: Duration,
+    /// Changes at each trigger (an object seen).
+    pub trigger: watch::Receiver<u64>,
+}
+
+/// The most pre-roll kept in memory, whatever its seconds hold.
+const PRE_ROLL_BYTES: u64 = 64 << 20;
 
 /// Why a session ended.
 enum Ended {
     /// The stream stopped or ended: done.
     Stopped,
+    /// Recording on events: the post-roll passed; wait for the next event.
+    Paused,
     /// Retention reported the disk full.
     DiskFull,
     Failed(String),
@@ -109,7 +129,14 @@ impl Recorder {
             library,
             status: Arc::new(Mutex::new(status)),
             timeline_end: std::sync::atomic::AtomicU64::new(0),
+            events: None,
         }
+    }
+
+    /// Records only around events.
+    pub fn on_events(mut self, mode: EventMode) -> Self {
+        self.events = Some(mode);
+        self
     }
 
     fn update(&self, f: impl FnOnce(&mut RecordingStatus)) {
@@ -157,16 +184,32 @@ impl Recorder {
                 continue;
             }
             announced_full = false;
+            let pre_roll = if self.events.is_some() {
+                self.update(|s| {
+                    s.state = RecordingState::Waiting;
+                    s.retry_in_s = None;
+                });
+                match self.wait_for_event(&mut stop).await {
+                    Some(ring) => Some(ring),
+                    None => return,
+                }
+            } else {
+                None
+            };
             self.update(|s| {
                 s.state = RecordingState::Starting;
                 s.retry_in_s = None;
             });
             let started = Instant::now();
-            let ended = self.session(&mut stop).await;
+            let ended = self.session(&mut stop, pre_roll).await;
             self.update(|s| s.since_ms = None);
             let why = match ended {
                 Ended::Stopped => return,
                 Ended::DiskFull => continue,
+                Ended::Paused => {
+                    wait = FIRST_RETRY;
+                    continue;
+                }
                 Ended::Failed(why) => why,
             };
             if started.elapsed() >= STABLE {
@@ -204,17 +247,50 @@ impl Recorder {
         true
     }
 
-    /// One pipeline, from a keyframe until it fails or the stream stops.
-    async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> Ended {
+    /// Keeps the last pre-roll seconds (from a keyframe) until a trigger; `None`: stop, or
+    /// the stream ended.
+    async fn wait_for_event(&mut self, stop: &mut watch::Receiver<bool>) -> Option<Vec<Packet>> {
+        let mode = self.events.as_mut()?;
+        mode.trigger.borrow_and_update();
+        let pre_roll = mode.pre_roll;
+        // Without a sender (the stream's detector gone) nothing triggers: the stream alone
+        // is waited on.
+        let mut live = true;
+        let mut ring = PreRoll::default();
+        loop {
+            tokio::select! {
+                p = self.rx.recv() => ring.push(p?, pre_roll),
+                t = mode.trigger.changed(), if live => match t {
+                    Ok(()) => break,
+                    Err(_) => live = false,
+                },
+                _ = stop.changed() => return None,
+            }
+        }
+        Some(ring.take())
+    }
+
+    /// One pipeline, from a keyframe (the pre-roll's first, when there is one) until it fails,
+    /// the stream stops, or (on events) the post-roll has passed since the last trigger.
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        pre_roll: Option<Vec<Packet>>,
+    ) -> Ended {
         let Some(dir) = self.library.stream_dir(&self.stream) else {
             return Ended::Failed("the stream id cannot name a directory".into());
         };
-        let Some(start) = tap::start(&self.tap, &mut self.rx, stop).await else {
-            return Ended::Stopped;
+        let (start, behind) = match pre_roll.and_then(start_of) {
+            Some(s) => s,
+            None => match tap::start(&self.tap, &mut self.rx, stop).await {
+                Some(s) => (s, Duration::ZERO),
+                None => return Ended::Stopped,
+            },
         };
-        // The first keyframe came in just now: the wall-clock time of the file timeline's
-        // zero (a live source's buffers arrive within a frame or two of their capture).
-        let now = now_ms();
+        // The first keyframe came in just now (or, from a pre-roll, `behind` ago): the
+        // wall-clock time of the file timeline's zero (a live source's buffers arrive within
+        // a frame or two of their capture).
+        let now = now_ms().saturating_sub(behind.as_millis() as u64);
         let end = self.timeline_end.load(Relaxed);
         // A timeline more than a day ahead is the clock's fault, not the source's.
         let wall_zero = if end > now + 86_400_000 {
@@ -239,12 +315,29 @@ impl Recorder {
                 s.last_error = None;
             });
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let post_roll = self.events.as_ref().map(|m| m.post_roll);
+            let mut until = post_roll.map(|p| tokio::time::Instant::now() + p);
+            let mut trigger = self.events.as_ref().map(|m| m.trigger.clone());
             loop {
+                let paused = async {
+                    match until {
+                        Some(u) => tokio::time::sleep_until(u).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     p = self.rx.recv() => match p {
                         None => return Ok(Ended::Stopped),
                         Some(p) => feed.push(p)?,
                     },
+                    t = async { trigger.as_mut()?.changed().await.ok() }, if trigger.is_some() => {
+                        match (t, post_roll) {
+                            (Some(()), Some(p)) => until = Some(tokio::time::Instant::now() + p),
+                            // The trigger's sender is gone: finish the post-roll.
+                            _ => trigger = None,
+                        }
+                    }
+                    _ = paused => return Ok(Ended::Paused),
                     m = messages.next() => match m {
                         None => return Err("the recording pipeline's bus closed".to_string()),
                         Some(m) => if self.on_message(&m, &mut opened)? {
@@ -341,6 +434,99 @@ impl Recorder {
             _ => Ok(false),
         }
     }
+}
+
+/// The last pre-roll seconds of the stream, from a keyframe: at most [`PRE_ROLL_BYTES`].
+#[derive(Default)]
+struct PreRoll {
+    packets: VecDeque<Packet>,
+    bytes: u64,
+}
+
+fn is_keyframe(p: &Packet) -> bool {
+    matches!(p, Packet::Video(_, b) if !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+}
+
+fn pts(p: &Packet) -> Option<gst::ClockTime> {
+    match p {
+        Packet::Video(_, b) | Packet::Audio(_, b) => b.pts(),
+    }
+}
+
+impl PreRoll {
+    fn push(&mut self, p: Packet, keep: Duration) {
+        self.bytes += p.size();
+        let newest = pts(&p);
+        self.packets.push_back(p);
+        let Some(newest) = newest else { return };
+        let horizon = newest.saturating_sub(gst::ClockTime::from_nseconds(keep.as_nanos() as u64));
+        // Drop whole GOPs from the front while the next keyframe is still old enough to start
+        // the pre-roll, or while the bytes are over budget.
+        loop {
+            let next_key = self
+                .packets
+                .iter()
+                .skip(1)
+                .position(is_keyframe)
+                .map(|i| i + 1);
+            let front_is_key = self.packets.front().is_some_and(is_keyframe);
+            let drop_to = match next_key {
+                Some(k) if !front_is_key => Some(k),
+                Some(k)
+                    if self.bytes > PRE_ROLL_BYTES
+                        || self
+                            .packets
+                            .get(k)
+                            .and_then(pts)
+                            .is_some_and(|t| t <= horizon) =>
+                {
+                    Some(k)
+                }
+                // No keyframe to start from, and over budget: nothing here is worth keeping.
+                None if self.bytes > PRE_ROLL_BYTES => Some(self.packets.len()),
+                _ => None,
+            };
+            let Some(k) = drop_to else { break };
+            for p in self.packets.drain(..k) {
+                self.bytes -= p.size();
+            }
+        }
+    }
+
+    /// From the first keyframe (nothing when none came).
+    fn take(mut self) -> Vec<Packet> {
+        while self.packets.front().is_some_and(|p| !is_keyframe(p)) {
+            self.packets.pop_front();
+        }
+        self.packets.into()
+    }
+}
+
+/// A session's start from a pre-roll, and how far behind the newest packet its keyframe is.
+fn start_of(ring: Vec<Packet>) -> Option<(tap::Start, Duration)> {
+    let newest = ring.iter().rev().find_map(pts)?;
+    let mut it = ring.into_iter();
+    let Some(Packet::Video(video_caps, keyframe)) = it.next() else {
+        return None;
+    };
+    let behind = keyframe
+        .pts()
+        .map(|t| Duration::from_nanos(newest.saturating_sub(t).nseconds()))
+        .unwrap_or_default();
+    let early: Vec<Packet> = it.collect();
+    let audio_caps = early.iter().find_map(|p| match p {
+        Packet::Audio(c, _) => Some(c.clone()),
+        Packet::Video(..) => None,
+    });
+    Some((
+        tap::Start {
+            video_caps,
+            keyframe,
+            audio_caps,
+            early,
+        },
+        behind,
+    ))
 }
 
 /// The writing pipeline: the feed into `splitmuxsink` (`mp4mux`, a fragment a second).
@@ -457,4 +643,64 @@ pub fn measure(path: &Path) -> Option<u64> {
         });
     let _ = pipeline.set_state(gst::State::Null);
     end.map(|t| t.mseconds())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(ms: u64, key: bool, size: usize) -> Packet {
+        let mut b = gst::Buffer::with_size(size).expect("buffer");
+        {
+            let b = b.make_mut();
+            b.set_pts(gst::ClockTime::from_mseconds(ms));
+            if !key {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        Packet::Video(gst::Caps::new_empty_simple("video/x-h264"), b)
+    }
+
+    #[test]
+    fn the_pre_roll_starts_at_the_last_keyframe_old_enough() {
+        let _ = gst::init();
+        let mut ring = PreRoll::default();
+        // 10 s at 10 fps, a keyframe every second; the first packet is no keyframe.
+        for i in 1..100u64 {
+            ring.push(packet(i * 100, i % 10 == 0, 10), Duration::from_secs(2));
+        }
+        let kept = ring.take();
+        // The newest is 9.9 s: the last keyframe at or before 7.9 s is at 7 s.
+        assert_eq!(pts(&kept[0]), Some(gst::ClockTime::from_mseconds(7000)));
+        assert!(is_keyframe(&kept[0]));
+        assert_eq!(kept.len(), 30);
+        let (start, behind) = start_of(kept).expect("start");
+        assert_eq!(behind, Duration::from_millis(2900));
+        assert_eq!(start.early.len(), 29);
+        assert!(start.audio_caps.is_none());
+    }
+
+    #[test]
+    fn the_pre_roll_keeps_to_its_byte_budget() {
+        let _ = gst::init();
+        let mut ring = PreRoll::default();
+        let big = (PRE_ROLL_BYTES / 20) as usize;
+        for i in 0..100u64 {
+            ring.push(packet(i * 100, i % 10 == 0, big), Duration::from_secs(30));
+            assert!(
+                ring.bytes <= PRE_ROLL_BYTES + big as u64 * 10,
+                "{}",
+                ring.bytes
+            );
+        }
+        let kept = ring.take();
+        assert!(is_keyframe(&kept[0]));
+        // Without keyframes, nothing is kept once the budget is passed.
+        let mut ring = PreRoll::default();
+        for i in 0..30u64 {
+            ring.push(packet(i * 100, false, big), Duration::from_secs(30));
+        }
+        assert!(ring.bytes <= PRE_ROLL_BYTES);
+        assert!(ring.take().is_empty());
+    }
 }

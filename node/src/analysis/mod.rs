@@ -241,6 +241,8 @@ pub struct Analyser {
     /// Each stream's latest objects, for overlays; kept across runs so a viewer's
     /// subscription outlives a restart.
     live: Mutex<HashMap<String, tokio::sync::watch::Sender<ObjectsNow>>>,
+    /// Fired while a stream recorded on events sees an object that counts.
+    triggers: lpe_media::RecordingTriggers,
 }
 
 impl Analyser {
@@ -249,6 +251,7 @@ impl Analyser {
         cfg: &crate::config::Config,
         events: EventBus,
         store: Arc<Store>,
+        triggers: lpe_media::RecordingTriggers,
     ) -> Arc<Self> {
         let snapshots = match Snapshots::open(
             cfg.data_dir.join("snapshots"),
@@ -273,6 +276,7 @@ impl Analyser {
             snapshots,
             streams: Mutex::default(),
             live: Mutex::default(),
+            triggers,
         })
     }
 
@@ -650,6 +654,9 @@ struct Objects {
     mask: Option<Arc<PrivacyMask>>,
     counts: Counts,
     live: tokio::sync::watch::Sender<ObjectsNow>,
+    /// Recording on events: the labels that trigger it (empty: any) and the triggers.
+    record_on: Option<(Vec<String>, lpe_media::RecordingTriggers)>,
+    zones_empty: bool,
     events: EventBus,
     store: Arc<Store>,
     snapshots: Option<Arc<Snapshots>>,
@@ -695,6 +702,9 @@ impl Objects {
             mask,
             counts,
             live,
+            zones_empty: spec.ai.zones.is_empty(),
+            record_on: (spec.recording.mode == lpe_core::spec::RecordingMode::Events)
+                .then(|| (spec.recording.labels.clone(), a.triggers.clone())),
             events: a.events.clone(),
             store: a.store.clone(),
             snapshots: a.snapshots.clone(),
@@ -841,6 +851,20 @@ impl Handler for Objects {
         self.best.retain(|id, _| alive.contains(id));
         for ev in update.events {
             self.publish(ev.change, &ev.track, frame.pts, wall);
+        }
+        // Recording on events: an object that counts (started; in a zone when there are
+        // zones) seen in this picture keeps the recording going.
+        if let Some((labels, triggers)) = &self.record_on {
+            let zoned = !self.zones_empty;
+            let counts = self.tracker.tracks().iter().any(|t| {
+                t.started
+                    && t.last_seen == frame.pts
+                    && (!zoned || !t.zones.is_empty())
+                    && (labels.is_empty() || labels.contains(&t.label))
+            });
+            if counts {
+                triggers.fire(&self.stream_id);
+            }
         }
         // Objects seen in this picture (not those only remembered).
         let objects = self

@@ -42,8 +42,12 @@ interface Draft {
   /// RTMP(S) destinations; an empty key keeps the stored one.
   restream: RestreamDraft[];
   /// Recorded continuously, and which rendition (empty: the largest).
-  recording: boolean;
+  recording: "off" | "continuous" | "events";
   recording_rendition: string;
+  /// On events: seconds kept before and after, and the labels that count (comma-separated).
+  pre_roll: number;
+  post_roll: number;
+  recording_labels: string;
   /// Object detection: the model (empty: none), pictures a second, labels (comma-separated;
   /// empty: all), min score (empty: the model's), min duration, zones.
   ai_model: string;
@@ -75,8 +79,11 @@ function blank(): Draft {
     ladder: DEFAULT_LADDER.map((r) => ({ ...r, width: r.width ?? 0, height: r.height ?? 0 })), enabled: true,
     offload: false,
     restream: [],
-    recording: false,
+    recording: "off",
     recording_rendition: "",
+    pre_roll: 5,
+    post_roll: 10,
+    recording_labels: "",
     ai_model: "",
     ai_fps: 5,
     ai_labels: "",
@@ -117,8 +124,11 @@ function fromStream(s: Stream): Draft {
     restream: (s.restream ?? []).map((t) => ({
       name: t.name, server: t.server, key: "", has_key: t.has_key, rendition: t.rendition ?? "", enabled: t.enabled,
     })),
-    recording: s.recording?.mode === "continuous",
+    recording: s.recording?.mode ?? "off",
     recording_rendition: s.recording?.rendition ?? "",
+    pre_roll: s.recording?.pre_roll_seconds ?? 5,
+    post_roll: s.recording?.post_roll_seconds ?? 10,
+    recording_labels: (s.recording?.labels ?? []).join(", "),
     ai_model: s.ai?.model ?? "",
     ai_fps: s.ai?.fps ?? 5,
     ai_labels: (s.ai?.labels ?? []).join(", "),
@@ -199,7 +209,12 @@ export function toSpec(d: Draft) {
     if (t.rendition) o.rendition = t.rendition;
     return o;
   });
-  const recording: any = { mode: d.recording ? "continuous" : "off" };
+  const recording: any = {
+    mode: d.recording,
+    pre_roll_seconds: d.pre_roll,
+    post_roll_seconds: d.post_roll,
+    labels: d.recording_labels.split(",").map((l) => l.trim()).filter((l) => l),
+  };
   if (d.recording_rendition) recording.rendition = d.recording_rendition;
   const ai: any = {
     model: d.ai_model || null,
@@ -521,15 +536,13 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
       <fieldset>
         <legend>Recording</legend>
         <div class="row">
-          <label class="check">
-            <input
-              type="checkbox"
-              name="recording"
-              checked={d.recording}
-              onChange={(e) => setD({ ...d, recording: (e.target as HTMLInputElement).checked })}
-            />{" "}
-            Record continuously (kept as the node's retention settings say)
-          </label>
+          <Field label="Record" error={server("recording.mode")} hint="kept as the node's retention settings say">
+            <select name="recording_mode" value={d.recording} onChange={set("recording")}>
+              <option value="off">off</option>
+              <option value="continuous">continuously</option>
+              <option value="events">when an object is seen (needs a detector below)</option>
+            </select>
+          </Field>
           <Field label="Rendition" error={server("recording.rendition")}>
             <select value={d.recording_rendition} onChange={(e) => setD({ ...d, recording_rendition: (e.target as HTMLSelectElement).value })}>
               <option value="">largest</option>
@@ -539,6 +552,19 @@ function Editor({ draft, onClose }: { draft: Draft; onClose: (saved: boolean, cr
             </select>
           </Field>
         </div>
+        {d.recording === "events" && (
+          <div class="row">
+            <Field label="Seconds before" error={server("recording.pre_roll_seconds")}>
+              <input type="number" name="pre_roll" min={0} max={30} value={d.pre_roll} onInput={set("pre_roll", true)} />
+            </Field>
+            <Field label="Seconds after" error={server("recording.post_roll_seconds")}>
+              <input type="number" name="post_roll" min={0} max={300} value={d.post_roll} onInput={set("post_roll", true)} />
+            </Field>
+            <Field label="Objects that count" error={server("recording.labels")} hint="comma-separated; empty: any">
+              <input name="recording_labels" placeholder="person" value={d.recording_labels} onInput={set("recording_labels")} />
+            </Field>
+          </div>
+        )}
       </fieldset>
       <fieldset>
         <legend>Detection and privacy</legend>
@@ -927,6 +953,8 @@ function Recording({ r, id }: { r: RecordingStatus; id: string }) {
         ? `failed, retrying in ${r.retry_in_s ?? "?"} s`
         : r.state === "disk_full"
           ? "paused: the disk is full"
+          : r.state === "waiting"
+            ? "waiting for an object"
           : r.state === "off"
             ? "off"
             : "starting";
