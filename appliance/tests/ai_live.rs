@@ -493,11 +493,10 @@ fn a_missing_model_is_an_event_and_the_video_runs_on() {
     );
 }
 
-#[test]
-fn a_moving_ball_enters_and_leaves_a_zone() {
+/// A node with the test graphs' ball detector uploaded (its model id), and its events.
+fn ball_node(dir: &Path) -> (NodeProc, Value, mpsc::Receiver<(String, Value)>) {
     let graphs = common::test_graphs();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeProc::start(dir.path());
+    let node = NodeProc::start(dir);
     let model = std::fs::read(graphs.path().join("ball.onnx")).expect("ball.onnx");
     let (st, m) = node.upload_model(
         "name=ball&kind=yolo&width=320&height=320&labels=ball",
@@ -505,12 +504,19 @@ fn a_moving_ball_enters_and_leaves_a_zone() {
     );
     assert_eq!(st, 201, "{m}");
     let events = sse(&node);
+    (node, m["id"].clone(), events)
+}
+
+#[test]
+fn a_moving_ball_enters_and_leaves_a_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, model, events) = ball_node(dir.path());
     // The left half of the picture; the ball swings across the middle every few seconds.
     node.create(json!({
         "name": "ball",
         "source": {"kind": "test", "pattern": "ball", "width": 640, "height": 360, "fps": 30},
         "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300}],
-        "ai": {"model": m["id"], "fps": 10, "min_duration_ms": 300,
+        "ai": {"model": model, "fps": 10, "min_duration_ms": 300,
                "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]},
     }));
     let t = Duration::from_secs(60);
@@ -548,23 +554,15 @@ fn a_moving_ball_enters_and_leaves_a_zone() {
 
 #[test]
 fn recording_on_events_keeps_the_ball_in_its_zone_with_pre_and_post_roll() {
-    let graphs = common::test_graphs();
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeProc::start(dir.path());
-    let model = std::fs::read(graphs.path().join("ball.onnx")).expect("ball.onnx");
-    let (st, m) = node.upload_model(
-        "name=ball&kind=yolo&width=320&height=320&labels=ball",
-        &model,
-    );
-    assert_eq!(st, 201, "{m}");
-    let events = sse(&node);
+    let (node, model, events) = ball_node(dir.path());
     // The left quarter: the ball swings through it for about a third of each 6.7 s swing.
     // A keyframe every half second, so the pre-roll starts close to where it is asked to.
     let created = node.create(json!({
         "name": "ball",
         "source": {"kind": "test", "pattern": "ball", "width": 640, "height": 360, "fps": 30},
         "ladder": [{"name": "240p", "height": 240, "bitrate_kbps": 300, "gop_frames": 15}],
-        "ai": {"model": m["id"], "fps": 10, "min_duration_ms": 300,
+        "ai": {"model": model, "fps": 10, "min_duration_ms": 300,
                "zones": [{"name": "left", "points": [[0, 0], [0.25, 0], [0.25, 1], [0, 1]]}]},
         "recording": {"mode": "events", "pre_roll_seconds": 1, "post_roll_seconds": 1},
     }));

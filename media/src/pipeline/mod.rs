@@ -414,6 +414,33 @@ fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad, what: &str) -> Result<(), B
     Ok(())
 }
 
+/// Lets through at most one buffer per `interval` of their timestamps, calling `kept` with
+/// each one let through; drops buffers without a timestamp. Not `videorate drop-only`: fed
+/// frames without durations (a variable frame rate, as WebRTC publishers send) it fails an
+/// assertion that aborts the process.
+fn thin_by_time<F>(pad: &gst::Pad, interval: gst::ClockTime, kept: F)
+where
+    F: Fn(gst::ClockTime) + Send + Sync + 'static,
+{
+    let last = Mutex::new(None::<gst::ClockTime>);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Drop;
+        };
+        let Ok(mut last) = last.lock() else {
+            return gst::PadProbeReturn::Drop;
+        };
+        match *last {
+            Some(t) if pts >= t && pts - t < interval => gst::PadProbeReturn::Drop,
+            _ => {
+                *last = Some(pts);
+                kept(pts);
+                gst::PadProbeReturn::Ok
+            }
+        }
+    });
+}
+
 /// Calls `f` once, with the first caps that carry a picture size.
 fn on_first_caps<F>(pad: &gst::Pad, f: F)
 where

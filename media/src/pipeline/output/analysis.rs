@@ -24,8 +24,8 @@ fn fit(width: u32, height: u32, max_w: u32, max_h: u32) -> (u32, u32) {
 }
 
 /// `queue ! videoscale ! videoconvert ! RGB caps ! appsink` from `tee`, fed `tap.fps`
-/// pictures a second chosen by their timestamps (a probe, not `videorate`: see the snapshot
-/// branch), one at a time: a frame arriving while the detector is busy is dropped.
+/// pictures a second chosen by their timestamps ([`thin_by_time`]), one at a time: a frame
+/// arriving while the detector is busy is dropped.
 pub(crate) fn frame_tap(
     b: &Builder,
     pipeline: &gst::Pipeline,
@@ -39,36 +39,25 @@ pub(crate) fn frame_tap(
     queue.set_property("max-size-bytes", 0u32);
     queue.set_property("max-size-time", 0u64);
     let captured: Arc<Mutex<VecDeque<(gst::ClockTime, Instant)>>> = Arc::default();
+    let stats = tap.stats.clone();
     if let Some(pad) = queue.static_pad("sink") {
-        let interval = gst::ClockTime::SECOND / u64::from(tap.fps.max(1));
-        let last = Mutex::new(None::<gst::ClockTime>);
         let captured = captured.clone();
-        let stats = tap.stats.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
-                return gst::PadProbeReturn::Drop;
-            };
-            let Ok(mut last) = last.lock() else {
-                return gst::PadProbeReturn::Drop;
-            };
-            if let Some(t) = *last
-                && pts >= t
-                && pts - t < interval
-            {
-                return gst::PadProbeReturn::Drop;
-            }
-            *last = Some(pts);
+        let interval = gst::ClockTime::SECOND / u64::from(tap.fps.max(1));
+        thin_by_time(&pad, interval, move |pts| {
             if let Ok(mut c) = captured.lock() {
+                // Pictures the queue dropped leave their times behind; a few are enough.
                 if c.len() >= 8 {
                     c.pop_front();
-                    // The picture before it never reached the detector.
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 c.push_back((pts, Instant::now()));
             }
-            gst::PadProbeReturn::Ok
         });
     }
+    // A picture waiting in the queue while the converter is busy is replaced: dropped.
+    queue.connect("overrun", false, move |_| {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        None
+    });
     let (sw, sh) = b
         .counters
         .source

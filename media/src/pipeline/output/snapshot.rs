@@ -11,28 +11,8 @@ pub(crate) fn snapshot_branch(
     let queue = make("queue", "snapshot-queue")?;
     queue.set_property_from_str("leaky", "downstream");
     queue.set_property("max-size-buffers", 1u32);
-    // At most one frame a second, chosen by a probe on the frames' times. Not `videorate
-    // drop-only max-rate=1`: fed frames without durations (a variable frame rate, as WebRTC
-    // publishers send) it fails an assertion that aborts the process.
     if let Some(pad) = queue.static_pad("src") {
-        let last = std::sync::Mutex::new(None::<gst::ClockTime>);
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
-                return gst::PadProbeReturn::Drop;
-            };
-            let Ok(mut last) = last.lock() else {
-                return gst::PadProbeReturn::Drop;
-            };
-            match *last {
-                Some(t) if pts >= t && pts - t < gst::ClockTime::SECOND => {
-                    gst::PadProbeReturn::Drop
-                }
-                _ => {
-                    *last = Some(pts);
-                    gst::PadProbeReturn::Ok
-                }
-            }
-        });
+        thin_by_time(&pad, gst::ClockTime::SECOND, |_| {});
     }
     let scale = make("videoscale", "snapshot-scale")?;
     let convert = make("videoconvert", "snapshot-convert")?;
