@@ -381,6 +381,12 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
     // The edit restarted the stream, which dropped the publisher.
     drop(push);
     let _push = StillPush::start(&png, &node.rtmp_url(&key), 240);
+    // No object detector any more: its sensor is removed (an empty retained config).
+    mqtt.wait(
+        &format!("homeassistant/binary_sensor/venue/{id}_face/config"),
+        Duration::from_secs(20),
+        |m| m.payload.is_empty(),
+    );
     let v = node.wait_stream(&id, "covering", Duration::from_secs(60), |v| {
         v["analysis"]["privacy"]["covered"].as_u64().unwrap_or(0) > 20
     });

@@ -666,6 +666,40 @@ fn homeassistant(
     out
 }
 
+/// Publishes the Home Assistant configs (retained) and removes, with an empty retained
+/// message, those published before that are no longer wanted (a stream deleted, its detector
+/// or labels changed).
+fn discovery(
+    node: &Node,
+    (link, counters): (&Link, &Counters),
+    topics: &Topics,
+    device_id: &str,
+    published: &mut std::collections::HashSet<String>,
+) {
+    let publish = |topic: &str, payload: Vec<u8>| {
+        if link.publish(topic, payload, true, None, Delivery::AtLeastOnce) {
+            Counters::bump(&counters.mqtt_published);
+        } else {
+            Counters::bump(&counters.mqtt_dropped);
+        }
+    };
+    let name = node
+        .device_identity()
+        .map(|d| d.name)
+        .unwrap_or_else(|_| device_id.to_string());
+    let now: std::collections::HashSet<String> = homeassistant(node, topics, device_id, &name)
+        .into_iter()
+        .map(|(topic, cfg)| {
+            publish(&topic, cfg.to_string().into_bytes());
+            topic
+        })
+        .collect();
+    for gone in published.difference(&now) {
+        publish(gone, Vec::new());
+    }
+    *published = now;
+}
+
 /// A stream's retained object counts.
 fn objects_doc(node: &Node, stream_id: &str) -> Vec<u8> {
     json!({"ts_ms": now_ms(), "counts": node.analyser.object_counts(stream_id)})
@@ -732,6 +766,8 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
     )));
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state_due: Option<tokio::time::Instant> = None;
+    // Home Assistant configs published, so that those of streams gone can be removed.
+    let mut discovered: std::collections::HashSet<String> = Default::default();
     let mut desired_status = json!(null);
     // A desired configuration is applied off the bridge's loop (stopping a stream can take
     // seconds), newest first: a version that arrives while one is applied replaces any still
@@ -799,12 +835,7 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                     link.subscribe(&format!("{}+", topics.cmd));
                     link.subscribe(&topics.desired);
                     if node.cfg.mqtt.homeassistant {
-                        let name = node.device_identity()
-                            .map(|d| d.name)
-                            .unwrap_or_else(|_| id.clone());
-                        for (topic, cfg) in homeassistant(&node, &topics, &id, &name) {
-                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
-                        }
+                        discovery(&node, (&link, &counters), &topics, &id, &mut discovered);
                     }
                     let state = state_doc(&node, &desired_status);
                     publish(&link, &topics.state, state.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
@@ -879,12 +910,9 @@ pub async fn run(node: Arc<Node>, counters: Arc<Counters>, mut shutdown: watch::
                     }
                     if connected
                         && node.cfg.mqtt.homeassistant
-                        && matches!(e.kind, EventKind::StreamCreated | EventKind::StreamUpdated)
+                        && matches!(e.kind, EventKind::StreamCreated | EventKind::StreamUpdated | EventKind::StreamDeleted)
                     {
-                        let name = node.device_identity().map(|d| d.name).unwrap_or_else(|_| id.clone());
-                        for (topic, cfg) in homeassistant(&node, &topics, &id, &name) {
-                            publish(&link, &topic, cfg.to_string().into_bytes(), true, None, Delivery::AtLeastOnce);
-                        }
+                        discovery(&node, (&link, &counters), &topics, &id, &mut discovered);
                     }
                     if affects_state(e.kind) && state_due.is_none() {
                         // Coalesce bursts of changes into one retained state update.
