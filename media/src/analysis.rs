@@ -52,9 +52,7 @@ pub struct FrameTap {
 
 #[derive(Debug, Default)]
 pub struct TapStats {
-    /// Frames handed over.
-    pub delivered: AtomicU64,
-    /// Frames dropped because the detector was busy.
+    /// Frames dropped because the detector was busy (those it took, it counts itself).
     pub dropped: AtomicU64,
 }
 

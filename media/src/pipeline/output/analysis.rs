@@ -127,15 +127,10 @@ pub(crate) fn frame_tap(
                     data,
                 );
                 if let Some(frame) = frame {
-                    match frames.try_send(frame) {
-                        Ok(()) => {
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                            stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The detector is gone (its model failed): the video goes on.
-                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+                    // A detector that is gone (its model failed) takes nothing: the video
+                    // goes on.
+                    if let Err(std::sync::mpsc::TrySendError::Full(_)) = frames.try_send(frame) {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(gst::FlowSuccess::Ok)
