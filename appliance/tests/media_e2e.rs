@@ -16,13 +16,24 @@ fn rendition_dir(node: &NodeProc, id: &str, name: &str) -> std::path::PathBuf {
 }
 
 fn wait_segments(dir: &Path, n: usize, timeout: Duration) {
+    wait_segments_of(None, dir, n, timeout)
+}
+
+/// Waits for `n` segments in a rendition's playlist; when they never come, the failure says
+/// what the stream's own status was (a reconnect loop and a slow encoder look alike here).
+fn wait_segments_of(stream: Option<(&NodeProc, &str)>, dir: &Path, n: usize, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while segments(&dir.join("index.m3u8")).len() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never had {n} segments",
-            dir.display()
-        );
+        if std::time::Instant::now() >= deadline {
+            let status = stream
+                .map(|(node, id)| node.get(&format!("/api/streams/{id}")).1["status"].to_string())
+                .unwrap_or_default();
+            panic!(
+                "{} never had {n} segments (it has {}); stream status: {status}",
+                dir.display(),
+                segments(&dir.join("index.m3u8")).len()
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -61,7 +72,9 @@ fn check_ladder(
         assert!(master.contains(&format!("{name}/index.m3u8")), "{master}");
         assert!(master.contains(&format!("RESOLUTION={w}x{h}")), "{master}");
         let dir = rendition_dir(node, id, name);
-        wait_segments(&dir, 3, Duration::from_secs(30));
+        // Nine tests share two cores, each with a node and its encoders: a rendition can
+        // run behind real time for a while without anything being wrong.
+        wait_segments_of(Some((node, id)), &dir, 3, Duration::from_secs(45));
         let info = probe_video(&dir.join("index.m3u8"));
         let s = &info["streams"][0];
         assert_eq!(s["codec_name"], "h264", "{name}: {info}");
@@ -100,8 +113,16 @@ fn check_ladder(
                 .as_str()
                 .and_then(|d| d.parse::<f64>().ok())
                 .expect("segment duration");
+            // A passthrough rendition is cut at the source's own keyframes: a camera that
+            // falls behind (a loaded test machine runs the camera here too) stretches a GOP,
+            // and the node must not cut anywhere else. Its own encodes keep the target.
+            let longest = if *name == "source" {
+                SEGMENT_SECONDS * 1.5
+            } else {
+                SEGMENT_SECONDS * 1.1
+            };
             assert!(
-                (d - SEGMENT_SECONDS).abs() <= SEGMENT_SECONDS * 0.1,
+                d >= SEGMENT_SECONDS * 0.9 && d <= longest,
                 "{name}/{seg} lasts {d} s"
             );
         }
