@@ -20,6 +20,8 @@ use lpe_core::role::NetworkRole;
 use lpe_core::supervisor::{Restart, Supervisor};
 pub use lpe_node::payments::account_signer;
 
+mod systemd;
+
 /// Why the node could not start (exit code 1; configuration errors exit earlier with 2).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -288,6 +290,15 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     } else {
         tokio::spawn(lpe_http::serve(http, app, limits, stop))
     };
+    systemd::ready(&format!("serving http {}", cfg.http.listen));
+    let heartbeats = systemd::watchdog_period().map(|period| {
+        let node = Arc::clone(&node);
+        tokio::spawn(systemd::keep_beating(period, move || {
+            node.list()
+                .map(|_| ())
+                .map_err(|e| format!("the database cannot be read: {e}"))
+        }))
+    });
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
@@ -302,6 +313,10 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
                 RunEnd::Stopped
             }
         });
+    // A restart execs the same process, which tells systemd it is ready again.
+    if !node.restart_requested() {
+        systemd::stopping();
+    }
     if let Some(o) = orchestrating {
         let _ = o.await;
     }
@@ -311,6 +326,9 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         .await;
     node.shutdown().await;
     signals.abort();
+    if let Some(h) = heartbeats {
+        h.abort();
+    }
     // The last events (the stop itself) reach the store before the task ends.
     node.flush_events().await;
     recorder.abort();

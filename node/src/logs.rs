@@ -1,5 +1,6 @@
-//! Logging: stderr for the system journal, a ring of recent lines for the UI's log viewer, and
-//! a level that can be changed while the node runs (UI, API, MQTT).
+//! Logging: the system journal (natively, with priorities, when systemd runs the node; stderr
+//! otherwise), a ring of recent lines for the UI's log viewer, and a level that can be changed
+//! while the node runs (UI, API, MQTT).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -66,10 +67,18 @@ impl LogControl {
         let (filter, handle) = reload::Layer::new(filter);
         let ring = Arc::new(LogRing::default());
         let for_ring = Arc::clone(&ring);
+        // Under systemd (stderr is a journal stream) entries keep their priority, so a
+        // warning — the first-boot setup code among them — reaches the console.
+        let journal =
+            std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
+        // stdout carries command output (JSON); logs go to stderr.
+        let stderr = journal
+            .is_none()
+            .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
         let installed = tracing_subscriber::registry()
             .with(filter)
-            // stdout carries command output (JSON); logs go to stderr.
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(journal)
+            .with(stderr)
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
