@@ -9,6 +9,9 @@ PKGS=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-alsa gstreamer1.0-nice
   ffmpeg python3 python3-venv mosquitto mosquitto-clients chromium
+  # The development image (image/build.sh) and its VM tests.
+  debootstrap e2fsprogs fdisk dosfstools mtools grub-efi-amd64-bin rauc squashfs-tools openssl
+  qemu-system-x86 ovmf qemu-utils
 )
 
 missing=()
@@ -24,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's qemu-system-x86 can replace a newer qemu-utils than its own; put one back.
+  if ! dpkg-query -W -f='${Status}' qemu-utils 2>/dev/null | grep -q "install ok installed"; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends qemu-utils
+  fi
 fi
 
 # Python packages for the independent cross-checks (eth-keys, eth-abi) and the API fuzzer

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Builds the x86-64 development image and a signed update bundle of the same root:
+#   target/image/disk.img      GPT: ESP (GRUB EFI + RAUC's slot logic), root slots A and B,
+#                              the data partition; boot it with image/run-vm.sh
+#   target/image/update.raucb  a RAUC bundle of the root slot, signed by the development CA
+# Nothing is mounted: filesystems are made from directories (mkfs.ext4 -d, mtools) and the
+# disk is assembled with sfdisk and dd. The Debian tree is cached by content (the package
+# list and this recipe's bootstrap step), so a rebuild after a node change takes seconds.
+#
+# Environment: IMAGE_PROFILE (cargo profile of the node, default release; the test suite
+# uses dev), IMAGE_VERSION (the bundle's version, default the node's), IMAGE_KEYS (the
+# signing key and CA, default target/image/keys: generated once, never in the repository),
+# DEBIAN_MIRROR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# stdout carries only the disk's path (the last line); everything else is progress.
+exec 3>&1 1>&2
+./scripts/deps.sh >/dev/null
+
+PROFILE=${IMAGE_PROFILE:-release}
+OUT=target/image
+KEYS=${IMAGE_KEYS:-$OUT/keys}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+COMPATIBLE=livepeer-edge-x86_64-dev
+# Fixed partition identities: the kernel finds its root slot by these (grub.cfg), RAUC by
+# the partition labels (system.conf).
+ROOTFS_A_UUID=6c1f8a2e-5a8d-4f0e-9a51-2d7c3e0b1a01
+ROOTFS_B_UUID=6c1f8a2e-5a8d-4f0e-9a51-2d7c3e0b1a02
+SLOT_MIB=2048
+DATA_MIB=1024
+ESP_MIB=64
+mkdir -p "$OUT/cache"
+say() { echo "image: $*" >&2; }
+
+# 1. The Debian tree, from the package list; cached under its key.
+packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
+bootstrap_recipe='v1 minbase bookworm'
+key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
+base="$OUT/cache/base-$key"
+if [ ! -f "$base/.complete" ]; then
+  say "bootstrapping Debian bookworm ($key)"
+  rm -rf "$base" "$base.partial"
+  debootstrap --variant=minbase --include="$packages" bookworm "$base.partial" "$MIRROR"
+  # What a read-only appliance root does not need.
+  rm -rf "$base.partial"/var/cache/apt/archives/*.deb "$base.partial"/var/lib/apt/lists/* \
+    "$base.partial"/usr/share/doc/* "$base.partial"/usr/share/man/* "$base.partial"/usr/share/info/*
+  touch "$base.partial/.complete"
+  mv "$base.partial" "$base"
+  # Older trees are superseded.
+  find "$OUT/cache" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
+fi
+
+# 2. The node and its web UI.
+if [ "$PROFILE" = dev ]; then dir=debug; else dir=$PROFILE; fi
+cargo build --profile "$PROFILE" -p livepeer-edge
+(cd web-ui && npm run --silent build)
+version=${IMAGE_VERSION:-$(./target/$dir/livepeer-edge --version | awk '{print $2}')}
+
+# 3. The root slot: the tree, the image's own files, the node.
+say "assembling the root ($PROFILE node, version $version)"
+root="$OUT/root"
+rm -rf "$root"
+cp -a "$base" "$root"
+rm -f "$root/.complete"
+# Translations and desktop icons are never shown by a headless box.
+rm -rf "$root"/usr/share/locale/* "$root"/usr/share/icons/*
+cp -a image/rootfs/. "$root/"
+install -D -m 0755 "target/$dir/livepeer-edge" "$root/usr/bin/livepeer-edge"
+strip --strip-debug "$root/usr/bin/livepeer-edge"
+mkdir -p "$root/usr/share/livepeer-edge"
+cp -a web-ui/dist "$root/usr/share/livepeer-edge/ui"
+printf 'VERSION=%s\nCOMPATIBLE=%s\n' "$version" "$COMPATIBLE" > "$root/etc/livepeer-edge/release"
+mkdir -p "$root/boot/efi" "$root/var/lib/livepeer-edge"
+: > "$root/etc/machine-id"
+systemd-sysusers --root="$root"
+# RAUC's service is started by D-Bus when asked.
+systemctl --root="$root" enable livepeer-edge.service systemd-networkd.service \
+  systemd-resolved.service 2>&1 | sed 's/^/image: /'
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+# The development CA signs bundles; the image trusts it alone.
+if [ ! -f "$KEYS/ca.cert.pem" ]; then
+  say "making the development signing CA in $KEYS"
+  mkdir -p "$KEYS" && chmod 700 "$KEYS"
+  openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=Livepeer Edge development CA" \
+    -keyout "$KEYS/ca.key.pem" -out "$KEYS/ca.cert.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -newkey rsa:3072 -nodes -subj "/CN=Livepeer Edge development bundles" \
+    -keyout "$KEYS/signing.key.pem" -out "$KEYS/signing.csr" 2>/dev/null
+  # No extendedKeyUsage: RAUC refuses codeSigning ("unsuitable certificate purpose").
+  openssl x509 -req -in "$KEYS/signing.csr" -CA "$KEYS/ca.cert.pem" -CAkey "$KEYS/ca.key.pem" \
+    -CAcreateserial -days 3650 -out "$KEYS/signing.cert.pem" \
+    -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n') 2>/dev/null
+fi
+install -m 0644 "$KEYS/ca.cert.pem" "$root/etc/rauc/ca.cert.pem"
+
+# 4. Filesystems, made from directories.
+used=$(du -sm "$root" | cut -f1)
+rootfs_mib=$((used * 115 / 100 + 64))
+if [ "$rootfs_mib" -gt "$SLOT_MIB" ]; then
+  echo "image: the root needs ${rootfs_mib} MiB, a slot has ${SLOT_MIB}"
+  exit 1
+fi
+rm -f "$OUT/rootfs.ext4" "$OUT/data.ext4" "$OUT/esp.vfat"
+mkfs.ext4 -q -F -L rootfs -d "$root" "$OUT/rootfs.ext4" "${rootfs_mib}M"
+rm -rf "$root"
+mkfs.ext4 -q -F -L data "$OUT/data.ext4" "${DATA_MIB}M"
+mkfs.vfat -n ESP -C "$OUT/esp.vfat" $((ESP_MIB * 1024)) >/dev/null
+grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$OUT/BOOTX64.EFI" \
+  part_gpt fat ext2 normal linux loadenv test echo regexp configfile all_video efi_gop gzio
+sed -e "s/@ROOTFS_A_UUID@/$ROOTFS_A_UUID/" -e "s/@ROOTFS_B_UUID@/$ROOTFS_B_UUID/" \
+  image/grub.cfg > "$OUT/grub.cfg"
+grub-editenv "$OUT/grubenv" create
+grub-editenv "$OUT/grubenv" set ORDER="A B" A_OK=1 B_OK=0 A_TRY=0 B_TRY=0
+mmd -i "$OUT/esp.vfat" ::/EFI ::/EFI/BOOT
+mcopy -i "$OUT/esp.vfat" "$OUT/BOOTX64.EFI" "$OUT/grub.cfg" "$OUT/grubenv" ::/EFI/BOOT/
+
+# 5. The disk: 1 MiB alignment, the slots' partition UUIDs fixed.
+esp_start=1
+a_start=$((esp_start + ESP_MIB))
+b_start=$((a_start + SLOT_MIB))
+data_start=$((b_start + SLOT_MIB))
+total=$((data_start + DATA_MIB + 1))
+disk="$OUT/disk.img"
+rm -f "$disk"
+truncate -s "${total}M" "$disk"
+sfdisk -q "$disk" <<SFDISK
+label: gpt
+start=${esp_start}MiB, size=${ESP_MIB}MiB, type=U, name=esp
+start=${a_start}MiB, size=${SLOT_MIB}MiB, type=L, name=rootfs-a, uuid=$ROOTFS_A_UUID
+start=${b_start}MiB, size=${SLOT_MIB}MiB, type=L, name=rootfs-b, uuid=$ROOTFS_B_UUID
+start=${data_start}MiB, size=${DATA_MIB}MiB, type=L, name=data
+SFDISK
+put() { dd if="$1" of="$disk" bs=1M seek="$2" conv=notrunc,sparse status=none; }
+put "$OUT/esp.vfat" "$esp_start"
+put "$OUT/rootfs.ext4" "$a_start"
+put "$OUT/data.ext4" "$data_start"
+
+# 6. The update bundle: the same root, signed.
+bundle_dir="$OUT/bundle"
+rm -rf "$bundle_dir" "$OUT/update.raucb"
+mkdir -p "$bundle_dir"
+cp --sparse=always "$OUT/rootfs.ext4" "$bundle_dir/rootfs.ext4"
+cat > "$bundle_dir/manifest.raucm" <<MANIFEST
+[update]
+compatible=$COMPATIBLE
+version=$version
+
+[bundle]
+format=verity
+
+[image.rootfs]
+filename=rootfs.ext4
+MANIFEST
+rauc bundle --cert="$KEYS/signing.cert.pem" --key="$KEYS/signing.key.pem" \
+  --keyring="$KEYS/ca.cert.pem" --mksquashfs-args="-comp zstd -Xcompression-level 3" \
+  "$bundle_dir" "$OUT/update.raucb"
+rm -rf "$bundle_dir"
+say "$(du -h --apparent-size "$disk" | cut -f1) disk ($(du -h "$disk" | cut -f1) allocated), root $(du -h --apparent-size "$OUT/rootfs.ext4" | cut -f1), bundle $(du -h "$OUT/update.raucb" | cut -f1)"
+echo "$disk" >&3
