@@ -1,0 +1,203 @@
+//! The development image, booted: `image/build.sh` builds it (the dev-profile node, the Debian
+//! tree from its cache), QEMU boots it under software emulation on a copy-on-write overlay,
+//! and the node is reached through a forwarded loopback port, as a venue's installer would:
+//! the setup code read off the serial console, first-boot setup over HTTP.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, kill_group, succeeded};
+
+/// Firmware → GRUB → kernel → the node listening, under TCG on two cores (about 60 s here).
+const BOOT: Duration = Duration::from_secs(300);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// Builds the image once per test binary (a rebuild after a node change takes seconds).
+fn image() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Command::new(repo().join("image/build.sh"))
+                .env("IMAGE_PROFILE", "dev")
+                .stdin(Stdio::null())
+                .output()
+                .expect("image/build.sh");
+            let out = succeeded(out, "image/build.sh");
+            let disk = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            repo().join(disk)
+        })
+        .clone()
+}
+
+/// One boot of the image: QEMU in its own process group, killed with everything it started
+/// when dropped.
+struct Vm {
+    qemu: Child,
+    http: u16,
+    console: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Vm {
+    fn boot(disk: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let http = free_port();
+        let rtmp = free_port();
+        let console = dir.path().join("console.log");
+        let mut qemu = Command::new(repo().join("image/run-vm.sh"));
+        qemu.env("VM_STATE", dir.path())
+            .env("IMAGE_DISK", disk)
+            .env("HTTP_PORT", http.to_string())
+            .env("RTMP_PORT", rtmp.to_string())
+            .args(["-serial", &format!("file:{}", console.display())])
+            .args(["-monitor", "none"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let qemu = qemu.spawn().expect("qemu");
+        Self {
+            qemu,
+            http,
+            console,
+            _dir: dir,
+        }
+    }
+
+    fn console(&self) -> String {
+        std::fs::read(&self.console)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// Waits for `/api/health` to answer 200; on a timeout, QEMU's end or the console's tail
+    /// says why.
+    fn wait_healthy(&mut self) -> (Duration, serde_json::Value) {
+        let started = Instant::now();
+        let agent = agent();
+        loop {
+            if let Ok(mut r) = agent.get(self.url("/api/health")).call()
+                && r.status() == 200
+                && let Ok(v) = r.body_mut().read_json::<serde_json::Value>()
+            {
+                return (started.elapsed(), v);
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.qemu.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("QEMU ended ({status}): {err}\n{}", tail(&self.console()));
+            }
+            assert!(
+                started.elapsed() < BOOT,
+                "the node was not healthy after {} s; the console:\n{}",
+                BOOT.as_secs(),
+                tail(&self.console())
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The setup code the console shows (the node's warning, forwarded by journald).
+    fn setup_code(&self) -> Option<String> {
+        let console = self.console();
+        let i = console.rfind("setup code ")?;
+        Some(console[i + 11..].chars().take(11).collect())
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        kill_group(&mut self.qemu);
+    }
+}
+
+/// A client patient enough for emulation: argon2id over a code and a password takes seconds
+/// per hash under TCG.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(90)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+fn the_image_boots_to_a_healthy_node_and_first_boot_setup() {
+    let disk = image();
+    let mut vm = Vm::boot(&disk);
+    let (took, health) = vm.wait_healthy();
+    eprintln!("boot to a healthy node: {:.0} s", took.as_secs_f64());
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["checks"]["store"]["status"], "ok", "{health}");
+
+    // The console names the device's address and, until setup is done, the setup code.
+    let console = vm.console();
+    assert!(
+        console.contains("Open http://10.0.2.15/"),
+        "{}",
+        tail(&console)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(c) = vm.setup_code() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no setup code on the console:\n{}",
+            tail(&vm.console())
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    let agent = agent();
+    let r = agent
+        .get(vm.url("/api/setup"))
+        .call()
+        .expect("setup status");
+    assert_eq!(r.status(), 200);
+    // A wrong code is refused; the console's is taken once.
+    let setup = |code: &str| {
+        agent
+            .post(vm.url("/api/setup"))
+            .send_json(serde_json::json!({
+                "code": code, "password": common::ADMIN_PASSWORD,
+                "device_name": "venue box", "role": "off"
+            }))
+    };
+    let wrong = setup("AAAA-AAAA-A").expect("setup");
+    assert_ne!(wrong.status(), 200, "a wrong setup code was accepted");
+    let r = setup(&code).expect("setup");
+    assert_eq!(r.status(), 200, "setup with the console's code failed");
+    let again = setup(&code).expect("setup");
+    assert_ne!(again.status(), 200, "the setup code worked twice");
+    let r = agent
+        .post(vm.url("/api/auth/login"))
+        .send_json(serde_json::json!({
+            "username": "admin", "password": common::ADMIN_PASSWORD
+        }))
+        .expect("login");
+    assert_eq!(r.status(), 200, "the admin cannot log in");
+}
