@@ -10,7 +10,7 @@
 # Environment: IMAGE_PROFILE (cargo profile of the node, default release; the test suite
 # uses dev), IMAGE_VERSION (the bundle's version, default the node's), IMAGE_KEYS (the
 # signing key and CA, default target/image/keys: generated once, never in the repository),
-# DEBIAN_MIRROR.
+# IMAGE_OUT (where the disk and bundle go, default target/image), DEBIAN_MIRROR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # stdout carries only the disk's path (the last line); everything else is progress.
@@ -18,8 +18,9 @@ exec 3>&1 1>&2
 ./scripts/deps.sh >/dev/null
 
 PROFILE=${IMAGE_PROFILE:-release}
-OUT=target/image
-KEYS=${IMAGE_KEYS:-$OUT/keys}
+OUT=${IMAGE_OUT:-target/image}
+CACHE=target/image/cache
+KEYS=${IMAGE_KEYS:-target/image/keys}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 COMPATIBLE=livepeer-edge-x86_64-dev
 # Fixed partition identities: the kernel finds its root slot by these (grub.cfg), RAUC by
@@ -29,14 +30,14 @@ ROOTFS_B_UUID=6c1f8a2e-5a8d-4f0e-9a51-2d7c3e0b1a02
 SLOT_MIB=2048
 DATA_MIB=1024
 ESP_MIB=64
-mkdir -p "$OUT/cache"
+mkdir -p "$OUT" "$CACHE"
 say() { echo "image: $*" >&2; }
 
 # 1. The Debian tree, from the package list; cached under its key.
 packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
 bootstrap_recipe='v1 minbase bookworm'
 key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
-base="$OUT/cache/base-$key"
+base="$CACHE/base-$key"
 if [ ! -f "$base/.complete" ]; then
   say "bootstrapping Debian bookworm ($key)"
   rm -rf "$base" "$base.partial"
@@ -47,7 +48,7 @@ if [ ! -f "$base/.complete" ]; then
   touch "$base.partial/.complete"
   mv "$base.partial" "$base"
   # Older trees are superseded.
-  find "$OUT/cache" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
+  find "$CACHE" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
 fi
 
 # 2. The node and its web UI.
@@ -74,7 +75,7 @@ mkdir -p "$root/boot/efi" "$root/var/lib/livepeer-edge"
 : > "$root/etc/machine-id"
 systemd-sysusers --root="$root"
 # RAUC's service is started by D-Bus when asked.
-systemctl --root="$root" enable livepeer-edge.service systemd-networkd.service \
+systemctl --root="$root" enable livepeer-edge.service livepeer-edge-reboot.path systemd-networkd.service \
   systemd-resolved.service 2>&1 | sed 's/^/image: /'
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 # The development CA signs bundles; the image trusts it alone.
