@@ -299,6 +299,41 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
                 .map_err(|e| format!("the database cannot be read: {e}"))
         }))
     });
+    // A slot is marked good (and an update into it succeeds) only once this node is healthy
+    // in it: the store answers, HTTP answers, the streams running before the update run.
+    let verdict = {
+        let node = Arc::clone(&node);
+        let (listen, tls) = (cfg.http.listen, cfg.http.tls);
+        tokio::spawn(async move {
+            let probe = Arc::clone(&node);
+            node.updater
+                .after_boot(move |must_run: Vec<String>| {
+                    let node = Arc::clone(&probe);
+                    async move {
+                        let streams = node
+                            .list()
+                            .map_err(|e| format!("the database cannot be read: {e}"))?;
+                        systemd::http_answers(listen, tls).await?;
+                        let stopped: Vec<&str> = must_run
+                            .iter()
+                            .filter(|id| {
+                                !streams.iter().any(|s| {
+                                    &s.id == *id
+                                        && s.status.state == node::views::StreamState::Running
+                                })
+                            })
+                            .map(String::as_str)
+                            .collect();
+                        if stopped.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!("streams not running again: {}", stopped.join(", ")))
+                        }
+                    }
+                })
+                .await
+        })
+    };
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
@@ -326,6 +361,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         .await;
     node.shutdown().await;
     signals.abort();
+    verdict.abort();
     if let Some(h) = heartbeats {
         h.abort();
     }

@@ -71,3 +71,43 @@ where
         }
     }
 }
+
+/// Whether this node answers HTTP on `addr` (a wildcard address is asked on loopback): a
+/// `GET /api/health` whose status line comes back within 5 s. Over TLS, an accepted
+/// connection is what can be checked without a client.
+pub async fn http_answers(addr: std::net::SocketAddr, tls: bool) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("HTTP on {addr} refuses connections: {e}"))?;
+        if tls {
+            return Ok(());
+        }
+        s.write_all(b"GET /api/health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("HTTP on {addr}: {e}"))?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .await
+            .map_err(|e| format!("HTTP on {addr} does not answer: {e}"))?;
+        match &head[9..12] {
+            b"200" => Ok(()),
+            code => Err(format!(
+                "HTTP on {addr} answers /api/health with {}",
+                String::from_utf8_lossy(code)
+            )),
+        }
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| Err(format!("HTTP on {addr} did not answer within 5 s")))
+}

@@ -35,6 +35,14 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
         ),
         // A sans-IO protocol.
         ("lpe-rtmp", (&[][..], IO_CRATES)),
+        // System updates: RAUC over D-Bus and bundle downloads; knows nothing of the node.
+        (
+            "lpe-update",
+            (
+                &[][..],
+                &["rusqlite", "gstreamer", "alloy", "axum", "hyper", "rumqttc"][..],
+            ),
+        ),
         (
             "lpe-core",
             (
@@ -77,6 +85,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
                     "lpe-money",
                     "lpe-pm",
                     "lpe-store",
+                    "lpe-update",
                 ][..],
                 &["axum", "hyper", "rumqttc", "rusqlite", "gstreamer"][..],
             ),
@@ -85,7 +94,14 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
         (
             "lpe-control",
             (
-                &["lpe-core", "lpe-drivers", "lpe-http", "lpe-node", "lpe-pm"][..],
+                &[
+                    "lpe-core",
+                    "lpe-drivers",
+                    "lpe-http",
+                    "lpe-node",
+                    "lpe-pm",
+                    "lpe-update",
+                ][..],
                 &["rusqlite", "gstreamer", "alloy"][..],
             ),
         ),

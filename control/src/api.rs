@@ -154,7 +154,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(super::recordings_api::routes())
         .merge(super::onvif_api::routes())
         .merge(super::ai_api::routes())
-        .merge(super::detections_api::routes());
+        .merge(super::detections_api::routes())
+        .merge(super::update_api::routes());
     let (router, mut doc) = api.split_for_parts();
     document_refusals(&mut doc);
     (router, doc)
@@ -246,8 +247,10 @@ const MAX_PUBLIC_BODY: usize = 64 << 10;
 /// close the connection instead), so a body is never left half-read on a keep-alive
 /// connection whether or not the handler wanted it; an oversized body is refused once, here.
 async fn read_whole_body(req: Request, next: axum::middleware::Next) -> Response {
-    // A model upload is streamed to disk by its handler, which bounds it.
-    if req.method() == axum::http::Method::POST && req.uri().path() == super::ai_api::UPLOAD_PATH {
+    // Model and bundle uploads are streamed to disk by their handlers, which bound them.
+    if req.method() == axum::http::Method::POST
+        && [super::ai_api::UPLOAD_PATH, super::update_api::UPLOAD_PATH].contains(&req.uri().path())
+    {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -637,6 +640,7 @@ fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
         }
         Outcome::Payment(r) => Json(r).into_response(),
         Outcome::Orchestrator(s) => Json(s).into_response(),
+        Outcome::Update(j) => (StatusCode::ACCEPTED, Json(j)).into_response(),
         Outcome::Desired(r) => Json(r).into_response(),
         Outcome::Mined(m) => tx_view(m).into_response(),
     }

@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod mqtt;
 pub mod onvif_api;
 pub mod recordings_api;
+pub mod update_api;

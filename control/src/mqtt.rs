@@ -334,6 +334,7 @@ const COMMANDS: &[&str] = &[
     "restart",
     "log_level",
     "orchestrator_status",
+    "update",
 ];
 
 /// A command's request, parsed: the id and the arguments object.
@@ -417,6 +418,14 @@ fn decode(name: &str, args: &serde_json::Map<String, Value>) -> Result<Command, 
         "log_level" => Command::SetLogLevel(string_arg(args, "level")?),
         "orchestrator_status" => Command::OrchestratorStatus,
         "restart" => Command::RestartNode,
+        // A bundle by URL; the job's progress is in `state` (`update`).
+        "update" => Command::Update(lpe_node::update::UpdateRequest {
+            source: lpe_node::update::BundleSource::Url(string_arg(args, "url")?),
+            sha256: match args.get("sha256") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(string_arg(args, "sha256")?),
+            },
+        }),
         other => {
             return Err(format!(
                 "unknown command '{other}'; known: {}",
@@ -552,6 +561,8 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
             })
         })
         .collect();
+    let (job, slots) = node.updater.summary();
+    let update = json!({"job": job, "slots": slots});
     json!({
         "ts_ms": now_ms(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -559,6 +570,7 @@ fn state_doc(node: &Node, desired: &Value) -> Value {
         "log_level": node.log_level(),
         "desired": desired,
         "streams": streams,
+        "update": update,
     })
 }
 

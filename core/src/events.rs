@@ -64,6 +64,12 @@ pub enum EventKind {
     PrivacyBlanked,
     /// Privacy mode looks for faces again: the pictures are shown, blurred.
     PrivacyRestored,
+    /// A system update was installed to the other slot; the box reboots into it.
+    UpdateInstalled,
+    /// The updated slot runs, healthy, and is marked good.
+    UpdateSucceeded,
+    /// A system update failed or was rolled back; the message says why.
+    UpdateFailed,
 }
 
 impl EventKind {
@@ -106,6 +112,9 @@ impl EventKind {
             Self::AiFailed => "ai_failed",
             Self::PrivacyBlanked => "privacy_blanked",
             Self::PrivacyRestored => "privacy_restored",
+            Self::UpdateInstalled => "update_installed",
+            Self::UpdateSucceeded => "update_succeeded",
+            Self::UpdateFailed => "update_failed",
         }
     }
 }

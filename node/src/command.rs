@@ -180,6 +180,9 @@ pub enum Command {
         session: String,
         pixels: u64,
     },
+    /// A system update: a RAUC bundle from a URL or an upload, installed to the other slot.
+    /// Answered at once with the accepted job; the job goes on in the background.
+    Update(crate::update::UpdateRequest),
     /// A gateway's session ended: what is left of its balance is forgotten.
     EndPeerSession {
         sender: lpe_pm::Address,
@@ -209,6 +212,7 @@ impl Command {
             Command::ReceivePayment { .. } => "payment",
             Command::ChargeWork { .. } => "charge_work",
             Command::EndPeerSession { .. } => "peer_session_end",
+            Command::Update(_) => "update",
         }
     }
 }
@@ -281,6 +285,7 @@ pub enum Outcome {
     },
     Payment(lpe_money::payments::PaymentReceipt),
     Orchestrator(Box<crate::OrchestratorView>),
+    Update(Box<crate::update::UpdateJob>),
     Done,
 }
 
@@ -301,6 +306,7 @@ impl Outcome {
             }),
             Outcome::Payment(r) => serde_json::to_value(r).unwrap_or_default(),
             Outcome::Orchestrator(s) => serde_json::to_value(s).unwrap_or_default(),
+            Outcome::Update(j) => serde_json::to_value(j).unwrap_or_default(),
             Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => serde_json::Value::Null,
         }
     }

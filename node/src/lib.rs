@@ -11,6 +11,7 @@ pub mod device;
 pub mod logs;
 pub mod payments;
 pub mod transcoding;
+pub mod update;
 
 use command::JournalState;
 pub use command::{
@@ -219,6 +220,8 @@ pub struct Node {
     pub ai: Arc<crate::ai::AiPlane>,
     /// The AI tap of each stream: detectors, privacy masks, objects.
     pub analyser: Arc<crate::analysis::Analyser>,
+    /// System updates (RAUC) and the booted slot's health verdict.
+    pub updater: Arc<crate::update::Updater>,
 }
 
 /// How long the event recorder gathers events before writing them in one transaction, so a
@@ -230,6 +233,13 @@ const EVENT_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis
 const EVENT_BATCH_MAX: usize = 32;
 
 type FlushRequest = tokio::sync::oneshot::Sender<()>;
+
+/// What a system update's bundle may take of the data partition: a root slot's image is about
+/// 1.5 GB, so 4 GiB is generous; 256 MiB stays free for the store and the recordings' index.
+const UPDATE_LIMITS: lpe_update::download::Limits = lpe_update::download::Limits {
+    max_bytes: 4 << 30,
+    keep_free: 256 << 20,
+};
 
 /// The device id made at first start when none is configured.
 const META_DEVICE_ID: &str = "device_id";
@@ -267,7 +277,14 @@ impl Node {
             media.recording_triggers(),
         );
         media.set_analysis(Some(analyser.clone()));
+        let updater = Arc::new(crate::update::Updater::new(
+            store.clone(),
+            events.clone(),
+            &cfg.data_dir,
+            UPDATE_LIMITS,
+        ));
         Arc::new(Self {
+            updater,
             ai,
             analyser,
             cfg,
@@ -479,6 +496,27 @@ impl Node {
             } => {
                 self.orchestrator()?.debit(sender, &session, pixels);
                 Ok(Outcome::Done)
+            }
+            Command::Update(request) => {
+                let running = self
+                    .list()?
+                    .into_iter()
+                    .filter(|s| s.status.state == crate::views::StreamState::Running)
+                    .map(|s| s.id)
+                    .collect();
+                use crate::update::NotStarted;
+                let job = self
+                    .updater
+                    .start(request, None, running)
+                    .map_err(|e| match e {
+                        NotStarted::Invalid(e) => CommandError::Invalid(e),
+                        NotStarted::Busy(message) => CommandError::Conflict {
+                            field: None,
+                            message,
+                        },
+                        NotStarted::Unavailable(why) => CommandError::Unavailable(why),
+                    })?;
+                Ok(Outcome::Update(Box::new(job)))
             }
             Command::EndPeerSession { sender, session } => {
                 self.orchestrator()?.forget(sender, &session);

@@ -1,6 +1,7 @@
 import { bytes, duration, get } from "../api";
 import { Chart, ErrorBox, usePoll } from "../ui";
 import type { DevicePoint as Point, DeviceView } from "../api.gen";
+import { SystemUpdate } from "./SystemUpdate";
 
 
 export function DevicePage() {
@@ -68,6 +69,7 @@ export function DevicePage() {
         <Chart title="Memory and disk used" series={[{ label: "memory", values: pts.map((p) => p.memory_used_percent ?? null), color: "#27ae60" }, { label: "disk", values: pts.map((p) => p.disk_used_percent ?? null), color: "#e67e22" }]} />
         <Chart title="Hottest sensor" unit="°C" max={110} series={[{ label: "temperature", values: pts.map((p) => p.max_temperature_celsius ?? null), color: "#e74c3c" }]} />
       </div>
+      <SystemUpdate />
     </section>
   );
 }
