@@ -267,6 +267,44 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
         "a repeated request id must not run again"
     );
 
+    // A system update: accepted at once, its job followed in the API; this machine has no
+    // RAUC, so the job fails with the reason. Its request id repeated starts nothing.
+    let update = json!({"request_id": "up1", "url": "http://127.0.0.1:9/next.raucb"}).to_string();
+    obs.publish(&cmd("update"), &update, false);
+    let done = final_result(&obs, &res("update"), "up1");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["state"], "accepted", "{done}");
+    let started = done["result"]["started_ms"].clone();
+    let deadline = std::time::Instant::now() + T;
+    let job = loop {
+        let (_, v) = node.get("/api/system/update");
+        if v["job"]["state"] == "failed" {
+            break v["job"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never ended: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        job["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("update service")),
+        "{job}"
+    );
+    obs.clear();
+    obs.publish(&cmd("update"), &update, false);
+    let again = final_result(&obs, &res("update"), "up1");
+    assert_eq!(again["result"]["started_ms"], started, "{again}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, v) = node.get("/api/system/update");
+    assert_eq!(
+        v["job"]["started_ms"], started,
+        "a repeated request id started a job: {v}"
+    );
+    assert_eq!(v["job"]["state"], "failed", "{v}");
+
     // MQTT 5: correlation data and a response topic.
     obs.request(
         &cmd("stream_restart"),
