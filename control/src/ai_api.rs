@@ -6,9 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -116,7 +114,22 @@ async fn upload(
                 "the models directory cannot be used",
             )
         })?;
-    if let Err(e) = receive(body, &staging).await {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("models are limited to {} MiB", MAX_MODEL_BYTES >> 20),
+        )
+    };
+    let received = crate::upload::to_file(
+        body,
+        &staging,
+        MAX_MODEL_BYTES,
+        too_large,
+        "the body is empty: send the .onnx file",
+    )
+    .await;
+    if let Err(e) = received {
         let _ = tokio::fs::remove_file(&staging).await;
         let mut res = e.into_response();
         // The rest of the body is not read: the connection cannot carry another request.
@@ -142,59 +155,6 @@ async fn upload(
         }
         Err(UploadError::Refused(why)) => Err(ApiError::invalid("file", why)),
     }
-}
-
-/// Writes the body to `to` (0600), at most [`MAX_MODEL_BYTES`].
-async fn receive(body: Body, to: &std::path::Path) -> Result<(), ApiError> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(to)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("cannot write the upload: {e}"),
-            )
-        })?;
-    let mut stream = body.into_data_stream();
-    let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body",
-                format!("the upload broke off: {e}"),
-            )
-        })?;
-        written += chunk.len() as u64;
-        if written > MAX_MODEL_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("models are limited to {} MiB", MAX_MODEL_BYTES >> 20),
-            ));
-        }
-        file.write_all(&chunk).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "disk",
-                format!("cannot write the upload: {e}"),
-            )
-        })?;
-    }
-    if written == 0 {
-        return Err(ApiError::invalid(
-            "file",
-            "the body is empty: send the .onnx file",
-        ));
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk", e.to_string()))?;
-    Ok(())
 }
 
 /// Removes an uploaded model (shipped ones stay).

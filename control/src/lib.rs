@@ -13,3 +13,4 @@ pub mod mqtt;
 pub mod onvif_api;
 pub mod recordings_api;
 pub mod update_api;
+mod upload;

@@ -7,9 +7,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -173,8 +171,8 @@ fn refusal(e: lpe_update::UpdateError) -> ApiError {
     ApiError::new(status, "bundle", e.to_string())
 }
 
-/// Writes the body to `to` (0600); a declared length is checked against the cap and the free
-/// space before a byte is written, and the bytes against the cap as they come.
+/// Writes the body to `to`; a declared length is checked against the cap and the free space
+/// before a byte is written, and the bytes against the cap as they come.
 async fn receive(
     body: Body,
     to: &std::path::Path,
@@ -192,52 +190,17 @@ async fn receive(
     if let Some(len) = length {
         lpe_update::download::check_fits(dir, len, 0, limits).map_err(refusal)?;
     }
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(to)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("cannot write the upload: {e}"),
-            )
-        })?;
-    let mut stream = body.into_data_stream();
-    let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body",
-                format!("the upload broke off: {e}"),
-            )
-        })?;
-        written += chunk.len() as u64;
-        if written > limits.max_bytes {
-            return Err(refusal(lpe_update::UpdateError::TooLarge {
-                limit: limits.max_bytes,
-            }));
-        }
-        file.write_all(&chunk).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "disk",
-                format!("cannot write the upload: {e}"),
-            )
-        })?;
-    }
-    if written == 0 {
-        return Err(ApiError::invalid(
-            "file",
-            "the body is empty: send the .raucb bundle",
-        ));
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk", e.to_string()))?;
-    Ok(())
+    let too_large = || {
+        refusal(lpe_update::UpdateError::TooLarge {
+            limit: limits.max_bytes,
+        })
+    };
+    crate::upload::to_file(
+        body,
+        to,
+        limits.max_bytes,
+        too_large,
+        "the body is empty: send the .raucb bundle",
+    )
+    .await
 }
