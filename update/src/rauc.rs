@@ -159,11 +159,17 @@ impl Rauc {
         if result == 0 {
             return Ok(());
         }
+        // LastError is the reason; when RAUC left it empty, its last step says what failed
+        // ("Verifying signature failed.").
         let why = self.proxy.last_error().await.unwrap_or_default();
-        Err(UpdateError::Refused(if why.is_empty() {
-            format!("installation failed ({result})")
-        } else {
-            why
+        let step = match self.proxy.progress().await {
+            Ok((_, message, _)) if !message.is_empty() => Some(message),
+            _ => last.map(|p| p.message),
+        };
+        Err(UpdateError::Refused(match (why.is_empty(), step) {
+            (false, _) => why,
+            (true, Some(step)) => step,
+            (true, None) => format!("installation failed ({result})"),
         }))
     }
 
