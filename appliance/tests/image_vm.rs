@@ -201,3 +201,202 @@ fn the_image_boots_to_a_healthy_node_and_first_boot_setup() {
         .expect("login");
     assert_eq!(r.status(), 200, "the admin cannot log in");
 }
+
+impl Vm {
+    /// First-boot setup with the console's code, then an admin API token.
+    fn admin_token(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(c) = self.setup_code() {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "no setup code on the console");
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let agent = agent();
+        let mut r = agent
+            .post(self.url("/api/setup"))
+            .send_json(serde_json::json!({
+                "code": code, "password": common::ADMIN_PASSWORD,
+                "device_name": "venue box", "role": "off"
+            }))
+            .expect("setup");
+        assert_eq!(r.status(), 200, "setup failed");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.starts_with("lpe_session="))
+            .expect("session cookie")
+            .to_string();
+        let body: serde_json::Value = r.body_mut().read_json().expect("setup body");
+        let csrf = body["csrf_token"].as_str().expect("csrf").to_string();
+        let mut r = agent
+            .post(self.url("/api/tokens"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .send_json(serde_json::json!({"name": "tests", "role": "admin"}))
+            .expect("token");
+        assert_eq!(r.status(), 201, "token failed");
+        let body: serde_json::Value = r.body_mut().read_json().expect("token body");
+        format!("Bearer {}", body["token"].as_str().expect("token"))
+    }
+
+    fn update_status(&self, auth: &str) -> Option<serde_json::Value> {
+        let mut r = agent()
+            .get(self.url("/api/system/update"))
+            .header("authorization", auth)
+            .call()
+            .ok()?;
+        (r.status() == 200)
+            .then(|| r.body_mut().read_json().ok())
+            .flatten()
+    }
+
+    /// Uploads a bundle; the accepted job.
+    fn upload(&self, auth: &str, bundle: &Path) -> serde_json::Value {
+        let mut file = std::fs::File::open(bundle).expect("bundle");
+        let size = file.metadata().expect("bundle size").len();
+        let mut r = agent()
+            .post(self.url("/api/system/update/bundle"))
+            .header("authorization", auth)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size.to_string())
+            .send(ureq::SendBody::from_reader(&mut file))
+            .expect("upload");
+        let status = r.status();
+        let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+        assert_eq!(status, 202, "upload refused: {body}");
+        body
+    }
+
+    /// Polls the update until its job is in one of `states` (across a reboot).
+    fn wait_job(&self, auth: &str, states: &[&str], timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.update_status(auth)
+                && states.iter().any(|s| v["job"]["state"] == *s)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the update never reached {states:?}: {:?}\n{}",
+                self.update_status(auth),
+                tail(&self.console())
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A bundle for the image's compatible, signed by a CA the image does not trust.
+fn foreign_bundle(dir: &Path) -> PathBuf {
+    let run = |cmd: &mut Command, what: &str| {
+        succeeded(cmd.output().expect(what), what);
+    };
+    let (key, cert) = (dir.join("other.key.pem"), dir.join("other.cert.pem"));
+    run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=Not the vendor"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        "openssl",
+    );
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).expect("dir");
+    let image = content.join("rootfs.ext4");
+    run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image)
+            .arg("8M"),
+        "mkfs.ext4",
+    );
+    // Incompressible bytes beside it: RAUC refuses a bundle whose squashfs is one block.
+    let noise: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(content.join("padding.bin"), noise).expect("padding");
+    std::fs::write(
+        content.join("manifest.raucm"),
+        "[update]\ncompatible=livepeer-edge-x86_64-dev\nversion=9.9.9\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n",
+    )
+    .expect("manifest");
+    let bundle = dir.join("foreign.raucb");
+    run(
+        Command::new("rauc")
+            .arg("bundle")
+            .arg(format!("--cert={}", cert.display()))
+            .arg(format!("--key={}", key.display()))
+            .arg(format!("--keyring={}", cert.display()))
+            .arg(&content)
+            .arg(&bundle),
+        "rauc bundle",
+    );
+    bundle
+}
+
+/// The next version's bundle, signed by the development CA the image trusts.
+fn next_bundle() -> PathBuf {
+    let out = repo().join("target/image/next");
+    let built = Command::new(repo().join("image/build.sh"))
+        .env("IMAGE_PROFILE", "dev")
+        .env("IMAGE_OUT", &out)
+        .env("IMAGE_VERSION", "0.1.0-next")
+        .stdin(Stdio::null())
+        .output()
+        .expect("image/build.sh");
+    succeeded(built, "image/build.sh (next)");
+    out.join("update.raucb")
+}
+
+#[test]
+#[ignore = "the full VM suite (scripts/test-vm.sh): an update takes minutes under emulation"]
+fn an_update_boots_the_other_slot_and_a_foreign_bundle_changes_nothing() {
+    let disk = image();
+    let next = next_bundle();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let foreign = foreign_bundle(scratch.path());
+    let mut vm = Vm::boot(&disk);
+    vm.wait_healthy();
+    let auth = vm.admin_token();
+    let before = vm.wait_job(&auth, &["idle"], Duration::from_secs(30));
+    assert_eq!(before["system"]["booted"], "A", "{before}");
+
+    // Signed by someone else: refused by RAUC, nothing changes.
+    vm.upload(&auth, &foreign);
+    let refused = vm.wait_job(&auth, &["failed"], Duration::from_secs(120));
+    let reason = refused["job"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("signature") || reason.contains("verif"),
+        "{refused}"
+    );
+    assert_eq!(refused["system"]["booted"], "A", "{refused}");
+    assert_eq!(refused["system"]["primary"], "A", "{refused}");
+
+    // The next version: installed to B, booted, marked good there.
+    let started = Instant::now();
+    vm.upload(&auth, &next);
+    let done = vm.wait_job(&auth, &["succeeded", "failed"], Duration::from_secs(900));
+    eprintln!(
+        "upload + install + reboot + health: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(done["job"]["state"], "succeeded", "{done}");
+    assert_eq!(done["system"]["booted"], "B", "{done}");
+    let b = done["system"]["slots"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["bootname"] == "B"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(b["boot_status"], "good", "{done}");
+    assert_eq!(b["bundle_version"], "0.1.0-next", "{done}");
+}
