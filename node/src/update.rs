@@ -354,10 +354,11 @@ impl Updater {
             .map_err(|e| format!("cannot ask for a reboot ({}): {e}", flag.display()))
     }
 
-    /// After a start: once `healthy` (given the streams that must run again) says so (within [`HEALTH_DEADLINE`]), the booted slot is
-    /// marked good; an update that was rebooting into it succeeded, or — when the box came
-    /// back in the old slot — failed, and the slot it gave up on is marked bad. A new slot
-    /// that never becomes healthy is marked bad and the box reboots into the old one.
+    /// After a start: once `healthy` (told which streams must run again) says so within
+    /// [`HEALTH_DEADLINE`], the booted slot is marked good; an update that was rebooting into
+    /// it succeeded, or — when the box came back in the old slot — failed, and the slot it
+    /// gave up on is marked bad. A new slot that never becomes healthy is marked bad and the
+    /// box reboots into the old one.
     pub async fn after_boot<F, Fut>(&self, healthy: F)
     where
         F: Fn(Vec<String>) -> Fut,
