@@ -208,6 +208,18 @@ impl Updater {
         }
     }
 
+    /// A step's progress: kept in memory only. Persisting every percent would put a blocking
+    /// store write on the async threads for each one, and after a restart it means nothing.
+    fn progress(&self, percent: Option<u8>, message: Option<String>) {
+        if let Ok(mut j) = self.job.lock() {
+            j.progress = percent;
+            if message.is_some() {
+                j.message = message;
+            }
+            j.updated_ms = now_ms();
+        }
+    }
+
     fn fail(&self, why: String) {
         tracing::error!("update failed: {why}");
         self.events.emit(
@@ -302,7 +314,7 @@ impl Updater {
                     let pct = total.map(|t| (have * 100 / t.max(1)).min(100) as u8);
                     if pct != last {
                         last = pct;
-                        self.set(|j| j.progress = pct);
+                        self.progress(pct, None);
                     }
                 })
                 .await
@@ -322,12 +334,7 @@ impl Updater {
             j.message = Some("installing".into());
         });
         let installed = rauc
-            .install(&bundle, |p| {
-                self.set(|j| {
-                    j.progress = Some(p.percent);
-                    j.message = Some(p.message);
-                })
-            })
+            .install(&bundle, |p| self.progress(Some(p.percent), Some(p.message)))
             .await;
         // The bundle has done its work either way; the data partition keeps no copy.
         let _ = tokio::fs::remove_file(&bundle).await;
