@@ -215,10 +215,13 @@ pub struct DeviceMonitor {
     networks: Networks,
     gpu: GpuProbe,
     data_dir: PathBuf,
+    i2c_sensors: Vec<crate::lm75::SensorSpec>,
 }
 
 impl DeviceMonitor {
-    pub fn new(data_dir: &Path) -> Self {
+    /// `i2c_sensors`: LM75-style sensors read beside the kernel's own (each read afresh, so
+    /// one that appears later is shown; one that does not answer is left out).
+    pub fn new(data_dir: &Path, i2c_sensors: Vec<crate::lm75::SensorSpec>) -> Self {
         let mut system = System::new();
         system.refresh_cpu_usage();
         system.refresh_memory();
@@ -229,6 +232,7 @@ impl DeviceMonitor {
             networks: Networks::new_with_refreshed_list(),
             gpu: GpuProbe::detect(),
             data_dir: data_dir.canonicalize().unwrap_or_else(|_| data_dir.into()),
+            i2c_sensors,
         }
     }
 
@@ -250,7 +254,7 @@ impl DeviceMonitor {
                 total_bytes: d.total_space(),
                 available_bytes: d.available_space(),
             });
-        let temperatures = self
+        let mut temperatures: Vec<Temperature> = self
             .components
             .list()
             .iter()
@@ -263,6 +267,15 @@ impl DeviceMonitor {
                     })
             })
             .collect();
+        let class = Path::new(crate::lm75::CLASS_DIR);
+        temperatures.extend(self.i2c_sensors.iter().filter_map(|spec| {
+            crate::lm75::read_celsius(class, spec)
+                .ok()
+                .map(|celsius| Temperature {
+                    label: format!("lm75 {spec}"),
+                    celsius,
+                })
+        }));
         let mut network: Vec<Interface> = self
             .networks
             .list()
@@ -304,7 +317,7 @@ mod tests {
     #[test]
     fn samples_this_machine() {
         let dir = std::env::temp_dir();
-        let mut m = DeviceMonitor::new(&dir);
+        let mut m = DeviceMonitor::new(&dir, Vec::new());
         let s = m.sample();
         assert!(s.cpu_cores >= 1);
         assert!(s.memory_total_bytes > 0 && s.memory_used_bytes <= s.memory_total_bytes);
