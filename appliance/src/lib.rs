@@ -98,6 +98,18 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
+    // A factory reset asked for before the restart (or cut short by a power cut) is done
+    // before anything opens the directory.
+    match node::reset::finish_pending(&cfg.data_dir) {
+        Ok(true) => tracing::warn!("factory reset: the data directory was erased"),
+        Ok(false) => {}
+        Err(source) => {
+            return Err(StartError::DataDir {
+                path: cfg.data_dir.display().to_string(),
+                source,
+            });
+        }
+    }
     let db_path = cfg.data_dir.join("node.db");
     let store = store::Store::open(&db_path).map_err(|source| StartError::Store {
         path: db_path.display().to_string(),
@@ -186,6 +198,14 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
             Ok(())
         }
     });
+    let hardware = Arc::clone(&node);
+    subsystems.spawn("hardware", Restart::ALWAYS, move |stop| {
+        let driving = Arc::clone(&hardware.hardware).run(Arc::clone(&hardware), stop);
+        async move {
+            driving.await;
+            Ok(())
+        }
+    });
     let counters = Arc::new(control::metrics::Counters::default());
     if !cfg.mqtt.url.is_empty() {
         let (node, counters) = (Arc::clone(&node), Arc::clone(&counters));
@@ -209,8 +229,10 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         }
     });
     let (device, data_dir) = (Arc::clone(&node.device), cfg.data_dir.clone());
+    // Checked when the configuration was loaded.
+    let i2c_sensors = cfg.hardware.i2c_sensors().unwrap_or_default();
     subsystems.spawn("device", Restart::ALWAYS, move |stop| {
-        let sampling = Arc::clone(&device).run(data_dir.clone(), stop);
+        let sampling = Arc::clone(&device).run(data_dir.clone(), i2c_sensors.clone(), stop);
         async move {
             sampling.await;
             Ok(())
@@ -291,6 +313,7 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         tokio::spawn(lpe_http::serve(http, app, limits, stop))
     };
     systemd::ready(&format!("serving http {}", cfg.http.listen));
+    node.hardware.set_ready();
     let heartbeats = systemd::watchdog_period().map(|period| {
         let node = Arc::clone(&node);
         tokio::spawn(systemd::keep_beating(period, move || {

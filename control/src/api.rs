@@ -1020,6 +1020,8 @@ struct DeviceView {
     stats: Option<lpe_drivers::system::DeviceStats>,
     encoder: String,
     hardware_encoder: bool,
+    /// The status LED and the button, as found.
+    hardware: lpe_node::hardware::HardwareView,
 }
 
 #[utoipa::path(get, path = "/api/device", tag = "device",
@@ -1034,6 +1036,7 @@ async fn device(State(node): State<AppState>) -> Result<Json<DeviceView>, ApiErr
         stats: node.device.latest(),
         encoder: inv.preferred.clone(),
         hardware_encoder: inv.has_hardware(),
+        hardware: node.hardware.view(),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! `/api/system/update`: the slots and the current or last update, and updates started from
 //! a bundle's URL or an upload. Both answer at once (202) with the accepted job; its progress
 //! is read back from `GET /api/system/update` (and the fleet's `state`).
+//! `/api/system/factory-reset`: the box erased and started as new.
 
 use axum::Json;
 use axum::body::Body;
@@ -19,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(update_status, update_from_url))
         .routes(routes!(update_upload))
+        .routes(routes!(factory_reset))
 }
 
 /// The path whose body is streamed to disk instead of read whole (see `read_whole_body`).
@@ -136,6 +138,49 @@ async fn update_upload(
         },
     )
     .await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FactoryReset {
+    /// Keep the wallet's keystore (the node's account and its funds); default true.
+    #[serde(default = "keep")]
+    keep_keys: bool,
+}
+
+fn keep() -> bool {
+    true
+}
+
+/// Erases the box: the node restarts and empties its data directory before it opens it
+/// (streams, users, tokens, tickets, recordings' index, certificates), keeping the keystore
+/// unless `keep_keys` is false. The box then needs first-boot setup again.
+#[utoipa::path(
+    post,
+    path = "/api/system/factory-reset",
+    tag = "system",
+    request_body = FactoryReset,
+    responses(
+        (status = 202, description = "The node restarts and erases its data"),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
+async fn factory_reset(
+    State(state): State<AppState>,
+    By(actor): By,
+    body: Result<Json<FactoryReset>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    state
+        .run(
+            actor,
+            Command::FactoryReset {
+                keep_keys: req.keep_keys,
+            },
+        )
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 async fn start(

@@ -26,6 +26,8 @@ pub enum Actor {
     Peer { address: String },
     /// The node itself (first start, the fleet's desired configuration).
     Node,
+    /// Someone at the box, through its button.
+    Button,
 }
 
 /// A command with its sender and, for senders that retry, its request id.
@@ -158,6 +160,11 @@ pub enum Command {
     SetLogLevel(String),
     /// Stops gracefully and starts again (the process re-executes itself).
     RestartNode,
+    /// Erases the data directory at a restart (the keystore kept when `keep_keys`): every
+    /// stream, user, ticket and recording index goes; the box starts as new.
+    FactoryReset {
+        keep_keys: bool,
+    },
     /// A gateway's TicketBroker funding, sent from the node's account.
     Funding(Funding),
     /// A fleet's request for a stream's current picture (a read, journalled like the fleet's
@@ -206,6 +213,7 @@ impl Command {
             Command::ApplyDesired(_) => "config_desired",
             Command::SetLogLevel(_) => "log_level",
             Command::RestartNode => "restart",
+            Command::FactoryReset { .. } => "factory_reset",
             Command::Funding(_) => "funding",
             Command::Snapshot { .. } => "snapshot",
             Command::OrchestratorStatus => "orchestrator_status",

@@ -45,6 +45,33 @@ pub struct Config {
     pub net: NetConfig,
     pub mqtt: MqttConfig,
     pub ai: AiConfig,
+    pub hardware: HardwareConfig,
+}
+
+/// The box's own hardware; each part is optional, looked for again while absent, and shown
+/// in the device view as found or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// The status LED (LED class): its name, or its function (`status` finds
+    /// `pwr:green:status`); empty: none.
+    pub status_led: String,
+    /// The reset/pair button: the name of its input device (`gpio-keys`); empty: none.
+    pub button: String,
+    /// LM75-style I2C temperature sensors, comma-separated `<adapter>@<address>`: the
+    /// adapter by device node (`/dev/i2c-1`) or by name; empty: none.
+    pub i2c_temperature_sensors: String,
+}
+
+impl HardwareConfig {
+    pub fn i2c_sensors(&self) -> Result<Vec<lpe_drivers::lm75::SensorSpec>, String> {
+        self.i2c_temperature_sensors
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect()
+    }
 }
 
 /// On-device inference.
@@ -417,6 +444,11 @@ impl Default for Config {
                 snapshots_kept: 2000,
                 snapshots_megabytes: 256,
             },
+            hardware: HardwareConfig {
+                status_led: "status".into(),
+                button: "gpio-keys".into(),
+                i2c_temperature_sensors: String::new(),
+            },
             mqtt: MqttConfig {
                 url: String::new(),
                 prefix: "livepeer-edge".into(),
@@ -558,6 +590,9 @@ impl Config {
         range("hls.max_segments", self.hls.max_segments, 3, 1000)?;
         range("ai.intra_threads", self.ai.intra_threads, 0, 64)?;
         range("ai.snapshots_kept", self.ai.snapshots_kept, 1, 1_000_000)?;
+        self.hardware
+            .i2c_sensors()
+            .map_err(|m| ConfigError::new("hardware.i2c_temperature_sensors", m))?;
         range(
             "ai.snapshots_megabytes",
             self.ai.snapshots_megabytes,

@@ -93,10 +93,11 @@ impl DeviceHistory {
     pub async fn run(
         self: Arc<Self>,
         data_dir: std::path::PathBuf,
+        i2c_sensors: Vec<lpe_drivers::lm75::SensorSpec>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let Ok(mut monitor) =
-            tokio::task::spawn_blocking(move || DeviceMonitor::new(&data_dir)).await
+            tokio::task::spawn_blocking(move || DeviceMonitor::new(&data_dir, i2c_sensors)).await
         else {
             return;
         };

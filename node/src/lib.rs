@@ -8,8 +8,10 @@ pub mod auth;
 pub mod command;
 pub mod config;
 pub mod device;
+pub mod hardware;
 pub mod logs;
 pub mod payments;
+pub mod reset;
 pub mod transcoding;
 pub mod update;
 
@@ -222,6 +224,8 @@ pub struct Node {
     pub analyser: Arc<crate::analysis::Analyser>,
     /// System updates (RAUC) and the booted slot's health verdict.
     pub updater: Arc<crate::update::Updater>,
+    /// The status LED and the button.
+    pub hardware: Arc<crate::hardware::Hardware>,
 }
 
 /// How long the event recorder gathers events before writing them in one transaction, so a
@@ -285,6 +289,7 @@ impl Node {
         ));
         Arc::new(Self {
             updater,
+            hardware: Default::default(),
             ai,
             analyser,
             cfg,
@@ -461,15 +466,21 @@ impl Node {
                 Ok(Outcome::LogLevel(level))
             }
             Command::RestartNode => {
-                self.restart
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                self.events
-                    .emit(None, EventKind::NodeStopping, "restart requested");
-                // Let the caller report success before the transports close.
-                let tx = self.shutdown.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    let _ = tx.send(true);
+                self.restart_soon("restart requested");
+                Ok(Outcome::Restarting)
+            }
+            Command::FactoryReset { keep_keys } => {
+                let dir = self.cfg.data_dir.clone();
+                tokio::task::spawn_blocking(move || crate::reset::request(&dir, keep_keys))
+                    .await
+                    .map_err(|e| CommandError::Unavailable(e.to_string()))?
+                    .map_err(|e| {
+                        CommandError::Unavailable(format!("cannot ask for the reset: {e}"))
+                    })?;
+                self.restart_soon(if keep_keys {
+                    "factory reset: the data is erased at the restart, the keystore kept"
+                } else {
+                    "factory reset: the data and the keystore are erased at the restart"
                 });
                 Ok(Outcome::Restarting)
             }
@@ -540,6 +551,54 @@ impl Node {
                 Ok(Outcome::Payment(receipt))
             }
         }
+    }
+
+    /// Stops the node shortly, as a restart (the process re-executes itself).
+    fn restart_soon(&self, why: &str) {
+        self.restart
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.events.emit(None, EventKind::NodeStopping, why);
+        // Let the caller report success before the transports close.
+        let tx = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let _ = tx.send(true);
+        });
+    }
+
+    /// Where someone at the box opens its UI: each IPv4 address when the node listens on all
+    /// of them, the port left out when it is the scheme's own.
+    pub fn console_urls(&self) -> Vec<String> {
+        let listen = self.cfg.http.listen;
+        let scheme = if self.cfg.http.tls { "https" } else { "http" };
+        let port = match (self.cfg.http.tls, listen.port()) {
+            (false, 80) | (true, 443) => String::new(),
+            (_, p) => format!(":{p}"),
+        };
+        let hosts: Vec<String> = if listen.ip().is_unspecified() {
+            lpe_drivers::system::ipv4_interfaces()
+                .into_iter()
+                .flat_map(|(_, addrs)| addrs)
+                .map(|a| a.to_string())
+                .collect()
+        } else {
+            vec![listen.ip().to_string()]
+        };
+        let hosts = if hosts.is_empty() {
+            vec![listen.ip().to_string()]
+        } else {
+            hosts
+        };
+        hosts
+            .into_iter()
+            .map(|h| format!("{scheme}://{h}{port}/"))
+            .collect()
+    }
+
+    /// A new first-boot setup code (the previous one stops working) while no administrator
+    /// exists; none once one does.
+    pub async fn issue_setup_code(&self) -> Result<Option<String>, crate::auth::AuthError> {
+        crate::auth::Auth::issue_setup_code(&self.store).await
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -1156,10 +1215,10 @@ impl Node {
     /// a setup code is issued (and logged).
     pub async fn boot(&self) -> Result<(), StoreError> {
         // Until an admin exists, whoever is at the console gets a one-time code.
-        match crate::auth::Auth::issue_setup_code(&self.store).await {
+        match self.issue_setup_code().await {
             Ok(Some(code)) => tracing::warn!(
-                "first-boot setup: open http://{}/ and enter the setup code {code}",
-                self.cfg.http.listen
+                "first-boot setup: open {} and enter the setup code {code}",
+                self.console_urls().join(" or ")
             ),
             Ok(None) => {}
             Err(e) => tracing::error!("cannot issue a setup code: {e}"),
