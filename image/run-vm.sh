@@ -2,7 +2,9 @@
 # Boots the development image under QEMU, on a copy-on-write overlay so the built disk stays
 # as built: the node's HTTP on http://127.0.0.1:${HTTP_PORT:-8080}/, RTMP on :${RTMP_PORT:-1935},
 # the serial console on this terminal. Extra arguments go to QEMU.
-# VM_STATE (default target/image/vm) keeps the overlay and the firmware's variables between runs.
+# VM_STATE (default target/image/vm) keeps the overlay and the firmware's variables between runs,
+# and holds the sockets of QEMU's monitor (qmp.sock: reset, keys) and of the guest agent
+# (qga.sock: commands inside the guest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 disk=${IMAGE_DISK:-target/image/disk.img}
@@ -19,4 +21,7 @@ exec qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 
   -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${RTMP_PORT:-1935}-:1935" \
   -device virtio-net-pci,netdev=net0 \
   -device i6300esb -action watchdog=reset \
+  -qmp "unix:$state/qmp.sock,server=on,wait=off" \
+  -chardev "socket,id=qga0,path=$state/qga.sock,server=on,wait=off" \
+  -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
   -nographic "$@"

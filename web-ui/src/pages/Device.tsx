@@ -2,6 +2,17 @@ import { bytes, duration, get } from "../api";
 import { Chart, ErrorBox, usePoll } from "../ui";
 import type { DevicePoint as Point, DeviceView } from "../api.gen";
 import { SystemUpdate } from "./SystemUpdate";
+import { FactoryReset } from "./FactoryReset";
+
+const SHOWING: Record<string, string> = {
+  reset_armed: "factory reset armed — press the button to confirm",
+  identifying: "identifying the box",
+  updating: "updating",
+  booting: "starting",
+  fault: "fault",
+  needs_setup: "waiting for first-boot setup",
+  running: "running",
+};
 
 
 export function DevicePage() {
@@ -28,6 +39,10 @@ export function DevicePage() {
           <dd>
             {d.encoder} {d.hardware_encoder ? "(hardware)" : "(software — no hardware encoder found)"}
           </dd>
+          <dt>Status LED</dt>
+          <dd data-testid="status-led">{d.hardware.status_led ? `${d.hardware.status_led}: ${SHOWING[d.hardware.showing] ?? d.hardware.showing}` : "none found"}</dd>
+          <dt>Button</dt>
+          <dd>{d.hardware.button ?? "none found"}</dd>
           {s && (
             <>
               <dt>Host</dt>
@@ -70,6 +85,7 @@ export function DevicePage() {
         <Chart title="Hottest sensor" unit="°C" max={110} series={[{ label: "temperature", values: pts.map((p) => p.max_temperature_celsius ?? null), color: "#e74c3c" }]} />
       </div>
       <SystemUpdate />
+      <FactoryReset />
     </section>
   );
 }
