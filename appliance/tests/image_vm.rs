@@ -143,34 +143,234 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// A JSON-lines QEMU socket: the monitor (QMP) or the guest agent.
+struct QemuSocket {
+    stream: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl QemuSocket {
+    /// Connects once QEMU made the socket.
+    fn connect(path: &Path) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{}: {e}", path.display());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Self {
+            stream: std::io::BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, message: &serde_json::Value) {
+        use std::io::Write;
+        let mut line = message.to_string();
+        line.push('\n');
+        self.stream
+            .get_mut()
+            .write_all(line.as_bytes())
+            .expect("write to QEMU");
+    }
+
+    /// The next reply (`return` or `error`), skipping the monitor's events; none on a quiet
+    /// socket.
+    fn reply(&mut self) -> Option<serde_json::Value> {
+        use std::io::BufRead;
+        loop {
+            let mut line = Vec::new();
+            match self.stream.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            // Anything that is not a JSON reply (the agent's 0xff delimiter, a greeting).
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_matches(|c: char| c == '\u{fffd}' || c.is_whitespace());
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+                && (v.get("return").is_some() || v.get("error").is_some())
+            {
+                return Some(v);
+            }
+        }
+    }
+
+    fn call(&mut self, execute: &str, arguments: serde_json::Value) -> serde_json::Value {
+        self.send(&serde_json::json!({"execute": execute, "arguments": arguments}));
+        let reply = self
+            .reply()
+            .unwrap_or_else(|| panic!("{execute}: no answer"));
+        assert!(reply.get("error").is_none(), "{execute}: {reply}");
+        reply["return"].clone()
+    }
+}
+
+/// The monitor: keys pressed on the VM's keyboard.
+struct Monitor(QemuSocket);
+
+impl Monitor {
+    fn connect(state: &Path) -> Self {
+        let mut s = QemuSocket::connect(&state.join("qmp.sock"));
+        s.send(&serde_json::json!({"execute": "qmp_capabilities"}));
+        s.reply().expect("QMP capabilities");
+        Self(s)
+    }
+
+    fn key(&mut self, qcode: &str, down: bool) {
+        self.0.call(
+            "input-send-event",
+            serde_json::json!({"events": [{"type": "key", "data": {
+                "down": down, "key": {"type": "qcode", "data": qcode}}}]}),
+        );
+    }
+
+    /// Holds a key down for `held`.
+    fn press(&mut self, qcode: &str, held: Duration) {
+        self.key(qcode, true);
+        std::thread::sleep(held);
+        self.key(qcode, false);
+    }
+}
+
+/// The guest agent: commands run as root inside the guest.
+struct Guest(QemuSocket);
+
+impl Guest {
+    /// Waits for the agent to answer (it starts with the guest's services).
+    fn connect(state: &Path) -> Self {
+        let mut s = QemuSocket::connect(&state.join("qga.sock"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut id = 1u64;
+        loop {
+            id += 1;
+            s.send(&serde_json::json!({"execute": "guest-sync", "arguments": {"id": id}}));
+            // Replies to earlier syncs may come first.
+            while let Some(v) = s.reply() {
+                if v["return"] == id {
+                    return Self(s);
+                }
+            }
+            assert!(Instant::now() < deadline, "the guest agent never answered");
+        }
+    }
+
+    /// Runs `script` with `/bin/sh`; its exit code and output.
+    fn sh(&mut self, script: &str) -> (i64, String) {
+        use base64::Engine;
+        let pid = self.0.call(
+            "guest-exec",
+            serde_json::json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}),
+        )["pid"]
+            .clone();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let st = self
+                .0
+                .call("guest-exec-status", serde_json::json!({"pid": pid}));
+            if st["exited"] == true {
+                let text = |key: &str| {
+                    let b64 = st[key].as_str().unwrap_or_default();
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                };
+                return (
+                    st["exitcode"].as_i64().unwrap_or(-1),
+                    text("out-data") + &text("err-data"),
+                );
+            }
+            assert!(Instant::now() < deadline, "`{script}` did not end");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs `script`, which must succeed; its output.
+    fn ok(&mut self, script: &str) -> String {
+        let (code, out) = self.sh(script);
+        assert_eq!(code, 0, "`{script}` failed: {out}");
+        out
+    }
+}
+
+/// The status LED as the kernel shows it, sampled every 250 ms for 3 s: `0`s and `1`s.
+fn led_samples(guest: &mut Guest) -> String {
+    guest
+        .ok("for i in $(seq 12); do cat /sys/class/leds/input*::scrolllock/brightness; sleep 0.25; done")
+        .split_whitespace()
+        .collect()
+}
+
+/// The LED, the button and the I2C sensor of the test: the VM's PS/2 keyboard (its scroll
+/// lock LED is an LED class device, its keys an evdev device) and `i2c-stub` holding an
+/// LM75's temperature register. Named to the node in a runtime drop-in, as a board's would
+/// be in its configuration.
+const HARDWARE_DROP_IN: &str = r#"mkdir -p /run/systemd/system/livepeer-edge.service.d
+cat > /run/systemd/system/livepeer-edge.service.d/hardware.conf <<'END'
+[Service]
+Environment="LPE_HARDWARE_STATUS_LED=scrolllock" "LPE_HARDWARE_BUTTON=AT Translated Set 2 keyboard" "LPE_HARDWARE_I2C_TEMPERATURE_SENSORS=SMBus stub driver@0x48"
+END
+systemctl daemon-reload
+systemctl restart livepeer-edge"#;
+
+/// 42.5 °C in an LM75's register (0x2A80, most significant byte first) as an SMBus word.
+const LM75_42_5: &str = "0x802a";
+
 #[test]
-fn the_image_boots_to_a_healthy_node_and_first_boot_setup() {
+fn the_image_boots_sets_up_and_drives_its_hardware_camera_and_watchdog() {
     let disk = image();
     let mut vm = Vm::boot(&disk);
     let (took, health) = vm.wait_healthy();
     eprintln!("boot to a healthy node: {:.0} s", took.as_secs_f64());
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["checks"]["store"]["status"], "ok", "{health}");
-
-    // The console names the device's address and, until setup is done, the setup code.
+    // The console names the device's address, in the banner and in the setup line.
+    let first_code = vm.wait_setup_code(0);
     let console = vm.console();
     assert!(
-        console.contains("Open http://10.0.2.15/"),
+        console.contains("Open http://10.0.2.15/")
+            && console.contains("open http://10.0.2.15/ and enter the setup code"),
         "{}",
         tail(&console)
     );
+
+    // The kernel's drivers: a virtual camera, an LM75 on a stub I2C bus.
+    let mut guest = Guest::connect(vm.state());
+    let mut monitor = Monitor::connect(vm.state());
+    guest.ok(&format!(
+        "modprobe vivid && modprobe i2c-stub chip_addr=0x48 && \
+         bus=$(grep -l 'SMBus stub driver' /sys/class/i2c-dev/*/name | sed 's|.*/i2c-\\([0-9]*\\)/name|\\1|') && \
+         i2cset -y \"$bus\" 0x48 0 {LM75_42_5} w"
+    ));
+    let seen = vm.console().matches("setup code ").count();
+    guest.ok(HARDWARE_DROP_IN);
+    vm.wait_healthy();
+    let restarted_code = vm.wait_setup_code(seen);
+    assert_ne!(restarted_code, first_code, "a restart issues a new code");
+
+    // Before setup the LED blinks (on and off a second each): the node took it from the
+    // keyboard's trigger.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(c) = vm.setup_code() {
-            break c;
+    loop {
+        let seen = led_samples(&mut guest);
+        if seen.contains('0') && seen.contains('1') {
+            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no setup code on the console:\n{}",
-            tail(&vm.console())
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        assert!(Instant::now() < deadline, "the LED never blinked: {seen}");
+    }
+    let trigger = guest.ok("cat /sys/class/leds/input*::scrolllock/trigger");
+    assert!(trigger.contains("[none]"), "{trigger}");
+
+    // A short press shows a new setup code on the console; the one before stops working.
+    let seen = vm.console().matches("setup code ").count();
+    monitor.press("f12", Duration::from_millis(300));
+    let pressed_code = vm.wait_setup_code(seen);
+    assert_ne!(pressed_code, restarted_code);
 
     let agent = agent();
     let r = agent
@@ -178,7 +378,6 @@ fn the_image_boots_to_a_healthy_node_and_first_boot_setup() {
         .call()
         .expect("setup status");
     assert_eq!(r.status(), 200);
-    // A wrong code is refused; the console's is taken once.
     let setup = |code: &str| {
         agent
             .post(vm.url("/api/setup"))
@@ -187,32 +386,165 @@ fn the_image_boots_to_a_healthy_node_and_first_boot_setup() {
                 "device_name": "venue box", "role": "off"
             }))
     };
-    let wrong = setup("AAAA-AAAA-A").expect("setup");
+    let wrong = setup("AAAAA-AAAAA").expect("setup");
     assert_ne!(wrong.status(), 200, "a wrong setup code was accepted");
-    let r = setup(&code).expect("setup");
-    assert_eq!(r.status(), 200, "setup with the console's code failed");
-    let again = setup(&code).expect("setup");
+    let replaced = setup(&restarted_code).expect("setup");
+    assert_ne!(replaced.status(), 200, "a replaced setup code was accepted");
+    let auth = vm.admin_token_with(&pressed_code);
+    let again = setup(&pressed_code).expect("setup");
     assert_ne!(again.status(), 200, "the setup code worked twice");
-    let r = agent
-        .post(vm.url("/api/auth/login"))
-        .send_json(serde_json::json!({
-            "username": "admin", "password": common::ADMIN_PASSWORD
-        }))
-        .expect("login");
-    assert_eq!(r.status(), 200, "the admin cannot log in");
+
+    // Set up and running: the LED is on, steadily.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = led_samples(&mut guest);
+        if !seen.contains('0') && seen.len() == 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the LED never settled on: {seen}"
+        );
+    }
+
+    // The device view: the LED and the button found, the sensor's temperature beside the
+    // kernel's own.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let device = loop {
+        let d = vm.get_json(&auth, "/api/device");
+        let lm75 = d["stats"]["temperatures"].as_array().and_then(|t| {
+            t.iter()
+                .find(|t| t["label"] == "lm75 SMBus stub driver@0x48")
+                .cloned()
+        });
+        if let Some(t) = lm75 {
+            assert_eq!(t["celsius"], 42.5, "{d}");
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no LM75 reading: {d}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let hw = &device["hardware"];
+    assert!(
+        hw["status_led"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("::scrolllock")),
+        "{hw}"
+    );
+    assert_eq!(hw["button"], "AT Translated Set 2 keyboard", "{hw}");
+    assert_eq!(hw["showing"], "running", "{hw}");
+
+    // A camera from vivid: listed, captured, encoded into an HLS rendition.
+    let cameras = vm.get_json(&auth, "/api/cameras");
+    let camera = cameras
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["driver"] == "vivid").cloned())
+        .unwrap_or_else(|| panic!("vivid is not among the cameras: {cameras}"));
+    let started = Instant::now();
+    let stream = vm.post_json(
+        &auth,
+        "/api/streams",
+        serde_json::json!({
+            "name": "vivid",
+            "source": {"kind": "v4l2", "device": camera["path"], "width": 640, "height": 360, "fps": 30},
+            "ladder": [{"name": "180p", "height": 180, "bitrate_kbps": 200}],
+        }),
+    );
+    let id = stream["id"].as_str().expect("stream id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let playlist = agent
+            .get(vm.url(&format!("/hls/{id}/180p/index.m3u8")))
+            .call()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        if playlist.matches("#EXTINF").count() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HLS from the camera: {}",
+            vm.get_json(&auth, &format!("/api/streams/{id}"))
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!(
+        "V4L2 camera to two HLS segments: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The watchdog: systemd armed the hardware one; a node that stops its heartbeats is
+    // killed and started again.
+    let watchdog =
+        guest.ok("cat /sys/class/watchdog/watchdog0/state /sys/class/watchdog/watchdog0/timeout");
+    assert_eq!(
+        watchdog.split_whitespace().collect::<Vec<_>>(),
+        ["active", "30"],
+        "{watchdog}"
+    );
+    let pid = guest
+        .ok("systemctl show -P MainPID livepeer-edge")
+        .trim()
+        .to_string();
+    guest.ok(&format!("kill -STOP {pid}"));
+    let stopped = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let now = guest
+            .ok("systemctl show -P MainPID livepeer-edge")
+            .trim()
+            .to_string();
+        if now != pid && now != "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent node was never restarted"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    vm.wait_healthy();
+    eprintln!(
+        "heartbeats stopped to a healthy node again: {:.0} s",
+        stopped.elapsed().as_secs_f64()
+    );
+    let journal =
+        guest.ok("journalctl -u livepeer-edge -o cat | grep -c 'Watchdog timeout' || true");
+    assert!(
+        journal.trim().parse::<u32>().unwrap_or(0) >= 1,
+        "systemd did not name its watchdog: {journal}"
+    );
 }
 
 impl Vm {
     /// First-boot setup with the console's code, then an admin API token.
     fn admin_token(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let code = loop {
-            if let Some(c) = self.setup_code() {
-                break c;
+        let code = self.wait_setup_code(0);
+        self.admin_token_with(&code)
+    }
+
+    /// The setup code the console shows once it has shown more than `seen` of them.
+    fn wait_setup_code(&self, seen: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if self.console().matches("setup code ").count() > seen
+                && let Some(c) = self.setup_code()
+            {
+                return c;
             }
-            assert!(Instant::now() < deadline, "no setup code on the console");
+            assert!(
+                Instant::now() < deadline,
+                "no new setup code on the console:\n{}",
+                tail(&self.console())
+            );
             std::thread::sleep(Duration::from_millis(500));
-        };
+        }
+    }
+
+    /// First-boot setup with `code`, then an admin API token.
+    fn admin_token_with(&self, code: &str) -> String {
         let agent = agent();
         let mut r = agent
             .post(self.url("/api/setup"))
@@ -242,6 +574,33 @@ impl Vm {
         assert_eq!(r.status(), 201, "token failed");
         let body: serde_json::Value = r.body_mut().read_json().expect("token body");
         format!("Bearer {}", body["token"].as_str().expect("token"))
+    }
+
+    /// QEMU's sockets and the overlay.
+    fn state(&self) -> &Path {
+        self._dir.path()
+    }
+
+    fn get_json(&self, auth: &str, path: &str) -> serde_json::Value {
+        let mut r = agent()
+            .get(self.url(path))
+            .header("authorization", auth)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.body_mut().read_json().expect("JSON")
+    }
+
+    fn post_json(&self, auth: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut r = agent()
+            .post(self.url(path))
+            .header("authorization", auth)
+            .send_json(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+        assert!(status.is_success(), "POST {path}: {status} {v}");
+        v
     }
 
     fn update_status(&self, auth: &str) -> Option<serde_json::Value> {
