@@ -24,6 +24,9 @@ enum Cmd {
     Encoders(ConfigArgs),
     /// List the V4L2 cameras found, as JSON.
     Cameras,
+    /// Check the database (SQLite's integrity and foreign-key checks) beside a running node:
+    /// prints `ok`, or each problem and fails.
+    CheckStore(ConfigArgs),
     /// Print the HTTP API's OpenAPI document (what `/api/openapi.json` serves).
     Openapi,
     /// Run a model on a packed RGB image and print its detections and timings, as JSON: a
@@ -584,6 +587,28 @@ fn main() -> ExitCode {
             print_json(&lpe_media::encoder::probe(&cfg.media.encoder_candidates))
         }
         Cmd::Cameras => print_json(&lpe_drivers::camera::discover()),
+        Cmd::CheckStore(args) => {
+            let cfg = match load(args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match lpe_store::check(&cfg.data_dir.join("node.db")) {
+                Ok(problems) if problems.is_empty() => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Ok(problems) => {
+                    for p in problems {
+                        println!("{p}");
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("livepeer-edge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Detect(args) => detect(args),
         Cmd::AiWorker { spec } => match lpe_ai::worker::main(&spec) {
             Ok(()) => ExitCode::SUCCESS,
