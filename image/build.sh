@@ -10,7 +10,8 @@
 # Environment: IMAGE_PROFILE (cargo profile of the node, default release; the test suite
 # uses dev), IMAGE_VERSION (the bundle's version, default the node's), IMAGE_KEYS (the
 # signing key and CA, default target/image/keys: generated once, never in the repository),
-# IMAGE_OUT (where the disk and bundle go, default target/image), DEBIAN_MIRROR.
+# IMAGE_OUT (where the disk and bundle go, default target/image), IMAGE_OVERLAY (a directory
+# copied over the root last: a venue's own configuration), DEBIAN_MIRROR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # stdout carries only the disk's path (the last line); everything else is progress.
@@ -71,6 +72,7 @@ strip --strip-debug "$root/usr/bin/livepeer-edge"
 mkdir -p "$root/usr/share/livepeer-edge"
 cp -a web-ui/dist "$root/usr/share/livepeer-edge/ui"
 printf 'VERSION=%s\nCOMPATIBLE=%s\n' "$version" "$COMPATIBLE" > "$root/etc/livepeer-edge/release"
+if [ -n "${IMAGE_OVERLAY:-}" ]; then cp -a "$IMAGE_OVERLAY/." "$root/"; fi
 mkdir -p "$root/boot/efi" "$root/var/lib/livepeer-edge"
 : > "$root/etc/machine-id"
 systemd-sysusers --root="$root"

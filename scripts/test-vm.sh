@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The full VM suite: the development image under QEMU/TCG for what takes minutes (an update
-# installed, rebooted into and marked good; a foreign bundle refused). The default suite
-# (scripts/test.sh) builds the image and boots it once. Stops everything it starts.
+# The full VM suite: the development image under QEMU/TCG for what takes minutes — an update
+# installed, rebooted into and marked good; a version whose node cannot start rolled back; a
+# foreign bundle refused; power cut during writes (VM_POWER_CUTS times, default 20), the
+# store checked after each boot. The default suite (scripts/test.sh) builds the image and
+# boots it once. One VM at a time: two would share two cores. Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 export PATH="$PWD/target/pyenv/bin:$PATH"
 export EDGE_SUITE_RUN="${EDGE_SUITE_RUN:-vm-$$-$(date +%s%N)}"
 status=0
-cargo test -p livepeer-edge --test image_vm -- --ignored || status=$?
+cargo test -p livepeer-edge --test image_vm -- --ignored --test-threads=1 || status=$?
 ./scripts/leftovers.sh "$EDGE_SUITE_RUN" || status=1
 exit "$status"
