@@ -5,6 +5,8 @@
 # VM_STATE (default target/image/vm) keeps the overlay and the firmware's variables between runs,
 # and holds the sockets of QEMU's monitor (qmp.sock: reset, keys) and of the guest agent
 # (qga.sock: commands inside the guest).
+# VM_GUESTFWD: services on the host's loopback the guest may reach, space-separated
+# "<guest port>=<host port>" pairs, at 10.0.2.100:<guest port> (the guest reaches nothing else).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 disk=${IMAGE_DISK:-target/image/disk.img}
@@ -13,12 +15,16 @@ state=${VM_STATE:-target/image/vm}
 mkdir -p "$state"
 [ -f "$state/overlay.qcow2" ] || qemu-img create -q -f qcow2 -b "$(realpath "$disk")" -F raw "$state/overlay.qcow2"
 [ -f "$state/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$state/OVMF_VARS.fd"
+forwards=""
+for pair in ${VM_GUESTFWD:-}; do
+  forwards+=",guestfwd=tcp:10.0.2.100:${pair%%=*}-cmd:socat - TCP:127.0.0.1:${pair#*=}"
+done
 # KVM here cannot run OVMF: software emulation, every core.
 exec qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
   -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
   -drive if=pflash,format=raw,file="$state/OVMF_VARS.fd" \
   -drive if=virtio,format=qcow2,file="$state/overlay.qcow2" \
-  -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${RTMP_PORT:-1935}-:1935" \
+  -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${RTMP_PORT:-1935}-:1935$forwards" \
   -device virtio-net-pci,netdev=net0 \
   -device i6300esb -action watchdog=reset \
   -qmp "unix:$state/qmp.sock,server=on,wait=off" \

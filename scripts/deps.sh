@@ -9,9 +9,10 @@ PKGS=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-alsa gstreamer1.0-nice
   ffmpeg python3 python3-venv mosquitto mosquitto-clients chromium
-  # The development image (image/build.sh) and its VM tests.
+  # The development image (image/build.sh) and its VM tests (socat: a guest's connection to a
+  # service on the host's loopback, one process per connection).
   debootstrap e2fsprogs fdisk dosfstools mtools grub-efi-amd64-bin rauc squashfs-tools openssl
-  qemu-system-x86 ovmf qemu-utils
+  qemu-system-x86 ovmf qemu-utils socat
 )
 
 missing=()

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::mqtt::{Broker, Observer};
 use common::{free_port, kill_group, succeeded};
 
 /// Firmware → GRUB → kernel → the node listening, under TCG on two cores (about 60 s here).
@@ -50,6 +51,12 @@ struct Vm {
 
 impl Vm {
     fn boot(disk: &Path) -> Self {
+        Self::boot_with(disk, &[])
+    }
+
+    /// Boots with `forwards`: (guest port, host port) pairs the guest reaches at
+    /// 10.0.2.100, services on the host's loopback.
+    fn boot_with(disk: &Path, forwards: &[(u16, u16)]) -> Self {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let http = free_port();
@@ -60,6 +67,14 @@ impl Vm {
             .env("IMAGE_DISK", disk)
             .env("HTTP_PORT", http.to_string())
             .env("RTMP_PORT", rtmp.to_string())
+            .env(
+                "VM_GUESTFWD",
+                forwards
+                    .iter()
+                    .map(|(guest, host)| format!("{guest}={host}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
             .args(["-serial", &format!("file:{}", console.display())])
             .args(["-monitor", "none"])
             .stdin(Stdio::null())
@@ -536,6 +551,33 @@ fn the_image_boots_sets_up_and_drives_its_hardware_camera_and_watchdog() {
         journal.trim().parse::<u32>().unwrap_or(0) >= 1,
         "systemd did not name its watchdog: {journal}"
     );
+
+    // Holding the button 10 s arms a factory reset and shows it; a press confirms it; the
+    // box restarts erased, back to first-boot setup with a new code.
+    let seen = vm.console().matches("setup code ").count();
+    monitor.press("f12", Duration::from_secs(11));
+    let armed = vm.get_json(&auth, "/api/device");
+    assert_eq!(armed["hardware"]["showing"], "reset_armed", "{armed}");
+    assert!(
+        vm.console().contains("factory reset armed"),
+        "{}",
+        tail(&vm.console())
+    );
+    monitor.press("f12", Duration::from_millis(300));
+    vm.wait_setup_code(seen);
+    vm.wait_healthy();
+    let mut r = agent
+        .get(vm.url("/api/setup"))
+        .call()
+        .expect("setup status");
+    let setup_status: serde_json::Value = r.body_mut().read_json().expect("setup status");
+    assert_eq!(setup_status["required"], true, "{setup_status}");
+    let r = agent
+        .get(vm.url("/api/streams"))
+        .header("authorization", &auth)
+        .call()
+        .expect("streams");
+    assert_eq!(r.status(), 401, "the erased box still knows the old token");
 }
 
 impl Vm {
@@ -671,6 +713,61 @@ impl Vm {
     }
 }
 
+/// Serves the files of a directory over HTTP on the host's loopback (GET, whole files), as a
+/// venue's update server would: what the guest downloads bundles from.
+struct FileServer {
+    port: u16,
+}
+
+impl FileServer {
+    fn start(dir: &Path) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_file(conn, &dir);
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
+fn serve_file(mut conn: std::net::TcpStream, dir: &Path) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(conn.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let name = request
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_string();
+    let file = (!name.contains('/') && !name.is_empty())
+        .then(|| std::fs::File::open(dir.join(&name)).ok())
+        .flatten();
+    let Some(mut file) = file else {
+        return conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+    };
+    let len = file.metadata()?.len();
+    write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    )?;
+    std::io::copy(&mut file, &mut conn)?;
+    Ok(())
+}
+
 /// A bundle for the image's compatible, signed by a CA the image does not trust.
 fn foreign_bundle(dir: &Path) -> PathBuf {
     let run = |cmd: &mut Command, what: &str| {
@@ -758,6 +855,19 @@ fn broken_bundle(scratch: &Path) -> PathBuf {
     bundle("0.1.0-broken", Some(&overlay))
 }
 
+fn sha256_of(file: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("sha256sum");
+    let out = succeeded(out, "sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn slot<'a>(status: &'a serde_json::Value, bootname: &str) -> &'a serde_json::Value {
     status["system"]["slots"]
         .as_array()
@@ -773,9 +883,24 @@ fn updates_boot_the_other_slot_roll_back_and_refuse_foreign_bundles() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let broken = broken_bundle(scratch.path());
     let foreign = foreign_bundle(scratch.path());
-    let mut vm = Vm::boot(&disk);
+    // The fleet's broker and the venue's update server, on the host.
+    let broker = Broker::start();
+    let files = FileServer::start(next.parent().expect("bundle dir"));
+    let mut vm = Vm::boot_with(&disk, &[(1883, broker.port), (8000, files.port)]);
     vm.wait_healthy();
     let auth = vm.admin_token();
+    // The box's own settings, on its data partition: they outlive the root it updates.
+    let mut guest = Guest::connect(vm.state());
+    guest.ok(
+        "printf 'LPE_MQTT_URL=mqtt://10.0.2.100:1883\\nLPE_MQTT_DEVICE_ID=venue\\n' > /var/lib/livepeer-edge/node.env \
+         && systemctl restart livepeer-edge",
+    );
+    let mqtt = Observer::connect(broker.port, &["livepeer-edge/venue/#"]);
+    mqtt.wait(
+        "livepeer-edge/venue/status",
+        Duration::from_secs(120),
+        |m| m.text() == "online",
+    );
     let before = vm.wait_job(&auth, &["idle"], Duration::from_secs(30));
     assert_eq!(before["system"]["booted"], "A", "{before}");
 
@@ -798,13 +923,46 @@ fn updates_boot_the_other_slot_roll_back_and_refuse_foreign_bundles() {
         .is_some_and(|s| s.iter().all(|s| s["bundle_version"].is_null()));
     assert!(untouched, "a slot took the foreign bundle: {refused}");
 
-    // The next version: installed to B, booted, marked good there.
+    // The next version, asked for by the fleet: downloaded from the update server, checked
+    // against its SHA-256, installed to B, booted, marked good there.
+    let sha256 = sha256_of(&next);
+    let request = serde_json::json!({
+        "request_id": "next-1", "url": "http://10.0.2.100:8000/update.raucb", "sha256": sha256,
+    })
+    .to_string();
     let started = Instant::now();
-    vm.upload(&auth, &next);
+    mqtt.publish("livepeer-edge/venue/cmd/update", &request, false);
     let done = vm.wait_job(&auth, &["succeeded", "failed"], Duration::from_secs(900));
     eprintln!(
-        "upload + install + reboot + health: {:.0} s",
+        "download + install + reboot + health: {:.0} s",
         started.elapsed().as_secs_f64()
+    );
+    assert_eq!(done["job"]["request_id"], "next-1", "{done}");
+    // The fleet sees the new version in the box's state, from B.
+    mqtt.wait("livepeer-edge/venue/state", Duration::from_secs(120), |m| {
+        let u = &m.json()["update"];
+        u["job"]["state"] == "succeeded"
+            && u["slots"]["booted"] == "B"
+            && u["slots"]["slots"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["bundle_version"] == "0.1.0-next"))
+    });
+    // The same request again is answered from the journal and starts nothing.
+    mqtt.clear();
+    mqtt.publish("livepeer-edge/venue/cmd/update", &request, false);
+    let again = mqtt
+        .wait(
+            "livepeer-edge/venue/cmd/update/result",
+            Duration::from_secs(60),
+            |m| m.json()["request_id"] == "next-1",
+        )
+        .json();
+    assert_eq!(again["state"], "succeeded", "{again}");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = vm.wait_job(&auth, &["succeeded"], Duration::from_secs(30));
+    assert_eq!(
+        after["job"]["started_ms"], done["job"]["started_ms"],
+        "{after}"
     );
     assert_eq!(done["job"]["state"], "succeeded", "{done}");
     assert_eq!(done["system"]["booted"], "B", "{done}");
