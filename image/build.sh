@@ -56,7 +56,7 @@ fi
 if [ "$PROFILE" = dev ]; then dir=debug; else dir=$PROFILE; fi
 cargo build --profile "$PROFILE" -p livepeer-edge
 (cd web-ui && npm run --silent build)
-version=${IMAGE_VERSION:-$(./target/$dir/livepeer-edge --version | awk '{print $2}')}
+version=${IMAGE_VERSION:-$(./target/"$dir"/livepeer-edge --version | awk '{print $2}')}
 
 # 3. The root slot: the tree, the image's own files, the node.
 say "assembling the root ($PROFILE node, version $version)"
@@ -94,7 +94,12 @@ if [ ! -f "$KEYS/ca.cert.pem" ]; then
     -CAcreateserial -days 3650 -out "$KEYS/signing.cert.pem" \
     -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n') 2>/dev/null
 fi
+mkdir -p "$root/etc/rauc"
 install -m 0644 "$KEYS/ca.cert.pem" "$root/etc/rauc/ca.cert.pem"
+sed -e "s|@COMPATIBLE@|$COMPATIBLE|" -e "s|@BOOTLOADER@|grub|" \
+  -e "s|@BOOTLOADER_SETTING@|grubenv=/boot/efi/EFI/BOOT/grubenv|" -e "s|@BOOTLOADER_HANDLER@||" \
+  -e "s|@SLOT_A@|/dev/disk/by-partlabel/rootfs-a|" -e "s|@SLOT_B@|/dev/disk/by-partlabel/rootfs-b|" \
+  image/rauc/system.conf.in > "$root/etc/rauc/system.conf"
 
 # 4. Filesystems, made from directories.
 used=$(du -sm "$root" | cut -f1)
