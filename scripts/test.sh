@@ -18,5 +18,7 @@ for bench in bench/transcode.sh bench/control.sh bench/tickets.sh bench/orchestr
   echo "== $bench (smoke)"
   BENCH_SMOKE=1 "$bench" || { echo "$bench failed" >&2; status=1; }
 done
+# The Yocto layer, as far as it can be checked without a build host.
+./scripts/test-yocto.sh || status=1
 ./scripts/leftovers.sh "$EDGE_SUITE_RUN" || status=1
 exit "$status"

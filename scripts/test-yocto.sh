@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The Yocto layer's checks that run without a build host (a bitbake build cannot run here):
+# recipes linted, kas files loaded by kas itself, the crate list and the web UI's checksum
+# held to this tree, the files both images share taken from one place, the layer's scripts
+# run through ShellCheck and the nvbootctrl backend driven against a stand-in nvbootctrl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/target/pyenv/bin:$PATH"
+layer=yocto/meta-livepeer-edge
+
+echo "== oelint-adv (scarthgap)"
+# homepageping needs the internet, which the suite does not have.
+find "$layer" \( -name '*.bb' -o -name '*.bbappend' \) -print0 | sort -z |
+  xargs -0 oelint-adv --release scarthgap --quiet --relpaths \
+    --extra-layer rauc openembedded-layer multimedia-layer networking-layer clang-layer \
+    --constantmods +yocto/oelint-constants.json --suppress oelint.vars.homepageping
+
+echo "== kas files (kas's own loader: schema, includes)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+KAS_WORK_DIR="$work" python - yocto/kas/*.yml <<'PY'
+import argparse, sys
+from kas import context, includehandler
+
+class Args(argparse.Namespace):
+    def __getattr__(self, name):
+        return None
+
+context.create_global_context(Args())
+for f in sys.argv[1:]:
+    cfg, missing = includehandler.IncludeHandler([f], use_lock=False).get_config()
+    assert not missing, f"{f}: missing {missing}"
+    assert cfg.get("distro") == "livepeer-edge", f
+    repos = cfg.get("repos", {})
+    for name, repo in repos.items():
+        if repo.get("url") and name != "meta-lts-mixins":
+            assert repo.get("commit"), f"{f}: {name} is not pinned to a commit"
+    if "jetson" in f and "common" not in f:
+        assert "meta-tegra" in repos and cfg.get("machine"), f
+    print(f"{f}: machine {cfg.get('machine')}, {len(repos)} repos")
+PY
+
+echo "== crate list and web UI asset"
+python3 scripts/yocto-crates.py --check
+scripts/ui-asset.sh --check
+
+echo "== one source for what both images carry"
+recipe=$layer/recipes-livepeer/livepeer-edge/livepeer-edge_git.bb
+for f in etc/systemd/system/livepeer-edge.service etc/systemd/system/livepeer-edge-reboot.path \
+  etc/systemd/system/livepeer-edge-reboot.service etc/systemd/system.conf.d/watchdog.conf \
+  usr/lib/sysusers.d/livepeer-edge.conf etc/udev/rules.d/70-livepeer-edge.rules \
+  etc/modules-load.d/livepeer-edge.conf etc/livepeer-edge/config.toml; do
+  [ -f "image/rootfs/$f" ] || { echo "image/rootfs/$f is gone" >&2; exit 1; }
+  grep -q "\${S}/image/rootfs/$f" "$recipe" || { echo "$recipe does not install image/rootfs/$f" >&2; exit 1; }
+  while IFS= read -r -d '' other; do
+    if cmp -s "$other" "image/rootfs/$f"; then
+      echo "$other copies image/rootfs/$f: install the image's own" >&2
+      exit 1
+    fi
+  done < <(find yocto -type f -print0)
+done
+grep -q 'image/rauc/system.conf.in' image/build.sh
+grep -q 'image/rauc:' $layer/recipes-core/rauc/rauc-conf.bbappend
+# The template rendered as the Jetson image renders it is a configuration RAUC can read.
+sed -e 's|@COMPATIBLE@|livepeer-edge-jetson-orin-nano-devkit|' -e 's|@BOOTLOADER@|custom|' \
+  -e 's|@BOOTLOADER_SETTING@||' -e 's|@BOOTLOADER_HANDLER@|bootloader-custom-backend=/usr/libexec/rauc/nvbootctrl-backend|' \
+  -e 's|@SLOT_A@|/dev/disk/by-partlabel/APP|' -e 's|@SLOT_B@|/dev/disk/by-partlabel/APP_b|' \
+  image/rauc/system.conf.in > "$work/system.conf"
+python3 - "$work/system.conf" <<'PY'
+import configparser, sys
+c = configparser.ConfigParser(interpolation=None)
+c.read(sys.argv[1])
+assert c["system"]["bootloader"] == "custom"
+assert c["handlers"]["bootloader-custom-backend"].endswith("nvbootctrl-backend")
+assert [c[f"slot.rootfs.{i}"]["bootname"] for i in (0, 1)] == ["A", "B"]
+assert not [l for l in open(sys.argv[1]) if "@" in l and not l.startswith("#")]
+PY
+
+echo "== shellcheck"
+backend=$layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend
+shellcheck "$backend" image/*.sh scripts/ui-asset.sh scripts/test-yocto.sh
+
+echo "== the nvbootctrl backend against a stand-in nvbootctrl"
+# The stand-in keeps NVIDIA's rootfs slot state in files: current, active, unbootable.
+cat > "$work/nvbootctrl" <<'SH'
+#!/bin/sh
+state=$(dirname "$0")/state
+[ "$1" = -t ] && [ "$2" = rootfs ] || { echo "not a rootfs call: $*" >&2; exit 2; }
+shift 2
+case "$1" in
+  get-current-slot) cat "$state/current" ;;
+  get-active-boot-slot) cat "$state/active" ;;
+  set-active-boot-slot) echo "$2" > "$state/active"; rm -f "$state/unbootable-$2" ;;
+  set-slot-as-unbootable) : > "$state/unbootable-$2" ;;
+  is-slot-bootable) [ ! -e "$state/unbootable-$2" ] ;;
+  mark-boot-successful) : > "$state/successful-$(cat "$state/current")" ;;
+  *) echo "unknown: $*" >&2; exit 2 ;;
+esac
+SH
+chmod +x "$work/nvbootctrl"
+mkdir -p "$work/state"
+echo 0 > "$work/state/current"
+echo 0 > "$work/state/active"
+run() { NVBOOTCTRL="$work/nvbootctrl" "$backend" "$@"; }
+[ "$(run get-current)" = A ]
+[ "$(run get-primary)" = A ]
+run set-state B bad
+[ "$(run get-state B)" = bad ]
+run set-primary B
+[ "$(run get-primary)" = B ]
+[ "$(run get-state B)" = good ]
+run set-state A good
+[ -e "$work/state/successful-0" ]
+if run set-primary C 2>/dev/null; then echo "slot C accepted" >&2; exit 1; fi
+[ "$(cat "$work/state/active")" = 1 ] || { echo "an unknown slot changed the active one" >&2; exit 1; }
+if run get-state C 2>/dev/null; then echo "slot C has a state" >&2; exit 1; fi
+echo "yocto checks passed"
