@@ -782,3 +782,54 @@ fn a_burst_of_wrong_passwords_is_bounded_in_cpu_and_memory() {
     );
     assert!(node.healthy());
 }
+
+#[test]
+fn a_factory_reset_erases_the_node_but_keeps_its_keystore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::start(dir.path());
+    let auth = node.authorization();
+    node.create(
+        json!({"name": "gone after the reset", "source": {"kind": "rtmp"}, "enabled": false}),
+    );
+    // A keystore as the wallet keeps it.
+    let key = dir.path().join("keystore/UTC--2026-11-27T00-00-00Z--0000");
+    std::fs::create_dir_all(key.parent().expect("dir")).expect("keystore");
+    std::fs::write(&key, "{}").expect("key");
+
+    let viewer_only = node.call(
+        "POST",
+        "/api/system/factory-reset",
+        Some("{}"),
+        &[("authorization", &token(&node, "viewer"))],
+    );
+    assert_eq!(viewer_only.status, 403);
+    let r = node.call(
+        "POST",
+        "/api/system/factory-reset",
+        Some(r#"{"keep_keys": true}"#),
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    // The node restarts itself, erased: first-boot setup again, the old token refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let setup = ureq::get(node.url("/api/setup"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<Value>().ok());
+        if setup.is_some_and(|v| v["required"] == true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never came back erased: {}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let old = node.call("GET", "/api/streams", None, &[("authorization", &auth)]);
+    assert_eq!(old.status, 401, "{}", old.body);
+    assert!(key.exists(), "the keystore was erased");
+    assert!(!dir.path().join("factory-reset").exists());
+}
