@@ -293,6 +293,10 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
             .is_some_and(|r| r.contains("update service")),
         "{job}"
     );
+    assert_eq!(
+        job["request_id"], "up1",
+        "the job forgot its request: {job}"
+    );
     obs.clear();
     obs.publish(&cmd("update"), &update, false);
     let again = final_result(&obs, &res("update"), "up1");

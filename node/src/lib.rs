@@ -333,7 +333,7 @@ impl Node {
             "command"
         );
         let Some(rid) = request_id else {
-            return Ok(Reply::Ran(self.execute(command).await));
+            return Ok(Reply::Ran(self.execute(command, None).await));
         };
         let accepted = JournalEntry::new(Some(&rid), name, JournalState::Accepted);
         let (id, entry) = (rid.clone(), accepted.json());
@@ -349,7 +349,7 @@ impl Node {
             return Ok(Reply::Repeat(entry));
         }
         on_accepted(&accepted);
-        let result = self.execute(command).await;
+        let result = self.execute(command, Some(&rid)).await;
         // Only "accepted" (the claim) and the final state are written: a command cut short
         // by a crash is marked failed at the next start (`Store::fail_unfinished_commands`).
         let done = JournalEntry::finished(Some(&rid), name, &result);
@@ -364,8 +364,13 @@ impl Node {
     }
 
     /// Executes one command: validate, persist, then act. Nothing is acted on that was not
-    /// committed first.
-    async fn execute(&self, cmd: Command) -> Result<Outcome, CommandError> {
+    /// committed first. `request_id` is the sender's, kept by what outlives the call (an
+    /// update's job).
+    async fn execute(
+        &self,
+        cmd: Command,
+        request_id: Option<&str>,
+    ) -> Result<Outcome, CommandError> {
         match cmd {
             Command::Auth(c) => Ok(Outcome::Auth(self.auth.execute(&self.store, c).await?)),
             Command::CreateStream(mut spec) => {
@@ -518,7 +523,7 @@ impl Node {
                 use crate::update::NotStarted;
                 let job = self
                     .updater
-                    .start(request, None, running)
+                    .start(request, request_id.map(str::to_string), running)
                     .map_err(|e| match e {
                         NotStarted::Invalid(e) => CommandError::Invalid(e),
                         NotStarted::Busy(message) => CommandError::Conflict {
