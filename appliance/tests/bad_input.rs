@@ -868,6 +868,7 @@ fn health_reports_each_subsystem_and_503_when_the_node_cannot_work() {
         tasks,
         [
             ("device", "running"),
+            ("hardware", "running"),
             ("mqtt", "running"),
             ("retention", "running"),
             ("rtmp", "running")
