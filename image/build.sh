@@ -39,10 +39,30 @@ packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
 bootstrap_recipe='v1 minbase bookworm'
 key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
 base="$CACHE/base-$key"
+# A failed debootstrap can leave the kernel's filesystems mounted in its tree; they go before
+# the tree does.
+clear_partial() {
+  for fs in proc sys dev/pts; do
+    if mountpoint -q "$base.partial/$fs" 2>/dev/null; then umount "$base.partial/$fs"; fi
+  done
+  rm -rf "$base.partial"
+}
 if [ ! -f "$base/.complete" ]; then
-  say "bootstrapping Debian bookworm ($key)"
-  rm -rf "$base" "$base.partial"
-  debootstrap --variant=minbase --include="$packages" bookworm "$base.partial" "$MIRROR"
+  rm -rf "$base"
+  # Configuring a few hundred packages in a chroot has failed once in a while for no lasting
+  # reason (initramfs-tools' trigger, once): a second try, with the first one's log shown.
+  for attempt in 1 2; do
+    say "bootstrapping Debian bookworm ($key), attempt $attempt"
+    clear_partial
+    if debootstrap --variant=minbase --include="$packages" bookworm "$base.partial" "$MIRROR"; then
+      break
+    fi
+    tail -n 40 "$base.partial/debootstrap/debootstrap.log" 2>/dev/null | sed 's/^/debootstrap.log: /' >&2 || true
+    if [ "$attempt" = 2 ]; then
+      clear_partial
+      exit 1
+    fi
+  done
   # What a read-only appliance root does not need.
   rm -rf "$base.partial"/var/cache/apt/archives/*.deb "$base.partial"/var/lib/apt/lists/* \
     "$base.partial"/usr/share/doc/* "$base.partial"/usr/share/man/* "$base.partial"/usr/share/info/*
