@@ -297,6 +297,10 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
         job["request_id"], "up1",
         "the job forgot its request: {job}"
     );
+    // The fleet's retained state follows the job.
+    obs.wait("livepeer-edge/box3/state", T, |m| {
+        m.json()["update"]["job"]["state"] == "failed"
+    });
     obs.clear();
     obs.publish(&cmd("update"), &update, false);
     let again = final_result(&obs, &res("update"), "up1");

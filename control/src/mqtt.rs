@@ -991,6 +991,9 @@ fn affects_state(kind: EventKind) -> bool {
             | StreamError
             | EncoderFallback
             | SettingsChanged
+            | UpdateInstalled
+            | UpdateSucceeded
+            | UpdateFailed
     )
 }
 
