@@ -283,7 +283,8 @@ impl Hardware {
                         }
                         Some(Gesture::Press) => {
                             identify_until = Some(Instant::now() + IDENTIFY);
-                            show_setup(&node).await;
+                            // The setup code again, or where the box is.
+                            node.announce_setup(true).await;
                             next_assess = Instant::now();
                         }
                         Some(Gesture::Hold) => {
@@ -375,19 +376,6 @@ fn listen(mut button: Button, tx: mpsc::Sender<ButtonMessage>) {
         });
     if let Err(e) = spawned {
         tracing::error!("cannot read the button: {e}");
-    }
-}
-
-/// A short press: the setup code again (a new one; the old one stops working) while no
-/// administrator exists, else where the box is. On the console, which shows warnings.
-async fn show_setup(node: &Node) {
-    let urls = node.console_urls().join(" or ");
-    match node.issue_setup_code().await {
-        Ok(Some(code)) => {
-            tracing::warn!("first-boot setup: open {urls} and enter the setup code {code}")
-        }
-        Ok(None) => tracing::warn!("this box is set up; open {urls}"),
-        Err(e) => tracing::error!("cannot issue a setup code: {e}"),
     }
 }
 

@@ -600,10 +600,19 @@ impl Node {
             .collect()
     }
 
-    /// A new first-boot setup code (the previous one stops working) while no administrator
-    /// exists; none once one does.
-    pub async fn issue_setup_code(&self) -> Result<Option<String>, crate::auth::AuthError> {
-        crate::auth::Auth::issue_setup_code(&self.store).await
+    /// On the console (warnings reach it): a new first-boot setup code while no administrator
+    /// exists (the previous one stops working); once one does, the box's address when
+    /// `when_set_up`.
+    pub async fn announce_setup(&self, when_set_up: bool) {
+        let urls = self.console_urls().join(" or ");
+        match crate::auth::Auth::issue_setup_code(&self.store).await {
+            Ok(Some(code)) => {
+                tracing::warn!("first-boot setup: open {urls} and enter the setup code {code}")
+            }
+            Ok(None) if when_set_up => tracing::warn!("this box is set up; open {urls}"),
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot issue a setup code: {e}"),
+        }
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -1220,14 +1229,7 @@ impl Node {
     /// a setup code is issued (and logged).
     pub async fn boot(&self) -> Result<(), StoreError> {
         // Until an admin exists, whoever is at the console gets a one-time code.
-        match self.issue_setup_code().await {
-            Ok(Some(code)) => tracing::warn!(
-                "first-boot setup: open {} and enter the setup code {code}",
-                self.console_urls().join(" or ")
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::error!("cannot issue a setup code: {e}"),
-        }
+        self.announce_setup(false).await;
         if self.store.get_meta("bootstrapped")?.is_none() {
             let cameras = lpe_drivers::camera::discover();
             let first = cameras
