@@ -1,6 +1,7 @@
 //! One segment in, its renditions out: what an orchestrator does with a gateway's MPEG-TS
 //! segment. The segment is demuxed and decoded once; each profile is scaled, encoded on the
-//! node's encoder and muxed to MPEG-TS in memory.
+//! node's encoder and muxed to MPEG-TS in memory. The segment's AAC audio is copied into every
+//! rendition untouched, as go-livepeer's transcoder copies it.
 //!
 //! The pixel count of a rendition is what a go-livepeer gateway recomputes by decoding it
 //! (frames × width × height): frames are counted at the encoder's output, which is exactly what
@@ -123,6 +124,7 @@ impl OutputProfile {
 }
 
 struct Output {
+    mux: gst::Element,
     data: Arc<Mutex<Vec<u8>>>,
     frames: Arc<AtomicU64>,
     overflow: Arc<std::sync::atomic::AtomicBool>,
@@ -196,6 +198,16 @@ impl SegmentTranscoder {
             tee.link(&sink)
                 .map_err(|e| TranscodeError::Pipeline(format!("tee → fakesink: {e}")))?;
         }
+        let mut outputs = Vec::with_capacity(profiles.len());
+        for (i, p) in profiles.iter().enumerate() {
+            outputs.push(self.branch(&pipeline, &tee, i, p)?);
+        }
+        let audio = if has_aac(segment) && !outputs.is_empty() {
+            let muxers: Vec<&gst::Element> = outputs.iter().map(|o| &o.mux).collect();
+            Some(audio_branch(&pipeline, &muxers)?)
+        } else {
+            None
+        };
         // The demuxer starts running time at the segment's first picture; the muxers add
         // their constant 3600 s. Shifting running time by the input's first timestamp keeps
         // the input's timeline in every rendition (less that constant when the input already
@@ -209,24 +221,50 @@ impl SegmentTranscoder {
             } else {
                 ns
             };
-            pad.set_offset(i64::try_from(offset).unwrap_or(0));
+            let offset = i64::try_from(offset).unwrap_or(0);
+            pad.set_offset(offset);
+            if let Some(pad) = audio.as_ref().and_then(|a| a.static_pad("sink")) {
+                pad.set_offset(offset);
+            }
         }
         let linked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let (parse, linked) = (parse.downgrade(), linked.clone());
+            let weak_audio = audio.as_ref().map(|a| a.downgrade());
+            let audio = weak_audio.clone();
             demux.connect_pad_added(move |_, pad| {
-                let is_h264 = pad
-                    .current_caps()
-                    .and_then(|c| c.structure(0).map(|s| s.name() == "video/x-h264"))
-                    .unwrap_or(false);
-                if !is_h264 || linked.load(Ordering::SeqCst) {
+                let caps = pad.current_caps();
+                let name = caps
+                    .as_ref()
+                    .and_then(|c| c.structure(0).map(|s| s.name().to_string()));
+                let target = match name.as_deref() {
+                    Some("video/x-h264") if !linked.load(Ordering::SeqCst) => parse.upgrade(),
+                    Some("audio/mpeg") if is_aac(caps.as_ref()) => {
+                        audio.as_ref().and_then(|a| a.upgrade())
+                    }
+                    _ => None,
+                };
+                let Some(sink) = target.and_then(|t| t.static_pad("sink")) else {
+                    return;
+                };
+                if sink.is_linked() || pad.link(&sink).is_err() {
                     return;
                 }
-                if let Some(parse) = parse.upgrade()
-                    && let Some(sink) = parse.static_pad("sink")
-                    && pad.link(&sink).is_ok()
-                {
+                if name.as_deref() == Some("video/x-h264") {
                     linked.store(true, Ordering::SeqCst);
+                }
+            });
+            // Audio the segment announced but the demuxer did not give as AAC ends here, so
+            // that the muxers do not wait for it.
+            let audio = weak_audio;
+            demux.connect_no_more_pads(move |_| {
+                if let Some(sink) = audio
+                    .as_ref()
+                    .and_then(|a| a.upgrade())
+                    .and_then(|a| a.static_pad("sink"))
+                    && !sink.is_linked()
+                {
+                    sink.send_event(gst::event::Eos::new());
                 }
             });
         }
@@ -243,10 +281,6 @@ impl SegmentTranscoder {
                 }
                 gst::PadProbeReturn::Ok
             });
-        }
-        let mut outputs = Vec::with_capacity(profiles.len());
-        for (i, p) in profiles.iter().enumerate() {
-            outputs.push(self.branch(&pipeline, &tee, i, p)?);
         }
 
         let bus = pipeline
@@ -300,7 +334,8 @@ impl SegmentTranscoder {
     }
 
     /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
-    /// mpegtsmux ! appsink`, frames counted at the encoder's output.
+    /// mpegtsmux ! appsink`, frames counted at the encoder's output (the segment's audio joins
+    /// the muxer later, from [`audio_branch`]).
     fn branch(
         &self,
         pipeline: &gst::Pipeline,
@@ -327,7 +362,8 @@ impl SegmentTranscoder {
             .cloned()
             .ok_or_else(|| TranscodeError::Pipeline("no encoder in the chain".into()))?;
         elements.extend(encoded);
-        elements.push(make("mpegtsmux", &format!("{n}-mux"))?);
+        let mux = make("mpegtsmux", &format!("{n}-mux"))?;
+        elements.push(mux.clone());
         let sink = make("appsink", &format!("{n}-sink"))?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| TranscodeError::Pipeline("appsink is not an AppSink".into()))?;
@@ -371,6 +407,7 @@ impl SegmentTranscoder {
             );
         }
         Ok(Output {
+            mux,
             data,
             frames,
             overflow,
@@ -379,22 +416,81 @@ impl SegmentTranscoder {
     }
 }
 
+/// `aacparse ! tee` with a `queue` to each rendition's muxer: the segment's AAC, copied. The
+/// queues are unbounded in time: the demuxer feeds audio and video from one thread, and an
+/// encoder holding frames back (x264's lookahead) must not leave it blocked on a full audio
+/// queue. The segment's own size bounds them.
+fn audio_branch(
+    pipeline: &gst::Pipeline,
+    muxers: &[&gst::Element],
+) -> Result<gst::Element, TranscodeError> {
+    let parse = make("aacparse", "segment-audio")?;
+    let tee = make("tee", "segment-audio-tee")?;
+    pipeline
+        .add_many([&parse, &tee])
+        .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+    parse
+        .link(&tee)
+        .map_err(|e| TranscodeError::Pipeline(format!("aacparse → tee: {e}")))?;
+    for (i, mux) in muxers.iter().enumerate() {
+        let queue = make("queue", &format!("out{i}-audio-queue"))?;
+        queue.set_property("max-size-buffers", 0u32);
+        queue.set_property("max-size-bytes", 0u32);
+        queue.set_property("max-size-time", 0u64);
+        pipeline
+            .add(&queue)
+            .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+        let sink = mux
+            .request_pad_simple("sink_%d")
+            .ok_or_else(|| TranscodeError::Pipeline("mpegtsmux gave no audio pad".into()))?;
+        tee.link(&queue)
+            .map_err(|e| TranscodeError::Pipeline(format!("audio tee → out{i}: {e}")))?;
+        queue
+            .static_pad("src")
+            .ok_or_else(|| TranscodeError::Pipeline("queue has no src pad".into()))?
+            .link(&sink)
+            .map_err(|e| TranscodeError::Pipeline(format!("audio → out{i}: {e:?}")))?;
+    }
+    Ok(parse)
+}
+
+fn is_aac(caps: Option<&gst::Caps>) -> bool {
+    caps.and_then(|c| c.structure(0).map(|s| s.get::<i32>("mpegversion").ok()))
+        .flatten()
+        .is_some_and(|v| v == 2 || v == 4)
+}
+
+/// Whether an MPEG-TS segment carries AAC: a PES packet of an audio stream id (0xC0–0xDF)
+/// starts in it with an ADTS frame (sync word, layer 0; MPEG-1 audio has another layer).
+pub fn has_aac(ts: &[u8]) -> bool {
+    ts.chunks_exact(188).filter_map(pes_payload).any(|pes| {
+        if pes.len() < 9 || pes[..3] != [0, 0, 1] || pes[3] & 0xE0 != 0xC0 {
+            return false;
+        }
+        let header = 9 + usize::from(pes[8]);
+        pes.get(header..header + 2)
+            .is_some_and(|adts| adts[0] == 0xFF && adts[1] & 0xF6 == 0xF0)
+    })
+}
+
+/// The payload of a transport packet that starts a PES packet.
+fn pes_payload(pkt: &[u8]) -> Option<&[u8]> {
+    if pkt[0] != 0x47 || pkt[1] & 0x40 == 0 {
+        return None; // not synchronised, or no PES starts here
+    }
+    let payload = match (pkt[3] >> 4) & 0x3 {
+        0x1 => 4,
+        0x3 => 5 + usize::from(pkt[4]),
+        _ => return None,
+    };
+    pkt.get(payload..)
+}
+
 /// The earliest presentation time (90 kHz) of the video PES packets in an MPEG-TS segment:
 /// the first picture shown. `None` when there is none (the demuxer will say why).
 pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
     let mut first: Option<u64> = None;
-    for pkt in ts.chunks_exact(188) {
-        if pkt[0] != 0x47 || pkt[1] & 0x40 == 0 {
-            continue; // not synchronised, or no PES starts here
-        }
-        let payload = match (pkt[3] >> 4) & 0x3 {
-            0x1 => 4,
-            0x3 => 5 + usize::from(pkt[4]),
-            _ => continue,
-        };
-        let Some(pes) = pkt.get(payload..) else {
-            continue;
-        };
+    for pes in ts.chunks_exact(188).filter_map(pes_payload) {
         // A video PES (stream id 0xE0–0xEF) whose header carries a PTS.
         if pes.len() < 14 || pes[..3] != [0, 0, 1] || pes[3] & 0xF0 != 0xE0 || pes[7] & 0x80 == 0 {
             continue;
@@ -644,8 +740,97 @@ mod tests {
         }
     }
 
+    /// A 2 s 320x240 segment with a tone in `audio_codec`, from ffmpeg.
+    fn segment_with_audio(dir: &std::path::Path, audio_codec: &str) -> Vec<u8> {
+        let f = dir.join(format!("{audio_codec}.ts"));
+        let st = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=320x240:rate=30")
+            .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+            .args([
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-g",
+                "30",
+                "-c:a",
+                audio_codec,
+            ])
+            .args(["-f", "mpegts"])
+            .arg(&f)
+            .status()
+            .expect("ffmpeg");
+        assert!(st.success());
+        std::fs::read(&f).expect("segment")
+    }
+
+    /// `ffprobe`'s streams of an MPEG-TS file: (codec type, codec, duration in seconds).
+    fn probe_streams(dir: &std::path::Path, ts: &[u8]) -> Vec<(String, String, f64)> {
+        let f = dir.join("probe.ts");
+        std::fs::write(&f, ts).expect("write");
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries"])
+            .args(["stream=codec_type,codec_name,duration", "-of", "json"])
+            .arg(&f)
+            .output()
+            .expect("ffprobe");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["streams"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .map(|s| {
+                (
+                    s["codec_type"].as_str().unwrap_or_default().to_string(),
+                    s["codec_name"].as_str().unwrap_or_default().to_string(),
+                    s["duration"]
+                        .as_str()
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(0.0),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_first_pts_is_read_from_any_bytes_without_a_panic() {
+    fn the_segments_aac_is_copied_into_every_rendition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = segment_with_audio(dir.path(), "aac");
+        assert!(has_aac(&input));
+        assert!(!has_aac(&segment(160, 120, 10)));
+        let done = transcoder()
+            .transcode(
+                &input,
+                &[
+                    profile("a", 160, 120, Some((30, 1))),
+                    profile("b", 96, 72, Some((15, 1))),
+                ],
+            )
+            .expect("transcodes");
+        for r in &done.renditions {
+            let streams = probe_streams(dir.path(), &r.data);
+            let audio: Vec<_> = streams.iter().filter(|s| s.0 == "audio").collect();
+            assert_eq!(audio.len(), 1, "{streams:?}");
+            assert_eq!(audio[0].1, "aac", "{streams:?}");
+            assert!((1.8..=2.2).contains(&audio[0].2), "{streams:?}");
+            // The audio does not count as pixels.
+            let (frames, w, h) = decode(&r.data);
+            assert_eq!(r.pixels, frames * u64::from(w) * u64::from(h));
+        }
+        // Audio that is not AAC is left out, and the segment is still transcoded.
+        let input = segment_with_audio(dir.path(), "mp2");
+        assert!(!has_aac(&input));
+        let done = transcoder()
+            .transcode(&input, &[profile("a", 160, 120, Some((30, 1)))])
+            .expect("transcodes");
+        let streams = probe_streams(dir.path(), &done.renditions[0].data);
+        assert_eq!(streams.len(), 1, "{streams:?}");
+        assert_eq!(streams[0].0, "video", "{streams:?}");
+    }
+
+    #[test]
+    fn the_first_pts_and_the_audio_are_read_from_any_bytes_without_a_panic() {
         let seg = segment(160, 120, 10);
         assert!(first_video_pts(&seg).is_some());
         assert_eq!(first_video_pts(&[]), None);
@@ -668,6 +853,7 @@ mod tests {
             let cut = next() as usize % s.len();
             let _ = first_video_pts(&s);
             let _ = first_video_pts(&s[cut..]);
+            let _ = has_aac(&s[cut..]);
         }
     }
 
