@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::evm::{GATEWAY, ORCHESTRATOR, import_key, start_payment_node_with, world};
 use common::wire::{PASSWORD, funded_gateway, payment_node, pushed_stream};
-use common::{NodeProc, free_port, probe_video, segments};
+use common::{NodeProc, free_port, probe_audio, probe_video, segments};
 use lpe_pm::U256;
 use serde_json::{Value, json};
 
@@ -168,7 +168,21 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         {"name": "240p", "height": 240, "bitrate_kbps": 400},
         {"name": "144p", "height": 144, "bitrate_kbps": 200}
     ]);
-    let (id, _push) = pushed_stream(&gateway, "offloaded", true, ladder, "640x360", 300);
+    // Its passthrough is sent on to a second stream of the gateway's own and recorded; a
+    // destination asking for a rendition the network makes is told it gets none.
+    let relay = gateway.create(json!({"name": "relay", "source": {"kind": "rtmp"},
+        "ladder": [{"name": "source", "bitrate_kbps": 1000}]}));
+    let relay_id = relay["id"].as_str().expect("id").to_string();
+    let server = format!("rtmp://127.0.0.1:{}/live", gateway.rtmp);
+    let s = gateway.create(json!({
+        "name": "offloaded", "source": {"kind": "rtmp"}, "offload": true, "ladder": ladder,
+        "restream": [{"name": "relay", "server": server, "key": relay["stream_key"]},
+                     {"name": "small", "server": server, "key": "k-none", "rendition": "240p"}],
+        "recording": {"mode": "continuous"},
+    }));
+    let id = s["id"].as_str().expect("id").to_string();
+    let key = s["stream_key"].as_str().expect("key");
+    let _push = common::FfmpegPush::start(&gateway.rtmp_url(key), "640x360", 300);
     let path = format!("/api/streams/{id}");
 
     // The ladder comes from the orchestrator.
@@ -181,21 +195,21 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
     );
     assert_eq!(offload(&v)["mode"], "network", "{v}");
     assert_eq!(offload(&v)["orchestrator"], ouri.as_str(), "{v}");
-    // The publisher's audio is not carried on an offloaded stream, and the status says so.
-    assert!(
-        v["status"]["audio"]["ignored"]
-            .as_str()
-            .is_some_and(|w| w.contains("offloaded")),
-        "{v}"
-    );
+    // The publisher's audio is carried: in the segments sent, and so in every rendition.
+    assert_eq!(v["status"]["audio"]["codec"], "aac", "{v}");
+    assert!(v["status"]["audio"]["ignored"].is_null(), "{v}");
     let hls = gdir.path().join("hls").join(&id);
     let master = std::fs::read_to_string(hls.join("index.m3u8")).expect("master");
+    assert!(master.contains("mp4a.40.2"), "{master}");
     for (name, w, h) in [("source", 640, 360), ("240p", 426, 240), ("144p", 256, 144)] {
         assert!(master.contains(&format!("{name}/index.m3u8")), "{master}");
         let playlist = hls.join(name).join("index.m3u8");
         let segs = segments(&playlist);
         assert!(segs.len() >= 2, "{name}: {segs:?}");
-        let p = probe_video(&hls.join(name).join(&segs[segs.len() - 1]));
+        let newest = hls.join(name).join(&segs[segs.len() - 1]);
+        let a = probe_audio(&newest);
+        assert_eq!(a["streams"][0]["codec_name"], "aac", "{name}: {a}");
+        let p = probe_video(&newest);
         let st = &p["streams"][0];
         assert_eq!(
             (
@@ -225,6 +239,38 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
             .iter()
             .any(|(t, _)| source_starts.iter().any(|s| (t - s).abs() < 0.1)),
         "240p {times:?} vs source {source_starts:?}"
+    );
+
+    // The passthrough reached the relay stream, with its sound, and is being recorded.
+    gateway.wait_state(&relay_id, "running", Duration::from_secs(30));
+    let v = wait(
+        &gateway,
+        &path,
+        "the passthrough was neither sent on nor recorded",
+        Duration::from_secs(30),
+        |v| {
+            v["status"]["restream"][0]["state"] == "live"
+                && v["status"]["recording"]["state"] == "recording"
+        },
+    );
+    assert_eq!(v["status"]["restream"][0]["rendition"], "source", "{v}");
+    assert!(
+        v["status"]["restream"][1]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("made by the network")),
+        "{v}"
+    );
+    let relayed = gdir.path().join("hls").join(&relay_id).join("source");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while segments(&relayed.join("index.m3u8")).len() < 2 {
+        assert!(Instant::now() < deadline, "no relayed segments");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let a = probe_audio(&relayed.join("index.m3u8"));
+    assert_eq!(a["streams"][0]["codec_name"], "aac", "{a}");
+    assert_eq!(
+        probe_video(&relayed.join("index.m3u8"))["streams"][0]["height"],
+        360
     );
 
     // The orchestrator did the work: its sessions served these renditions.
@@ -283,6 +329,18 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         "{v}\n{events}"
     );
     assert_eq!(gateway.get("/api/health").0, 200);
+    // The passthrough was recorded through the fallback and back: its files are listed.
+    let now = lpe_core::events::now_ms();
+    let (st, t) = gateway.get(&format!(
+        "/api/recordings?stream_id={id}&from={}&to={}",
+        now - 3_600_000,
+        now + 60_000
+    ));
+    assert_eq!(st, 200, "{t}");
+    assert!(
+        t["segments"].as_array().is_some_and(|s| !s.is_empty()),
+        "{t}"
+    );
 
     // Every ticket wins here: once the stream stops they are all redeemed, and the gateway's
     // deposit has fallen by exactly what the orchestrator earned.

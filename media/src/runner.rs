@@ -494,13 +494,6 @@ fn start_consumers(
         if !t.enabled {
             continue;
         }
-        if spec.offload {
-            if let Ok(mut s) = dest.status.lock() {
-                s.state = restream::RestreamState::Disabled;
-                s.last_error = Some("offloaded streams are not restreamed yet".into());
-            }
-            continue;
-        }
         taps.push(dest.tap.clone());
         tasks.push(tokio::spawn(dest.run(
             id.to_string(),
@@ -510,16 +503,12 @@ fn start_consumers(
     }
     if spec.recording.mode != crate::spec::RecordingMode::Off {
         let rendition = spec.recording.rendition.clone().unwrap_or_default();
-        let status = match (&shared.recordings, spec.offload) {
-            (_, true) => Arc::new(Mutex::new(RecordingStatus::off(
-                rendition,
-                Some("offloaded streams are not recorded yet".into()),
-            ))),
-            (None, _) => Arc::new(Mutex::new(RecordingStatus::off(
+        let status = match &shared.recordings {
+            None => Arc::new(Mutex::new(RecordingStatus::off(
                 rendition,
                 Some("the recordings directory cannot be used (see the log)".into()),
             ))),
-            (Some(library), false) => {
+            Some(library) => {
                 let mut recorder = Recorder::new(id, rendition, audio, library.clone());
                 if spec.recording.mode == crate::spec::RecordingMode::Events {
                     recorder = recorder.on_events(crate::recording::recorder::EventMode {

@@ -8,8 +8,8 @@
 //! exist by then: a source that knows it carries audio before its video caps arrive says so
 //! with [`expect`] (RTMP from its first tags, RTSP from its SDP, files as their demuxer
 //! exposes the track). Audio that shows up after the renditions were made is discarded and
-//! the status says why. The tee allows unlinked pads, so a stream whose outputs take no audio
-//! (an offloaded stream's network segments) never stalls on it.
+//! the status says why. An offloaded stream's segmenter takes it like a rendition does. The
+//! tee allows unlinked pads, so an output that takes no audio never stalls on it.
 
 use super::*;
 
@@ -37,11 +37,11 @@ pub struct AudioInfo {
     pub silent: bool,
 }
 
-const TEE: &str = "audio-tee";
+pub(crate) const TEE: &str = "audio-tee";
 
 /// The stream will carry audio: makes the tee the renditions take it from (once).
 pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildError> {
-    if b.ctx.offload || pipeline.by_name(TEE).is_some() {
+    if pipeline.by_name(TEE).is_some() {
         return Ok(());
     }
     let tee = make("tee", TEE)?;
@@ -222,14 +222,10 @@ pub(crate) fn attach_input(
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let (codec, rate, channels, passthrough) = describe(&caps);
     let Some(tee) = pipeline.by_name(TEE) else {
-        let why = if b.ctx.offload {
-            "offloaded streams carry no audio yet"
-        } else {
-            "the audio track appeared after the video renditions were made"
-        };
         note(b, |a| {
             a.codec = codec;
-            a.ignored = Some(why.into());
+            a.ignored =
+                Some("the audio track appeared after the video renditions were made".into());
         });
         return discard(pipeline, pad, "audio");
     };

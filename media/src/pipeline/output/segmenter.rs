@@ -1,7 +1,12 @@
 //! An offloaded stream's outputs: the source cut into MPEG-TS segments by `splitmuxsink`
-//! (the H.264 passthrough, or one local encode of the top rendition for raw sources), the
-//! snapshot tap, and the plan the segment worker follows. The worker, not a sink, writes the
-//! rendition playlists.
+//! (the H.264 passthrough, or one local encode of the top rendition for raw sources) with the
+//! stream's AAC beside it, the snapshot tap, and the plan the segment worker follows. The
+//! worker, not a sink, writes the rendition playlists; orchestrators copy the audio into each
+//! rendition, as go-livepeer's do.
+//!
+//! The rendition made here (the passthrough, or the top encode) is tapped like any local
+//! rendition, so restream destinations and the recorder take it; the network's renditions
+//! exist only as the worker's files.
 
 use super::*;
 
@@ -48,7 +53,38 @@ fn segmenter(b: &Builder, pipeline: &gst::Pipeline) -> Result<gst::Element, Buil
     Ok(sink)
 }
 
-fn link_to_segmenter(from: &gst::Element, sink: &gst::Element) -> Result<(), BuildError> {
+/// The audio tee into the segmenter, when the stream carries audio. After the video: the
+/// muxer's first stream carries the PCR, and a demuxer drops what comes before the first PCR
+/// (audio first would cost each segment its opening keyframe).
+fn link_audio(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    sink: &gst::Element,
+) -> Result<(), BuildError> {
+    let Some(tee) = pipeline.by_name(super::audio::TEE) else {
+        return Ok(());
+    };
+    let queue = live_queue(b, pipeline, "offload-audio-queue", true)?;
+    add_linked(pipeline, &[&queue])?;
+    let audio = sink
+        .request_pad_simple("audio_%u")
+        .ok_or_else(|| BuildError::Link("splitmuxsink has no audio pad".into()))?;
+    queue
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?
+        .link(&audio)
+        .map_err(|e| BuildError::Link(format!("audio → {SEGMENTER}: {e:?}")))?;
+    tee.link(&queue)
+        .map_err(|e| BuildError::Link(format!("audio tee → {SEGMENTER}: {e}")))?;
+    Ok(())
+}
+
+fn link_to_segmenter(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    from: &gst::Element,
+    sink: &gst::Element,
+) -> Result<(), BuildError> {
     let src = from
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("segmenter input has no src pad".into()))?;
@@ -57,7 +93,7 @@ fn link_to_segmenter(from: &gst::Element, sink: &gst::Element) -> Result<(), Bui
         .ok_or_else(|| BuildError::Link("splitmuxsink has no video pad".into()))?;
     src.link(&video)
         .map_err(|e| BuildError::Link(format!("→ {SEGMENTER}: {e:?}")))?;
-    Ok(())
+    link_audio(b, pipeline, sink)
 }
 
 /// H.264 sources: the parsed source is the segment, and it is the passthrough rendition.
@@ -92,11 +128,12 @@ pub(crate) fn attach_h264(
             );
             if r.passthrough {
                 hls::count_output(&qsrc, c.clone());
+                b.counters.tap_video(&qsrc, &r.spec.name);
             }
             c
         })
         .collect();
-    link_to_segmenter(&queue, &sink)?;
+    link_to_segmenter(b, pipeline, &queue, &sink)?;
     set_ladder(b, playlist, |r| r.passthrough, counters);
     snapshot::snapshot_branch(b, pipeline, raw_tee)?;
     hls::write_master(b, pipeline, playlist, skipped);
@@ -136,13 +173,14 @@ pub(crate) fn attach_raw(
             if i == 0 {
                 let c = hls::rendition_counters(b, r, &b.ctx.encoder);
                 hls::count_output(&psrc, c.clone());
+                b.counters.tap_video(&psrc, n);
                 c
             } else {
                 hls::rendition_counters(b, r, "offload")
             }
         })
         .collect();
-    link_to_segmenter(&parse, &sink)?;
+    link_to_segmenter(b, pipeline, &parse, &sink)?;
     raw_tee
         .link(&chain[0])
         .map_err(|e| BuildError::Link(format!("→ {n}: {e}")))?;
@@ -152,12 +190,52 @@ pub(crate) fn attach_raw(
     Ok(())
 }
 
+/// Hands the worker its plan, and points what takes the stream's largest rendition (a
+/// destination or recorder naming none) at the one made here; those naming a rendition the
+/// network makes are told they get nothing.
 fn set_ladder(
     b: &Builder,
     playlist: &[ResolvedRendition],
     is_source: impl Fn(&ResolvedRendition) -> bool,
     counters: Vec<Arc<RenditionCounters>>,
 ) {
+    let local = playlist
+        .iter()
+        .find(|r| is_source(r))
+        .map(|r| r.spec.name.clone());
+    if let Ok(mut top) = b.counters.top_rendition.lock() {
+        top.clone_from(&local);
+    }
+    let why = match &local {
+        Some(name) => format!(
+            "an offloaded stream's other renditions are made by the network: only {name} can be taken here"
+        ),
+        None => "an offloaded stream without a passthrough rendition has none made here".into(),
+    };
+    let elsewhere = |rendition: &str| match &local {
+        Some(name) => !rendition.is_empty() && rendition != name,
+        None => true,
+    };
+    if let Ok(all) = b.counters.restream_status.lock() {
+        for s in all.iter() {
+            if let Ok(mut s) = s.lock()
+                && elsewhere(&s.rendition)
+            {
+                s.last_error = Some(why.clone());
+            }
+        }
+    }
+    if let Some(s) = b
+        .counters
+        .recording_status
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        && let Ok(mut s) = s.lock()
+        && elsewhere(&s.rendition)
+    {
+        s.last_error = Some(why);
+    }
     let ladder = OffloadLadder {
         renditions: playlist.iter().map(|r| (r.clone(), is_source(r))).collect(),
         counters,
