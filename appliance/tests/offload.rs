@@ -168,8 +168,9 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         {"name": "240p", "height": 240, "bitrate_kbps": 400},
         {"name": "144p", "height": 144, "bitrate_kbps": 200}
     ]);
-    // Its passthrough is sent on to a second stream of the gateway's own and recorded; a
-    // destination asking for a rendition the network makes is told it gets none.
+    // Its passthrough is sent on to a second stream of the gateway's own, recorded and
+    // packaged as LL-HLS; a destination asking for a rendition the network makes is told it
+    // gets none.
     let relay = gateway.create(json!({"name": "relay", "source": {"kind": "rtmp"},
         "ladder": [{"name": "source", "bitrate_kbps": 1000}]}));
     let relay_id = relay["id"].as_str().expect("id").to_string();
@@ -272,6 +273,26 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         probe_video(&relayed.join("index.m3u8"))["streams"][0]["height"],
         360
     );
+
+    // Its low-latency preview is the passthrough, packaged here.
+    let llhls = v["llhls_url"].as_str().expect("llhls_url").to_string();
+    let (st, _, master) = gateway.get_bytes(&llhls);
+    let master = String::from_utf8(master).expect("utf-8");
+    assert_eq!(st, 200, "{master}");
+    assert!(master.contains("source/index.m3u8"), "{master}");
+    assert!(!master.contains("240p/"), "{master}");
+    let media = llhls.replace("index.m3u8", "source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _, text) = gateway.get_bytes(&media);
+        let text = String::from_utf8_lossy(&text).to_string();
+        if st == 200 && text.contains("#EXT-X-PART:") {
+            assert!(text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no parts: {st} {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // The orchestrator did the work: its sessions served these renditions.
     let (_, spend) = gateway.get("/api/network/spend");

@@ -1,7 +1,9 @@
 //! `/llhls/<stream>/…`: low-latency HLS, served from memory. Public like `/hls` (what a
 //! viewer plays), and outside the OpenAPI document for the same reason.
 //!
-//! - `index.m3u8`: the master playlist (the same variants as `/hls`);
+//! - `index.m3u8`: the master playlist (the variants of `/hls` packaged here: all of them, or
+//!   an offloaded stream's passthrough alone — the network's renditions arrive a segment at
+//!   a time);
 //! - `<rendition>/index.m3u8[?_HLS_msn=N[&_HLS_part=M]]`: the media playlist, held until
 //!   segment `N` (part `M`) exists — blocking playlist reload;
 //! - `<rendition>/init-<k>.mp4`, `<n>.mp4`, `<n>.<m>.mp4`: initialisation sections,
@@ -51,16 +53,70 @@ fn answer(
     res
 }
 
-/// The master playlist: the one `/hls` has (its variants' URIs are relative), while the
-/// stream has low-latency renditions.
+/// The master playlist: the one `/hls` has (its variants' URIs are relative), less the
+/// variants not packaged here, while the stream has low-latency renditions.
 async fn master(State(state): State<AppState>, Path(stream): Path<String>) -> Response {
-    if !plain(&stream) || state.node.low_latency_renditions(&stream).is_empty() {
+    let names = state.node.low_latency_renditions(&stream);
+    if !plain(&stream) || names.is_empty() {
         return not_found();
     }
     let file = state.node.hls_root().join(&stream).join("index.m3u8");
-    match tokio::fs::read(&file).await {
-        Ok(text) => answer(PLAYLIST, "no-cache", text),
+    match tokio::fs::read_to_string(&file).await {
+        Ok(text) => answer(PLAYLIST, "no-cache", only_variants(&text, &names)),
         Err(_) => not_found(),
+    }
+}
+
+/// A master playlist with only the variants whose URI is `<name>/index.m3u8` for one of
+/// `names` (each variant is its `#EXT-X-STREAM-INF` line and the URI after it).
+fn only_variants(master: &str, names: &[String]) -> String {
+    let mut out = String::with_capacity(master.len());
+    let mut pending: Option<&str> = None;
+    for line in master.lines() {
+        if line.starts_with("#EXT-X-STREAM-INF") {
+            pending = Some(line);
+            continue;
+        }
+        if let Some(inf) = pending.take() {
+            let kept = line
+                .strip_suffix("/index.m3u8")
+                .is_some_and(|n| names.iter().any(|name| name == n));
+            if kept {
+                out.push_str(inf);
+                out.push('\n');
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_variants;
+
+    #[test]
+    fn only_the_named_variants_are_kept() {
+        let master = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=640x360,CODECS=\"avc1.64001e,mp4a.40.2\"\n\
+            source/index.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=426x240\n240p/index.m3u8\n";
+        let kept = only_variants(master, &["source".to_string()]);
+        assert_eq!(
+            kept,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=640x360,CODECS=\"avc1.64001e,mp4a.40.2\"\n\
+             source/index.m3u8\n"
+        );
+        let all = only_variants(master, &["source".to_string(), "240p".to_string()]);
+        assert_eq!(all, master);
+        // A variant without its URI line is dropped, and nothing panics on odd input.
+        assert_eq!(only_variants("#EXT-X-STREAM-INF:X", &[]), "");
+        assert_eq!(only_variants("", &[]), "");
     }
 }
 

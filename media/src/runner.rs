@@ -532,7 +532,7 @@ fn start_consumers(
     if let Ok(mut t) = built.counters.taps.lock() {
         t.extend(taps);
     }
-    if let (Some(part), false) = (shared.cfg.part, spec.offload) {
+    if let Some(part) = shared.cfg.part {
         tasks.push(tokio::spawn(crate::llhls::attach(
             id.to_string(),
             built.counters.clone(),

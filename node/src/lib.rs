@@ -87,8 +87,8 @@ pub struct StreamView {
     /// The stream's detectors and privacy mask, while it runs with any.
     pub analysis: Option<crate::analysis::AnalysisView>,
     pub hls_url: String,
-    /// Low-latency HLS of the same renditions (absent for offloaded streams, or when
-    /// `hls.part_milliseconds` is 0).
+    /// Low-latency HLS of the renditions made here (an offloaded stream's passthrough or top
+    /// encode; absent when `hls.part_milliseconds` is 0).
     pub llhls_url: Option<String>,
     pub snapshot_url: String,
     /// For RTMP sources: the application path publishers use (`/live`).
@@ -1214,7 +1214,7 @@ impl Node {
             status,
             analysis: self.analyser.view(&s.id),
             hls_url: format!("/hls/{}/index.m3u8", s.id),
-            llhls_url: (self.cfg.hls.part_milliseconds > 0 && !s.spec.offload)
+            llhls_url: (self.cfg.hls.part_milliseconds > 0)
                 .then(|| format!("/llhls/{}/index.m3u8", s.id)),
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
             rtmp_app,

@@ -58,8 +58,9 @@ impl Renditions {
     }
 }
 
-/// Packages each rendition of the run as it appears (renditions of pushed and network
-/// sources are made once their caps are known) until `stop`.
+/// Packages each rendition of the run made here as it appears (renditions of pushed and
+/// network sources are made once their caps are known) until `stop`. An offloaded stream's
+/// renditions from the network are left out: they arrive a whole segment at a time.
 pub async fn attach(
     stream: String,
     counters: Arc<Counters>,
@@ -79,7 +80,12 @@ pub async fn attach(
         let names: Vec<String> = counters
             .renditions
             .lock()
-            .map(|r| r.iter().map(|c| c.name.clone()).collect())
+            .map(|r| {
+                r.iter()
+                    .filter(|c| c.encoder != crate::offload::NETWORK_ENCODER)
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let new: Vec<String> = names
             .iter()

@@ -123,7 +123,7 @@ pub(crate) fn attach_h264(
                 if r.passthrough {
                     "passthrough"
                 } else {
-                    "offload"
+                    crate::offload::NETWORK_ENCODER
                 },
             );
             if r.passthrough {
@@ -176,7 +176,7 @@ pub(crate) fn attach_raw(
                 b.counters.tap_video(&psrc, n);
                 c
             } else {
-                hls::rendition_counters(b, r, "offload")
+                hls::rendition_counters(b, r, crate::offload::NETWORK_ENCODER)
             }
         })
         .collect();
