@@ -294,6 +294,17 @@ async fn an_offloaded_stream_is_transcoded_and_paid_for_and_survives_its_orchest
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // A WebRTC viewer cannot be given a rendition the network makes (it exists only as
+    // files); the passthrough it can.
+    let r = gateway.call(
+        "POST",
+        &format!("/api/streams/{id}/whep?rendition=240p"),
+        Some("v=0\r\n"),
+        &[("authorization", &gateway.authorization())],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.to_string().contains("240p"), "{}", r.body);
+
     // The orchestrator did the work: its sessions served these renditions.
     let (_, spend) = gateway.get("/api/network/spend");
     let row = &spend["orchestrators"][0];

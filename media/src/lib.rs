@@ -350,6 +350,8 @@ impl MediaEngine {
             .lock()
             .map(|r| {
                 r.iter()
+                    // An offloaded stream's renditions from the network exist only as files.
+                    .filter(|r| r.encoder != offload::NETWORK_ENCODER)
                     .map(|r| (r.name.clone(), r.height, r.passthrough))
                     .collect()
             })
