@@ -765,13 +765,15 @@ mod tests {
         std::fs::read(&f).expect("segment")
     }
 
-    /// `ffprobe`'s streams of an MPEG-TS file: (codec type, codec, duration in seconds).
-    fn probe_streams(dir: &std::path::Path, ts: &[u8]) -> Vec<(String, String, f64)> {
+    /// `ffprobe`'s streams of an MPEG-TS file: (codec type, codec, duration, start time), in
+    /// seconds.
+    fn probe_streams(dir: &std::path::Path, ts: &[u8]) -> Vec<(String, String, f64, f64)> {
         let f = dir.join("probe.ts");
         std::fs::write(&f, ts).expect("write");
         let out = std::process::Command::new("ffprobe")
             .args(["-v", "error", "-show_entries"])
-            .args(["stream=codec_type,codec_name,duration", "-of", "json"])
+            .args(["stream=codec_type,codec_name,duration,start_time"])
+            .args(["-of", "json"])
             .arg(&f)
             .output()
             .expect("ffprobe");
@@ -784,13 +786,27 @@ mod tests {
                 (
                     s["codec_type"].as_str().unwrap_or_default().to_string(),
                     s["codec_name"].as_str().unwrap_or_default().to_string(),
-                    s["duration"]
-                        .as_str()
-                        .and_then(|d| d.parse().ok())
-                        .unwrap_or(0.0),
+                    seconds(&s["duration"]),
+                    seconds(&s["start_time"]),
                 )
             })
             .collect()
+    }
+
+    fn seconds(v: &serde_json::Value) -> f64 {
+        v.as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0)
+    }
+
+    /// Audio start less video start.
+    fn av_offset(streams: &[(String, String, f64, f64)]) -> f64 {
+        let start = |kind: &str| {
+            streams
+                .iter()
+                .find(|s| s.0 == kind)
+                .map(|s| s.3)
+                .expect("stream")
+        };
+        start("audio") - start("video")
     }
 
     #[test]
@@ -808,8 +824,12 @@ mod tests {
                 ],
             )
             .expect("transcodes");
+        let offset_in = av_offset(&probe_streams(dir.path(), &input));
         for r in &done.renditions {
             let streams = probe_streams(dir.path(), &r.data);
+            // Shifted together: the audio keeps its place against the picture.
+            let drift = (av_offset(&streams) - offset_in).abs();
+            assert!(drift <= 0.04, "A/V moved by {drift} s: {streams:?}");
             let audio: Vec<_> = streams.iter().filter(|s| s.0 == "audio").collect();
             assert_eq!(audio.len(), 1, "{streams:?}");
             assert_eq!(audio[0].1, "aac", "{streams:?}");
