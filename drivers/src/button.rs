@@ -1,6 +1,7 @@
 //! A button through evdev (`/dev/input/event*`): boards expose theirs through `gpio-keys`, a
-//! USB keypad is one too. The device is found by the name the kernel gives it; any key on it
-//! is the button.
+//! USB keypad is one too. The device is found by the name the kernel gives it; the button is
+//! one key code on it (a board's `gpio-keys` often carries power and recovery keys too), or
+//! any key when none is named.
 //!
 //! Events are read as the kernel's `struct input_event` (a `timeval`, then type, code and
 //! value), fixed-size records, so a read never has to be reassembled.
@@ -29,13 +30,15 @@ pub enum KeyEdge {
 pub struct Button {
     name: String,
     path: PathBuf,
+    /// The key code that is the button (`KEY_*` in `linux/input-event-codes.h`); `None`: any.
+    key: Option<u16>,
     file: std::fs::File,
 }
 
 impl Button {
-    /// The event device whose name is `wanted` (`gpio-keys`), opened for reading; none when
-    /// there is no such device or it cannot be opened.
-    pub fn find(class_dir: &Path, dev_dir: &Path, wanted: &str) -> Option<Self> {
+    /// The event device whose name is `wanted` (`gpio-keys`), opened for reading, its `key`
+    /// the button (`None`: any key); none when there is no such device or it cannot be opened.
+    pub fn find(class_dir: &Path, dev_dir: &Path, wanted: &str, key: Option<u16>) -> Option<Self> {
         if wanted.is_empty() {
             return None;
         }
@@ -53,6 +56,7 @@ impl Button {
             Some(Self {
                 name: wanted.to_string(),
                 path,
+                key,
                 file,
             })
         })
@@ -66,22 +70,24 @@ impl Button {
         &self.path
     }
 
-    /// Blocks until a key on the device goes down, repeats or goes up; an error when the
+    /// Blocks until the button's key goes down, repeats or goes up; an error when the
     /// device went away.
     pub fn next_edge(&mut self) -> std::io::Result<KeyEdge> {
         let mut record = [0u8; EVENT];
         loop {
             self.file.read_exact(&mut record)?;
-            if let Some(edge) = key_edge(&record) {
-                return Ok(edge);
+            match key_edge(&record) {
+                Some((code, edge)) if self.key.is_none_or(|k| k == code) => return Ok(edge),
+                _ => {}
             }
         }
     }
 }
 
-/// The key edge one `input_event` record carries, if it is a key event.
-fn key_edge(record: &[u8; EVENT]) -> Option<KeyEdge> {
+/// The key code and edge one `input_event` record carries, if it is a key event.
+fn key_edge(record: &[u8; EVENT]) -> Option<(u16, KeyEdge)> {
     let kind = u16::from_ne_bytes([record[TIMEVAL], record[TIMEVAL + 1]]);
+    let code = u16::from_ne_bytes([record[TIMEVAL + 2], record[TIMEVAL + 3]]);
     let value = i32::from_ne_bytes([
         record[TIMEVAL + 4],
         record[TIMEVAL + 5],
@@ -91,12 +97,13 @@ fn key_edge(record: &[u8; EVENT]) -> Option<KeyEdge> {
     if kind != EV_KEY {
         return None;
     }
-    match value {
-        0 => Some(KeyEdge::Up),
-        1 => Some(KeyEdge::Down),
-        2 => Some(KeyEdge::Repeat),
-        _ => None,
-    }
+    let edge = match value {
+        0 => KeyEdge::Up,
+        1 => KeyEdge::Down,
+        2 => KeyEdge::Repeat,
+        _ => return None,
+    };
+    Some((code, edge))
 }
 
 #[cfg(test)]
@@ -123,11 +130,14 @@ mod tests {
         std::fs::create_dir_all(class.join("input7")).expect("not an event node");
         std::fs::create_dir_all(&dev).expect("dev");
         let mut bytes = Vec::new();
-        // A scan code, the key down, a sync, a repeat, the key up, then the end of the device.
+        // A scan code, the key down, a sync, another key (power) down and up, a repeat, the
+        // key up, then the end of the device.
         for (kind, code, value) in [
             (0x04, 4, 0x1c),
             (EV_KEY, 0x198, 1),
             (0, 0, 0),
+            (EV_KEY, 116, 1),
+            (EV_KEY, 116, 0),
             (EV_KEY, 0x198, 2),
             (EV_KEY, 0x198, 0),
         ] {
@@ -136,13 +146,27 @@ mod tests {
         std::fs::write(dev.join("event2"), &bytes).expect("events");
         std::fs::write(dev.join("event0"), b"").expect("events");
 
-        let mut button = Button::find(&class, &dev, "gpio-keys").expect("found");
+        // The button is one key: the power key's edges are not its.
+        let mut button = Button::find(&class, &dev, "gpio-keys", Some(0x198)).expect("found");
         assert_eq!(button.path(), dev.join("event2"));
         assert_eq!(button.next_edge().expect("down"), KeyEdge::Down);
         assert_eq!(button.next_edge().expect("repeat"), KeyEdge::Repeat);
         assert_eq!(button.next_edge().expect("up"), KeyEdge::Up);
         assert!(button.next_edge().is_err(), "the device is gone");
-        assert!(Button::find(&class, &dev, "gpio").is_none());
-        assert!(Button::find(&class, &dev, "").is_none());
+        // Any key: the power key's edges are the button's too.
+        let mut any = Button::find(&class, &dev, "gpio-keys", None).expect("found");
+        let edges: Vec<KeyEdge> = std::iter::from_fn(|| any.next_edge().ok()).collect();
+        assert_eq!(
+            edges,
+            [
+                KeyEdge::Down,
+                KeyEdge::Down,
+                KeyEdge::Up,
+                KeyEdge::Repeat,
+                KeyEdge::Up
+            ]
+        );
+        assert!(Button::find(&class, &dev, "gpio", None).is_none());
+        assert!(Button::find(&class, &dev, "", None).is_none());
     }
 }

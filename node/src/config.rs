@@ -58,6 +58,9 @@ pub struct HardwareConfig {
     pub status_led: String,
     /// The reset/pair button: the name of its input device (`gpio-keys`); empty: none.
     pub button: String,
+    /// The button's key code on that device (`KEY_*` in `linux/input-event-codes.h`, as
+    /// `evtest` shows it: 148 is `KEY_PROG1`); 0: any key on the device.
+    pub button_key: u16,
     /// LM75-style I2C temperature sensors, comma-separated `<adapter>@<address>`: the
     /// adapter by device node (`/dev/i2c-1`) or by name; empty: none.
     pub i2c_temperature_sensors: String,
@@ -447,6 +450,7 @@ impl Default for Config {
             hardware: HardwareConfig {
                 status_led: "status".into(),
                 button: "gpio-keys".into(),
+                button_key: 0,
                 i2c_temperature_sensors: String::new(),
             },
             mqtt: MqttConfig {

@@ -210,7 +210,7 @@ impl Hardware {
                     let name = led.as_ref().map(Led::name);
                     self.update(|v| v.status_led = name);
                 }
-                if !listening && let Some(button) = find_button(&wanted.button) {
+                if !listening && let Some(button) = find_button(&wanted.button, wanted.button_key) {
                     tracing::info!(
                         "the button is {} ({})",
                         button.name(),
@@ -349,11 +349,12 @@ fn find_led(wanted: &str) -> Option<Led> {
     }
 }
 
-fn find_button(wanted: &str) -> Option<Button> {
+fn find_button(wanted: &str, key: u16) -> Option<Button> {
     Button::find(
         std::path::Path::new(lpe_drivers::button::CLASS_DIR),
         std::path::Path::new(lpe_drivers::button::DEV_DIR),
         wanted,
+        (key != 0).then_some(key),
     )
 }
 
