@@ -91,6 +91,16 @@ install -D -m 0755 "target/$dir/livepeer-edge" "$root/usr/bin/livepeer-edge"
 strip --strip-debug "$root/usr/bin/livepeer-edge"
 mkdir -p "$root/usr/share/livepeer-edge"
 cp -a web-ui/dist "$root/usr/share/livepeer-edge/ui"
+# On-device inference: ONNX Runtime's CPU library from the wheel the project's set-up installs
+# (the node finds it in ../lib beside its binary) and CenterFace, the built-in face model
+# privacy mode blurs with.
+ort=$(find target/pyenv/lib -path '*/onnxruntime/capi/libonnxruntime.so.*' | sort | tail -n 1)
+if [ -z "$ort" ] || [ ! -f target/models/centerface.onnx ]; then
+  echo "image: ONNX Runtime or CenterFace is missing; run scripts/deps.sh" >&2
+  exit 1
+fi
+install -m 0644 "$ort" "$root/usr/lib/$(basename "$ort")"
+install -D -m 0644 target/models/centerface.onnx "$root/usr/share/livepeer-edge/models/centerface.onnx"
 printf 'VERSION=%s\nCOMPATIBLE=%s\n' "$version" "$COMPATIBLE" > "$root/etc/livepeer-edge/release"
 if [ -n "${IMAGE_OVERLAY:-}" ]; then cp -a "$IMAGE_OVERLAY/." "$root/"; fi
 mkdir -p "$root/boot/efi" "$root/var/lib/livepeer-edge"
