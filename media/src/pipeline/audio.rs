@@ -37,7 +37,7 @@ pub struct AudioInfo {
     pub silent: bool,
 }
 
-pub(crate) const TEE: &str = "audio-tee";
+const TEE: &str = "audio-tee";
 
 /// The stream will carry audio: makes the tee the renditions take it from (once).
 pub(crate) fn expect(b: &Builder, pipeline: &gst::Pipeline) -> Result<(), BuildError> {
@@ -105,19 +105,31 @@ pub(crate) fn link_rendition(
     sink: &gst::Element,
     n: &str,
 ) -> Result<(), BuildError> {
+    link_sink(b, pipeline, sink, "audio", n)
+}
+
+/// Links the audio tee, when the stream has one, to `sink`'s request pad `pad` through a
+/// queue of its own named after `n`.
+pub(crate) fn link_sink(
+    b: &Builder,
+    pipeline: &gst::Pipeline,
+    sink: &gst::Element,
+    pad: &str,
+    n: &str,
+) -> Result<(), BuildError> {
     let Some(tee) = pipeline.by_name(TEE) else {
         return Ok(());
     };
     let queue = live_queue(b, pipeline, &format!("{n}-audio-queue"), true)?;
     add_linked(pipeline, &[&queue])?;
     let audio = sink
-        .request_pad_simple("audio")
-        .ok_or_else(|| BuildError::Link(format!("{n}: hlssink2 has no audio pad")))?;
+        .request_pad_simple(pad)
+        .ok_or_else(|| BuildError::Link(format!("{n}: {} has no audio pad", sink.name())))?;
     queue
         .static_pad("src")
         .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?
         .link(&audio)
-        .map_err(|e| BuildError::Link(format!("{n} audio → hlssink2: {e:?}")))?;
+        .map_err(|e| BuildError::Link(format!("{n} audio → {}: {e:?}", sink.name())))?;
     tee.link(&queue)
         .map_err(|e| BuildError::Link(format!("audio tee → {n}: {e}")))?;
     Ok(())

@@ -53,32 +53,6 @@ fn segmenter(b: &Builder, pipeline: &gst::Pipeline) -> Result<gst::Element, Buil
     Ok(sink)
 }
 
-/// The audio tee into the segmenter, when the stream carries audio. After the video: the
-/// muxer's first stream carries the PCR, and a demuxer drops what comes before the first PCR
-/// (audio first would cost each segment its opening keyframe).
-fn link_audio(
-    b: &Builder,
-    pipeline: &gst::Pipeline,
-    sink: &gst::Element,
-) -> Result<(), BuildError> {
-    let Some(tee) = pipeline.by_name(super::audio::TEE) else {
-        return Ok(());
-    };
-    let queue = live_queue(b, pipeline, "offload-audio-queue", true)?;
-    add_linked(pipeline, &[&queue])?;
-    let audio = sink
-        .request_pad_simple("audio_%u")
-        .ok_or_else(|| BuildError::Link("splitmuxsink has no audio pad".into()))?;
-    queue
-        .static_pad("src")
-        .ok_or_else(|| BuildError::Link("queue has no src pad".into()))?
-        .link(&audio)
-        .map_err(|e| BuildError::Link(format!("audio → {SEGMENTER}: {e:?}")))?;
-    tee.link(&queue)
-        .map_err(|e| BuildError::Link(format!("audio tee → {SEGMENTER}: {e}")))?;
-    Ok(())
-}
-
 fn link_to_segmenter(
     b: &Builder,
     pipeline: &gst::Pipeline,
@@ -93,7 +67,10 @@ fn link_to_segmenter(
         .ok_or_else(|| BuildError::Link("splitmuxsink has no video pad".into()))?;
     src.link(&video)
         .map_err(|e| BuildError::Link(format!("→ {SEGMENTER}: {e:?}")))?;
-    link_audio(b, pipeline, sink)
+    // The audio after the video: the muxer's first stream carries the PCR, and a demuxer
+    // drops what comes before the first PCR (audio first would cost each segment its opening
+    // keyframe).
+    super::audio::link_sink(b, pipeline, sink, "audio_%u", "offload")
 }
 
 /// H.264 sources: the parsed source is the segment, and it is the passthrough rendition.
