@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The full VM suite: the development image under QEMU/TCG for what takes minutes — an update
-# installed, rebooted into and marked good; a version whose node cannot start rolled back; a
-# foreign bundle refused; power cut during writes (VM_POWER_CUTS times, default 20), the
-# store checked after each boot. The default suite (scripts/test.sh) builds the image and
-# boots it once. One VM at a time: two would share two cores. Stops everything it starts.
+# The VM suite: the development image built and booted under QEMU/TCG — the box set up and
+# its hardware, camera and watchdog driven; an update installed, rebooted into and marked
+# good; a version whose node cannot start rolled back; a foreign bundle refused; power cut
+# during writes (VM_POWER_CUTS times, default 20), the store checked after each boot. Each
+# takes minutes of emulation, so the default suite (scripts/test.sh) runs none of them. One
+# VM at a time: two would share two cores. Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
