@@ -26,6 +26,14 @@ use common::NodeProc;
 use common::mqtt::{Broker, Observer};
 use serde_json::{Value, json};
 
+/// One test's node at a time: detection and tracking run at a rate the test relies on (a
+/// tracked ball keeps its identity only when its detector keeps up), and four nodes inferring
+/// on two cores starve each other's detectors.
+fn one_node_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The face in `astronaut` (512×512), as CenterFace finds it.
 const FACE: [f32; 4] = [181.0, 58.0, 270.0, 178.0];
 const SIZE: usize = 512;
@@ -224,6 +232,7 @@ fn now_ms() -> u64 {
 
 #[test]
 fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_dies() {
+    let _one = one_node_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let png = astronaut(dir.path());
     let broker = Broker::start();
@@ -467,6 +476,7 @@ fn a_known_face_is_found_followed_and_covered_and_never_shown_when_the_detector_
 
 #[test]
 fn a_missing_model_is_an_event_and_the_video_runs_on() {
+    let _one = one_node_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let png = astronaut(dir.path());
     let node = NodeProc::start(dir.path());
@@ -515,6 +525,7 @@ fn ball_node(dir: &Path) -> (NodeProc, Value, mpsc::Receiver<(String, Value)>) {
 
 #[test]
 fn a_moving_ball_enters_and_leaves_a_zone() {
+    let _one = one_node_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let (node, model, events) = ball_node(dir.path());
     // The left half of the picture; the ball swings across the middle every few seconds.
@@ -560,6 +571,7 @@ fn a_moving_ball_enters_and_leaves_a_zone() {
 
 #[test]
 fn recording_on_events_keeps_the_ball_in_its_zone_with_pre_and_post_roll() {
+    let _one = one_node_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let (node, model, events) = ball_node(dir.path());
     // The left quarter: the ball swings through it for about a third of each 6.7 s swing.
