@@ -351,7 +351,7 @@ impl MediaEngine {
             .map(|r| {
                 r.iter()
                     // An offloaded stream's renditions from the network exist only as files.
-                    .filter(|r| r.encoder != offload::NETWORK_ENCODER)
+                    .filter(|r| r.encoder != pipeline::NETWORK_ENCODER)
                     .map(|r| (r.name.clone(), r.height, r.passthrough))
                     .collect()
             })

@@ -168,9 +168,6 @@ pub(crate) struct SegmentClosed {
     pub duration: Duration,
 }
 
-/// The encoder a rendition made by the network is listed with.
-pub(crate) const NETWORK_ENCODER: &str = "offload";
-
 /// Segments waiting for their renditions; beyond this the newest is dropped (counted).
 pub(crate) const QUEUED_SEGMENTS: usize = 3;
 

@@ -174,6 +174,9 @@ impl Counters {
     }
 }
 
+/// The encoder a rendition of an offloaded stream made by the network is listed with.
+pub(crate) const NETWORK_ENCODER: &str = "offload";
+
 /// An offloaded stream's ladder as the builder resolved it (what the offload worker follows).
 #[derive(Debug, Clone)]
 pub(crate) struct OffloadLadder {
