@@ -269,6 +269,11 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
 
     // A system update: accepted at once, its job followed in the API; this machine has no
     // RAUC, so the job fails with the reason. Its request id repeated starts nothing.
+    // The stream started above settles first, so that only the job's events can republish
+    // the fleet's state below.
+    node.wait_state(&id, "running", T);
+    std::thread::sleep(Duration::from_millis(600));
+    obs.clear();
     let update = json!({"request_id": "up1", "url": "http://127.0.0.1:9/next.raucb"}).to_string();
     obs.publish(&cmd("update"), &update, false);
     let done = final_result(&obs, &res("update"), "up1");
