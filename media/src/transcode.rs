@@ -663,26 +663,12 @@ mod tests {
     }
 
     /// `ffprobe`'s start time of an MPEG-TS file, seconds.
+    /// The earliest stream start of an MPEG-TS file, seconds (ffprobe's).
     fn start_time(ts: &[u8]) -> f64 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = dir.path().join("a.ts");
-        std::fs::write(&f, ts).expect("write");
-        let out = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=start_time",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&f)
-            .output()
-            .expect("ffprobe");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a start time")
+        probe_streams(ts)
+            .iter()
+            .map(|s| s.3)
+            .fold(f64::INFINITY, f64::min)
     }
 
     #[test]
@@ -703,35 +689,8 @@ mod tests {
         );
         // ffmpeg's segments start near zero: the renditions carry them 3600 s later, all of
         // them the same, so consecutive ones still follow each other.
-        let dir = tempfile::tempdir().expect("tempdir");
         for offset in [10.0f64, 12.0] {
-            let f = dir.path().join(format!("{offset}.ts"));
-            let st = std::process::Command::new("ffmpeg")
-                .args([
-                    "-loglevel",
-                    "error",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=size=320x240:rate=30",
-                ])
-                .args([
-                    "-t",
-                    "2",
-                    "-c:v",
-                    "libx264",
-                    "-g",
-                    "30",
-                    "-f",
-                    "mpegts",
-                    "-output_ts_offset",
-                ])
-                .arg(offset.to_string())
-                .arg(&f)
-                .status()
-                .expect("ffmpeg");
-            assert!(st.success());
-            let input = std::fs::read(&f).expect("segment");
+            let input = ffmpeg_segment(None, Some(offset));
             let done = transcoder()
                 .transcode(&input, &[profile("a", 160, 120, Some((30, 1)))])
                 .expect("transcodes");
@@ -740,24 +699,25 @@ mod tests {
         }
     }
 
-    /// A 2 s 320x240 segment with a tone in `audio_codec`, from ffmpeg.
-    fn segment_with_audio(dir: &std::path::Path, audio_codec: &str) -> Vec<u8> {
-        let f = dir.join(format!("{audio_codec}.ts"));
-        let st = std::process::Command::new("ffmpeg")
+    /// A 2 s 320x240 MPEG-TS segment from ffmpeg, with a tone in `audio_codec` when given,
+    /// its timestamps offset by `offset` seconds when given.
+    fn ffmpeg_segment(audio_codec: Option<&str>, offset: Option<f64>) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("segment.ts");
+        let mut ffmpeg = std::process::Command::new("ffmpeg");
+        ffmpeg
             .args(["-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc2=size=320x240:rate=30")
-            .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-            .args([
-                "-t",
-                "2",
-                "-c:v",
-                "libx264",
-                "-g",
-                "30",
-                "-c:a",
-                audio_codec,
-            ])
-            .args(["-f", "mpegts"])
+            .arg("testsrc2=size=320x240:rate=30");
+        if let Some(codec) = audio_codec {
+            ffmpeg
+                .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+                .args(["-c:a", codec]);
+        }
+        if let Some(offset) = offset {
+            ffmpeg.args(["-output_ts_offset", &offset.to_string()]);
+        }
+        let st = ffmpeg
+            .args(["-t", "2", "-c:v", "libx264", "-g", "30", "-f", "mpegts"])
             .arg(&f)
             .status()
             .expect("ffmpeg");
@@ -767,8 +727,9 @@ mod tests {
 
     /// `ffprobe`'s streams of an MPEG-TS file: (codec type, codec, duration, start time), in
     /// seconds.
-    fn probe_streams(dir: &std::path::Path, ts: &[u8]) -> Vec<(String, String, f64, f64)> {
-        let f = dir.join("probe.ts");
+    fn probe_streams(ts: &[u8]) -> Vec<(String, String, f64, f64)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("probe.ts");
         std::fs::write(&f, ts).expect("write");
         let out = std::process::Command::new("ffprobe")
             .args(["-v", "error", "-show_entries"])
@@ -811,8 +772,7 @@ mod tests {
 
     #[test]
     fn the_segments_aac_is_copied_into_every_rendition() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let input = segment_with_audio(dir.path(), "aac");
+        let input = ffmpeg_segment(Some("aac"), None);
         assert!(has_aac(&input));
         assert!(!has_aac(&segment(160, 120, 10)));
         let done = transcoder()
@@ -824,9 +784,9 @@ mod tests {
                 ],
             )
             .expect("transcodes");
-        let offset_in = av_offset(&probe_streams(dir.path(), &input));
+        let offset_in = av_offset(&probe_streams(&input));
         for r in &done.renditions {
-            let streams = probe_streams(dir.path(), &r.data);
+            let streams = probe_streams(&r.data);
             // Shifted together: the audio keeps its place against the picture.
             let drift = (av_offset(&streams) - offset_in).abs();
             assert!(drift <= 0.04, "A/V moved by {drift} s: {streams:?}");
@@ -839,12 +799,12 @@ mod tests {
             assert_eq!(r.pixels, frames * u64::from(w) * u64::from(h));
         }
         // Audio that is not AAC is left out, and the segment is still transcoded.
-        let input = segment_with_audio(dir.path(), "mp2");
+        let input = ffmpeg_segment(Some("mp2"), None);
         assert!(!has_aac(&input));
         let done = transcoder()
             .transcode(&input, &[profile("a", 160, 120, Some((30, 1)))])
             .expect("transcodes");
-        let streams = probe_streams(dir.path(), &done.renditions[0].data);
+        let streams = probe_streams(&done.renditions[0].data);
         assert_eq!(streams.len(), 1, "{streams:?}");
         assert_eq!(streams[0].0, "video", "{streams:?}");
     }
