@@ -350,8 +350,7 @@ impl MediaEngine {
             .lock()
             .map(|r| {
                 r.iter()
-                    // An offloaded stream's renditions from the network exist only as files.
-                    .filter(|r| r.encoder != pipeline::NETWORK_ENCODER)
+                    .filter(|r| r.made_here())
                     .map(|r| (r.name.clone(), r.height, r.passthrough))
                     .collect()
             })

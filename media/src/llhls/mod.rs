@@ -82,7 +82,7 @@ pub async fn attach(
             .lock()
             .map(|r| {
                 r.iter()
-                    .filter(|c| c.encoder != crate::pipeline::NETWORK_ENCODER)
+                    .filter(|c| c.made_here())
                     .map(|c| c.name.clone())
                     .collect()
             })

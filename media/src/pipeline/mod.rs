@@ -204,6 +204,14 @@ pub struct RenditionCounters {
     pub bytes: AtomicU64,
 }
 
+impl RenditionCounters {
+    /// Encoded or passed through by this node, so its buffers can be tapped; an offloaded
+    /// stream's renditions from the network exist only as the offload worker's files.
+    pub(crate) fn made_here(&self) -> bool {
+        self.encoder != NETWORK_ENCODER
+    }
+}
+
 /// A copy of `buf` (sharing its memory) with its timestamps in running time, the one clock
 /// every branch shares: encoders shift theirs (x264enc starts at 1000 hours, with a segment
 /// that says so), so raw buffer timestamps of video and audio do not compare.

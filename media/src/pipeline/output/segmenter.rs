@@ -100,7 +100,7 @@ pub(crate) fn attach_h264(
                 if r.passthrough {
                     "passthrough"
                 } else {
-                    crate::pipeline::NETWORK_ENCODER
+                    NETWORK_ENCODER
                 },
             );
             if r.passthrough {
@@ -153,7 +153,7 @@ pub(crate) fn attach_raw(
                 b.counters.tap_video(&psrc, n);
                 c
             } else {
-                hls::rendition_counters(b, r, crate::pipeline::NETWORK_ENCODER)
+                hls::rendition_counters(b, r, NETWORK_ENCODER)
             }
         })
         .collect();
