@@ -117,21 +117,34 @@ pub async fn fetch(
         .map_err(io("cannot write", &part))?;
     progress(have, total);
     let mut body = res.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| UpdateError::Download(e.without_url().to_string()))?;
-        have += chunk.len() as u64;
-        if have > limits.max_bytes {
+    let received = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| UpdateError::Download(e.without_url().to_string()))?;
+            have += chunk.len() as u64;
+            if have > limits.max_bytes {
+                return Err(UpdateError::TooLarge {
+                    limit: limits.max_bytes,
+                });
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(io("cannot write", &part))?;
+            progress(have, total);
+        }
+        Ok(())
+    }
+    .await;
+    // tokio's file finishes its last write in the background: wait for it, so that the
+    // next try's resume point (the part's length) is every byte received.
+    let flushed = file.flush().await.map_err(io("cannot write", &part));
+    if let Err(e) = received {
+        if matches!(e, UpdateError::TooLarge { .. }) {
             drop(file);
             let _ = tokio::fs::remove_file(&part).await;
-            return Err(UpdateError::TooLarge {
-                limit: limits.max_bytes,
-            });
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(io("cannot write", &part))?;
-        progress(have, total);
+        return Err(e);
     }
+    flushed?;
     if total.is_some_and(|t| t != have) {
         return Err(UpdateError::Download(format!(
             "the connection ended after {have} of {} bytes (it resumes on the next try)",
@@ -183,9 +196,15 @@ mod tests {
         let task = tokio::spawn(async move {
             let mut first = true;
             while let Ok((mut s, _)) = listener.accept().await {
-                let mut req = vec![0u8; 4096];
-                let n = s.read(&mut req).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&req[..n]).to_string();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).to_string();
                 let from = req
                     .lines()
                     .find_map(|l| {
@@ -210,6 +229,9 @@ mod tests {
                 };
                 first = false;
                 let _ = s.write_all(send).await;
+                // A FIN, not a reset: the client gets every byte sent before the cut.
+                let _ = s.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
             }
         });
         (url, task)
