@@ -71,6 +71,15 @@ pub enum TranscodeError {
     Timeout(u64),
 }
 
+/// Why a rendition's reported pixels were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PixelCheckError {
+    #[error("PixelMismatch: {reported} reported, {decoded} decoded")]
+    Mismatch { reported: u64, decoded: u64 },
+    #[error("a rendition does not decode: {0}")]
+    Undecodable(TranscodeError),
+}
+
 impl From<BuildError> for TranscodeError {
     fn from(e: BuildError) -> Self {
         TranscodeError::Pipeline(e.to_string())
@@ -139,6 +148,18 @@ impl SegmentTranscoder {
         segment: &[u8],
         profiles: &[OutputProfile],
     ) -> Result<Transcoded, TranscodeError> {
+        self.run(segment, profiles, true)
+    }
+
+    /// `segment` through `appsrc ! tsdemux ! h264parse ! <decoder or AU caps> ! tee`, then
+    /// one branch per profile. Without `decode` the pictures are counted as access units
+    /// (one per frame) with the size their sequence header gives, and nothing is decoded.
+    fn run(
+        &self,
+        segment: &[u8],
+        profiles: &[OutputProfile],
+        decode: bool,
+    ) -> Result<Transcoded, TranscodeError> {
         for p in profiles {
             p.check()?;
         }
@@ -154,7 +175,18 @@ impl SegmentTranscoder {
         src.set_format(gst::Format::Bytes);
         let demux = make("tsdemux", "segment-demux")?;
         let parse = make("h264parse", "segment-parse")?;
-        let decode = make("avdec_h264", "segment-decode")?;
+        let decode = if decode {
+            make("avdec_h264", "segment-decode")?
+        } else {
+            let au = make("capsfilter", "segment-access-units")?;
+            au.set_property(
+                "caps",
+                gst::Caps::builder("video/x-h264")
+                    .field("alignment", "au")
+                    .build(),
+            );
+            au
+        };
         let tee = make("tee", "segment-raw")?;
         let decoded = Arc::new(AtomicU64::new(0));
         if let Some(pad) = tee.static_pad("sink") {
@@ -189,7 +221,7 @@ impl SegmentTranscoder {
         gst::Element::link_many([&parse, &decode, &tee])
             .map_err(|e| TranscodeError::Pipeline(format!("h264parse → decoder: {e}")))?;
         if profiles.is_empty() {
-            // Only decoded, to count its pixels.
+            // Only read (or decoded), to count its pixels.
             let sink = make("fakesink", "segment-decoded")?;
             sink.set_property("sync", false);
             pipeline
@@ -330,7 +362,37 @@ impl SegmentTranscoder {
     /// The pixels a decoder sees in `segment` (decoded frames × width × height): what a
     /// go-livepeer gateway checks against an orchestrator's reported count. Blocking.
     pub fn decoded_pixels(&self, segment: &[u8]) -> Result<u64, TranscodeError> {
-        self.transcode(segment, &[]).map(|t| t.decoded_pixels)
+        self.run(segment, &[], true).map(|t| t.decoded_pixels)
+    }
+
+    /// The pixels `segment`'s H.264 stream holds (access units × the size its sequence header
+    /// gives), read without decoding: a small fraction of decoding's cost. It equals
+    /// [`Self::decoded_pixels`] for a stream that decodes; a stream whose pictures do not
+    /// decode is caught only by decoding. Blocking.
+    pub fn counted_pixels(&self, segment: &[u8]) -> Result<u64, TranscodeError> {
+        self.run(segment, &[], false).map(|t| t.decoded_pixels)
+    }
+
+    /// Checks a rendition's `reported` pixels as a go-livepeer gateway does (frames × size).
+    /// Its pictures are counted from the bitstream, and decoded too when `decode` is asked or
+    /// when the count disagrees: an orchestrator is never blamed on a count alone. Returns the
+    /// verified pixels. Blocking.
+    pub fn verify_pixels(
+        &self,
+        rendition: &[u8],
+        reported: u64,
+        decode: bool,
+    ) -> Result<u64, PixelCheckError> {
+        if !decode && self.counted_pixels(rendition).ok() == Some(reported) {
+            return Ok(reported);
+        }
+        let decoded = self
+            .decoded_pixels(rendition)
+            .map_err(PixelCheckError::Undecodable)?;
+        if decoded != reported {
+            return Err(PixelCheckError::Mismatch { reported, decoded });
+        }
+        Ok(decoded)
     }
 
     /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
@@ -652,6 +714,10 @@ mod tests {
                 transcoder().decoded_pixels(&r.data).expect("decodes"),
                 r.pixels
             );
+            assert_eq!(
+                transcoder().counted_pixels(&r.data).expect("reads"),
+                r.pixels
+            );
             assert!(frames > 0);
         }
         assert_eq!(out[0].frames, 60);
@@ -662,7 +728,62 @@ mod tests {
         );
     }
 
-    /// `ffprobe`'s start time of an MPEG-TS file, seconds.
+    #[test]
+    fn counting_access_units_finds_what_decoding_finds() {
+        // ffmpeg's x264 with B-frames and AAC beside the video: pictures arrive out of order.
+        let t = transcoder();
+        let input = ffmpeg_segment(Some("aac"), None);
+        let decoded = t.decoded_pixels(&input).expect("decodes");
+        assert_eq!(decoded, 60 * 320 * 240);
+        assert_eq!(t.counted_pixels(&input).expect("reads"), decoded);
+        let audio_only = t.counted_pixels(&ffmpeg_audio_only());
+        assert!(
+            matches!(
+                audio_only,
+                Err(TranscodeError::NoVideo | TranscodeError::Input(_))
+            ),
+            "{audio_only:?}"
+        );
+    }
+
+    #[test]
+    fn reported_pixels_are_counted_or_decoded_and_an_inflated_claim_is_refused_either_way() {
+        let t = transcoder();
+        let rendition = segment(320, 240, 30);
+        let honest = 30 * 320 * 240;
+        for decode in [false, true] {
+            assert_eq!(
+                t.verify_pixels(&rendition, honest, decode).expect("honest"),
+                honest
+            );
+            let inflated = t.verify_pixels(&rendition, honest + 320 * 240, decode);
+            assert!(
+                matches!(inflated, Err(PixelCheckError::Mismatch { decoded, .. }) if decoded == honest),
+                "{inflated:?}"
+            );
+        }
+        assert_eq!(t.counted_pixels(&rendition).expect("reads"), honest);
+        assert!(matches!(
+            t.verify_pixels(&[0x47; 188 * 4], 0, false),
+            Err(PixelCheckError::Undecodable(_))
+        ));
+    }
+
+    /// 2 s of AAC alone in MPEG-TS.
+    fn ffmpeg_audio_only() -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("audio.ts");
+        let st = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-f", "lavfi", "-i"])
+            .args(["sine=frequency=1000:sample_rate=48000", "-t", "2"])
+            .args(["-c:a", "aac", "-f", "mpegts"])
+            .arg(&f)
+            .status()
+            .expect("ffmpeg");
+        assert!(st.success());
+        std::fs::read(&f).expect("segment")
+    }
+
     /// The earliest stream start of an MPEG-TS file, seconds (ffprobe's).
     fn start_time(ts: &[u8]) -> f64 {
         probe_streams(ts)
@@ -854,6 +975,9 @@ mod tests {
         }
         // Either decoded around the damage or refused; never a hang or a panic.
         let _ = t.transcode(&bad, &[profile("a", 160, 120, None)]);
+        let _ = t.counted_pixels(&bad);
+        assert!(t.counted_pixels(&[]).is_err());
+        assert!(t.counted_pixels(&[0x47; 188 * 20]).is_err());
         let err = t
             .transcode(&[], &[profile("a", 160, 120, None)])
             .expect_err("empty");
