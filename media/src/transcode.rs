@@ -111,8 +111,15 @@ impl OutputProfile {
         Ok(())
     }
 
-    fn resolved(&self, gop_frames: u32) -> ResolvedRendition {
-        let (n, d) = self.fps.unwrap_or((30, 1));
+    /// The rendition this profile asks for; without a GOP, one keyframe a second.
+    fn resolve(&self) -> ResolvedRendition {
+        let rate = self.fps.unwrap_or((30, 1));
+        let gop_frames = match self.gop {
+            Some(g) => ((g.as_millis() as u64 * u64::from(rate.0)) / (1000 * u64::from(rate.1)))
+                .clamp(1, 600) as u32,
+            None => (rate.0 / rate.1.max(1)).max(1),
+        };
+        let (n, d) = rate;
         ResolvedRendition {
             spec: RenditionSpec {
                 name: self.name.clone(),
@@ -230,10 +237,25 @@ impl SegmentTranscoder {
             tee.link(&sink)
                 .map_err(|e| TranscodeError::Pipeline(format!("tee → fakesink: {e}")))?;
         }
-        let mut outputs = Vec::with_capacity(profiles.len());
-        for (i, p) in profiles.iter().enumerate() {
-            outputs.push(self.branch(&pipeline, &tee, i, p)?);
+        // Largest first, each scaled from the smallest larger one that qualifies (the live
+        // ladder's cascade): scaling from 1080p three times was most of the gap to ffmpeg.
+        let resolved: Vec<ResolvedRendition> =
+            profiles.iter().map(OutputProfile::resolve).collect();
+        let mut order: Vec<usize> = (0..resolved.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(resolved[i].height));
+        let mut scaled: Vec<(usize, gst::Element)> = Vec::with_capacity(order.len());
+        let mut outputs: Vec<Option<Output>> = (0..resolved.len()).map(|_| None).collect();
+        for i in order {
+            let parent = scaled
+                .iter()
+                .rev()
+                .find(|(j, _)| crate::pipeline::can_scale_from(&resolved[*j], &resolved[i]))
+                .map_or_else(|| tee.clone(), |(_, t)| t.clone());
+            let (output, scaled_tee) = self.branch(&pipeline, &parent, i, &resolved[i])?;
+            outputs[i] = Some(output);
+            scaled.push((i, scaled_tee));
         }
+        let outputs: Vec<Output> = outputs.into_iter().flatten().collect();
         let audio = if has_aac(segment) && !outputs.is_empty() {
             let muxers: Vec<&gst::Element> = outputs.iter().map(|o| &o.mux).collect();
             Some(audio_branch(&pipeline, &muxers)?)
@@ -395,34 +417,31 @@ impl SegmentTranscoder {
         Ok(decoded)
     }
 
-    /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! encoder ! h264parse !
-    /// mpegtsmux ! appsink`, frames counted at the encoder's output (the segment's audio joins
-    /// the muxer later, from [`audio_branch`]).
+    /// `queue ! videoscale ! [videorate] ! videoconvert ! caps ! tee` (the scaled frames, also
+    /// fed to smaller renditions; returned) then `queue ! encoder ! h264parse ! mpegtsmux !
+    /// appsink`, frames counted at the encoder's output (the segment's audio joins the muxer
+    /// later, from [`audio_branch`]).
     fn branch(
         &self,
         pipeline: &gst::Pipeline,
-        tee: &gst::Element,
+        upstream: &gst::Element,
         i: usize,
-        p: &OutputProfile,
-    ) -> Result<Output, TranscodeError> {
+        r: &ResolvedRendition,
+    ) -> Result<(Output, gst::Element), TranscodeError> {
         let n = format!("out{i}");
-        let rate = p.fps.unwrap_or((30, 1));
-        let gop_frames = match p.gop {
-            Some(g) => ((g.as_millis() as u64 * u64::from(rate.0)) / (1000 * u64::from(rate.1)))
-                .clamp(1, 600) as u32,
-            None => (rate.0 / rate.1.max(1)).max(1),
-        };
-        let r = p.resolved(gop_frames);
         let (encoded, format) =
-            crate::pipeline::encode_chain(&self.encoder, &r, &self.x264_preset, "", &n)?;
-        let mut elements = vec![make("queue", &format!("{n}-queue"))?];
-        elements.extend(crate::pipeline::scale_chain(&r, format, &n)?);
+            crate::pipeline::encode_chain(&self.encoder, r, &self.x264_preset, "", &n)?;
+        let mut scaling = vec![make("queue", &format!("{n}-queue"))?];
+        scaling.extend(crate::pipeline::scale_chain(r, format, &n)?);
+        let scaled_tee = make("tee", &format!("{n}-scaled"))?;
+        scaling.push(scaled_tee.clone());
         // Frames are counted at the encoder's output: one buffer per encoded frame.
         let enc = encoded
             .iter()
             .find(|e| e.name().ends_with("-enc"))
             .cloned()
             .ok_or_else(|| TranscodeError::Pipeline("no encoder in the chain".into()))?;
+        let mut elements = vec![make("queue", &format!("{n}-enc-queue"))?];
         elements.extend(encoded);
         let mux = make("mpegtsmux", &format!("{n}-mux"))?;
         elements.push(mux.clone());
@@ -431,13 +450,19 @@ impl SegmentTranscoder {
             .map_err(|_| TranscodeError::Pipeline("appsink is not an AppSink".into()))?;
         sink.set_sync(false);
         elements.push(sink.clone().upcast());
-        pipeline
-            .add_many(&elements)
-            .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
-        gst::Element::link_many(&elements)
-            .map_err(|e| TranscodeError::Pipeline(format!("{n}: {e}")))?;
-        tee.link(&elements[0])
-            .map_err(|e| TranscodeError::Pipeline(format!("tee → {n}: {e}")))?;
+        for chain in [&scaling, &elements] {
+            pipeline
+                .add_many(chain.iter())
+                .map_err(|e| TranscodeError::Pipeline(e.to_string()))?;
+            gst::Element::link_many(chain.iter())
+                .map_err(|e| TranscodeError::Pipeline(format!("{n}: {e}")))?;
+        }
+        scaled_tee
+            .link(&elements[0])
+            .map_err(|e| TranscodeError::Pipeline(format!("{n} scaled → encoder: {e}")))?;
+        upstream
+            .link(&scaling[0])
+            .map_err(|e| TranscodeError::Pipeline(format!("→ {n}: {e}")))?;
 
         let frames = Arc::new(AtomicU64::new(0));
         if let Some(pad) = enc.static_pad("src") {
@@ -468,13 +493,14 @@ impl SegmentTranscoder {
                     .build(),
             );
         }
-        Ok(Output {
+        let output = Output {
             mux,
             data,
             frames,
             overflow,
-            area: u64::from(p.width) * u64::from(p.height),
-        })
+            area: u64::from(r.width) * u64::from(r.height),
+        };
+        Ok((output, scaled_tee))
     }
 }
 
@@ -697,15 +723,17 @@ mod tests {
             .transcode(
                 &input,
                 &[
-                    profile("P240p30fps16x9", 426, 240, Some((30, 1))),
                     profile("P144p15fps", 256, 144, Some((15, 1))),
+                    profile("P240p30fps16x9", 426, 240, Some((30, 1))),
+                    // Scaled from the 240p rendition's frames (same rate), not the source.
+                    profile("P180p30fps16x9", 320, 180, Some((30, 1))),
                 ],
             )
             .expect("transcodes");
         assert_eq!(done.decoded_pixels, 60 * 640 * 360);
         let out = done.renditions;
-        assert_eq!(out.len(), 2);
-        for (r, (w, h)) in out.iter().zip([(426, 240), (256, 144)]) {
+        assert_eq!(out.len(), 3);
+        for (r, (w, h)) in out.iter().zip([(256, 144), (426, 240), (320, 180)]) {
             let (frames, dw, dh) = decode(&r.data);
             assert_eq!((dw, dh), (w, h));
             assert_eq!(r.frames, frames);
@@ -720,12 +748,25 @@ mod tests {
             );
             assert!(frames > 0);
         }
-        assert_eq!(out[0].frames, 60);
+        assert_eq!((out[1].frames, out[2].frames), (60, 60));
         assert!(
-            out[1].frames >= 29 && out[1].frames <= 31,
+            out[0].frames >= 29 && out[0].frames <= 31,
             "{}",
-            out[1].frames
+            out[0].frames
         );
+    }
+
+    #[test]
+    fn a_rung_is_scaled_from_a_larger_one_at_its_rate_or_the_sources() {
+        use crate::pipeline::can_scale_from;
+        let r = |w, h, fps| profile("r", w, h, fps).resolve();
+        let (at30, at15) = (Some((30, 1)), Some((15, 1)));
+        assert!(can_scale_from(&r(1280, 720, at30), &r(854, 480, at30)));
+        assert!(can_scale_from(&r(1280, 720, None), &r(854, 480, at15)));
+        assert!(!can_scale_from(&r(1280, 720, at15), &r(854, 480, at30)));
+        assert!(!can_scale_from(&r(1280, 720, at30), &r(854, 480, None)));
+        assert!(!can_scale_from(&r(854, 480, None), &r(1280, 720, None)));
+        assert!(!can_scale_from(&r(640, 480, None), &r(854, 360, None)));
     }
 
     #[test]

@@ -265,6 +265,15 @@ pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, BuildError
 
 /// `videoscale ! [videorate] ! videoconvert ! caps`: raw frames at the rendition's size (and
 /// rate, when it sets one) in the encoder's input `format`.
+/// Whether `r` may be scaled from `parent`'s scaled frames rather than from the source (the
+/// ladder's cascade): `parent` is larger, and its frames come at the source's rate or at the
+/// very rate `r` asks for (a parent with another forced rate would pass that rate on).
+pub(crate) fn can_scale_from(parent: &ResolvedRendition, r: &ResolvedRendition) -> bool {
+    parent.height > r.height
+        && parent.width >= r.width
+        && (parent.spec.fps.is_none() || (r.spec.fps.is_some() && parent.fps == r.fps))
+}
+
 pub(crate) fn scale_chain(
     r: &ResolvedRendition,
     format: &str,

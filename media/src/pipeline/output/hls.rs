@@ -128,11 +128,10 @@ pub(crate) fn encode_all(
     order.sort_by_key(|r| std::cmp::Reverse(r.height));
     let mut scaled: Vec<(&ResolvedRendition, gst::Element)> = Vec::new();
     for r in order {
-        // A parent with a forced frame rate would pass its rate on; only full-rate ones qualify.
         let parent = scaled
             .iter()
             .rev()
-            .find(|(p, _)| p.spec.fps.is_none() && p.height > r.height && p.width >= r.width)
+            .find(|(p, _)| super::super::can_scale_from(p, r))
             .map(|(_, tee)| tee.clone())
             .unwrap_or_else(|| source_tee.clone());
         let tee = encode_branch(b, pipeline, &parent, r)?;
