@@ -425,10 +425,8 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
             ("LPE_NET_SIGNER_TOKEN", TOKEN),
         ],
     );
-    let ladder = json!([
-        {"name": "source", "bitrate_kbps": 1000},
-        {"name": "240p", "height": 240, "bitrate_kbps": 400}
-    ]);
+    // No passthrough: every rendition comes from the network.
+    let ladder = json!([{"name": "240p", "height": 240, "bitrate_kbps": 400}]);
     let (id, _push) = pushed_stream(&gateway, "signed elsewhere", true, ladder, "640x360", 300);
     let path = format!("/api/streams/{id}");
     let v = wait(
@@ -439,6 +437,8 @@ async fn a_gateway_without_a_key_pays_through_a_signer() {
         |v| count(v, "segments_network") >= 2,
     );
     assert_eq!(offload(&v)["orchestrator"], orch.net_url().as_str(), "{v}");
+    // Nothing is made here, so nothing is packaged for low latency, and none is offered.
+    assert!(v["llhls_url"].is_null(), "{v}");
     let hls = gdir.path().join("hls").join(&id).join("240p");
     let segs = segments(&hls.join("index.m3u8"));
     let p = probe_video(&hls.join(segs.last().expect("a segment")));

@@ -93,6 +93,22 @@ pub struct SkippedRendition {
     pub reason: String,
 }
 
+impl RenditionStatus {
+    /// Encoded or passed through by this node (not an offloaded stream's rendition from the
+    /// network, which exists only as segment files).
+    pub fn made_here(&self) -> bool {
+        self.encoder != crate::pipeline::NETWORK_ENCODER
+    }
+}
+
+impl StreamStatus {
+    /// Whether the stream has (or, not running yet, may have) a low-latency rendition: only
+    /// renditions made here are packaged in partial segments.
+    pub fn has_low_latency(&self) -> bool {
+        self.renditions.is_empty() || self.renditions.iter().any(RenditionStatus::made_here)
+    }
+}
+
 impl Default for StreamStatus {
     fn default() -> Self {
         Self {

@@ -88,7 +88,8 @@ pub struct StreamView {
     pub analysis: Option<crate::analysis::AnalysisView>,
     pub hls_url: String,
     /// Low-latency HLS of the renditions made here (an offloaded stream's passthrough or top
-    /// encode; absent when `hls.part_milliseconds` is 0).
+    /// encode; absent when `hls.part_milliseconds` is 0, or when every rendition of the
+    /// running stream comes from the network).
     pub llhls_url: Option<String>,
     pub snapshot_url: String,
     /// For RTMP sources: the application path publishers use (`/live`).
@@ -1199,6 +1200,8 @@ impl Node {
         if !s.spec.enabled {
             status.state = StreamState::Stopped;
         }
+        let llhls_url = (self.cfg.hls.part_milliseconds > 0 && status.has_low_latency())
+            .then(|| format!("/llhls/{}/index.m3u8", s.id));
         StreamView {
             id: s.id.clone(),
             name: s.spec.name.clone(),
@@ -1214,8 +1217,7 @@ impl Node {
             status,
             analysis: self.analyser.view(&s.id),
             hls_url: format!("/hls/{}/index.m3u8", s.id),
-            llhls_url: (self.cfg.hls.part_milliseconds > 0)
-                .then(|| format!("/llhls/{}/index.m3u8", s.id)),
+            llhls_url,
             snapshot_url: format!("/api/streams/{}/snapshot.jpg", s.id),
             rtmp_app,
             stream_key: None,
