@@ -12,7 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Every process started from here on inherits this marker; none may be left running.
 export EDGE_SUITE_RUN="suite-$$-$(date +%s%N)"
 status=0
-cargo test --workspace || status=$?
+# Every test binary runs even when one fails: one failure must not hide another.
+cargo test --workspace --no-fail-fast || status=$?
 # Every benchmark in its smoke mode, so none can rot.
 for bench in bench/transcode.sh bench/control.sh bench/tickets.sh bench/orchestrator.sh bench/gateway.sh bench/recording.sh bench/webrtc.sh bench/llhls.sh bench/audio.sh bench/ai.sh bench/ai_live.sh; do
   echo "== $bench (smoke)"
