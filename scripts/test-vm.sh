@@ -11,6 +11,6 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/target/pyenv/bin:$PATH"
 export EDGE_SUITE_RUN="${EDGE_SUITE_RUN:-vm-$$-$(date +%s%N)}"
 status=0
-cargo test -p livepeer-edge --test image_vm -- --ignored --test-threads=1 || status=$?
+cargo test -p livepeer-edge --test image_vm -- --ignored --test-threads=1 --nocapture || status=$?
 ./scripts/leftovers.sh "$EDGE_SUITE_RUN" || status=1
 exit "$status"
