@@ -36,7 +36,7 @@ say() { echo "image: $*" >&2; }
 
 # 1. The Debian tree, from the package list; cached under its key.
 packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
-bootstrap_recipe='v1 minbase bookworm'
+bootstrap_recipe='v2 minbase bookworm, no GL drivers, modules zstd'
 key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
 base="$CACHE/base-$key"
 # A failed debootstrap can leave the kernel's filesystems mounted in its tree; they go before
@@ -66,6 +66,13 @@ if [ ! -f "$base/.complete" ]; then
   # What a read-only appliance root does not need.
   rm -rf "$base.partial"/var/cache/apt/archives/*.deb "$base.partial"/var/lib/apt/lists/* \
     "$base.partial"/usr/share/doc/* "$base.partial"/usr/share/man/* "$base.partial"/usr/share/info/*
+  # Mesa's GL drivers and the LLVM and Z3 they are built on (160 MB) come with GTK, which
+  # Debian's plugins-bad depends on; a headless box never makes a GL context, and GStreamer
+  # loads them only when one is made. Purged through dpkg, so its database says so.
+  chroot "$base.partial" dpkg --purge --force-depends libgl1-mesa-dri libllvm15 libz3-4 >&2
+  # Kernel modules compressed, as kmod reads them (zstd): 395 MB of them take about a quarter.
+  find "$base.partial/usr/lib/modules" -name '*.ko' -exec zstd -q --rm -19 {} +
+  for kver in "$base.partial"/usr/lib/modules/*; do chroot "$base.partial" depmod "$(basename "$kver")"; done
   touch "$base.partial/.complete"
   mv "$base.partial" "$base"
   # Older trees are superseded.

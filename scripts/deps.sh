@@ -11,7 +11,7 @@ PKGS=(
   ffmpeg python3 python3-venv mosquitto mosquitto-clients chromium
   # The development image (image/build.sh) and its VM tests (socat: a guest's connection to a
   # service on the host's loopback, one process per connection).
-  debootstrap e2fsprogs fdisk dosfstools mtools grub-efi-amd64-bin rauc squashfs-tools openssl
+  debootstrap e2fsprogs fdisk dosfstools mtools grub-efi-amd64-bin rauc squashfs-tools openssl zstd
   qemu-system-x86 ovmf qemu-utils socat
   # The Yocto layer's checks (oelint-adv and kas come from PyPI, below).
   shellcheck
