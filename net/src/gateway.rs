@@ -165,7 +165,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway paying through `payer`, choosing among `orchestrators` those at or below
-    /// `max_price` (wei per pixel); renditions are decoded with `verifier` to check pixels.
+    /// `max_price` (wei per pixel); `verifier` checks the renditions' pixels.
     pub async fn new(
         payer: Payer,
         orchestrators: Orchestrators,
@@ -496,8 +496,8 @@ impl Gateway {
         // go-livepeer checks against the refreshed info when there is one.
         let info = result.info.as_ref().unwrap_or(&s.info);
         self.check_signature(info, &renditions, &data.sig)?;
-        // A session's first segment is always decoded: an orchestrator that sends what does
-        // not decode is dropped at once, and later it cannot know which segments are.
+        // A session's first segment is always decoded, so an orchestrator whose renditions do
+        // not decode is dropped at once; after it, the orchestrator cannot tell which are.
         let decode = s.verified == 0 || rand::random_ratio(1, DECODE_ONE_IN);
         let mut pixels = Vec::with_capacity(renditions.len());
         for (bytes, seg) in renditions.iter().zip(&data.segments) {
