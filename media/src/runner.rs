@@ -97,7 +97,7 @@ impl RenditionStatus {
     /// Encoded or passed through by this node (not an offloaded stream's rendition from the
     /// network, which exists only as segment files).
     pub fn made_here(&self) -> bool {
-        self.encoder != crate::pipeline::NETWORK_ENCODER
+        crate::pipeline::made_here(&self.encoder)
     }
 }
 

@@ -204,11 +204,16 @@ pub struct RenditionCounters {
     pub bytes: AtomicU64,
 }
 
+/// Whether a rendition listed with `encoder` is encoded or passed through by this node, so
+/// its buffers can be tapped; an offloaded stream's renditions from the network exist only as
+/// the offload worker's files.
+pub(crate) fn made_here(encoder: &str) -> bool {
+    encoder != NETWORK_ENCODER
+}
+
 impl RenditionCounters {
-    /// Encoded or passed through by this node, so its buffers can be tapped; an offloaded
-    /// stream's renditions from the network exist only as the offload worker's files.
     pub(crate) fn made_here(&self) -> bool {
-        self.encoder != NETWORK_ENCODER
+        made_here(&self.encoder)
     }
 }
 
@@ -263,8 +268,6 @@ pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, BuildError
         .map_err(|_| BuildError::MissingElement(factory.to_string()))
 }
 
-/// `videoscale ! [videorate] ! videoconvert ! caps`: raw frames at the rendition's size (and
-/// rate, when it sets one) in the encoder's input `format`.
 /// Whether `r` may be scaled from `parent`'s scaled frames rather than from the source (the
 /// ladder's cascade): `parent` is larger, and its frames come at the source's rate or at the
 /// very rate `r` asks for (a parent with another forced rate would pass that rate on).
@@ -274,6 +277,8 @@ pub(crate) fn can_scale_from(parent: &ResolvedRendition, r: &ResolvedRendition) 
         && (parent.spec.fps.is_none() || (r.spec.fps.is_some() && parent.fps == r.fps))
 }
 
+/// `videoscale ! [videorate] ! videoconvert ! caps`: raw frames at the rendition's size (and
+/// rate, when it sets one) in the encoder's input `format`.
 pub(crate) fn scale_chain(
     r: &ResolvedRendition,
     format: &str,
