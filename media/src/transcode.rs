@@ -256,7 +256,8 @@ impl SegmentTranscoder {
             scaled.push((i, scaled_tee));
         }
         let outputs: Vec<Output> = outputs.into_iter().flatten().collect();
-        let audio = if has_aac(segment) && !outputs.is_empty() {
+        // Counting or decoding alone has no muxers: nothing to scan the input for.
+        let audio = if !outputs.is_empty() && has_aac(segment) {
             let muxers: Vec<&gst::Element> = outputs.iter().map(|o| &o.mux).collect();
             Some(audio_branch(&pipeline, &muxers)?)
         } else {
@@ -267,7 +268,10 @@ impl SegmentTranscoder {
         // the input's timeline in every rendition (less that constant when the input already
         // carries it, as MPEG-TS from GStreamer does), so consecutive segments' renditions
         // play on without a jump and line up with the source, as go-livepeer's do.
-        if let (Some(pts), Some(pad)) = (first_video_pts(segment), parse.static_pad("sink")) {
+        let first_pts = (!outputs.is_empty())
+            .then(|| first_video_pts(segment))
+            .flatten();
+        if let (Some(pts), Some(pad)) = (first_pts, parse.static_pad("sink")) {
             let ns = pts.saturating_mul(100_000) / 9;
             let muxer_base = 3600 * gst::ClockTime::SECOND.nseconds();
             let offset = if ns >= muxer_base {
