@@ -40,7 +40,7 @@ pub mod views {
     pub use lpe_media::recording;
     pub use lpe_media::runner::{StreamState, StreamStatus};
     pub use lpe_media::transcode::{
-        OutputProfile, PixelCheckError, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
+        OutputProfile, Rendition, SegmentTranscoder, TranscodeError, Transcoded,
     };
     pub use lpe_media::webrtc::{WhepError, WhipError};
     pub use lpe_money::chain::{ChainClient, ChainError, Mined, OrchestratorStatus};
