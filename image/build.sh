@@ -67,8 +67,8 @@ if [ ! -f "$base/.complete" ]; then
   rm -rf "$base.partial"/var/cache/apt/archives/*.deb "$base.partial"/var/lib/apt/lists/* \
     "$base.partial"/usr/share/doc/* "$base.partial"/usr/share/man/* "$base.partial"/usr/share/info/*
   # Mesa's GL drivers and the LLVM and Z3 they are built on (160 MB) come with GTK, which
-  # Debian's plugins-bad depends on; a headless box never makes a GL context, and GStreamer
-  # loads them only when one is made. Purged through dpkg, so its database says so.
+  # Debian's plugins-bad depends on; a headless box never makes a GL context, the only time
+  # they are loaded. Purged through dpkg, so its database says so.
   chroot "$base.partial" dpkg --purge --force-depends libgl1-mesa-dri libllvm15 libz3-4 >&2
   # Kernel modules compressed, as kmod reads them (zstd): 395 MB of them take about a quarter.
   find "$base.partial/usr/lib/modules" -name '*.ko' -exec zstd -q --rm -19 {} +
