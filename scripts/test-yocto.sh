@@ -78,7 +78,7 @@ PY
 
 echo "== shellcheck"
 backend=$layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend
-shellcheck "$backend" image/*.sh scripts/ui-asset.sh scripts/test-yocto.sh
+shellcheck "$backend" image/rauc/grubenv-backend image/*.sh scripts/ui-asset.sh scripts/test-yocto.sh
 
 echo "== the nvbootctrl backend against a stand-in nvbootctrl"
 # The stand-in keeps NVIDIA's rootfs slot state in files: current, active, unbootable.
