@@ -121,12 +121,56 @@ impl Vm {
             }
             assert!(
                 started.elapsed() < BOOT,
-                "the node was not healthy after {} s; the console:\n{}",
+                "the node was not healthy after {} s; the console:\n{}\n{}",
                 BOOT.as_secs(),
-                tail(&self.console())
+                tail(&self.console()),
+                self.esp_report()
             );
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+
+    /// The ESP as the disk holds it now, for a boot that stops before the node answers
+    /// (GRUB reads its menu and environment from there): fsck.fat's verdict, read-only, and
+    /// the environment block's text. The ESP is where image/build.sh puts it: 64 MiB from 1 MiB.
+    fn esp_report(&self) -> String {
+        let esp = self._dir.path().join("esp.raw");
+        let overlay = self._dir.path().join("overlay.qcow2");
+        let copy = Command::new("qemu-img")
+            .args([
+                "dd",
+                "-U",
+                "-f",
+                "qcow2",
+                "-O",
+                "raw",
+                "bs=512",
+                "skip=2048",
+            ])
+            // qemu-img dd's count includes the skipped blocks.
+            .args(["count=133120", &format!("if={}", overlay.display())])
+            .arg(format!("of={}", esp.display()))
+            .output();
+        if !matches!(&copy, Ok(o) if o.status.success()) {
+            return format!("the ESP could not be read: {copy:?}");
+        }
+        let fsck = Command::new("fsck.fat").arg("-n").arg(&esp).output();
+        let grubenv = Command::new("mtype")
+            .args(["-i", &esp.display().to_string(), "::/EFI/BOOT/grubenv"])
+            .output();
+        let text = |o: std::io::Result<std::process::Output>| match o {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout).trim_end_matches('#'),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => e.to_string(),
+        };
+        format!(
+            "the ESP: fsck.fat -n:\n{}\ngrubenv:\n{}",
+            text(fsck),
+            text(grubenv)
+        )
     }
 
     /// The setup code the console shows (the node's warning, forwarded by journald).
