@@ -751,7 +751,15 @@ impl Vm {
     fn upload(&self, auth: &str, bundle: &Path) -> serde_json::Value {
         let mut file = std::fs::File::open(bundle).expect("bundle");
         let size = file.metadata().expect("bundle size").len();
-        let mut r = agent()
+        // Hundreds of megabytes through QEMU's user network into an emulated guest: 60 to
+        // over 90 s here, seconds on a box.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let started = Instant::now();
+        let mut r = agent
             .post(self.url("/api/system/update/bundle"))
             .header("authorization", auth)
             .header("content-type", "application/octet-stream")
@@ -761,6 +769,11 @@ impl Vm {
         let status = r.status();
         let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
         assert_eq!(status, 202, "upload refused: {body}");
+        eprintln!(
+            "a {} MB bundle uploaded in {:.0} s",
+            size / 1_000_000,
+            started.elapsed().as_secs_f64()
+        );
         body
     }
 
