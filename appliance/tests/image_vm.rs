@@ -294,6 +294,28 @@ impl Monitor {
         std::thread::sleep(held);
         self.key(qcode, false);
     }
+
+    /// Waits up to `timeout` for QEMU's event `name` (events before the call included, since
+    /// replies skip them).
+    fn event(&mut self, name: &str, timeout: Duration) -> serde_json::Value {
+        use std::io::BufRead;
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(Instant::now() < deadline, "no {name} event in {timeout:?}");
+            let mut line = Vec::new();
+            match self.0.stream.read_until(b'\n', &mut line) {
+                Ok(0) => panic!("QEMU's monitor closed before {name}"),
+                // The socket's read timeout: nothing yet.
+                Err(_) => continue,
+                Ok(_) => {}
+            }
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line)
+                && v["event"] == name
+            {
+                return v;
+            }
+        }
+    }
 }
 
 /// The guest agent: commands run as root inside the guest.
@@ -649,6 +671,20 @@ fn the_image_boots_sets_up_and_drives_its_hardware_camera_and_watchdog() {
         .call()
         .expect("streams");
     assert_eq!(r.status(), 401, "the erased box still knows the old token");
+
+    // PID 1 itself stops: systemd's crash handler freezes it on SIGSEGV, nothing feeds the
+    // hardware watchdog any more, and the watchdog resets the box, which comes back.
+    guest.ok("kill -SEGV 1");
+    let frozen = Instant::now();
+    let event = monitor.event("WATCHDOG", Duration::from_secs(180));
+    assert_eq!(event["data"]["action"], "reset", "{event}");
+    let reset = frozen.elapsed();
+    vm.wait_healthy();
+    eprintln!(
+        "PID 1 frozen to the watchdog's reset: {:.0} s, to a healthy node: {:.0} s",
+        reset.as_secs_f64(),
+        frozen.elapsed().as_secs_f64()
+    );
 }
 
 impl Vm {
