@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boots the development image under QEMU, on a copy-on-write overlay so the built disk stays
 # as built: the node's HTTP on http://127.0.0.1:${HTTP_PORT:-8080}/, RTMP on :${RTMP_PORT:-1935},
-# the serial console on this terminal. Extra arguments go to QEMU.
+# its Livepeer network port on :${NET_PORT:-8935}, the serial console on this terminal. Extra
+# arguments go to QEMU.
 # VM_STATE (default target/image/vm) keeps the overlay and the firmware's variables between runs,
 # and holds the sockets of QEMU's monitor (qmp.sock: reset, keys) and of the guest agent
 # (qga.sock: commands inside the guest).
@@ -24,7 +25,7 @@ exec qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 
   -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
   -drive if=pflash,format=raw,file="$state/OVMF_VARS.fd" \
   -drive if=virtio,format=qcow2,file="$state/overlay.qcow2" \
-  -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${RTMP_PORT:-1935}-:1935$forwards" \
+  -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${RTMP_PORT:-1935}-:1935,hostfwd=tcp:127.0.0.1:${NET_PORT:-8935}-:8935$forwards" \
   -device virtio-net-pci,netdev=net0 \
   -device i6300esb -action watchdog=reset \
   -qmp "unix:$state/qmp.sock,server=on,wait=off" \

@@ -2,7 +2,8 @@
 # The VM suite: the development image built and booted under QEMU/TCG — the box set up and
 # its hardware, camera and watchdog driven; an update installed, rebooted into and marked
 # good; a version whose node cannot start rolled back; a foreign bundle refused; power cut
-# during writes (VM_POWER_CUTS times, default 20), the store checked after each boot. Each
+# during writes and payments (VM_POWER_CUTS times, default 20), the store checked after each
+# boot and every acknowledged winning ticket redeemed on a local chain. Each
 # takes minutes of emulation, so the default suite (scripts/test.sh) runs none of them. One
 # VM at a time: two would share two cores. Stops everything it starts.
 set -euo pipefail

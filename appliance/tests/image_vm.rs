@@ -45,6 +45,8 @@ fn image() -> PathBuf {
 struct Vm {
     qemu: Child,
     http: u16,
+    /// The node's Livepeer network port (8935 in the guest).
+    net: u16,
     console: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -61,12 +63,14 @@ impl Vm {
         let dir = tempfile::tempdir().expect("tempdir");
         let http = free_port();
         let rtmp = free_port();
+        let net = free_port();
         let console = dir.path().join("console.log");
         let mut qemu = Command::new(repo().join("image/run-vm.sh"));
         qemu.env("VM_STATE", dir.path())
             .env("IMAGE_DISK", disk)
             .env("HTTP_PORT", http.to_string())
             .env("RTMP_PORT", rtmp.to_string())
+            .env("NET_PORT", net.to_string())
             .env(
                 "VM_GUESTFWD",
                 forwards
@@ -85,6 +89,7 @@ impl Vm {
         Self {
             qemu,
             http,
+            net,
             console,
             _dir: dir,
         }
@@ -1177,19 +1182,145 @@ fn write_until(
     (acked, None)
 }
 
+/// Makes the guest's node an orchestrator on the host's chain (reached at 10.0.2.100:8545):
+/// the orchestrator account's key imported into its keystore, the payment settings in the
+/// box's own `node.env` (plain HTTP/2 on the network port, as the host reaches it), the node
+/// restarted; returns once it takes payments.
+fn earn_in_guest(vm: &mut Vm, guest: &mut Guest, auth: &str, controller: &str) {
+    guest.ok(&format!(
+        "umask 077 && printf %s {key} > /run/orchestrator.key \
+         && chown livepeer-edge /run/orchestrator.key \
+         && runuser -u livepeer-edge -- env LPE_WALLET_PASSWORD={password} livepeer-edge wallet import \
+            --private-key-file /run/orchestrator.key --data-dir /var/lib/livepeer-edge \
+         && rm /run/orchestrator.key",
+        key = common::evm::ORCHESTRATOR,
+        password = common::wire::PASSWORD,
+    ));
+    let settings: String = common::evm::pm_env(
+        "http://10.0.2.100:8545",
+        controller,
+        "orchestrator",
+        common::wire::PASSWORD,
+    )
+    .into_iter()
+    .chain([(
+        "LPE_NET_SERVICE_URI",
+        &*format!("http://127.0.0.1:{}", vm.net),
+    )])
+    .map(|(k, v)| format!("{k}={v}\\n"))
+    .collect();
+    guest.ok(&format!(
+        "umask 077 && printf '{settings}' > /var/lib/livepeer-edge/node.env \
+         && systemctl restart livepeer-edge"
+    ));
+    vm.wait_healthy();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = agent()
+            .get(vm.url("/api/pm/chain"))
+            .header("authorization", auth)
+            .call()
+            .map(|r| r.status().as_u16());
+        if matches!(status, Ok(200)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest's orchestrator never took payments: {status:?}\n{}",
+            tail(&vm.console())
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A gateway's ticket session on the guest's orchestrator at `net`, once it takes payments
+/// (after a boot, a new one: the node's params change when it starts).
+fn open_gateway(rt: &tokio::runtime::Runtime, net: u16) -> common::wire::WireGateway {
+    let url = format!("http://127.0.0.1:{net}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // A node that vanishes mid-answer never says so: each try is bounded.
+        let open = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                common::wire::WireGateway::open(&url, common::wire::gateway_key()),
+            )
+            .await
+        });
+        match open {
+            Ok(Ok(g)) => {
+                assert_eq!(g.params().win_prob, lpe_pm::U256::MAX, "every ticket wins");
+                return g;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "no ticket session on the guest's orchestrator: {:?}",
+                other.map(|r| r.err())
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Pays through `gateway` until `stop`, in batches of one to three winning tickets: the
+/// hashes of the tickets the node acknowledged (a 200 acknowledges a whole batch). A payment
+/// cut short by the power is not counted: it may or may not have landed.
+fn pay_until(
+    mut gateway: common::wire::WireGateway,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<lpe_pm::B256> {
+    let mut acked = Vec::new();
+    let mut n = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        n += 1;
+        let batch = gateway.batch(1 + n % 3);
+        let (status, _) = gateway.pay_header(&gateway.header(&batch));
+        if status != 200 {
+            break;
+        }
+        acked.extend(batch.tickets.iter().map(|t| t.ticket.hash()));
+    }
+    acked
+}
+
 #[test]
 #[ignore = "the full VM suite (scripts/test-vm.sh): every cut is a boot under emulation"]
-fn power_cuts_lose_no_acknowledged_change_and_never_corrupt_the_store() {
+fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store() {
     let cuts: usize = std::env::var("VM_POWER_CUTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let disk = image();
-    let mut vm = Vm::boot(&disk);
+    // The chain on the host, the gateway's deposit and reserve on it: every ticket wins.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = rt.block_on(common::evm::world(10_000));
+    let eth = lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(18u8));
+    rt.block_on(async {
+        lpe_money::chain::ChainClient::connect(
+            &chain.node.url,
+            chain.controller,
+            Some(common::evm::key(common::evm::GATEWAY)),
+        )
+        .await
+        .expect("gateway")
+        .fund_deposit_and_reserve(eth * lpe_pm::U256::from(5u8), eth * lpe_pm::U256::from(5u8))
+        .await
+        .expect("fund")
+    });
+    let hardhat: u16 = chain
+        .node
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("hardhat's port");
+    let mut vm = Vm::boot_with(&disk, &[(8545, hardhat)]);
     vm.wait_healthy();
     let auth = vm.admin_token();
     let mut monitor = Monitor::connect(vm.state());
     let mut guest = Guest::connect(vm.state());
+    earn_in_guest(&mut vm, &mut guest, &auth, &chain.controller.to_string());
+    let mut tickets: std::collections::HashSet<lpe_pm::B256> = Default::default();
     // What the node acknowledged: each stream's name as last acknowledged.
     let mut names: std::collections::BTreeMap<String, String> = Default::default();
     let mut acknowledged = 0usize;
@@ -1203,17 +1334,24 @@ fn power_cuts_lose_no_acknowledged_change_and_never_corrupt_the_store() {
         z ^ (z >> 31)
     };
     for cut in 1..=cuts {
+        // The session is opened before the cut's clock starts: the window is all payments.
+        let gateway = open_gateway(&rt, vm.net);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (stop, auth, http) = (stop.clone(), auth.clone(), vm.http);
             let known: Vec<String> = names.keys().cloned().collect();
             std::thread::spawn(move || write_until(http, &auth, cut, &stop, &known))
         };
+        let payer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || pay_until(gateway, &stop))
+        };
         // The power goes while changes are being written: 0.5 to 4 s into them.
         std::thread::sleep(Duration::from_millis(500 + next() % 3500));
         monitor.0.call("system_reset", serde_json::json!({}));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (acked, in_flight) = writer.join().expect("writer");
+        tickets.extend(payer.join().expect("payer"));
         acknowledged += acked.len();
         for change in acked {
             match change {
@@ -1265,12 +1403,50 @@ fn power_cuts_lose_no_acknowledged_change_and_never_corrupt_the_store() {
             names.insert(id.clone(), name.clone());
         }
         eprintln!(
-            "cut {cut}/{cuts}: {} streams as acknowledged ({acknowledged} changes so far), store ok",
-            names.len()
+            "cut {cut}/{cuts}: {} streams as acknowledged ({acknowledged} changes, {} winning tickets so far), store ok",
+            names.len(),
+            tickets.len()
         );
     }
     assert!(
         acknowledged >= cuts,
         "only {acknowledged} changes acknowledged in {cuts} cuts"
+    );
+    assert!(
+        tickets.len() >= cuts,
+        "only {} winning tickets acknowledged in {cuts} cuts",
+        tickets.len()
+    );
+
+    // Every winning ticket the node acknowledged is redeemed, once the params it was issued
+    // under expire (L1 block = block number on this chain).
+    rt.block_on(common::evm::mine(&chain.admin, 50));
+    let broker = rt
+        .block_on(lpe_money::chain::ChainClient::connect(
+            &chain.node.url,
+            chain.controller,
+            None,
+        ))
+        .expect("chain");
+    let started = Instant::now();
+    loop {
+        let unused = tickets
+            .iter()
+            .filter(|h| !rt.block_on(broker.is_used(**h)).expect("usedTickets"))
+            .count();
+        if unused == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{unused} of {} acknowledged winning tickets never redeemed",
+            tickets.len()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    eprintln!(
+        "{} acknowledged winning tickets redeemed on chain {} s after the last cut",
+        tickets.len(),
+        started.elapsed().as_secs()
     );
 }

@@ -195,7 +195,9 @@ impl WireGateway {
     /// `POST /payment` with `payment` as the header: the status and the body (go-livepeer's
     /// text on a refusal).
     pub fn pay_header(&self, payment: &str) -> (u16, Vec<u8>) {
+        // Bounded: a node that vanishes mid-answer (a VM's power cut) never says so.
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(20)))
             .http_status_as_error(false)
             .build()
             .into();
