@@ -1291,30 +1291,12 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let disk = image();
-    // The chain on the host, the gateway's deposit and reserve on it: every ticket wins.
+    // The chain on the host, the gateway's deposit and reserve on it (every ticket wins,
+    // a hundredth of an ETH each: five ETH last twenty cuts).
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let chain = rt.block_on(common::evm::world(10_000));
-    let eth = lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(18u8));
-    rt.block_on(async {
-        lpe_money::chain::ChainClient::connect(
-            &chain.node.url,
-            chain.controller,
-            Some(common::evm::key(common::evm::GATEWAY)),
-        )
-        .await
-        .expect("gateway")
-        .fund_deposit_and_reserve(eth * lpe_pm::U256::from(5u8), eth * lpe_pm::U256::from(5u8))
-        .await
-        .expect("fund")
-    });
-    let hardhat: u16 = chain
-        .node
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("hardhat's port");
-    let mut vm = Vm::boot_with(&disk, &[(8545, hardhat)]);
+    rt.block_on(common::wire::funded_gateway_with(&chain, 5));
+    let mut vm = Vm::boot_with(&disk, &[(8545, chain.node.port)]);
     vm.wait_healthy();
     let auth = vm.admin_token();
     let mut monitor = Monitor::connect(vm.state());

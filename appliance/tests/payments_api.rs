@@ -256,14 +256,7 @@ fn has_event(node: &common::NodeProc, kind: &str) -> bool {
 async fn payments_make_no_rpc_calls_and_survive_chain_outages() {
     let w = world(10_000).await;
     let gateway = funded_gateway(&w).await;
-    let upstream: u16 = w
-        .node
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("hardhat port");
-    let proxy = RpcProxy::start(upstream);
+    let proxy = RpcProxy::start(w.node.port);
     let dir = tempfile::tempdir().expect("tempdir");
     import_key(dir.path(), ORCHESTRATOR, PASSWORD);
     let controller = w.controller.to_string();

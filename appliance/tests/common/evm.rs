@@ -49,6 +49,7 @@ pub fn chain_dir() -> PathBuf {
 
 pub struct Hardhat {
     child: Child,
+    pub port: u16,
     pub url: String,
 }
 
@@ -77,6 +78,7 @@ impl Hardhat {
             .expect("npx hardhat node (run scripts/test.sh to install it)");
         Self {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}"),
         }
     }

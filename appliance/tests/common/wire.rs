@@ -22,7 +22,12 @@ pub fn gateway_key() -> SigningKey {
 
 /// The gateway account with 1 ETH of deposit and 1 ETH of reserve.
 pub async fn funded_gateway(w: &super::evm::World) -> lpe_money::chain::ChainClient {
-    let eth = lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(18u8));
+    funded_gateway_with(w, 1).await
+}
+
+/// The gateway account with `eth` ETH of deposit and as much reserve.
+pub async fn funded_gateway_with(w: &super::evm::World, eth: u64) -> lpe_money::chain::ChainClient {
+    let eth = lpe_pm::U256::from(eth) * lpe_pm::U256::from(10u64).pow(lpe_pm::U256::from(18u8));
     let c = lpe_money::chain::ChainClient::connect(
         &w.node.url,
         w.controller,
