@@ -156,8 +156,8 @@ grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$OUT/BOOTX64.EFI" \
   part_gpt fat ext2 normal linux loadenv test echo regexp configfile all_video efi_gop gzio
 sed -e "s/@ROOTFS_A_UUID@/$ROOTFS_A_UUID/" -e "s/@ROOTFS_B_UUID@/$ROOTFS_B_UUID/" \
   image/grub.cfg > "$OUT/grub.cfg"
-grub-editenv "$OUT/grubenv" create
-grub-editenv "$OUT/grubenv" set ORDER="A B" A_OK=1 B_OK=0 A_TRY=0 B_TRY=0
+rm -f "$OUT/grubenv"
+GRUBENV="$OUT/grubenv" image/rauc/grubenv-backend create
 mmd -i "$OUT/esp.vfat" ::/EFI ::/EFI/BOOT
 mcopy -i "$OUT/esp.vfat" "$OUT/BOOTX64.EFI" "$OUT/grub.cfg" "$OUT/grubenv" ::/EFI/BOOT/
 

@@ -1,6 +1,6 @@
-//! The development image's RAUC bootloader backend (`image/rauc/grubenv-backend`), driven as
-//! RAUC drives it through a box's life, over an environment block made by GRUB's own tool and
-//! read back by it: RAUC's GRUB slot logic, written in place.
+//! The GRUB images' RAUC bootloader backend (`image/rauc/grubenv-backend`), driven as RAUC
+//! drives it through a box's life, its blocks read back and changed by GRUB's own tool: RAUC's
+//! GRUB slot logic, written in place.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -70,12 +70,21 @@ fn step(env: &Path, args: &[&str]) -> String {
 fn the_grubenv_backend_keeps_rauc_slot_logic_and_writes_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = dir.path().join("grubenv");
-    // As image/build.sh makes it.
-    editenv(&env, &["create"]);
-    editenv(
-        &env,
-        &["set", "ORDER=A B", "A_OK=1", "B_OK=0", "A_TRY=0", "B_TRY=0"],
+    // As the images are built: a block GRUB reads as slot A good and first.
+    run(&env, &["create"]).expect("create");
+    assert_eq!(
+        grub_reads(&env),
+        vars(&[
+            ("ORDER", "A B"),
+            ("A_OK", "1"),
+            ("B_OK", "0"),
+            ("A_TRY", "0"),
+            ("B_TRY", "0")
+        ])
     );
+    let created = std::fs::read(&env).expect("env");
+    assert!(run(&env, &["create"]).is_err(), "create over a block");
+    assert_eq!(std::fs::read(&env).expect("env"), created);
     assert_eq!(step(&env, &["get-primary"]), "A");
     assert_eq!(step(&env, &["get-state", "A"]), "good");
     assert_eq!(step(&env, &["get-state", "B"]), "bad");
