@@ -135,8 +135,7 @@ mkdir -p "$root/etc/rauc"
 install -m 0644 "$KEYS/ca.cert.pem" "$root/etc/rauc/ca.cert.pem"
 # RAUC's GRUB slot logic through a backend that rewrites grubenv in place (see the script).
 install -D -m 0755 image/rauc/grubenv-backend "$root/usr/libexec/rauc/grubenv-backend"
-sed -e "s|@COMPATIBLE@|$COMPATIBLE|" -e "s|@BOOTLOADER@|custom|" -e "s|@BOOTLOADER_SETTING@||" \
-  -e "s|@BOOTLOADER_HANDLER@|bootloader-custom-backend=/usr/libexec/rauc/grubenv-backend|" \
+sed -e "s|@COMPATIBLE@|$COMPATIBLE|" -e "s|@BACKEND@|/usr/libexec/rauc/grubenv-backend|" \
   -e "s|@SLOT_A@|/dev/disk/by-partlabel/rootfs-a|" -e "s|@SLOT_B@|/dev/disk/by-partlabel/rootfs-b|" \
   image/rauc/system.conf.in > "$root/etc/rauc/system.conf"
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Yocto layer's checks that run without a build host (a bitbake build cannot run here):
 # recipes linted, kas files loaded by kas itself, the crate list and the web UI's checksum
-# held to this tree, the files both images share taken from one place, the layer's scripts
-# run through ShellCheck and the nvbootctrl backend driven against a stand-in nvbootctrl.
+# held to this tree, the files both images share taken from one place (units, RAUC's template
+# and backends, the GRUB images' boot menu), the layer's scripts run through ShellCheck and the
+# nvbootctrl backend driven against a stand-in nvbootctrl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/target/pyenv/bin:$PATH"
@@ -61,20 +62,41 @@ for f in etc/systemd/system/livepeer-edge.service etc/systemd/system/livepeer-ed
 done
 grep -q 'image/rauc/system.conf.in' image/build.sh
 grep -q 'image/rauc:' $layer/recipes-core/rauc/rauc-conf.bbappend
-# The template rendered as the Jetson image renders it is a configuration RAUC can read.
-sed -e 's|@COMPATIBLE@|livepeer-edge-jetson-orin-nano-devkit|' -e 's|@BOOTLOADER@|custom|' \
-  -e 's|@BOOTLOADER_SETTING@||' -e 's|@BOOTLOADER_HANDLER@|bootloader-custom-backend=/usr/libexec/rauc/nvbootctrl-backend|' \
-  -e 's|@SLOT_A@|/dev/disk/by-partlabel/APP|' -e 's|@SLOT_B@|/dev/disk/by-partlabel/APP_b|' \
-  image/rauc/system.conf.in > "$work/system.conf"
-python3 - "$work/system.conf" <<'PY'
+# The template rendered as each Yocto image renders it is a configuration RAUC can read, its
+# backend the one the layer installs.
+for backend in grubenv-backend nvbootctrl-backend; do
+  sed -e "s|@COMPATIBLE@|livepeer-edge-test|" -e "s|@BACKEND@|/usr/libexec/rauc/$backend|" \
+    -e 's|@SLOT_A@|/dev/disk/by-partlabel/A|' -e 's|@SLOT_B@|/dev/disk/by-partlabel/B|' \
+    image/rauc/system.conf.in > "$work/system.conf"
+  python3 - "$work/system.conf" "$backend" <<'PY'
 import configparser, sys
 c = configparser.ConfigParser(interpolation=None)
 c.read(sys.argv[1])
 assert c["system"]["bootloader"] == "custom"
-assert c["handlers"]["bootloader-custom-backend"].endswith("nvbootctrl-backend")
+assert c["handlers"]["bootloader-custom-backend"].endswith("/" + sys.argv[2])
 assert [c[f"slot.rootfs.{i}"]["bootname"] for i in (0, 1)] == ["A", "B"]
 assert not [l for l in open(sys.argv[1]) if "@" in l and not l.startswith("#")]
 PY
+done
+[ -f image/rauc/grubenv-backend ] && [ -f $layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend ]
+grep -q 'LIVEPEER_EDGE_RAUC_BACKEND ??= "grubenv-backend"' $layer/conf/distro/livepeer-edge.conf
+grep -q 'LIVEPEER_EDGE_RAUC_BACKEND:tegra = "nvbootctrl-backend"' \
+  $layer/dynamic-layers/tegra/recipes-core/rauc/rauc-conf.bbappend
+# The GRUB images share the boot menu, its slots' partition UUIDs and the ESP's mount.
+boot=$layer/recipes-bsp/livepeer-edge-boot/livepeer-edge-boot_git.bb
+grep -q "\${S}/image/grub.cfg" "$boot"
+grep -q "\${S}/image/rauc/grubenv-backend create" "$boot"
+for slot in A B; do
+  uuid=$(sed -n "s/^ROOTFS_${slot}_UUID=//p" image/build.sh)
+  grep -q "LIVEPEER_EDGE_ROOTFS_${slot}_UUID ??= \"$uuid\"" $layer/conf/distro/livepeer-edge.conf ||
+    { echo "slot $slot's partition UUID differs from image/build.sh's ($uuid)" >&2; exit 1; }
+  grep -q -- "--uuid \${LIVEPEER_EDGE_ROOTFS_${slot}_UUID}" $layer/wic/livepeer-edge-qemux86-64.wks.in
+done
+[ "$(grep -o '@[A-Z_]*@' image/grub.cfg | sort -u | tr '\n' ' ')" = "@ROOTFS_A_UUID@ @ROOTFS_B_UUID@ " ] ||
+  { echo "image/grub.cfg has placeholders livepeer-edge-boot does not fill" >&2; exit 1; }
+esp=$(grep '^PARTLABEL=esp ' image/rootfs/etc/fstab)
+grep -qF "printf '$esp\\n'" $layer/recipes-core/images/livepeer-edge-image.bb ||
+  { echo "the Yocto image mounts the ESP otherwise than image/rootfs/etc/fstab" >&2; exit 1; }
 
 echo "== shellcheck"
 backend=$layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend

@@ -1,10 +1,11 @@
 # In the livepeer-edge distribution: RAUC's system configuration rendered from the template
 # the development image renders (image/rauc/system.conf.in in the repository this layer lives
-# in), and the integrator's CA, which bundles are checked against.
+# in), the machine's bootloader backend, and the integrator's CA, which bundles are checked
+# against.
 FILESEXTRAPATHS:prepend:livepeer-edge := "${THISDIR}/../../../../image/rauc:"
 
 SRC_URI:remove:livepeer-edge = "file://system.conf"
-SRC_URI:append:livepeer-edge = " file://system.conf.in"
+SRC_URI:append:livepeer-edge = " file://system.conf.in file://${LIVEPEER_EDGE_RAUC_BACKEND}"
 
 RAUC_KEYRING_FILE:livepeer-edge = "ca.cert.pem"
 # nooelint: oelint.vars.mispell
@@ -15,10 +16,15 @@ do_configure:prepend:livepeer-edge() {
         bbfatal "Set LIVEPEER_EDGE_KEYS to the directory holding the update CA (ca.cert.pem); see yocto/README.md"
     fi
     sed -e 's|@COMPATIBLE@|${LIVEPEER_EDGE_RAUC_COMPATIBLE}|' \
-        -e 's|@BOOTLOADER@|${LIVEPEER_EDGE_RAUC_BOOTLOADER}|' \
-        -e 's|@BOOTLOADER_SETTING@|${LIVEPEER_EDGE_RAUC_BOOTLOADER_SETTING}|' \
-        -e 's|@BOOTLOADER_HANDLER@|${LIVEPEER_EDGE_RAUC_BOOTLOADER_HANDLER}|' \
+        -e 's|@BACKEND@|${libexecdir}/rauc/${LIVEPEER_EDGE_RAUC_BACKEND}|' \
         -e 's|@SLOT_A@|${LIVEPEER_EDGE_RAUC_SLOT_A}|' \
         -e 's|@SLOT_B@|${LIVEPEER_EDGE_RAUC_SLOT_B}|' \
         ${WORKDIR}/system.conf.in > ${WORKDIR}/system.conf
 }
+
+do_install:append:livepeer-edge() {
+    install -D -m 0755 ${WORKDIR}/${LIVEPEER_EDGE_RAUC_BACKEND} ${D}${libexecdir}/rauc/${LIVEPEER_EDGE_RAUC_BACKEND}
+}
+
+FILES:${PN}:append:livepeer-edge = " ${libexecdir}/rauc/${LIVEPEER_EDGE_RAUC_BACKEND}"
+RDEPENDS:${PN}:append:livepeer-edge = " ${LIVEPEER_EDGE_RAUC_BACKEND_RDEPENDS}"
