@@ -93,6 +93,12 @@ pub(crate) fn hls_sink(
     pipeline
         .add(&sink)
         .map_err(|e| BuildError::Link(e.to_string()))?;
+    // The video pad before the audio is linked. splitmuxsink takes its first pad as the
+    // reference until a video pad exists: audio arriving first would set the fragment's start,
+    // and the first keyframe, stamped before it (a live source's usual A/V offset), would then
+    // fail the run ("Timestamping error on input streams"). `link_to_hls` links this pad.
+    sink.request_pad_simple("video")
+        .ok_or_else(|| BuildError::Link(format!("{n}: hlssink2 has no video pad")))?;
     super::audio::link_rendition(b, pipeline, &sink, n)?;
     sink.sync_state_with_parent()
         .map_err(|_| BuildError::Link(format!("{n}-hls cannot start")))?;
@@ -108,7 +114,7 @@ pub(crate) fn link_to_hls(
         .static_pad("src")
         .ok_or_else(|| BuildError::Link(format!("{n}: no src pad")))?;
     let video = sink
-        .request_pad_simple("video")
+        .static_pad("video")
         .ok_or_else(|| BuildError::Link(format!("{n}: hlssink2 has no video pad")))?;
     src.link(&video)
         .map_err(|e| BuildError::Link(format!("{n} → hlssink2: {e:?}")))?;
