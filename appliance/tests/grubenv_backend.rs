@@ -71,17 +71,15 @@ fn the_grubenv_backend_keeps_rauc_slot_logic_and_writes_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = dir.path().join("grubenv");
     // As the images are built: a block GRUB reads as slot A good and first.
+    let first_boot = vars(&[
+        ("ORDER", "A B"),
+        ("A_OK", "1"),
+        ("B_OK", "0"),
+        ("A_TRY", "0"),
+        ("B_TRY", "0"),
+    ]);
     run(&env, &["create"]).expect("create");
-    assert_eq!(
-        grub_reads(&env),
-        vars(&[
-            ("ORDER", "A B"),
-            ("A_OK", "1"),
-            ("B_OK", "0"),
-            ("A_TRY", "0"),
-            ("B_TRY", "0")
-        ])
-    );
+    assert_eq!(grub_reads(&env), first_boot);
     let created = std::fs::read(&env).expect("env");
     assert!(run(&env, &["create"]).is_err(), "create over a block");
     assert_eq!(std::fs::read(&env).expect("env"), created);
@@ -94,16 +92,7 @@ fn the_grubenv_backend_keeps_rauc_slot_logic_and_writes_in_place() {
     assert_eq!(step(&env, &["get-state", "A"]), "bad");
     assert!(run(&env, &["get-primary"]).is_err());
     step(&env, &["set-state", "A", "good"]);
-    assert_eq!(
-        grub_reads(&env),
-        vars(&[
-            ("ORDER", "A B"),
-            ("A_OK", "1"),
-            ("B_OK", "0"),
-            ("A_TRY", "0"),
-            ("B_TRY", "0")
-        ])
-    );
+    assert_eq!(grub_reads(&env), first_boot);
 
     // An update installed to B: B first and good, A kept as the fallback.
     step(&env, &["set-primary", "B"]);
