@@ -40,13 +40,18 @@ fn image() -> PathBuf {
         .clone()
 }
 
-/// One boot of the image: QEMU in its own process group, killed with everything it started
-/// when dropped.
+/// One box running the image: QEMU in its own process group, killed with everything it
+/// started when dropped. Its disk (an overlay) and firmware variables live in `_dir` across
+/// power cycles.
 struct Vm {
     qemu: Child,
     http: u16,
+    rtmp: u16,
     /// The node's Livepeer network port (8935 in the guest).
     net: u16,
+    disk: PathBuf,
+    /// `VM_GUESTFWD` for run-vm.sh.
+    forwards: String,
     console: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -59,40 +64,38 @@ impl Vm {
     /// Boots with `forwards`: (guest port, host port) pairs the guest reaches at
     /// 10.0.2.100, services on the host's loopback.
     fn boot_with(disk: &Path, forwards: &[(u16, u16)]) -> Self {
-        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let http = free_port();
-        let rtmp = free_port();
-        let net = free_port();
+        let forwards = forwards
+            .iter()
+            .map(|(guest, host)| format!("{guest}={host}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (http, rtmp, net) = (free_port(), free_port(), free_port());
         let console = dir.path().join("console.log");
-        let mut qemu = Command::new(repo().join("image/run-vm.sh"));
-        qemu.env("VM_STATE", dir.path())
-            .env("IMAGE_DISK", disk)
-            .env("HTTP_PORT", http.to_string())
-            .env("RTMP_PORT", rtmp.to_string())
-            .env("NET_PORT", net.to_string())
-            .env(
-                "VM_GUESTFWD",
-                forwards
-                    .iter()
-                    .map(|(guest, host)| format!("{guest}={host}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-            .args(["-serial", &format!("file:{}", console.display())])
-            .args(["-monitor", "none"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let qemu = qemu.spawn().expect("qemu");
         Self {
-            qemu,
+            qemu: start_qemu(dir.path(), disk, [http, rtmp, net], &forwards, &console),
             http,
+            rtmp,
             net,
+            disk: disk.to_path_buf(),
+            forwards,
             console,
             _dir: dir,
         }
+    }
+
+    /// A power cut: QEMU is killed, every device with it, and started again on the same disk
+    /// and firmware variables. What the guest had not flushed is lost as on a box whose
+    /// power goes; nothing of the old machine's state (CPUs, devices, timers) carries over.
+    fn power_cycle(&mut self) {
+        kill_group(&mut self.qemu);
+        self.qemu = start_qemu(
+            self._dir.path(),
+            &self.disk,
+            [self.http, self.rtmp, self.net],
+            &self.forwards,
+            &self.console,
+        );
     }
 
     fn console(&self) -> String {
@@ -184,6 +187,29 @@ impl Vm {
         let i = console.rfind("setup code ")?;
         Some(console[i + 11..].chars().take(11).collect())
     }
+}
+
+/// QEMU through run-vm.sh on `disk` with its state in `state` (overlay, firmware variables,
+/// sockets), the node's HTTP, RTMP and network ports forwarded from `ports`, the console
+/// written anew to `console`.
+fn start_qemu(state: &Path, disk: &Path, ports: [u16; 3], forwards: &str, console: &Path) -> Child {
+    use std::os::unix::process::CommandExt;
+    let [http, rtmp, net] = ports;
+    Command::new(repo().join("image/run-vm.sh"))
+        .env("VM_STATE", state)
+        .env("IMAGE_DISK", disk)
+        .env("HTTP_PORT", http.to_string())
+        .env("RTMP_PORT", rtmp.to_string())
+        .env("NET_PORT", net.to_string())
+        .env("VM_GUESTFWD", forwards)
+        .args(["-serial", &format!("file:{}", console.display())])
+        .args(["-monitor", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("qemu")
 }
 
 impl Drop for Vm {
@@ -1299,7 +1325,6 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
     let mut vm = Vm::boot_with(&disk, &[(8545, chain.node.port)]);
     vm.wait_healthy();
     let auth = vm.admin_token();
-    let mut monitor = Monitor::connect(vm.state());
     let mut guest = Guest::connect(vm.state());
     earn_in_guest(&mut vm, &mut guest, &auth, &chain.controller.to_string());
     let mut tickets: std::collections::HashSet<lpe_pm::B256> = Default::default();
@@ -1330,7 +1355,7 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         };
         // The power goes while changes are being written: 0.5 to 4 s into them.
         std::thread::sleep(Duration::from_millis(500 + next() % 3500));
-        monitor.0.call("system_reset", serde_json::json!({}));
+        vm.power_cycle();
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (acked, in_flight) = writer.join().expect("writer");
         tickets.extend(payer.join().expect("payer"));
@@ -1344,7 +1369,7 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         }
 
         vm.wait_healthy();
-        guest.sync();
+        let mut guest = Guest::connect(vm.state());
         let check = guest.ok(
             "runuser -u livepeer-edge -- livepeer-edge check-store --config /etc/livepeer-edge/config.toml",
         );
