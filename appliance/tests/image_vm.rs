@@ -367,8 +367,8 @@ impl Guest {
         guest
     }
 
-    /// Waits until the agent answers, and drops what earlier questions left unread (after a
-    /// reset, the agent is a new process behind the same socket).
+    /// Waits until the agent answers, dropping replies to the syncs it was too early for
+    /// (QEMU takes the socket's questions before the guest's agent runs).
     fn sync(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
