@@ -326,7 +326,8 @@ fn api_rejects_bad_streams_with_field_level_errors() {
     let (status, _) = node.get("/api/nothing-here");
     assert_eq!(status, 404);
     let (status, v) = node.get(&format!("/api/streams/{id}/snapshot.jpg"));
-    assert_eq!(status, 503, "{v}");
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["code"], "no_picture");
 
     let (status, enc) = node.get("/api/encoders");
     assert_eq!(status, 200);

@@ -827,7 +827,7 @@ async fn stop_stream(
     path = "/api/streams/{id}/snapshot.jpg",
     tag = "streams",
     params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
 async fn snapshot(
@@ -835,9 +835,11 @@ async fn snapshot(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     node.view(&id)?;
+    // A stream that is not producing has no current representation (RFC 9110's 404); it
+    // is the stream's state, not the server, that is unavailable.
     let jpeg = node.snapshot(&id).ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "no_picture",
             "the stream has no picture yet; it is not running or has not produced a frame",
         )
