@@ -22,6 +22,11 @@ use lpe_core::spec::{H264Profile, RenditionSpec, ResolvedRendition};
 /// Largest rendition kept in memory; more is an encoder gone wrong (go-livepeer's own cap on a
 /// whole segment is 300 MB; a rendition of a 2 s segment is a few megabytes).
 const MAX_RENDITION_BYTES: usize = 64 * 1024 * 1024;
+/// Keyframe interval of a profile without one: x264's default, which go-livepeer leaves in
+/// place when a profile's GOP is 0. A segment shorter than that is one GOP (its first picture
+/// is its only keyframe); a keyframe a second instead made a 2 s 1080p segment to three
+/// renditions take about 8 % longer.
+pub const DEFAULT_GOP_FRAMES: u32 = 250;
 /// Largest frame a profile may ask for (8K).
 pub const MAX_DIMENSION: u32 = 7680;
 
@@ -34,7 +39,7 @@ pub struct OutputProfile {
     pub bitrate_bps: u32,
     /// Frames per second as num/den; `None` keeps the source's rate.
     pub fps: Option<(u32, u32)>,
-    /// Keyframe interval; `None`: one keyframe a second.
+    /// Keyframe interval; `None`: the encoder's default ([`DEFAULT_GOP_FRAMES`]).
     pub gop: Option<Duration>,
     pub profile: H264Profile,
 }
@@ -111,13 +116,13 @@ impl OutputProfile {
         Ok(())
     }
 
-    /// The rendition this profile asks for; without a GOP, one keyframe a second.
+    /// The rendition this profile asks for.
     fn resolve(&self) -> ResolvedRendition {
         let rate = self.fps.unwrap_or((30, 1));
         let gop_frames = match self.gop {
             Some(g) => ((g.as_millis() as u64 * u64::from(rate.0)) / (1000 * u64::from(rate.1)))
                 .clamp(1, 600) as u32,
-            None => (rate.0 / rate.1.max(1)).max(1),
+            None => DEFAULT_GOP_FRAMES,
         };
         let (n, d) = rate;
         ResolvedRendition {
@@ -699,6 +704,34 @@ mod tests {
         (frames, w, h)
     }
 
+    /// Pictures and keyframes of an MPEG-TS rendition's H.264 stream, read without decoding.
+    fn keyframes(ts: &[u8]) -> (u64, u64) {
+        let (pipeline, sink) = with_sink(
+            "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse \
+             ! video/x-h264,alignment=au ! appsink name=out sync=false",
+        );
+        let src = pipeline
+            .by_name("src")
+            .expect("src")
+            .downcast::<gst_app::AppSrc>()
+            .expect("appsrc");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
+            .expect("push");
+        src.end_of_stream().expect("eos");
+        let (mut pictures, mut keys) = (0, 0);
+        while let Ok(s) = sink.pull_sample() {
+            pictures += 1;
+            if s.buffer()
+                .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            {
+                keys += 1;
+            }
+        }
+        pipeline.set_state(gst::State::Null).expect("stop");
+        (pictures, keys)
+    }
+
     fn transcoder() -> SegmentTranscoder {
         gst::init().expect("gstreamer");
         SegmentTranscoder {
@@ -718,6 +751,25 @@ mod tests {
             gop: None,
             profile: H264Profile::Main,
         }
+    }
+
+    #[test]
+    fn a_profile_without_a_gop_keys_only_the_segments_first_picture() {
+        // go-livepeer leaves the encoder's keyframe interval alone when a profile's GOP is 0;
+        // one set in milliseconds is kept.
+        let input = segment(320, 180, 60);
+        let every_second = OutputProfile {
+            gop: Some(Duration::from_secs(1)),
+            ..profile("P144p30fps", 256, 144, None)
+        };
+        let done = transcoder()
+            .transcode(
+                &input,
+                &[profile("P144p30fps", 256, 144, None), every_second],
+            )
+            .expect("transcode");
+        let counts: Vec<(u64, u64)> = done.renditions.iter().map(|r| keyframes(&r.data)).collect();
+        assert_eq!(counts, vec![(60, 1), (60, 2)]);
     }
 
     #[test]
