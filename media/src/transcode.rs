@@ -24,8 +24,7 @@ use lpe_core::spec::{H264Profile, RenditionSpec, ResolvedRendition};
 const MAX_RENDITION_BYTES: usize = 64 * 1024 * 1024;
 /// Keyframe interval of a profile without one: x264's default, which go-livepeer leaves in
 /// place when a profile's GOP is 0. A segment shorter than that is one GOP (its first picture
-/// is its only keyframe); a keyframe a second instead made a 2 s 1080p segment to three
-/// renditions take about 8 % longer.
+/// is its only keyframe), and no time goes into keyframes a gateway did not ask for.
 pub const DEFAULT_GOP_FRAMES: u32 = 250;
 /// Largest frame a profile may ask for (8K).
 pub const MAX_DIMENSION: u32 = 7680;
