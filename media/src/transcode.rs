@@ -675,12 +675,11 @@ mod tests {
         out
     }
 
-    /// Decodes an MPEG-TS rendition: (frames, width, height), as a gateway's check does.
-    fn decode(ts: &[u8]) -> (u64, u32, u32) {
-        let (pipeline, sink) = with_sink(
-            "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse ! avdec_h264 \
-             ! appsink name=out sync=false",
-        );
+    /// `appsrc name=src ! tsdemux ! h264parse ! <rest>` playing `ts`, already at its end.
+    fn demuxed(ts: &[u8], rest: &str) -> (gst::Pipeline, gst_app::AppSink) {
+        let (pipeline, sink) = with_sink(&format!(
+            "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse ! {rest}"
+        ));
         let src = pipeline
             .by_name("src")
             .expect("src")
@@ -690,6 +689,12 @@ mod tests {
         src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
             .expect("push");
         src.end_of_stream().expect("eos");
+        (pipeline, sink)
+    }
+
+    /// Decodes an MPEG-TS rendition: (frames, width, height), as a gateway's check does.
+    fn decode(ts: &[u8]) -> (u64, u32, u32) {
+        let (pipeline, sink) = demuxed(ts, "avdec_h264 ! appsink name=out sync=false");
         let (mut frames, mut w, mut h) = (0, 0, 0);
         while let Ok(s) = sink.pull_sample() {
             frames += 1;
@@ -705,19 +710,10 @@ mod tests {
 
     /// Pictures and keyframes of an MPEG-TS rendition's H.264 stream, read without decoding.
     fn keyframes(ts: &[u8]) -> (u64, u64) {
-        let (pipeline, sink) = with_sink(
-            "appsrc name=src caps=video/mpegts,systemstream=true ! tsdemux ! h264parse \
-             ! video/x-h264,alignment=au ! appsink name=out sync=false",
+        let (pipeline, sink) = demuxed(
+            ts,
+            "video/x-h264,alignment=au ! appsink name=out sync=false",
         );
-        let src = pipeline
-            .by_name("src")
-            .expect("src")
-            .downcast::<gst_app::AppSrc>()
-            .expect("appsrc");
-        pipeline.set_state(gst::State::Playing).expect("play");
-        src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
-            .expect("push");
-        src.end_of_stream().expect("eos");
         let (mut pictures, mut keys) = (0, 0);
         while let Ok(s) = sink.pull_sample() {
             pictures += 1;
