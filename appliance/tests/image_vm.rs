@@ -98,6 +98,23 @@ impl Vm {
         );
     }
 
+    /// Power-cycles a machine that restarted and then printed nothing for two minutes. Under
+    /// TCG a guest's own reset has been seen to hang before the firmware printed anything
+    /// (never so on a fresh QEMU); a box's power would be cycled. Said on stderr when it
+    /// happens, so a run shows how often.
+    fn unstick(&mut self) {
+        let console = self.console();
+        let quiet = std::fs::metadata(&self.console)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d > Duration::from_secs(120));
+        if quiet && console.trim_end().ends_with("reboot: machine restart") {
+            eprintln!("the emulated machine hung in its reset for two minutes; power-cycled");
+            self.power_cycle();
+        }
+    }
+
     fn console(&self) -> String {
         std::fs::read(&self.console)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -127,6 +144,7 @@ impl Vm {
                 }
                 panic!("QEMU ended ({status}): {err}\n{}", tail(&self.console()));
             }
+            self.unstick();
             assert!(
                 started.elapsed() < BOOT,
                 "the node was not healthy after {} s; the console:\n{}\n{}",
@@ -845,7 +863,7 @@ impl Vm {
     }
 
     /// Polls the update until its job is in one of `states` (across a reboot).
-    fn wait_job(&self, auth: &str, states: &[&str], timeout: Duration) -> serde_json::Value {
+    fn wait_job(&mut self, auth: &str, states: &[&str], timeout: Duration) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.update_status(auth)
@@ -853,6 +871,7 @@ impl Vm {
             {
                 return v;
             }
+            self.unstick();
             assert!(
                 Instant::now() < deadline,
                 "the update never reached {states:?}: {:?}\n{}",
