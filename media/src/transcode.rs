@@ -25,7 +25,7 @@ const MAX_RENDITION_BYTES: usize = 64 * 1024 * 1024;
 /// Keyframe interval of a profile without one: x264's default, which go-livepeer leaves in
 /// place when a profile's GOP is 0. A segment shorter than that is one GOP (its first picture
 /// is its only keyframe), and no time goes into keyframes a gateway did not ask for.
-pub const DEFAULT_GOP_FRAMES: u32 = 250;
+const DEFAULT_GOP_FRAMES: u32 = 250;
 /// Largest frame a profile may ask for (8K).
 pub const MAX_DIMENSION: u32 = 7680;
 
@@ -38,7 +38,7 @@ pub struct OutputProfile {
     pub bitrate_bps: u32,
     /// Frames per second as num/den; `None` keeps the source's rate.
     pub fps: Option<(u32, u32)>,
-    /// Keyframe interval; `None`: the encoder's default ([`DEFAULT_GOP_FRAMES`]).
+    /// Keyframe interval; `None`: x264's default (250 frames), as go-livepeer leaves it.
     pub gop: Option<Duration>,
     pub profile: H264Profile,
 }
