@@ -103,13 +103,18 @@ impl Vm {
     /// (never so on a fresh QEMU); a box's power would be cycled. Said on stderr when it
     /// happens, so a run shows how often.
     fn unstick(&mut self) {
-        let console = self.console();
+        // The file's age first: the console is read only once it has been quiet that long.
         let quiet = std::fs::metadata(&self.console)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|d| d > Duration::from_secs(120));
-        if quiet && console.trim_end().ends_with("reboot: machine restart") {
+        if quiet
+            && self
+                .console()
+                .trim_end()
+                .ends_with("reboot: machine restart")
+        {
             eprintln!("the emulated machine hung in its reset for two minutes; power-cycled");
             self.power_cycle();
         }
