@@ -36,7 +36,7 @@ say() { echo "image: $*" >&2; }
 
 # 1. The Debian tree, from the package list; cached under its key.
 packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
-bootstrap_recipe='v2 minbase bookworm, no GL drivers, modules zstd'
+bootstrap_recipe='v3 minbase bookworm, no GL drivers, modules zstd -9'
 key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
 base="$CACHE/base-$key"
 # A failed debootstrap can leave the kernel's filesystems mounted in its tree; they go before
@@ -71,7 +71,9 @@ if [ ! -f "$base/.complete" ]; then
   # they are loaded. Purged through dpkg, so its database says so.
   chroot "$base.partial" dpkg --purge --force-depends libgl1-mesa-dri libllvm15 libz3-4 >&2
   # Kernel modules compressed, as kmod reads them (zstd): 395 MB of them take about a quarter.
-  find "$base.partial/usr/lib/modules" -name '*.ko' -exec zstd -q --rm -19 {} +
+  # Level 9 on every core: 5 s here, against two minutes at level 19 for 9 % less.
+  find "$base.partial/usr/lib/modules" -name '*.ko' -print0 |
+    xargs -0 -n 64 -P "$(nproc)" zstd -q --rm -9
   for kver in "$base.partial"/usr/lib/modules/*; do chroot "$base.partial" depmod "$(basename "$kver")"; done
   touch "$base.partial/.complete"
   mv "$base.partial" "$base"
