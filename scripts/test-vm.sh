@@ -4,8 +4,9 @@
 # good; a version whose node cannot start rolled back; a foreign bundle refused; power cut
 # during writes and payments (VM_POWER_CUTS times, default 20), the store checked after each
 # boot and every acknowledged winning ticket redeemed on a local chain. Each
-# takes minutes of emulation, so the default suite (scripts/test.sh) runs none of them. One
-# VM at a time: two would share two cores. Stops everything it starts.
+# takes minutes of emulation, so the default suite (scripts/test.sh) runs only the image's
+# first boot and setup. One VM at a time: two would share two cores. Stops everything it
+# starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
