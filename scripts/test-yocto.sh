@@ -3,7 +3,7 @@
 # recipes linted, kas files loaded by kas itself, the crate list and the web UI's checksum
 # held to this tree, the files both images share taken from one place (units, RAUC's template
 # and backends, the GRUB images' boot menu), the layer's scripts run through ShellCheck and the
-# nvbootctrl backend driven against a stand-in nvbootctrl.
+# nvbootctrl backend driven against stand-ins for nvbootctrl and efivar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/target/pyenv/bin:$PATH"
@@ -102,38 +102,68 @@ echo "== shellcheck"
 backend=$layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend
 shellcheck "$backend" image/rauc/grubenv-backend image/*.sh scripts/ui-asset.sh scripts/test-yocto.sh
 
-echo "== the nvbootctrl backend against a stand-in nvbootctrl"
-# The stand-in keeps NVIDIA's rootfs slot state in files: current, active, unbootable.
+echo "== the nvbootctrl backend against stand-ins for nvbootctrl and efivar"
+# The stand-ins take only the calls L4T R36 is known to answer as the backend makes them
+# (as meta-tegra's verifier and the Jetson updaters in use make them) and keep the state in
+# files: the running rootfs slot, the active boot chain, the slot last verified, and the
+# UEFI variables in efivarfs's layout (NAME-GUID: four bytes of attributes, then the data).
+mkdir -p "$work/state" "$work/efivars"
 cat > "$work/nvbootctrl" <<'SH'
 #!/bin/sh
 state=$(dirname "$0")/state
-[ "$1" = -t ] && [ "$2" = rootfs ] || { echo "not a rootfs call: $*" >&2; exit 2; }
-shift 2
-case "$1" in
-  get-current-slot) cat "$state/current" ;;
-  get-active-boot-slot) cat "$state/active" ;;
-  set-active-boot-slot) echo "$2" > "$state/active"; rm -f "$state/unbootable-$2" ;;
-  set-slot-as-unbootable) : > "$state/unbootable-$2" ;;
-  is-slot-bootable) [ ! -e "$state/unbootable-$2" ] ;;
-  mark-boot-successful) : > "$state/successful-$(cat "$state/current")" ;;
-  *) echo "unknown: $*" >&2; exit 2 ;;
+case "$*" in
+  "-t rootfs get-current-slot") cat "$state/current" ;;
+  dump-slots-info)
+    printf 'Current version: 36.5.0\nCapsule update status: 0\nCurrent bootloader slot: %s\nActive bootloader slot: %s\nnum_slots: 2\nslot: 0,             status: normal\nslot: 1,             status: normal\n' \
+      "$(tr 01 AB < "$state/current")" "$(tr 01 AB < "$state/active")" ;;
+  "set-active-boot-slot 0" | "set-active-boot-slot 1") echo "$2" > "$state/active" ;;
+  verify) cp "$state/current" "$state/verified" ;;
+  *) echo "not a call the backend makes: $*" >&2; exit 2 ;;
 esac
 SH
-chmod +x "$work/nvbootctrl"
-mkdir -p "$work/state"
+cat > "$work/efivar" <<'SH'
+#!/bin/sh
+[ "$1" = -w ] && [ "$2" = -f ] && [ "$4" = -n ] || { echo "efivar: $*" >&2; exit 2; }
+guid=${5%-*}
+name=${5##*-}
+{ printf '\007\000\000\000'; cat "$3"; } > "$(dirname "$0")/efivars/$name-$guid"
+SH
+chmod +x "$work/nvbootctrl" "$work/efivar"
 echo 0 > "$work/state/current"
 echo 0 > "$work/state/active"
-run() { NVBOOTCTRL="$work/nvbootctrl" "$backend" "$@"; }
+run() { NVBOOTCTRL="$work/nvbootctrl" EFIVAR="$work/efivar" EFIVARS="$work/efivars" "$backend" "$@"; }
+status_b="$work/efivars/RootfsStatusSlotB-781e084c-a330-417c-b678-38e696380cb9"
 [ "$(run get-current)" = A ]
 [ "$(run get-primary)" = A ]
+# A slot never flagged has no variable.
+[ "$(run get-state B)" = good ]
+# An install into B as RAUC makes it: B flagged unbootable while written, then made the
+# boot chain to start, its flag cleared.
 run set-state B bad
 [ "$(run get-state B)" = bad ]
+[ "$(od -An -tx1 "$status_b" | tr -s ' ')" = " 07 00 00 00 ff 00 00 00" ]
 run set-primary B
 [ "$(run get-primary)" = B ]
 [ "$(run get-state B)" = good ]
+[ ! -e "$work/state/verified" ] || { echo "a slot was verified before it ran" >&2; exit 1; }
+# The box comes up in B; the node finds it healthy and RAUC marks it good: verified.
+echo 1 > "$work/state/current"
+[ "$(run get-current)" = B ]
+run set-state B good
+[ "$(cat "$work/state/verified")" = 1 ]
+# Marking the other slot good clears its flag and verifies nothing.
+rm "$work/state/verified"
+run set-state A bad
+[ "$(run get-state A)" = bad ]
 run set-state A good
-[ -e "$work/state/successful-0" ]
+[ "$(run get-state A)" = good ]
+[ ! -e "$work/state/verified" ] || { echo "marking slot A good verified the running B" >&2; exit 1; }
+# Unknown slots and states change nothing.
 if run set-primary C 2>/dev/null; then echo "slot C accepted" >&2; exit 1; fi
 [ "$(cat "$work/state/active")" = 1 ] || { echo "an unknown slot changed the active one" >&2; exit 1; }
 if run get-state C 2>/dev/null; then echo "slot C has a state" >&2; exit 1; fi
+if run set-state A maybe 2>/dev/null; then echo "state 'maybe' accepted" >&2; exit 1; fi
+[ "$(ls "$work/efivars")" = "$(printf 'RootfsStatusSlotA-%s\nRootfsStatusSlotB-%s' \
+  781e084c-a330-417c-b678-38e696380cb9 781e084c-a330-417c-b678-38e696380cb9)" ] ||
+  { echo "unexpected UEFI variables: $(ls "$work/efivars")" >&2; exit 1; }
 echo "yocto checks passed"
