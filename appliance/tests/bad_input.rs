@@ -39,6 +39,66 @@ fn events(node: &NodeProc) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The refusal is an open alert, for every operator, until one acknowledges it; routine
+/// events are not alerts.
+fn acknowledge_the_refusal(node: &NodeProc) {
+    let list = |query: &str| {
+        node.get(&format!("/api/events?{query}"))
+            .1
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let open = list("alerts=open&limit=100");
+    assert!(
+        open.iter().all(|e| e["kind"] != "stream_created"),
+        "{open:?}"
+    );
+    let refused = open
+        .iter()
+        .find(|e| e["kind"] == "rtmp_refused")
+        .unwrap_or_else(|| panic!("the refusal is not an open alert: {open:?}"));
+    assert!(refused["acknowledged_ms"].is_null(), "{refused}");
+    let id = refused["id"].as_i64().expect("id");
+    let (status, acked) = node.send("POST", &format!("/api/events/{id}/acknowledge"), None);
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["acknowledged_by"], "admin", "{acked}");
+    let at = acked["acknowledged_ms"].as_u64().expect("when");
+    assert!(
+        at >= refused["ts_ms"].as_u64().unwrap_or(u64::MAX),
+        "{acked}"
+    );
+    assert!(list("alerts=open&limit=100").iter().all(|e| e["id"] != id));
+    let all = list("alerts=all&limit=100");
+    let kept = all.iter().find(|e| e["id"] == id).expect("still listed");
+    assert_eq!(kept["acknowledged_ms"], at, "{kept}");
+    // Again: the first acknowledgement stands.
+    let (status, again) = node.send("POST", &format!("/api/events/{id}/acknowledge"), None);
+    assert_eq!(
+        (status, &again["acknowledged_ms"]),
+        (200, &acked["acknowledged_ms"])
+    );
+    let created = list("limit=200")
+        .into_iter()
+        .find(|e| e["kind"] == "stream_created")
+        .expect("a stream_created event");
+    let routine = created["id"].as_i64().expect("id");
+    let (status, body) = node.send("POST", &format!("/api/events/{routine}/acknowledge"), None);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("not_an_alert")),
+        "{body}"
+    );
+    let (status, _) = node.send("POST", "/api/events/99999999/acknowledge", None);
+    assert_eq!(status, 404);
+    let (status, body) = node.get("/api/events?alerts=maybe");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_query")),
+        "{body}"
+    );
+}
+
 #[test]
 fn rtmp_garbage_half_handshakes_and_bad_publishes_are_contained() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -97,6 +157,7 @@ fn rtmp_garbage_half_handshakes_and_bad_publishes_are_contained() {
         "publish with an unknown key was accepted"
     );
     assert!(events(&node).iter().any(|e| e["kind"] == "rtmp_refused"));
+    acknowledge_the_refusal(&node);
     // A wrong application name is refused too.
     let err = RawPublisher::publish(node.rtmp, "other-app", "good-key-123").err();
     assert!(err.is_some(), "publish to a wrong app was accepted");

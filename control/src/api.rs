@@ -16,6 +16,7 @@ use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody, chain_error};
 use crate::metrics::Counters;
 use lpe_core::spec::StreamSpec;
 use lpe_core::supervisor::{TaskHealth, TaskState};
+use lpe_node::alerts::{AcknowledgeError, AlertFilter};
 use lpe_node::{Actor, Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
@@ -138,6 +139,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(microphones))
         .routes(routes!(encoders))
         .routes(routes!(events))
+        .routes(routes!(acknowledge_event))
         .routes(routes!(event_stream))
         .routes(routes!(logs, set_log_level))
         .routes(routes!(mqtt_status))
@@ -1108,17 +1110,24 @@ async fn encoders(State(node): State<AppState>) -> Json<lpe_node::views::Encoder
     Json(node.encoders().clone())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventQuery {
     stream_id: Option<String>,
+    /// Only alerts: `all`, or `open` (those not yet acknowledged).
+    #[param(inline)]
+    alerts: Option<AlertFilter>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<u32>,
 }
 
+/// The newest events, newest first; with `alerts`, only alerts (`open`: those no one has
+/// acknowledged yet).
 #[utoipa::path(
     get,
     path = "/api/events",
     tag = "node",
-    params(("stream_id" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    params(EventQuery),
     responses((status = 200, body = [lpe_node::views::StoredEvent]), (status = 400, body = ErrorBody)),
     security(("session" = ["viewer"]), ("token" = ["viewer"]))
 )]
@@ -1130,10 +1139,43 @@ async fn events(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let events = node
-        .recent_events(q.stream_id.as_deref(), limit)
+        .recent_events(q.stream_id.as_deref(), q.alerts, limit)
         .await
         .map_err(CommandError::from)?;
     Ok(Json(events))
+}
+
+/// Acknowledges an alert for every operator: it leaves the open alerts. The first
+/// acknowledgement stands; acknowledging again answers the event as it is.
+#[utoipa::path(
+    post,
+    path = "/api/events/{id}/acknowledge",
+    tag = "node",
+    params(("id" = i64, Path, description = "event id")),
+    responses((status = 200, body = lpe_node::views::StoredEvent), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the event is not an alert")),
+    security(("session" = ["admin"]), ("token" = ["admin"]))
+)]
+async fn acknowledge_event(
+    State(node): State<AppState>,
+    By(actor): By,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<lpe_node::views::StoredEvent>, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::not_found("no such event"))?;
+    let by = match actor {
+        Actor::Operator { user } => user,
+        _ => return Err(ApiError::not_found("no such event")),
+    };
+    match node.acknowledge_event(id, &by).await {
+        Ok(event) => Ok(Json(event)),
+        Err(AcknowledgeError::NotFound) => Err(ApiError::not_found("no such event")),
+        Err(e @ AcknowledgeError::NotAnAlert(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_an_alert",
+            e.to_string(),
+        )),
+        Err(AcknowledgeError::Store(e)) => Err(CommandError::from(e).into()),
+    }
 }
 
 /// Server-sent events: every node event as it happens (`event: <kind>`, JSON data).

@@ -72,6 +72,26 @@ pub enum EventKind {
     UpdateFailed,
 }
 
+/// The events an operator must see until someone acknowledges them: something failed or
+/// needs a person. Recoveries and routine events are not among them.
+pub const ALERTS: &[EventKind] = &[
+    EventKind::StreamDown,
+    EventKind::StreamError,
+    EventKind::EncoderFallback,
+    EventKind::RtmpRefused,
+    EventKind::TicketFailed,
+    EventKind::ChainUnavailable,
+    EventKind::MqttDisconnected,
+    EventKind::RewardFailed,
+    EventKind::AudioSilent,
+    EventKind::RestreamFailed,
+    EventKind::RecordingFailed,
+    EventKind::RecordingsPurged,
+    EventKind::AiFailed,
+    EventKind::PrivacyBlanked,
+    EventKind::UpdateFailed,
+];
+
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {

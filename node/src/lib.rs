@@ -3,6 +3,7 @@
 //! adapters that build commands and render outcomes.
 
 pub mod ai;
+pub mod alerts;
 pub mod analysis;
 pub mod auth;
 pub mod command;
@@ -59,6 +60,7 @@ use lpe_core::ids::{ID_ALPHABET, random_string};
 use serde::Serialize;
 
 use crate::config::Config;
+use alerts::{AcknowledgeError, AlertFilter, alert_kinds};
 use lpe_core::events::{EventBus, EventKind, NodeEvent, now_ms};
 use lpe_core::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
 use lpe_media::MediaEngine;
@@ -1402,14 +1404,43 @@ impl Node {
         }
     }
 
-    /// The newest recorded events, newest first, including all emitted before the call.
+    /// The newest recorded events (of `stream_id`, only alerts when `alerts` says which),
+    /// newest first, including all emitted before the call.
     pub async fn recent_events(
         &self,
         stream_id: Option<&str>,
+        alerts: Option<AlertFilter>,
         limit: u32,
     ) -> Result<Vec<lpe_store::StoredEvent>, StoreError> {
         self.flush_events().await;
-        self.store.recent_events(stream_id, limit)
+        let kinds = alert_kinds();
+        self.store.recent_events(
+            &lpe_store::EventFilter {
+                stream_id,
+                kinds: alerts.map(|_| kinds.as_slice()),
+                unacknowledged: alerts == Some(AlertFilter::Open),
+            },
+            limit,
+        )
+    }
+
+    /// Acknowledges alert `id` for user `by`; the first acknowledgement stands.
+    pub async fn acknowledge_event(
+        &self,
+        id: i64,
+        by: &str,
+    ) -> Result<lpe_store::StoredEvent, AcknowledgeError> {
+        self.flush_events().await;
+        let event = self.store.event(id)?.ok_or(AcknowledgeError::NotFound)?;
+        if !alert_kinds().contains(&event.kind.as_str()) {
+            return Err(AcknowledgeError::NotAnAlert(event.kind));
+        }
+        let by = by.to_string();
+        let now = lpe_core::events::now_ms();
+        self.store
+            .write(move |w| w.acknowledge_event(id, &by, now))
+            .await?
+            .ok_or(AcknowledgeError::NotFound)
     }
 
     /// Objects the AI plane followed, newest first, with their snapshots' URLs.

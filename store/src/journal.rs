@@ -18,30 +18,73 @@ pub struct StoredEvent {
     pub stream_id: Option<String>,
     pub kind: String,
     pub message: String,
+    /// When an operator acknowledged the alert (milliseconds since the Unix epoch).
+    pub acknowledged_ms: Option<u64>,
+    /// Who acknowledged it: the user (an API token's owner).
+    pub acknowledged_by: Option<String>,
+}
+
+/// Which events [`Store::recent_events`] returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    pub stream_id: Option<&'a str>,
+    /// Only events of these kinds.
+    pub kinds: Option<&'a [&'a str]>,
+    /// Only events no one has acknowledged.
+    pub unacknowledged: bool,
+}
+
+const EVENT_COLUMNS: &str = "id, ts_ms, stream_id, kind, message, acknowledged_ms, acknowledged_by";
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        ts_ms: r.get::<_, i64>(1)? as u64,
+        stream_id: r.get(2)?,
+        kind: r.get(3)?,
+        message: r.get(4)?,
+        acknowledged_ms: r.get::<_, Option<i64>>(5)?.map(|ms| ms as u64),
+        acknowledged_by: r.get(6)?,
+    })
 }
 
 impl Store {
-    /// The newest events, newest first.
+    /// The newest events `filter` lets through, newest first.
     pub fn recent_events(
         &self,
-        stream_id: Option<&str>,
+        filter: &EventFilter<'_>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let kinds = filter
+            .kinds
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let conn = self.read()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, ts_ms, stream_id, kind, message FROM events
-             WHERE ?1 IS NULL OR stream_id = ?1 ORDER BY id DESC LIMIT ?2",
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE (?1 IS NULL OR stream_id = ?1)
+               AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
+               AND (?3 = 0 OR acknowledged_ms IS NULL)
+             ORDER BY id DESC LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(
+            params![filter.stream_id, kinds, filter.unacknowledged, limit],
+            event_row,
         )?;
-        let rows = stmt.query_map(params![stream_id, limit], |r| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                ts_ms: r.get::<_, i64>(1)? as u64,
-                stream_id: r.get(2)?,
-                kind: r.get(3)?,
-                message: r.get(4)?,
-            })
-        })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One event, by id.
+    pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .read()?
+            .query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
+                params![id],
+                event_row,
+            )
+            .optional()?)
     }
 
     /// The stored result of a fleet command, by request id.
@@ -91,6 +134,29 @@ impl Writer {
             }
             tx.commit()
         })
+    }
+
+    /// Marks event `id` acknowledged by `by` at `now_ms`, unless it already was (the first
+    /// acknowledgement stands); the event as it now is, or `None` when there is none.
+    pub fn acknowledge_event(
+        &mut self,
+        id: i64,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE events SET acknowledged_ms = ?2, acknowledged_by = ?3
+             WHERE id = ?1 AND acknowledged_ms IS NULL",
+            params![id, now_ms as i64, by],
+        )?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
+                params![id],
+                event_row,
+            )
+            .optional()?)
     }
 
     /// Records a command's first result under its request id; `false` when the id is known

@@ -38,7 +38,7 @@ mod tickets;
 
 pub use auth::{SessionRecord, TokenRecord, UserRecord};
 pub use detections::{DetectionQuery, DetectionRecord};
-pub use journal::StoredEvent;
+pub use journal::{EventFilter, StoredEvent};
 pub use streams::StoredStream;
 pub use tickets::{TicketCounts, TicketRecord, TicketState, WinningTicket};
 

@@ -109,4 +109,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX detections_started ON detections(started_ms);
      CREATE INDEX detections_stream ON detections(stream_id, started_ms);",
+    // 9: an operator's acknowledgement of an alert
+    "ALTER TABLE events ADD COLUMN acknowledged_ms INTEGER;
+     ALTER TABLE events ADD COLUMN acknowledged_by TEXT;",
 ];

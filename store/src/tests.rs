@@ -70,6 +70,77 @@ fn event(i: u64) -> NodeEvent {
 }
 
 #[test]
+fn an_alert_is_acknowledged_once_and_leaves_the_open_ones() {
+    use lpe_core::events::EventKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let s = Store::open(&path).expect("store");
+    let of = |kind, stream: &str| NodeEvent {
+        kind,
+        stream_id: Some(stream.into()),
+        ..event(1)
+    };
+    let batch = vec![
+        of(EventKind::StreamError, "a"),
+        of(EventKind::StreamUp, "a"),
+        of(EventKind::AudioSilent, "b"),
+    ];
+    s.write_blocking(move |w| w.insert_events(&batch))
+        .expect("events");
+    let alerts = ["stream_error", "audio_silent"];
+    let open = |s: &Store, stream_id| {
+        s.recent_events(
+            &EventFilter {
+                stream_id,
+                kinds: Some(&alerts),
+                unacknowledged: true,
+            },
+            10,
+        )
+        .expect("open alerts")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(open(&s, None), ["audio_silent", "stream_error"]);
+    assert_eq!(open(&s, Some("a")), ["stream_error"]);
+    let first = s.recent_events(&EventFilter::default(), 10).expect("all")[2].clone();
+    assert_eq!(first.kind, "stream_error");
+    assert_eq!(first.acknowledged_ms, None);
+
+    let id = first.id;
+    let acked = s
+        .write_blocking(move |w| w.acknowledge_event(id, "ada", 5000))
+        .expect("ack")
+        .expect("the event");
+    assert_eq!(
+        (acked.acknowledged_ms, acked.acknowledged_by.as_deref()),
+        (Some(5000), Some("ada"))
+    );
+    // The first acknowledgement stands.
+    let again = s
+        .write_blocking(move |w| w.acknowledge_event(id, "bob", 9000))
+        .expect("ack")
+        .expect("the event");
+    assert_eq!(again.acknowledged_by.as_deref(), Some("ada"));
+    assert_eq!(again.acknowledged_ms, Some(5000));
+    assert!(
+        s.write_blocking(|w| w.acknowledge_event(999, "ada", 1))
+            .expect("ack")
+            .is_none()
+    );
+    assert_eq!(open(&s, None), ["audio_silent"]);
+    // Durable: the acknowledgement is there after a reopen.
+    drop(s);
+    let s = Store::open(&path).expect("reopen");
+    assert_eq!(open(&s, None), ["audio_silent"]);
+    assert_eq!(
+        s.event(id).expect("event").and_then(|e| e.acknowledged_by),
+        Some("ada".into())
+    );
+}
+
+#[test]
 fn journal_writes_leave_full_durability_for_everything_else() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("node.db")).expect("store");
@@ -111,7 +182,7 @@ fn journal_writes_leave_full_durability_for_everything_else() {
         .expect("meta");
     assert_eq!(left_by_journal(&s), 2);
     // One batch, in order.
-    let newest = s.recent_events(None, 2).expect("recent");
+    let newest = s.recent_events(&EventFilter::default(), 2).expect("recent");
     assert_eq!(newest[0].message, "event 1200");
     assert_eq!(newest[1].message, "event 1199");
 }
@@ -136,7 +207,13 @@ fn the_checkpointer_copies_the_wal_into_the_database() {
     }
     drop(s);
     let reopened = Store::open(&path).expect("reopen");
-    assert_eq!(reopened.recent_events(None, 1).expect("recent").len(), 1);
+    assert_eq!(
+        reopened
+            .recent_events(&EventFilter::default(), 1)
+            .expect("recent")
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -1,0 +1,34 @@
+//! Alerts: the events an operator must see until someone acknowledges them
+//! ([`lpe_core::events::ALERTS`]). The acknowledgement is kept with the event in the store, so
+//! every browser and every operator sees the same open alerts.
+
+use lpe_store::StoreError;
+use serde::Deserialize;
+
+/// Which alerts an event listing is narrowed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertFilter {
+    /// Every alert, acknowledged or not.
+    All,
+    /// Alerts no one has acknowledged.
+    Open,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcknowledgeError {
+    #[error("no such event")]
+    NotFound,
+    #[error("a {0} event is not an alert")]
+    NotAnAlert(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The alerts' kinds as the store keeps them.
+pub(crate) fn alert_kinds() -> Vec<&'static str> {
+    lpe_core::events::ALERTS
+        .iter()
+        .map(|k| k.as_str())
+        .collect()
+}
