@@ -98,7 +98,7 @@ function App() {
         ))}
       </nav>
       <main class="content">
-        {page === "dashboard" && <Dashboard />}
+        {page === "dashboard" && <Dashboard admin={admin} />}
         {page === "streams" && <Streams admin={admin} />}
         {page === "recordings" && <Recordings />}
         {page === "detections" && <Detections admin={admin} />}

@@ -1,6 +1,7 @@
 // Walks the operator's first hour in headless Chromium: first-boot setup → sign out → sign in
 // (by keyboard) → add an RTMP stream (the ladder editor flags a bad size as it is typed) →
-// edit a stream of every kind in the editor and check nothing else changed →
+// edit a stream of every kind in the editor and check nothing else changed → a publisher with
+// a wrong key raises a dated alert, acknowledged from the dashboard →
 // push to the shown URL with ffmpeg → the preview plays → device charts render → phone-sized
 // layout → sign out. Every request must go to the box itself. Screenshots go to $ARTIFACTS.
 //
@@ -116,6 +117,27 @@ try {
     if (kept(after) !== kept(before)) throw new Error(`${spec.name} changed on edit:\n${kept(before)}\n${kept(after)}`);
   }
   await shot("every-kind-edited");
+
+  // A publisher with a wrong key is refused: a dated alert on the dashboard until the operator
+  // acknowledges it, which the node keeps (with who did it).
+  await new Promise((resolve) => {
+    spawn(
+      "ffmpeg",
+      ["-hide_banner", "-loglevel", "quiet", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "3",
+       "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv", `${server}/wrong-${key}`],
+      { stdio: "ignore" },
+    ).on("exit", resolve);
+  });
+  await page.click("a[href='#/dashboard']");
+  const refusal = page.locator("[data-testid=alerts] li", { hasText: "rtmp refused" }).first();
+  await refusal.waitFor({ timeout: 15000 });
+  const when = await refusal.locator("time").getAttribute("datetime");
+  if (!when || Math.abs(Date.parse(when) - Date.now()) > 120000) throw new Error(`the alert's date: ${when}`);
+  await shot("alert");
+  await refusal.getByRole("button", { name: "Acknowledge" }).click();
+  await refusal.waitFor({ state: "detached", timeout: 10000 });
+  const acked = (await call("GET", "/api/events?alerts=all&limit=50")).body.find((e) => e.kind === "rtmp_refused");
+  if (acked?.acknowledged_by !== "admin") throw new Error(`not acknowledged: ${JSON.stringify(acked)}`);
 
   // Push with ffmpeg to exactly what the UI shows.
   ffmpeg = spawn(

@@ -1,17 +1,25 @@
-import { Stream, get } from "../api";
+import { Stream, get, post } from "../api";
 import { useState } from "preact/hooks";
 import { ErrorBox, ObjectOverlay, Preview, StateBadge, WebRtcPreview, usePoll } from "../ui";
 import type { Health, StoredEvent as Event, TranscoderView } from "../api.gen";
 
-
-const ALERTS = ["stream_error", "stream_down", "encoder_fallback", "audio_silent", "ai_failed", "privacy_blanked", "chain_unavailable", "ticket_failed", "rtmp_refused", "mqtt_disconnected", "reward_failed"];
-
-export function Dashboard() {
+export function Dashboard({ admin }: { admin: boolean }) {
   const streams = usePoll(() => get<Stream[]>("/api/streams"), 2000);
   // Streams previewed over WebRTC instead of HLS.
   const [lowLatency, setLowLatency] = useState<Set<string>>(new Set());
   const health = usePoll(() => get<Health>("/api/health"), 5000);
-  const events = usePoll(() => get<Event[]>("/api/events?limit=50"), 5000);
+  // Alerts stay until an operator acknowledges them (for everyone: the node keeps it).
+  const alerts = usePoll(() => get<Event[]>("/api/events?alerts=open&limit=20"), 5000);
+  const [ackError, setAckError] = useState<unknown>(null);
+  const acknowledge = async (ids: number[]) => {
+    setAckError(null);
+    try {
+      for (const id of ids) await post(`/api/events/${id}/acknowledge`);
+    } catch (e) {
+      setAckError(e);
+    }
+    alerts.reload();
+  };
   // Only a node that transcodes for an orchestrator (net.orchestrator_addr) has the task.
   const transcodes = health.value?.tasks.some((t) => t.name === "transcoder") ?? false;
   const transcoder = usePoll(
@@ -19,7 +27,6 @@ export function Dashboard() {
     5000,
     [transcodes],
   );
-  const alerts = (events.value ?? []).filter((e) => ALERTS.includes(e.kind)).slice(0, 5);
   const h = health.value;
   return (
     <section>
@@ -39,16 +46,26 @@ export function Dashboard() {
         </p>
       )}
       {transcoder.value && <Transcoder t={transcoder.value} />}
-      {alerts.length > 0 && (
-        <div class="alerts" role="status">
+      {(alerts.value ?? []).length > 0 && (
+        <div class="alerts" role="status" data-testid="alerts">
           <h2>Alerts</h2>
+          <ErrorBox error={ackError} />
           <ul>
-            {alerts.map((a) => (
-              <li>
-                <time>{new Date(a.ts_ms).toLocaleTimeString()}</time> {a.kind.replace(/_/g, " ")}: {a.message}
+            {(alerts.value ?? []).map((a) => (
+              <li data-testid={`alert-${a.id}`}>
+                <time dateTime={new Date(a.ts_ms).toISOString()}>{new Date(a.ts_ms).toLocaleString()}</time>{" "}
+                {a.kind.replace(/_/g, " ")}: {a.message}
+                {admin && (
+                  <button class="link" onClick={() => acknowledge([a.id])}>
+                    Acknowledge
+                  </button>
+                )}
               </li>
             ))}
           </ul>
+          {admin && (alerts.value ?? []).length > 1 && (
+            <button onClick={() => acknowledge((alerts.value ?? []).map((a) => a.id))}>Acknowledge all</button>
+          )}
         </div>
       )}
       <div class="grid">
