@@ -217,13 +217,10 @@ pub(super) async fn run(
         let mut whip = None;
         let mut first_tags = Vec::new();
         if let Some(rx) = publishers.as_mut() {
+            // Waiting, also after a publisher left: coming back is the publisher's to do.
             rt.update(|s| {
                 if s.state != StreamState::Failed {
-                    s.state = if s.reconnects > 0 || s.running_since_ms.is_some() {
-                        StreamState::Reconnecting
-                    } else {
-                        StreamState::Waiting
-                    };
+                    s.state = StreamState::Waiting;
                 }
                 s.detail = Some("waiting for a publisher (RTMP or WHIP)".into());
                 s.running_since_ms = None;
