@@ -41,6 +41,8 @@ fn an_operator_sets_up_the_box_and_watches_a_stream_in_the_browser() {
         String::from_utf8_lossy(&out.stderr),
         node.log()
     );
+    // What the walk measured (the preview's recovery after a reconnect).
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
     let shots = std::fs::read_dir(&artifacts).expect("artifacts").count();
     assert!(shots >= 8, "only {shots} screenshots");
 }

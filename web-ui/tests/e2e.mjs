@@ -2,7 +2,8 @@
 // (by keyboard) → add an RTMP stream (the ladder editor flags a bad size as it is typed) →
 // edit a stream of every kind in the editor and check nothing else changed → a publisher with
 // a wrong key raises a dated alert, acknowledged from the dashboard →
-// push to the shown URL with ffmpeg → the preview plays → device charts render → phone-sized
+// push to the shown URL with ffmpeg → the preview plays (and again after the publisher drops
+// and returns) → device charts render → phone-sized
 // layout → sign out. Every request must go to the box itself. Screenshots go to $ARTIFACTS.
 //
 // Environment: BASE_URL (the node), SETUP_CODE, ARTIFACTS (a directory).
@@ -140,12 +141,13 @@ try {
   if (acked?.acknowledged_by !== "admin") throw new Error(`not acknowledged: ${JSON.stringify(acked)}`);
 
   // Push with ffmpeg to exactly what the UI shows.
-  ffmpeg = spawn(
+  const push = () => spawn(
     "ffmpeg",
     ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "90",
      "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv", `${server}/${key}`],
     { stdio: "ignore" },
   );
+  ffmpeg = push();
 
   // The preview plays: the video's currentTime advances.
   await page.click("a[href='#/dashboard']");
@@ -169,6 +171,18 @@ try {
   await page.waitForFunction(() => (document.querySelector("video[data-testid=webrtc-preview]")?.currentTime ?? 0) > 1, null, { timeout: 30000 });
   await shot("webrtc-preview");
   await page.locator("[data-testid=low-latency]").first().uncheck();
+
+  // The encoder drops off: the card says waiting (not an error) at once; it comes back and
+  // the preview plays again.
+  ffmpeg.kill("SIGKILL");
+  const dropped = Date.now();
+  await page.locator(".card.stream .badge.waiting").first().waitFor({ timeout: 5000 });
+  const noticed = Date.now() - dropped;
+  ffmpeg = push();
+  const returned = Date.now();
+  await page.waitForFunction(() => (document.querySelector("video.preview")?.currentTime ?? 0) > 0.5, null, { timeout: 30000 });
+  console.log(`dropped publisher shown waiting after ${noticed} ms; preview playing ${Date.now() - returned} ms after it came back`);
+  await shot("preview-after-reconnect");
 
   // The stream is recorded: its card says so, and the recordings page plays it back from
   // the day's timeline.
