@@ -85,8 +85,8 @@ fn acknowledge_the_refusal(node: &NodeProc) {
     let routine = created["id"].as_i64().expect("id");
     let (status, body) = node.send("POST", &format!("/api/events/{routine}/acknowledge"), None);
     assert_eq!(
-        (status, &body["error"]["code"]),
-        (409, &json!("not_an_alert")),
+        (status, &body["error"]["field"]),
+        (409, &json!("event_id")),
         "{body}"
     );
     let (status, _) = node.send("POST", "/api/events/99999999/acknowledge", None);

@@ -318,6 +318,34 @@ fn commands_run_once_report_their_lifecycle_and_refuse_bad_requests() {
     );
     assert_eq!(v["job"]["state"], "failed", "{v}");
 
+    // The failed update is an open alert; the fleet acknowledges it, as itself.
+    let (_, open) = node.get("/api/events?alerts=open");
+    let alert = open
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["kind"] == "update_failed").cloned())
+        .unwrap_or_else(|| panic!("no open update_failed alert: {open}"));
+    obs.publish(
+        &cmd("alert_acknowledge"),
+        &json!({"request_id": "ack1", "event_id": alert["id"]}).to_string(),
+        false,
+    );
+    let done = final_result(&obs, &res("alert_acknowledge"), "ack1");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["acknowledged_by"], "fleet", "{done}");
+    let (_, open) = node.get("/api/events?alerts=open");
+    assert!(
+        open.as_array()
+            .is_some_and(|a| a.iter().all(|e| e["id"] != alert["id"])),
+        "{open}"
+    );
+    obs.publish(
+        &cmd("alert_acknowledge"),
+        &json!({"request_id": "ack2", "event_id": "x"}).to_string(),
+        false,
+    );
+    let refused = final_result(&obs, &res("alert_acknowledge"), "ack2");
+    assert_eq!(refused["state"], "failed", "{refused}");
+
     // MQTT 5: correlation data and a response topic.
     obs.request(
         &cmd("stream_restart"),

@@ -16,7 +16,7 @@ use crate::http::{ApiError, ApiJson, AppState, By, ErrorBody, chain_error};
 use crate::metrics::Counters;
 use lpe_core::spec::StreamSpec;
 use lpe_core::supervisor::{TaskHealth, TaskState};
-use lpe_node::alerts::{AcknowledgeError, AlertFilter};
+use lpe_node::alerts::AlertFilter;
 use lpe_node::{Actor, Command, CommandError, Funding, Node, Outcome};
 
 /// An API error as a value.
@@ -645,6 +645,7 @@ fn outcome(node: &Node, headers: &HeaderMap, o: Outcome) -> Response {
         Outcome::Update(j) => (StatusCode::ACCEPTED, Json(j)).into_response(),
         Outcome::Desired(r) => Json(r).into_response(),
         Outcome::Mined(m) => tx_view(m).into_response(),
+        Outcome::Alert(e) => Json(e).into_response(),
     }
 }
 
@@ -1153,29 +1154,20 @@ async fn events(
     tag = "node",
     params(("id" = i64, Path, description = "event id")),
     responses((status = 200, body = lpe_node::views::StoredEvent), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the event is not an alert")),
+        (status = 409, body = ErrorBody, description = "the event is not an alert (`conflict`)")),
     security(("session" = ["admin"]), ("token" = ["admin"]))
 )]
 async fn acknowledge_event(
     State(node): State<AppState>,
     By(actor): By,
+    headers: HeaderMap,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<lpe_node::views::StoredEvent>, ApiError> {
-    let Path(id) = id.map_err(|_| ApiError::not_found("no such event"))?;
-    let by = match actor {
-        Actor::Operator { user } => user,
-        _ => return Err(ApiError::not_found("no such event")),
-    };
-    match node.acknowledge_event(id, &by).await {
-        Ok(event) => Ok(Json(event)),
-        Err(AcknowledgeError::NotFound) => Err(ApiError::not_found("no such event")),
-        Err(e @ AcknowledgeError::NotAnAlert(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_an_alert",
-            e.to_string(),
-        )),
-        Err(AcknowledgeError::Store(e)) => Err(CommandError::from(e).into()),
-    }
+) -> Result<Response, ApiError> {
+    let Path(event_id) = id.map_err(|_| ApiError::not_found("no such event"))?;
+    let o = node
+        .run(actor, Command::AcknowledgeAlert { event_id })
+        .await?;
+    Ok(outcome(&node, &headers, o))
 }
 
 /// Server-sent events: every node event as it happens (`event: <kind>`, JSON data).

@@ -335,6 +335,7 @@ const COMMANDS: &[&str] = &[
     "log_level",
     "orchestrator_status",
     "update",
+    "alert_acknowledge",
 ];
 
 /// A command's request, parsed: the id and the arguments object.
@@ -426,6 +427,12 @@ fn decode(name: &str, args: &serde_json::Map<String, Value>) -> Result<Command, 
                 Some(_) => Some(string_arg(args, "sha256")?),
             },
         }),
+        "alert_acknowledge" => Command::AcknowledgeAlert {
+            event_id: args
+                .get("event_id")
+                .and_then(Value::as_i64)
+                .ok_or("'event_id' is required: an integer")?,
+        },
         other => {
             return Err(format!(
                 "unknown command '{other}'; known: {}",

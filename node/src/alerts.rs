@@ -1,8 +1,8 @@
 //! Alerts: the events an operator must see until someone acknowledges them
-//! ([`lpe_core::events::ALERTS`]). The acknowledgement is kept with the event in the store, so
-//! every browser and every operator sees the same open alerts.
+//! ([`lpe_core::events::ALERTS`], `Command::AcknowledgeAlert`). The acknowledgement is kept
+//! with the event in the store, so every browser, operator and fleet sees the same open
+//! alerts.
 
-use lpe_store::StoreError;
 use serde::Deserialize;
 
 /// Which alerts an event listing is narrowed to.
@@ -13,16 +13,6 @@ pub enum AlertFilter {
     All,
     /// Alerts no one has acknowledged.
     Open,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AcknowledgeError {
-    #[error("no such event")]
-    NotFound,
-    #[error("a {0} event is not an alert")]
-    NotAnAlert(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// The alerts' kinds as the store keeps them.

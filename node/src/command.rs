@@ -30,6 +30,21 @@ pub enum Actor {
     Button,
 }
 
+impl Actor {
+    /// Who it is in a record others read (an acknowledged alert): the user, or the kind.
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Operator { user } => user.clone(),
+            Actor::Peer { address } => address.clone(),
+            Actor::Setup => "setup".into(),
+            Actor::Fleet => "fleet".into(),
+            Actor::Cli => "cli".into(),
+            Actor::Node => "node".into(),
+            Actor::Button => "button".into(),
+        }
+    }
+}
+
 /// A command with its sender and, for senders that retry, its request id.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -195,6 +210,11 @@ pub enum Command {
         sender: lpe_pm::Address,
         session: String,
     },
+    /// An alert seen to: it leaves the open alerts, with who acknowledged it and when (the
+    /// first acknowledgement stands).
+    AcknowledgeAlert {
+        event_id: i64,
+    },
 }
 
 impl Command {
@@ -221,6 +241,7 @@ impl Command {
             Command::ChargeWork { .. } => "charge_work",
             Command::EndPeerSession { .. } => "peer_session_end",
             Command::Update(_) => "update",
+            Command::AcknowledgeAlert { .. } => "alert_acknowledge",
         }
     }
 }
@@ -294,6 +315,7 @@ pub enum Outcome {
     Payment(lpe_money::payments::PaymentReceipt),
     Orchestrator(Box<crate::OrchestratorView>),
     Update(Box<crate::update::UpdateJob>),
+    Alert(Box<lpe_store::StoredEvent>),
     Done,
 }
 
@@ -315,6 +337,7 @@ impl Outcome {
             Outcome::Payment(r) => serde_json::to_value(r).unwrap_or_default(),
             Outcome::Orchestrator(s) => serde_json::to_value(s).unwrap_or_default(),
             Outcome::Update(j) => serde_json::to_value(j).unwrap_or_default(),
+            Outcome::Alert(e) => serde_json::to_value(e).unwrap_or_default(),
             Outcome::Deleted | Outcome::Auth(_) | Outcome::Done => serde_json::Value::Null,
         }
     }

@@ -60,7 +60,7 @@ use lpe_core::ids::{ID_ALPHABET, random_string};
 use serde::Serialize;
 
 use crate::config::Config;
-use alerts::{AcknowledgeError, AlertFilter, alert_kinds};
+use alerts::{AlertFilter, alert_kinds};
 use lpe_core::events::{EventBus, EventKind, NodeEvent, now_ms};
 use lpe_core::spec::{SourceSpec, SpecError, StreamSpec, TestPattern, default_ladder};
 use lpe_media::MediaEngine;
@@ -336,7 +336,7 @@ impl Node {
             "command"
         );
         let Some(rid) = request_id else {
-            return Ok(Reply::Ran(self.execute(command, None).await));
+            return Ok(Reply::Ran(self.execute(command, &actor, None).await));
         };
         let accepted = JournalEntry::new(Some(&rid), name, JournalState::Accepted);
         let (id, entry) = (rid.clone(), accepted.json());
@@ -352,7 +352,7 @@ impl Node {
             return Ok(Reply::Repeat(entry));
         }
         on_accepted(&accepted);
-        let result = self.execute(command, Some(&rid)).await;
+        let result = self.execute(command, &actor, Some(&rid)).await;
         // Only "accepted" (the claim) and the final state are written: a command cut short
         // by a crash is marked failed at the next start (`Store::fail_unfinished_commands`).
         let done = JournalEntry::finished(Some(&rid), name, &result);
@@ -368,13 +368,32 @@ impl Node {
 
     /// Executes one command: validate, persist, then act. Nothing is acted on that was not
     /// committed first. `request_id` is the sender's, kept by what outlives the call (an
-    /// update's job).
+    /// update's job); `actor` is named where a record says who did it.
     async fn execute(
         &self,
         cmd: Command,
+        actor: &Actor,
         request_id: Option<&str>,
     ) -> Result<Outcome, CommandError> {
         match cmd {
+            Command::AcknowledgeAlert { event_id } => {
+                self.flush_events().await;
+                let missing = || CommandError::Unavailable(format!("no event with id {event_id}"));
+                let event = self.store.event(event_id)?.ok_or_else(missing)?;
+                if !alert_kinds().contains(&event.kind.as_str()) {
+                    return Err(CommandError::Conflict {
+                        field: Some("event_id".into()),
+                        message: format!("a {} event is not an alert", event.kind),
+                    });
+                }
+                let (by, now) = (actor.name(), now_ms());
+                let acknowledged = self
+                    .store
+                    .write(move |w| w.acknowledge_event(event_id, &by, now))
+                    .await?
+                    .ok_or_else(missing)?;
+                Ok(Outcome::Alert(Box::new(acknowledged)))
+            }
             Command::Auth(c) => Ok(Outcome::Auth(self.auth.execute(&self.store, c).await?)),
             Command::CreateStream(mut spec) => {
                 self.complete(&mut spec);
@@ -1422,25 +1441,6 @@ impl Node {
             },
             limit,
         )
-    }
-
-    /// Acknowledges alert `id` for user `by`; the first acknowledgement stands.
-    pub async fn acknowledge_event(
-        &self,
-        id: i64,
-        by: &str,
-    ) -> Result<lpe_store::StoredEvent, AcknowledgeError> {
-        self.flush_events().await;
-        let event = self.store.event(id)?.ok_or(AcknowledgeError::NotFound)?;
-        if !alert_kinds().contains(&event.kind.as_str()) {
-            return Err(AcknowledgeError::NotAnAlert(event.kind));
-        }
-        let by = by.to_string();
-        let now = lpe_core::events::now_ms();
-        self.store
-            .write(move |w| w.acknowledge_event(id, &by, now))
-            .await?
-            .ok_or(AcknowledgeError::NotFound)
     }
 
     /// Objects the AI plane followed, newest first, with their snapshots' URLs.
