@@ -48,6 +48,13 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+fn event_by_id(conn: &rusqlite::Connection, id: i64) -> Result<Option<StoredEvent>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+        .query_row(params![id], event_row)
+        .optional()?)
+}
+
 impl Store {
     /// The newest events `filter` lets through, newest first.
     pub fn recent_events(
@@ -77,14 +84,7 @@ impl Store {
 
     /// One event, by id.
     pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(self
-            .read()?
-            .query_row(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
-                params![id],
-                event_row,
-            )
-            .optional()?)
+        event_by_id(&*self.read()?, id)
     }
 
     /// The stored result of a fleet command, by request id.
@@ -150,13 +150,7 @@ impl Writer {
              WHERE id = ?1 AND acknowledged_ms IS NULL",
             params![id, now_ms as i64, by],
         )?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
-                params![id],
-                event_row,
-            )
-            .optional()?)
+        event_by_id(conn, id)
     }
 
     /// Records a command's first result under its request id; `false` when the id is known
