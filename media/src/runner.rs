@@ -217,7 +217,6 @@ pub(super) async fn run(
         let mut whip = None;
         let mut first_tags = Vec::new();
         if let Some(rx) = publishers.as_mut() {
-            // Waiting, also after a publisher left: coming back is the publisher's to do.
             rt.update(|s| {
                 if s.state != StreamState::Failed {
                     s.state = StreamState::Waiting;
@@ -373,6 +372,12 @@ pub(super) async fn run(
         if started.elapsed() >= STABLE_RUN {
             backoff.reset();
         }
+        // A pushed stream waits for its publisher to come back; a pulled one is retried.
+        let lost = if publishers.is_some() {
+            StreamState::Waiting
+        } else {
+            StreamState::Reconnecting
+        };
         match end {
             RunEnd::Stopped => break,
             // An SRT listener's caller left: listen again at once, as an RTMP stream waits
@@ -393,7 +398,7 @@ pub(super) async fn run(
                 events.emit(Some(&id), EventKind::StreamDown, "source ended");
                 rt.update(|s| {
                     s.reconnects += 1;
-                    s.state = StreamState::Reconnecting;
+                    s.state = lost;
                     s.input_fps = 0.0;
                     s.input_kbps = 0.0;
                 });
@@ -414,7 +419,7 @@ pub(super) async fn run(
                 events.emit(Some(&id), EventKind::StreamDown, message.clone());
                 rt.update(|s| {
                     s.reconnects += 1;
-                    s.state = StreamState::Reconnecting;
+                    s.state = lost;
                     s.last_error = Some(message);
                     s.input_fps = 0.0;
                     s.input_kbps = 0.0;
