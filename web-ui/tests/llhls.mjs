@@ -28,7 +28,8 @@ try {
     video.muted = true;
     video.autoplay = true;
     document.body.append(video);
-    const hls = new Hls({ lowLatencyMode: true, enableWorker: false });
+    // Catching up to the playlist's PART-HOLD-BACK after a stall, as Apple's players do.
+    const hls = new Hls({ lowLatencyMode: true, enableWorker: false, maxLiveSyncPlaybackRate: 1.5 });
     let parts = 0;
     let audioCodec = "";
     const errors = [];

@@ -791,14 +791,20 @@ impl ClockPush {
                 )
             })
             .collect();
-        let filter = format!(
-            "drawbox=x=0:y=0:w=320:h=16:color=black:t=fill,{}",
-            boxes.join(",")
-        );
         let t0 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        // The clock is the time since `t0` at which ffmpeg's real-time source began: its
+        // timestamps are shifted by the wall time from `t0` to its filters' start, so that
+        // ffmpeg's own launch and RTMP connect (a second or more with a cold page cache) are
+        // not counted as latency. Audio is shifted alike to stay in sync.
+        let shift = format!("PTS-STARTPTS+(RTCSTART-{t0}000)/(TB*1000000)");
+        let filter = format!(
+            "setpts={shift},drawbox=x=0:y=0:w=320:h=16:color=black:t=fill,{}",
+            boxes.join(",")
+        );
+        let audio_filter = format!("asetpts={shift}");
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
@@ -813,6 +819,7 @@ impl ClockPush {
                 "zerolatency",
             ])
             .args(["-pix_fmt", "yuv420p", "-g", "30"])
+            .args(["-af", &audio_filter])
             .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
