@@ -225,7 +225,7 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
     assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
 
     // It comes back.
-    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 8);
+    let push = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 60);
     let v = node.wait_state(&id, "running", Duration::from_secs(20));
     assert!(v["status"]["reconnects"].as_u64() >= Some(1), "{v}");
     // The new run starts a fresh playlist, without the old run's end marker.
@@ -238,7 +238,40 @@ fn rtmp_push_produces_the_ladder_and_survives_publisher_reconnect() {
     let text = std::fs::read_to_string(&playlist).expect("playlist");
     assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
 
-    drop(push);
+    // The encoder reconnects while its old connection still holds the key (a dropped network
+    // link this node has not seen yet): the new connection replaces the old one at once.
+    let before = v["status"]["reconnects"].as_u64().unwrap_or(0);
+    let asked = Instant::now();
+    let replacing = FfmpegPush::start(&node.rtmp_url(&key), "1280x720", 8);
+    let (st, _) = push.wait();
+    let replaced_after = asked.elapsed();
+    println!("the old publisher ended {replaced_after:?} after the new one started");
+    assert!(!st.success(), "the replaced publisher was not ended");
+    assert!(
+        replaced_after < Duration::from_secs(5),
+        "{replaced_after:?}"
+    );
+    node.wait_stream(
+        &id,
+        "running on the new publisher",
+        Duration::from_secs(20),
+        |v| {
+            v["status"]["state"] == "running"
+                && v["status"]["reconnects"].as_u64().unwrap_or(0) > before
+        },
+    );
+    println!(
+        "running on the new publisher {:?} after it started",
+        asked.elapsed()
+    );
+    let (_, events) = node.get("/api/events?limit=100");
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|a| a.iter().all(|e| e["kind"] != "rtmp_refused")),
+        "{events}"
+    );
+    drop(replacing);
 }
 
 /// An RTSP server inside the test, on GStreamer's RTSP server library.

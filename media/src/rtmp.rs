@@ -60,7 +60,12 @@ struct Slot {
     tx: mpsc::Sender<Publisher>,
     whip: mpsc::Sender<WhipPublish>,
     busy: Arc<AtomicBool>,
+    /// Tells the RTMP publisher holding the key that another one replaces it.
+    replace: Option<watch::Sender<bool>>,
 }
+
+/// How long a publisher waits for the one it replaces to let go of the key.
+const REPLACE_WAIT: Duration = Duration::from_secs(3);
 
 /// Stream keys the node accepts, each bound to the stream that receives its publishers.
 #[derive(Clone, Default)]
@@ -98,6 +103,7 @@ impl PublishRegistry {
                     tx,
                     whip,
                     busy: Arc::new(AtomicBool::new(false)),
+                    replace: None,
                 },
             );
         }
@@ -122,8 +128,45 @@ impl PublishRegistry {
         }
     }
 
-    fn claim(&self, key: &str) -> Result<(String, mpsc::Sender<Publisher>, BusyGuard), Refusal> {
-        self.claim_for(key, |slot| slot.tx.clone())
+    /// Claims `key` for an RTMP publisher. One that holds it over RTMP is told to go and
+    /// the key waited for: an encoder reconnects after its connection dropped, often before
+    /// the old connection is seen to be gone. A WHIP publisher is not replaced.
+    async fn claim_rtmp(
+        &self,
+        key: &str,
+    ) -> Result<
+        (
+            String,
+            mpsc::Sender<Publisher>,
+            BusyGuard,
+            watch::Receiver<bool>,
+        ),
+        Refusal,
+    > {
+        let deadline = Instant::now() + REPLACE_WAIT;
+        let mut replacing = false;
+        loop {
+            {
+                let mut m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
+                let slot = m.get_mut(key).ok_or(Refusal::UnknownKey)?;
+                if !slot.busy.swap(true, Ordering::SeqCst) {
+                    let (replace, replaced) = watch::channel(false);
+                    slot.replace = Some(replace);
+                    return Ok((
+                        slot.stream_id.clone(),
+                        slot.tx.clone(),
+                        BusyGuard(slot.busy.clone()),
+                        replaced,
+                    ));
+                }
+                // Sending fails when no RTMP publisher listens: the key is held over WHIP.
+                replacing |= slot.replace.as_ref().is_some_and(|r| r.send(true).is_ok());
+                if !replacing || Instant::now() >= deadline {
+                    return Err(Refusal::Busy);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Marks `key` busy for one publisher, over RTMP and WHIP alike; `handover` picks where
@@ -265,7 +308,19 @@ enum ConnError {
 struct Publishing {
     stream_id: String,
     tx: mpsc::Sender<RtmpMedia>,
+    /// Becomes true when another publisher takes the key over.
+    replaced: watch::Receiver<bool>,
     _guard: BusyGuard,
+}
+
+/// Resolves when another publisher replaces this connection's (never without one).
+async fn replaced(publishing: &mut Option<Publishing>) {
+    if let Some(p) = publishing
+        && p.replaced.wait_for(|r| *r).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 async fn connection(
@@ -292,6 +347,10 @@ async fn connection(
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, sock.read(&mut buf)) => r,
             _ = shutdown.changed() => return Ok(()),
+            () = replaced(&mut publishing) => {
+                tracing::info!(%peer, "rtmp publisher replaced by a new connection with its key");
+                return Ok(());
+            }
         };
         let n = match read {
             Ok(r) => r?,
@@ -344,22 +403,23 @@ async fn on_event(
             } else if publishing.is_some() {
                 Err(Refusal::Busy)
             } else {
-                registry.claim(&key)
+                registry.claim_rtmp(&key).await
             };
             let (tx, rx) = mpsc::channel(1024);
-            let claimed = claimed.and_then(|(stream_id, handover, guard)| {
+            let claimed = claimed.and_then(|(stream_id, handover, guard, replaced)| {
                 handover
                     .try_send(Publisher { peer, media: rx })
-                    .map(|()| (stream_id, guard))
+                    .map(|()| (stream_id, guard, replaced))
                     .map_err(|_| Refusal::Busy)
             });
             match claimed {
-                Ok((stream_id, guard)) => {
+                Ok((stream_id, guard, replaced)) => {
                     tracing::info!(%peer, stream = %stream_id, key = %mask_key(&key), "rtmp publish accepted");
                     session.accept_publish(&mask_key(&key));
                     *publishing = Some(Publishing {
                         stream_id,
                         tx,
+                        replaced,
                         _guard: guard,
                     });
                     Ok(())
@@ -493,15 +553,48 @@ mod tests {
         assert_eq!(&t[14..], &14u32.to_be_bytes());
     }
 
-    #[test]
-    fn registry_refuses_unknown_and_busy_keys() {
+    #[tokio::test]
+    async fn a_publisher_replaces_the_one_holding_its_key_over_rtmp_not_over_whip() {
         let reg = PublishRegistry::default();
         let _rx = reg.register("key-12345678", "s1");
-        assert!(matches!(reg.claim("nope"), Err(Refusal::UnknownKey)));
-        let first = reg.claim("key-12345678");
-        assert!(first.is_ok());
-        assert!(matches!(reg.claim("key-12345678"), Err(Refusal::Busy)));
-        drop(first);
-        assert!(reg.claim("key-12345678").is_ok());
+        assert!(matches!(
+            reg.claim_rtmp("nope").await,
+            Err(Refusal::UnknownKey)
+        ));
+        let Ok((_, _, first_guard, mut first_replaced)) = reg.claim_rtmp("key-12345678").await
+        else {
+            panic!("the first claim failed");
+        };
+        // The second publisher tells the first to go, and has the key once it has gone.
+        let second = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.claim_rtmp("key-12345678").await.map(|c| (c.2, c.3)) }
+        });
+        first_replaced
+            .wait_for(|r| *r)
+            .await
+            .expect("the first publisher is told");
+        drop(first_guard);
+        let (second_guard, second_replaced) =
+            second.await.expect("task").expect("the second claim");
+        assert!(!*second_replaced.borrow());
+        // One that does not let go in time keeps the key.
+        let started = Instant::now();
+        assert!(matches!(
+            reg.claim_rtmp("key-12345678").await,
+            Err(Refusal::Busy)
+        ));
+        assert!(started.elapsed() >= REPLACE_WAIT, "{:?}", started.elapsed());
+        drop((second_guard, second_replaced));
+        // A key held over WHIP is refused at once.
+        let other = reg.register("key-87654321", "s2");
+        let whip = reg.claim_whip("key-87654321").expect("whip");
+        let started = Instant::now();
+        assert!(matches!(
+            reg.claim_rtmp("key-87654321").await,
+            Err(Refusal::Busy)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop((whip, other));
     }
 }
