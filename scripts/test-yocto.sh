@@ -47,6 +47,18 @@ scripts/ui-asset.sh --check
 
 echo "== one source for what both images carry"
 recipe=$layer/recipes-livepeer/livepeer-edge/livepeer-edge_git.bb
+# The Rust the recipe asks the build for is the workspace's, and its parse-time check is
+# Python that compiles.
+python3 - "$recipe" <<'PY'
+import re, sys, tomllib
+recipe = open(sys.argv[1]).read()
+need = re.search(r'^LIVEPEER_EDGE_MIN_RUST = "([^"]+)"$', recipe, re.M).group(1)
+with open("Cargo.toml", "rb") as f:
+    workspace = tomllib.load(f)["workspace"]["package"]["rust-version"]
+assert need == workspace, f"the recipe needs Rust {need}, Cargo.toml {workspace}"
+skip = re.search(r'^SKIP_RECIPE\[livepeer-edge\] = "\$\{@(.*)\}"$', recipe, re.M).group(1)
+compile(skip, "livepeer-edge_git.bb", "eval")
+PY
 for f in etc/systemd/system/livepeer-edge.service etc/systemd/system/livepeer-edge-reboot.path \
   etc/systemd/system/livepeer-edge-reboot.service etc/systemd/system.conf.d/watchdog.conf \
   usr/lib/sysusers.d/livepeer-edge.conf etc/udev/rules.d/70-livepeer-edge.rules \
