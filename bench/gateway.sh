@@ -13,4 +13,6 @@ if [ "${BENCH_SMOKE:-}" = 1 ]; then
 else
   profile=(--release)
 fi
-exec cargo test "${profile[@]}" -p livepeer-edge --test bench_gateway -- --ignored --nocapture
+# The whole workspace's features, as the suite's own build has them: with `-p` Cargo would
+# rebuild a dozen crates for this package's narrower set, and the suite's next build undo it.
+exec cargo test "${profile[@]}" --workspace --test bench_gateway -- --ignored --nocapture

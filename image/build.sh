@@ -82,8 +82,16 @@ if [ ! -f "$base/.complete" ]; then
 fi
 
 # 2. The node and its web UI.
-if [ "$PROFILE" = dev ]; then dir=debug; else dir=$PROFILE; fi
-cargo build --profile "$PROFILE" -p livepeer-edge
+if [ "$PROFILE" = dev ]; then
+  dir=debug
+  # The test suite's build, features unified across the workspace as `cargo test` has them:
+  # `-p livepeer-edge` would rebuild a dozen crates for the package's narrower set (a minute
+  # here) and the suite's next build would undo it.
+  cargo build --workspace --all-targets
+else
+  dir=$PROFILE
+  cargo build --profile "$PROFILE" -p livepeer-edge
+fi
 (cd web-ui && npm run --silent build)
 version=${IMAGE_VERSION:-$(./target/"$dir"/livepeer-edge --version | awk '{print $2}')}
 
