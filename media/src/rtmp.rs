@@ -114,12 +114,15 @@ impl PublishRegistry {
     }
 
     /// Claims `key` for a WHIP publisher: the stream's id, where to hand the publish over,
-    /// and the guard that keeps the key busy.
+    /// and the guard that keeps the key busy. A WHIP holder is never replaced.
     pub fn claim_whip(
         &self,
         key: &str,
     ) -> Result<(String, mpsc::Sender<WhipPublish>, BusyGuard), Refusal> {
-        self.claim_for(key, |slot| slot.whip.clone())
+        self.claim_for(key, |slot| {
+            slot.replace = None;
+            slot.whip.clone()
+        })
     }
 
     pub fn unregister(&self, key: &str) {
@@ -128,45 +131,41 @@ impl PublishRegistry {
         }
     }
 
-    /// Claims `key` for an RTMP publisher. One that holds it over RTMP is told to go and
+    /// Claims `key` for an RTMP publisher: as [`Self::claim_whip`], plus what tells this
+    /// publisher that another replaces it. One that holds the key over RTMP is told to go and
     /// the key waited for: an encoder reconnects after its connection dropped, often before
-    /// the old connection is seen to be gone. A WHIP publisher is not replaced.
-    async fn claim_rtmp(
-        &self,
-        key: &str,
-    ) -> Result<
-        (
-            String,
-            mpsc::Sender<Publisher>,
-            BusyGuard,
-            watch::Receiver<bool>,
-        ),
-        Refusal,
-    > {
+    /// the old connection is seen to be gone.
+    async fn claim_rtmp(&self, key: &str) -> Result<(String, RtmpHandover, BusyGuard), Refusal> {
         let deadline = Instant::now() + REPLACE_WAIT;
-        let mut replacing = false;
+        let mut told = false;
         loop {
-            {
-                let mut m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
-                let slot = m.get_mut(key).ok_or(Refusal::UnknownKey)?;
-                if !slot.busy.swap(true, Ordering::SeqCst) {
-                    let (replace, replaced) = watch::channel(false);
-                    slot.replace = Some(replace);
-                    return Ok((
-                        slot.stream_id.clone(),
-                        slot.tx.clone(),
-                        BusyGuard(slot.busy.clone()),
-                        replaced,
-                    ));
-                }
-                // Sending fails when no RTMP publisher listens: the key is held over WHIP.
-                replacing |= slot.replace.as_ref().is_some_and(|r| r.send(true).is_ok());
-                if !replacing || Instant::now() >= deadline {
-                    return Err(Refusal::Busy);
-                }
+            let claimed = self.claim_for(key, |slot| {
+                let (replace, replaced) = watch::channel(false);
+                slot.replace = Some(replace);
+                (slot.tx.clone(), replaced)
+            });
+            if !matches!(claimed, Err(Refusal::Busy)) {
+                return claimed;
+            }
+            // Once told, the holder drops what it was told through before its key: keep
+            // waiting for the key, not for another successful telling.
+            told |= self.tell_holder_to_go(key);
+            if !told || Instant::now() >= deadline {
+                return claimed;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Tells the RTMP publisher holding `key` to go; false when none listens (the key is held
+    /// over WHIP, or by no one).
+    fn tell_holder_to_go(&self, key: &str) -> bool {
+        let Ok(m) = self.inner.lock() else {
+            return false;
+        };
+        m.get(key)
+            .and_then(|slot| slot.replace.as_ref())
+            .is_some_and(|r| r.send(true).is_ok())
     }
 
     /// Marks `key` busy for one publisher, over RTMP and WHIP alike; `handover` picks where
@@ -174,20 +173,20 @@ impl PublishRegistry {
     fn claim_for<T>(
         &self,
         key: &str,
-        handover: impl FnOnce(&Slot) -> mpsc::Sender<T>,
-    ) -> Result<(String, mpsc::Sender<T>, BusyGuard), Refusal> {
-        let m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
-        let slot = m.get(key).ok_or(Refusal::UnknownKey)?;
+        handover: impl FnOnce(&mut Slot) -> T,
+    ) -> Result<(String, T, BusyGuard), Refusal> {
+        let mut m = self.inner.lock().map_err(|_| Refusal::UnknownKey)?;
+        let slot = m.get_mut(key).ok_or(Refusal::UnknownKey)?;
         if slot.busy.swap(true, Ordering::SeqCst) {
             return Err(Refusal::Busy);
         }
-        Ok((
-            slot.stream_id.clone(),
-            handover(slot),
-            BusyGuard(slot.busy.clone()),
-        ))
+        let guard = BusyGuard(slot.busy.clone());
+        Ok((slot.stream_id.clone(), handover(slot), guard))
     }
 }
+
+/// Where an RTMP publisher goes, and what tells it that another replaces it.
+type RtmpHandover = (mpsc::Sender<Publisher>, watch::Receiver<bool>);
 
 /// Frees the key for the next publisher when the connection ends, however it ends.
 pub struct BusyGuard(Arc<AtomicBool>);
@@ -406,7 +405,7 @@ async fn on_event(
                 registry.claim_rtmp(&key).await
             };
             let (tx, rx) = mpsc::channel(1024);
-            let claimed = claimed.and_then(|(stream_id, handover, guard, replaced)| {
+            let claimed = claimed.and_then(|(stream_id, (handover, replaced), guard)| {
                 handover
                     .try_send(Publisher { peer, media: rx })
                     .map(|()| (stream_id, guard, replaced))
@@ -561,19 +560,26 @@ mod tests {
             reg.claim_rtmp("nope").await,
             Err(Refusal::UnknownKey)
         ));
-        let Ok((_, _, first_guard, mut first_replaced)) = reg.claim_rtmp("key-12345678").await
+        let Ok((_, (_, mut first_replaced), first_guard)) = reg.claim_rtmp("key-12345678").await
         else {
             panic!("the first claim failed");
         };
         // The second publisher tells the first to go, and has the key once it has gone.
         let second = tokio::spawn({
             let reg = reg.clone();
-            async move { reg.claim_rtmp("key-12345678").await.map(|c| (c.2, c.3)) }
+            async move {
+                reg.claim_rtmp("key-12345678")
+                    .await
+                    .map(|(_, (_, r), g)| (g, r))
+            }
         });
         first_replaced
             .wait_for(|r| *r)
             .await
             .expect("the first publisher is told");
+        // It lets go of what told it first, then of the key: the second keeps waiting.
+        drop(first_replaced);
+        tokio::time::sleep(Duration::from_millis(100)).await;
         drop(first_guard);
         let (second_guard, second_replaced) =
             second.await.expect("task").expect("the second claim");
@@ -586,15 +592,14 @@ mod tests {
         ));
         assert!(started.elapsed() >= REPLACE_WAIT, "{:?}", started.elapsed());
         drop((second_guard, second_replaced));
-        // A key held over WHIP is refused at once.
-        let other = reg.register("key-87654321", "s2");
-        let whip = reg.claim_whip("key-87654321").expect("whip");
+        // The same key, held over WHIP after RTMP publishers had it, is refused at once.
+        let whip = reg.claim_whip("key-12345678").expect("whip");
         let started = Instant::now();
         assert!(matches!(
-            reg.claim_rtmp("key-87654321").await,
+            reg.claim_rtmp("key-12345678").await,
             Err(Refusal::Busy)
         ));
         assert!(started.elapsed() < Duration::from_secs(1));
-        drop((whip, other));
+        drop(whip);
     }
 }
