@@ -797,8 +797,9 @@ impl ClockPush {
             .unwrap_or(0);
         // The clock is the time since `t0` at which ffmpeg's real-time source began: its
         // timestamps are shifted by the wall time from `t0` to its filters' start, so that
-        // ffmpeg's own launch and RTMP connect (a second or more with a cold page cache) are
-        // not counted as latency. Audio is shifted alike to stay in sync.
+        // ffmpeg's own launch and RTMP connect (0.2 s here warm, 0.54 s with the page cache
+        // dropped, more right after the image build) are not counted as latency. Audio is
+        // shifted alike to stay in sync.
         let shift = format!("PTS-STARTPTS+(RTCSTART-{t0}000)/(TB*1000000)");
         let filter = format!(
             "setpts={shift},drawbox=x=0:y=0:w=320:h=16:color=black:t=fill,{}",
