@@ -154,12 +154,12 @@ impl Library {
     }
 }
 
-/// Applies retention every [`super::FILE_SECONDS`], forever; purges and a full disk are
-/// events.
+/// Applies retention every [`super::FILE_SECONDS`], forever; purges are events. A full disk
+/// is not one here: each recorder it pauses says so, naming its stream, and a disk too small
+/// for the free-space floor pauses nothing while no stream records.
 pub async fn keep(library: std::sync::Arc<Library>, events: lpe_core::events::EventBus) {
     use lpe_core::events::{EventKind, now_ms};
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(super::FILE_SECONDS));
-    let mut was_full = false;
     loop {
         tick.tick().await;
         let lib = library.clone();
@@ -185,13 +185,5 @@ pub async fn keep(library: std::sync::Arc<Library>, events: lpe_core::events::Ev
                 ),
             );
         }
-        if report.disk_full && !was_full {
-            events.emit(
-                None,
-                EventKind::RecordingFailed,
-                "the recordings disk is full and nothing is left to delete: recording paused",
-            );
-        }
-        was_full = report.disk_full;
     }
 }

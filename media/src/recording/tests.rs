@@ -285,3 +285,34 @@ fn a_nearly_full_disk_purges_and_then_says_it_is_full() {
     assert_eq!(report.deleted_files, 0);
     assert!(day.join(format!("{T0}.mp4")).exists());
 }
+
+/// A disk below the free-space floor, with nothing recording: retention notes it (the API
+/// shows it) and raises no event, since no recorder is paused; a paused recorder says so
+/// itself, naming its stream.
+#[tokio::test]
+async fn a_disk_below_the_floor_is_no_event_while_nothing_records() {
+    let (_d, lib) = library(
+        Retention {
+            min_free_bytes: u64::MAX,
+            ..no_limits()
+        },
+        &[],
+    );
+    let bus = lpe_core::events::EventBus::new();
+    let mut events = bus.subscribe();
+    let keeper = tokio::spawn(keep(lib.clone(), bus.clone()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !lib.disk_full() {
+        assert!(tokio::time::Instant::now() < deadline, "never found full");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    keeper.abort();
+    assert!(
+        matches!(
+            events.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "an event with nothing recording"
+    );
+}
