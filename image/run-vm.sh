@@ -6,6 +6,7 @@
 # VM_STATE (default target/image/vm) keeps the overlay and the firmware's variables between runs,
 # and holds the sockets of QEMU's monitor (qmp.sock: reset, keys) and of the guest agent
 # (qga.sock: commands inside the guest).
+# VM_DISK_SIZE (default 16G) is the size of the box's disk, at least the image's.
 # VM_GUESTFWD: services on the host's loopback the guest may reach, space-separated
 # "<guest port>=<host port>" pairs, at 10.0.2.100:<guest port> (the guest reaches nothing else).
 set -euo pipefail
@@ -14,7 +15,10 @@ disk=${IMAGE_DISK:-target/image/disk.img}
 state=${VM_STATE:-target/image/vm}
 [ -f "$disk" ] || { echo "no image: run image/build.sh first" >&2; exit 1; }
 mkdir -p "$state"
-[ -f "$state/overlay.qcow2" ] || qemu-img create -q -f qcow2 -b "$(realpath "$disk")" -F raw "$state/overlay.qcow2"
+# The overlay is a larger medium than the image (VM_DISK_SIZE), as a box's disk is: the data
+# partition grows into it at the first boot.
+[ -f "$state/overlay.qcow2" ] ||
+  qemu-img create -q -f qcow2 -b "$(realpath "$disk")" -F raw "$state/overlay.qcow2" "${VM_DISK_SIZE:-16G}"
 [ -f "$state/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$state/OVMF_VARS.fd"
 forwards=""
 for pair in ${VM_GUESTFWD:-}; do

@@ -16,6 +16,10 @@ use common::{free_port, kill_group, succeeded};
 /// Firmware → GRUB → kernel → the node listening, under TCG on two cores (about 60 s here).
 const BOOT: Duration = Duration::from_secs(300);
 
+/// The box's disk: larger than the image (5.1 GiB), as the medium it is flashed to is, so
+/// the data partition grows into the rest at the first boot.
+const MEDIUM_GIB: u64 = 16;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -218,6 +222,7 @@ fn start_qemu(state: &Path, disk: &Path, ports: [u16; 3], forwards: &str, consol
         .env("RTMP_PORT", rtmp.to_string())
         .env("NET_PORT", net.to_string())
         .env("VM_GUESTFWD", forwards)
+        .env("VM_DISK_SIZE", format!("{MEDIUM_GIB}G"))
         .args([
             "-chardev",
             &format!("file,id=console,append=on,path={}", console.display()),
@@ -498,6 +503,12 @@ fn the_image_boots_to_a_healthy_node_set_up_with_its_consoles_code() {
     assert!(!slot(&update, "B").is_null(), "{update}");
     let device = vm.get_json(&auth, "/api/device");
     assert_eq!(device["identity"]["name"], "venue box", "{device}");
+    // The data partition (1 GiB in the image) took the rest of the medium at this first boot,
+    // and its filesystem with it: room for recordings above the free-space floor.
+    let storage = vm.get_json(&auth, "/api/recordings/storage");
+    let total = storage["disk_total_bytes"].as_u64().unwrap_or(0);
+    assert!(total > (MEDIUM_GIB - 6) << 30, "{storage}");
+    assert_eq!(storage["disk_full"], false, "{storage}");
 }
 
 #[test]
