@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::mqtt::{Broker, Observer};
 use common::{free_port, kill_group, succeeded};
 
-/// Firmware → GRUB → kernel → the node listening, under TCG on two cores (about 60 s here).
+/// Firmware → GRUB → kernel → the node listening, under TCG on two cores (about 35 s here).
 const BOOT: Duration = Duration::from_secs(300);
 
 /// The box's disk: larger than the image (5.1 GiB), as the medium it is flashed to is, so
@@ -485,15 +485,24 @@ fn the_image_boots_to_a_healthy_node_set_up_with_its_consoles_code() {
     eprintln!("boot to a healthy node: {:.0} s", took.as_secs_f64());
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["checks"]["store"]["status"], "ok", "{health}");
-    // The console names the device's address, in the banner and in the setup line.
+    // The console names the device's address, in the setup line and in the login banner
+    // (which getty may show after the node is up).
     let code = vm.wait_setup_code(0);
-    let console = vm.console();
     assert!(
-        console.contains("Open http://10.0.2.15/")
-            && console.contains("open http://10.0.2.15/ and enter the setup code"),
+        vm.console()
+            .contains("open http://10.0.2.15/ and enter the setup code"),
         "{}",
-        tail(&console)
+        tail(&vm.console())
     );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vm.console().contains("Open http://10.0.2.15/") {
+        assert!(
+            Instant::now() < deadline,
+            "no banner with the address:\n{}",
+            tail(&vm.console())
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let auth = vm.admin_token_with(&code);
     // Booted from A, the slot the image was flashed with, and RAUC answers over D-Bus.
     let update = vm.wait_job(&auth, &["idle"], Duration::from_secs(30));
