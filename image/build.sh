@@ -36,8 +36,10 @@ say() { echo "image: $*" >&2; }
 
 # 1. The Debian tree, from the package list; cached under its key.
 packages=$(grep -v '^#' image/packages.txt | paste -sd, -)
-bootstrap_recipe='v3 minbase bookworm, no GL drivers, modules zstd -9'
-key=$(printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe" | sha256sum | cut -c1-16)
+bootstrap_recipe='v4 minbase bookworm, no GL drivers, modules zstd -9, listed initramfs'
+initramfs_conf=image/rootfs/etc/initramfs-tools
+key=$( (printf '%s\n%s\n%s\n' "$packages" "$MIRROR" "$bootstrap_recipe"; cat "$initramfs_conf"/conf.d/* "$initramfs_conf"/hooks/*) |
+  sha256sum | cut -c1-16)
 base="$CACHE/base-$key"
 # A failed debootstrap can leave the kernel's filesystems mounted in its tree; they go before
 # the tree does.
@@ -75,6 +77,9 @@ if [ ! -f "$base/.complete" ]; then
   find "$base.partial/usr/lib/modules" -name '*.ko' -print0 |
     xargs -0 -n 64 -P "$(nproc)" zstd -q --rm -9
   for kver in "$base.partial"/usr/lib/modules/*; do chroot "$base.partial" depmod "$(basename "$kver")"; done
+  # The initramfs made again with the image's own settings: the root's drivers only.
+  cp -a "$initramfs_conf/." "$base.partial/etc/initramfs-tools/"
+  chroot "$base.partial" update-initramfs -u -k all
   touch "$base.partial/.complete"
   mv "$base.partial" "$base"
   # Older trees are superseded.

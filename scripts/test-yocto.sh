@@ -112,7 +112,7 @@ grep -qF "printf '$esp\\n'" $layer/recipes-core/images/livepeer-edge-image.bb ||
 
 echo "== shellcheck"
 backend=$layer/dynamic-layers/tegra/recipes-core/rauc/files/nvbootctrl-backend
-shellcheck "$backend" image/rauc/grubenv-backend image/*.sh scripts/ui-asset.sh scripts/test-yocto.sh
+shellcheck "$backend" image/rauc/grubenv-backend image/*.sh image/rootfs/etc/initramfs-tools/hooks/* scripts/ui-asset.sh scripts/test-yocto.sh
 
 echo "== the nvbootctrl backend against stand-ins for nvbootctrl and efivar"
 # The stand-ins take only the calls L4T R36 is known to answer as the backend makes them
