@@ -153,7 +153,7 @@ impl Vm {
                 tail(&self.console()),
                 self.esp_report()
             );
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -1461,8 +1461,10 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         z ^ (z >> 31)
     };
     for cut in 1..=cuts {
+        let cycle = Instant::now();
         // The session is opened before the cut's clock starts: the window is all payments.
         let gateway = open_gateway(&rt, vm.net);
+        let session = cycle.elapsed();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (stop, auth, http) = (stop.clone(), auth.clone(), vm.http);
@@ -1488,7 +1490,7 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
             }
         }
 
-        vm.wait_healthy();
+        let (boot, _) = vm.wait_healthy();
         let mut guest = Guest::connect(vm.state());
         let check = guest.ok(
             "runuser -u livepeer-edge -- livepeer-edge check-store --config /etc/livepeer-edge/config.toml",
@@ -1530,9 +1532,13 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
             names.insert(id.clone(), name.clone());
         }
         eprintln!(
-            "cut {cut}/{cuts}: {} streams as acknowledged ({acknowledged} changes, {} winning tickets so far), store ok",
+            "cut {cut}/{cuts}: {} streams as acknowledged ({acknowledged} changes, {} winning tickets so far), store ok; \
+             {:.0} s (a ticket session {:.0} s, boot to a healthy node {:.0} s)",
             names.len(),
-            tickets.len()
+            tickets.len(),
+            cycle.elapsed().as_secs_f64(),
+            session.as_secs_f64(),
+            boot.as_secs_f64(),
         );
     }
     assert!(
