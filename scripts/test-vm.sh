@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+export EDGE_DEPS_READY=1
 export PATH="$PWD/target/pyenv/bin:$PATH"
 export EDGE_SUITE_RUN="${EDGE_SUITE_RUN:-vm-$$-$(date +%s%N)}"
 status=0
