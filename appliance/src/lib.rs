@@ -58,6 +58,8 @@ pub enum StartError {
     Tls(String),
     #[error("the Livepeer network: {0}")]
     Network(String),
+    #[error("the AI plane: {0}")]
+    Ai(String),
 }
 
 /// The data directory holds RTSP passwords, session and CSRF tokens and the keystore: only
@@ -148,7 +150,12 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
         })?;
 
     let candidates = cfg.media.encoder_candidates.clone();
-    let inventory = tokio::task::spawn_blocking(move || media::encoder::probe(&candidates))
+    let probing = tokio::task::spawn_blocking(move || media::encoder::probe(&candidates));
+    // ONNX Runtime is loaded while the encoders are probed: each takes a second or more on a
+    // small box, and neither needs the other.
+    let ai_cfg = cfg.clone();
+    let loading_ai = tokio::task::spawn_blocking(move || node::ai::AiPlane::start(&ai_cfg));
+    let inventory = probing
         .await
         .map_err(|e| StartError::Media(format!("encoder probe failed: {e}")))?;
     for e in &inventory.encoders {
@@ -166,10 +173,16 @@ pub async fn run(cfg: Config, logs: Arc<logs::LogControl>) -> Result<RunEnd, Sta
     let engine = media::MediaEngine::new(cfg.media_engine(), inventory, events.clone());
     let registry = engine.registry();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ai = loading_ai
+        .await
+        .map_err(|e| StartError::Ai(format!("loading ONNX Runtime failed: {e}")))?;
     let node = node::Node::new(
         cfg.clone(),
-        Arc::new(store),
-        engine,
+        node::Planes {
+            store: Arc::new(store),
+            ai,
+            media: engine,
+        },
         events.clone(),
         logs,
         Supervisor::new(shutdown_rx.clone()),

@@ -265,17 +265,24 @@ fn new_stream_key() -> String {
     )
 }
 
+/// The planes a node is made of that are started before it: each takes a while to open
+/// (migrations, encoder probes, a runtime library), so they open side by side.
+pub struct Planes {
+    pub store: Arc<Store>,
+    pub ai: crate::ai::AiPlane,
+    pub media: MediaEngine,
+}
+
 impl Node {
     pub fn new(
         cfg: Config,
-        store: Arc<Store>,
-        media: MediaEngine,
+        Planes { store, ai, media }: Planes,
         events: EventBus,
         logs: Arc<crate::logs::LogControl>,
         subsystems: lpe_core::supervisor::Supervisor,
         shutdown: tokio::sync::watch::Sender<bool>,
     ) -> Arc<Self> {
-        let ai = Arc::new(crate::ai::AiPlane::start(&cfg));
+        let ai = Arc::new(ai);
         let analyser = crate::analysis::Analyser::new(
             ai.clone(),
             &cfg,
