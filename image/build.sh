@@ -140,6 +140,9 @@ systemd-sysusers --root="$root"
 # RAUC's service is started by D-Bus when asked.
 systemctl --root="$root" enable livepeer-edge.service livepeer-edge-reboot.path systemd-networkd.service \
   systemd-resolved.service 2>&1 | sed 's/^/image: /'
+# What a headless box without LVM never uses, started at every boot: e2scrub's clean-up of LVM
+# snapshots and an early load of the display drivers (udev loads a GPU's when there is one).
+systemctl --root="$root" mask e2scrub_reap.service modprobe@drm.service 2>&1 | sed 's/^/image: /'
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 # The development CA signs bundles; the image trusts it alone.
 if [ ! -f "$KEYS/ca.cert.pem" ]; then
