@@ -5,7 +5,8 @@
 #   target/image/update.raucb  a RAUC bundle of the root slot, signed by the development CA
 # Nothing is mounted: filesystems are made from directories (mkfs.ext4 -d, mtools) and the
 # disk is assembled with sfdisk and dd. The Debian tree is cached by content (the package
-# list and this recipe's bootstrap step), so a rebuild after a node change takes seconds.
+# list and this recipe's bootstrap step), so a rebuild after a node change takes seconds, and
+# the outputs by their inputs: building what was built before only checks that.
 #
 # Environment: IMAGE_PROFILE (cargo profile of the node, default release; the test suite
 # uses dev), IMAGE_VERSION (the bundle's version, default the node's), IMAGE_KEYS (the
@@ -99,6 +100,33 @@ else
 fi
 (cd web-ui && npm run --silent build)
 version=${IMAGE_VERSION:-$(./target/"$dir"/livepeer-edge --version | awk '{print $2}')}
+# On-device inference: ONNX Runtime's CPU library from the wheel the project's set-up installs
+# (the node finds it in ../lib beside its binary) and CenterFace, the built-in face model
+# privacy mode blurs with.
+ort=$(find target/pyenv/lib -path '*/onnxruntime/capi/libonnxruntime.so.*' | sort | tail -n 1)
+if [ -z "$ort" ] || [ ! -f target/models/centerface.onnx ]; then
+  echo "image: ONNX Runtime or CenterFace is missing; run scripts/deps.sh" >&2
+  exit 1
+fi
+
+# The disk and the bundle are made again only when what they are made from changed: the
+# tree, this recipe and the image's files, the node, its UI, the inference library and model,
+# the venue's overlay, the signing keys and the version (a suite builds the same image more
+# than once; each build is a minute of copying and compressing).
+inputs=$(
+  {
+    echo "$key $PROFILE $version"
+    find image web-ui/dist ${IMAGE_OVERLAY:+"$IMAGE_OVERLAY"} -type f -print0 | sort -z | xargs -0 sha256sum
+    sha256sum "target/$dir/livepeer-edge" "$ort" target/models/centerface.onnx
+    if [ -d "$KEYS" ]; then find "$KEYS" -name '*.pem' -print0 | sort -z | xargs -0 -r sha256sum; fi
+  } | sha256sum | cut -c1-16
+)
+if [ -f "$OUT/disk.img" ] && [ -f "$OUT/update.raucb" ] && [ "$(cat "$OUT/inputs" 2>/dev/null)" = "$inputs" ]; then
+  say "unchanged since its last build ($inputs): $OUT/disk.img"
+  echo "$OUT/disk.img" >&3
+  exit 0
+fi
+rm -f "$OUT/inputs"
 
 # 3. The root slot: the tree, the image's own files, the node.
 say "assembling the root ($PROFILE node, version $version)"
@@ -113,14 +141,6 @@ install -D -m 0755 "target/$dir/livepeer-edge" "$root/usr/bin/livepeer-edge"
 strip --strip-debug "$root/usr/bin/livepeer-edge"
 mkdir -p "$root/usr/share/livepeer-edge"
 cp -a web-ui/dist "$root/usr/share/livepeer-edge/ui"
-# On-device inference: ONNX Runtime's CPU library from the wheel the project's set-up installs
-# (the node finds it in ../lib beside its binary) and CenterFace, the built-in face model
-# privacy mode blurs with.
-ort=$(find target/pyenv/lib -path '*/onnxruntime/capi/libonnxruntime.so.*' | sort | tail -n 1)
-if [ -z "$ort" ] || [ ! -f target/models/centerface.onnx ]; then
-  echo "image: ONNX Runtime or CenterFace is missing; run scripts/deps.sh" >&2
-  exit 1
-fi
 install -m 0644 "$ort" "$root/usr/lib/$(basename "$ort")"
 install -D -m 0644 target/models/centerface.onnx "$root/usr/share/livepeer-edge/models/centerface.onnx"
 printf 'VERSION=%s\nCOMPATIBLE=%s\n' "$version" "$COMPATIBLE" > "$root/etc/livepeer-edge/release"
@@ -228,5 +248,6 @@ rauc bundle --cert="$KEYS/signing.cert.pem" --key="$KEYS/signing.key.pem" \
   --keyring="$KEYS/ca.cert.pem" --mksquashfs-args="-comp zstd -Xcompression-level 3" \
   "$bundle_dir" "$OUT/update.raucb"
 rm -rf "$bundle_dir"
+echo "$inputs" > "$OUT/inputs"
 say "$(du -h --apparent-size "$disk" | cut -f1) disk ($(du -h "$disk" | cut -f1) allocated), root $(du -h --apparent-size "$OUT/rootfs.ext4" | cut -f1), bundle $(du -h "$OUT/update.raucb" | cut -f1)"
 echo "$disk" >&3
