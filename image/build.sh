@@ -109,6 +109,22 @@ if [ -z "$ort" ] || [ ! -f target/models/centerface.onnx ]; then
   exit 1
 fi
 
+# The development CA signs bundles; the image trusts it alone. Made before the inputs are
+# summed: they include it.
+if [ ! -f "$KEYS/ca.cert.pem" ]; then
+  say "making the development signing CA in $KEYS"
+  mkdir -p "$KEYS" && chmod 700 "$KEYS"
+  openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=Livepeer Edge development CA" \
+    -keyout "$KEYS/ca.key.pem" -out "$KEYS/ca.cert.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -newkey rsa:3072 -nodes -subj "/CN=Livepeer Edge development bundles" \
+    -keyout "$KEYS/signing.key.pem" -out "$KEYS/signing.csr" 2>/dev/null
+  # No extendedKeyUsage: RAUC refuses codeSigning ("unsuitable certificate purpose").
+  openssl x509 -req -in "$KEYS/signing.csr" -CA "$KEYS/ca.cert.pem" -CAkey "$KEYS/ca.key.pem" \
+    -CAcreateserial -days 3650 -out "$KEYS/signing.cert.pem" \
+    -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n') 2>/dev/null
+fi
+
 # The disk and the bundle are made again only when what they are made from changed: the
 # tree, this recipe and the image's files, the node, its UI, the inference library and model,
 # the venue's overlay, the signing keys and the version (a suite builds the same image more
@@ -164,20 +180,6 @@ systemctl --root="$root" enable livepeer-edge.service livepeer-edge-reboot.path 
 # snapshots and an early load of the display drivers (udev loads a GPU's when there is one).
 systemctl --root="$root" mask e2scrub_reap.service modprobe@drm.service 2>&1 | sed 's/^/image: /'
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
-# The development CA signs bundles; the image trusts it alone.
-if [ ! -f "$KEYS/ca.cert.pem" ]; then
-  say "making the development signing CA in $KEYS"
-  mkdir -p "$KEYS" && chmod 700 "$KEYS"
-  openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=Livepeer Edge development CA" \
-    -keyout "$KEYS/ca.key.pem" -out "$KEYS/ca.cert.pem" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-  openssl req -newkey rsa:3072 -nodes -subj "/CN=Livepeer Edge development bundles" \
-    -keyout "$KEYS/signing.key.pem" -out "$KEYS/signing.csr" 2>/dev/null
-  # No extendedKeyUsage: RAUC refuses codeSigning ("unsuitable certificate purpose").
-  openssl x509 -req -in "$KEYS/signing.csr" -CA "$KEYS/ca.cert.pem" -CAkey "$KEYS/ca.key.pem" \
-    -CAcreateserial -days 3650 -out "$KEYS/signing.cert.pem" \
-    -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n') 2>/dev/null
-fi
 mkdir -p "$root/etc/rauc"
 install -m 0644 "$KEYS/ca.cert.pem" "$root/etc/rauc/ca.cert.pem"
 # RAUC's GRUB slot logic through a backend that rewrites grubenv in place (see the script).
