@@ -1464,7 +1464,6 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         let cycle = Instant::now();
         // The session is opened before the cut's clock starts: the window is all payments.
         let gateway = open_gateway(&rt, vm.net);
-        let session = cycle.elapsed();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (stop, auth, http) = (stop.clone(), auth.clone(), vm.http);
@@ -1533,11 +1532,10 @@ fn power_cuts_lose_no_acknowledged_change_or_ticket_and_never_corrupt_the_store(
         }
         eprintln!(
             "cut {cut}/{cuts}: {} streams as acknowledged ({acknowledged} changes, {} winning tickets so far), store ok; \
-             {:.0} s (a ticket session {:.0} s, boot to a healthy node {:.0} s)",
+             {:.0} s, {:.0} s of it the boot to a healthy node",
             names.len(),
             tickets.len(),
             cycle.elapsed().as_secs_f64(),
-            session.as_secs_f64(),
             boot.as_secs_f64(),
         );
     }
