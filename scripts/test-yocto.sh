@@ -104,6 +104,8 @@ for slot in A B; do
     { echo "slot $slot's partition UUID differs from image/build.sh's ($uuid)" >&2; exit 1; }
   grep -q -- "--uuid \${LIVEPEER_EDGE_ROOTFS_${slot}_UUID}" $layer/wic/livepeer-edge-qemux86-64.wks.in
 done
+# GRUB's own parser on the boot menu: a syntax error there is a box that boots nothing.
+grub-script-check image/grub.cfg
 [ "$(grep -o '@[A-Z_]*@' image/grub.cfg | sort -u | tr '\n' ' ')" = "@ROOTFS_A_UUID@ @ROOTFS_B_UUID@ " ] ||
   { echo "image/grub.cfg has placeholders livepeer-edge-boot does not fill" >&2; exit 1; }
 esp=$(grep '^PARTLABEL=esp ' image/rootfs/etc/fstab)
