@@ -1240,14 +1240,60 @@ fn updates_boot_the_other_slot_roll_back_and_refuse_foreign_bundles() {
     assert_eq!(b["boot_status"], "good", "{done}");
     assert_eq!(b["bundle_version"], "0.1.0-next", "{done}");
 
-    // A version whose node cannot start: installed to A, booted, given up on (five failed
-    // starts reboot the box; GRUB passes over a slot tried and never marked good), and
-    // reported failed from B, which runs again; A is marked bad.
+    // The power goes as B runs, then twice in a row as B's kernel starts (GRUB has counted
+    // the try; B has not marked itself good yet): the box does not go back to the older
+    // version in A. GRUB boots B a third time and B marks itself good there.
     let started = Instant::now();
+    let (a_before, b_before) = (boots_of(&vm, "A"), boots_of(&vm, "B"));
+    for _ in 0..3 {
+        let boots = vm.console().matches("Command line:").count();
+        vm.power_cycle();
+        vm.wait_console("a kernel starting", BOOT, |console| {
+            (console.matches("Command line:").count() > boots).then_some(())
+        });
+    }
+    vm.wait_healthy();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let remarked = loop {
+        if let Some(s) = vm.update_status(&auth)
+            && s["system"]["booted"] == "B"
+            && slot(&s, "B")["boot_status"] == "good"
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B was not booted and marked good again after two cuts before its mark: {:?}",
+            vm.update_status(&auth)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    eprintln!(
+        "two cuts before the mark to B marked good again: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        slot(&remarked, "B")["bundle_version"],
+        "0.1.0-next",
+        "{remarked}"
+    );
+    assert_eq!(slot(&remarked, "A")["boot_status"], "good", "{remarked}");
+    assert_eq!(boots_of(&vm, "A"), a_before, "A was booted");
+    assert_eq!(
+        boots_of(&vm, "B"),
+        b_before + 3,
+        "B was not booted three times"
+    );
+
+    // A version whose node cannot start: installed to A, booted three times (five failed
+    // starts reboot the box; GRUB passes over a slot after three tries never marked good),
+    // and reported failed from B, which runs again; A is marked bad.
+    let started = Instant::now();
+    let a_before = boots_of(&vm, "A");
     vm.upload(&auth, &broken);
     let rolled = vm.wait_job(&auth, &["succeeded", "failed"], Duration::from_secs(1200));
     eprintln!(
-        "upload + install + failed boot + rollback: {:.0} s",
+        "upload + install + three failed boots + rollback: {:.0} s",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(rolled["job"]["state"], "failed", "{rolled}");
@@ -1256,6 +1302,20 @@ fn updates_boot_the_other_slot_roll_back_and_refuse_foreign_bundles() {
     assert_eq!(rolled["system"]["booted"], "B", "{rolled}");
     assert_eq!(slot(&rolled, "A")["boot_status"], "bad", "{rolled}");
     assert_eq!(slot(&rolled, "B")["boot_status"], "good", "{rolled}");
+    assert_eq!(
+        boots_of(&vm, "A"),
+        a_before + 3,
+        "the broken A was not booted exactly three times"
+    );
+}
+
+/// How many times the box booted `slot`, as its kernels' command lines on the console say.
+fn boots_of(vm: &Vm, slot: &str) -> usize {
+    let slot = format!("rauc.slot={slot}");
+    vm.console()
+        .lines()
+        .filter(|l| l.contains("Command line:") && l.split_whitespace().any(|w| w == slot))
+        .count()
 }
 
 /// One acknowledged or attempted change of the power-cut test.
